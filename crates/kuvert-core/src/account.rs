@@ -1,0 +1,129 @@
+//! Accounts (the sender, a company) and their users.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $(#[serde(rename = $text)] $variant),* }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)*
+                    _ => Err(format!(
+                        concat!("unknown ", stringify!($name), " {:?}: expected one of {}"),
+                        s,
+                        [$($text),*].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+string_enum! {
+    /// What an account pays for: it sets event retention and the monthly quota.
+    Plan { Free = "free", Premium = "premium" }
+}
+
+string_enum! {
+    /// Where an account's data lives (seed 000 "Speicherort", seed 003 §6). EU unless asked.
+    Region { Eu = "eu", Us = "us" }
+}
+
+string_enum! {
+    AccountStatus { Active = "active", Suspended = "suspended", Closed = "closed" }
+}
+
+string_enum! {
+    /// A user's role within an account.
+    Role { Owner = "owner", Admin = "admin", Developer = "developer", Viewer = "viewer" }
+}
+
+impl Default for Region {
+    fn default() -> Self {
+        Self::Eu
+    }
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self::Free
+    }
+}
+
+/// What a plan allows. The defaults are the promises of PRODUCT.md; an instance may change them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanLimits {
+    /// How long event data is kept (seed 000: 3 months, 13 on premium plans).
+    pub event_retention_days: u32,
+    /// Recipients an account may send to per calendar month.
+    pub monthly_quota: u64,
+}
+
+impl Plan {
+    pub fn default_limits(self) -> PlanLimits {
+        match self {
+            Self::Free => PlanLimits {
+                event_retention_days: 92,
+                monthly_quota: 6_000,
+            },
+            Self::Premium => PlanLimits {
+                event_retention_days: 396,
+                monthly_quota: 1_000_000,
+            },
+        }
+    }
+}
+
+/// The company fields that seeds 000 §2 and 003 §3 list for an account. All are personal data
+/// (a sole trader's company is a person) and are stored sealed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompanyProfile {
+    pub company: Option<String>,
+    pub country: Option<String>,
+    pub vat_id: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+/// The personal fields of a user (seed 000 §2). Stored sealed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    pub salutation: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for p in Plan::ALL {
+            assert_eq!(p.as_str().parse::<Plan>(), Ok(*p));
+        }
+        let err = "gold".parse::<Plan>().unwrap_err();
+        assert!(err.contains("free, premium"), "{err}");
+        assert_eq!(Region::default(), Region::Eu);
+    }
+}

@@ -1,0 +1,17 @@
+//! Kuvert's domain types and rules. Nothing here does I/O: the store persists these types,
+//! the HTTP and SMTP crates translate requests into them.
+
+pub mod account;
+pub mod address;
+pub mod apikey;
+pub mod clock;
+pub mod domain;
+pub mod event;
+pub mod id;
+pub mod lookup;
+pub mod mime;
+pub mod password;
+pub mod submission;
+
+pub use address::{EmailAddress, Mailbox};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

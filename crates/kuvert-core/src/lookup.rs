@@ -1,0 +1,52 @@
+//! Keyed hashes of personal values (addresses, user e-mails). They let the store find and
+//! deduplicate rows without keeping the value in clear, and they are what stays of an address
+//! erased under GDPR on a suppression list (PRODUCT.md, suppressions).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+#[derive(Clone)]
+pub struct LookupKey([u8; 32]);
+
+impl std::fmt::Debug for LookupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LookupKey(..)")
+    }
+}
+
+impl LookupKey {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
+    /// Hex HMAC-SHA256 of the normalised value (trimmed, lower case).
+    pub fn hash(&self, value: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(value.trim().to_lowercase().as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_keyed_and_case_insensitive() {
+        let a = LookupKey::new([1; 32]);
+        let b = LookupKey::new([2; 32]);
+        assert_eq!(a.hash("Ann@Example.com"), a.hash("ann@example.com "));
+        assert_ne!(a.hash("ann@example.com"), b.hash("ann@example.com"));
+        assert_eq!(a.hash("x").len(), 64);
+    }
+}

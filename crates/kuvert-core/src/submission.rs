@@ -1,0 +1,310 @@
+//! A `Submission` is what every entrance (HTTP, SMTP, compatibility APIs, campaigns) turns its
+//! request into. Its rules live here, once.
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::{Mailbox, Timestamp};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
+}
+
+/// Per-message tracking choices; `None` means "the account's or domain's default".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackingOptions {
+    pub opens: Option<bool>,
+    pub clicks: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submission {
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub send_at: Option<Timestamp>,
+    pub tracking: TrackingOptions,
+    pub require_tls: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_recipients: usize,
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_recipients: 1000,
+            max_message_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// What is wrong with a submission, and which field is at fault.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct SubmissionError {
+    pub kind: SubmissionErrorKind,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmissionErrorKind {
+    /// A value breaks a rule (bad address, header injection, ...).
+    Invalid,
+    TooManyRecipients,
+    TooLarge,
+}
+
+impl SubmissionError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: SubmissionErrorKind::Invalid,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Headers Kuvert writes itself; a caller setting them would corrupt the message or its routing.
+const RESERVED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "reply-to",
+    "sender",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "dkim-signature",
+    "return-path",
+    "received",
+];
+
+pub const MAX_TAGS: usize = 10;
+const MAX_METADATA_BYTES: usize = 10 * 1024;
+/// How far ahead a message may be scheduled (Mailgun allows 3 days, Mailjet 7).
+pub const MAX_SCHEDULE_DAYS: i64 = 7;
+
+fn no_line_breaks(field: &str, value: &str) -> Result<(), SubmissionError> {
+    if value.contains(['\r', '\n']) {
+        return Err(SubmissionError::invalid(
+            field,
+            format!("{field} must not contain a line break (CR or LF)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Submission {
+    pub fn recipient_count(&self) -> usize {
+        self.to.len() + self.cc.len() + self.bcc.len()
+    }
+
+    /// Checks every rule that needs no look-up. The size limit is checked on the built MIME.
+    pub fn check(&self, limits: &Limits, now: Timestamp) -> Result<(), SubmissionError> {
+        let n = self.recipient_count();
+        if n == 0 {
+            return Err(SubmissionError::invalid(
+                "to",
+                "at least one recipient is needed in to, cc or bcc",
+            ));
+        }
+        if n > limits.max_recipients {
+            return Err(SubmissionError {
+                kind: SubmissionErrorKind::TooManyRecipients,
+                field: Some("to".into()),
+                message: format!(
+                    "{n} recipients; at most {} are allowed per message",
+                    limits.max_recipients
+                ),
+            });
+        }
+        no_line_breaks("subject", &self.subject)?;
+        if self.text.is_none() && self.html.is_none() {
+            return Err(SubmissionError::invalid(
+                "text",
+                "a message needs a text or an html body",
+            ));
+        }
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            let field = format!("headers.{name}");
+            if name.is_empty()
+                || name.len() > 76
+                || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+            {
+                return Err(SubmissionError::invalid(
+                    format!("headers[{i}]"),
+                    format!(
+                        "{name:?} is not a valid header name (printable ASCII without ':' or spaces)"
+                    ),
+                ));
+            }
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(SubmissionError::invalid(
+                    field,
+                    format!(
+                        "{name} is set by Kuvert and cannot be given as a header; use the field of that name"
+                    ),
+                ));
+            }
+            no_line_breaks(&field, value)?;
+        }
+        for (i, a) in self.attachments.iter().enumerate() {
+            no_line_breaks(&format!("attachments[{i}].filename"), &a.filename)?;
+            let ct = &a.content_type;
+            let valid_ct = ct.split_once('/').is_some_and(|(t, s)| {
+                let token = |x: &str| {
+                    !x.is_empty()
+                        && x.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+                };
+                token(t) && token(s.split(';').next().unwrap_or_default().trim())
+            });
+            if !valid_ct || ct.contains(['\r', '\n']) {
+                return Err(SubmissionError::invalid(
+                    format!("attachments[{i}].content_type"),
+                    format!("{ct:?} is not a MIME type like application/pdf"),
+                ));
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(SubmissionError::invalid(
+                "tags",
+                format!("at most {MAX_TAGS} tags per message"),
+            ));
+        }
+        for (i, t) in self.tags.iter().enumerate() {
+            if t.is_empty()
+                || t.len() > 128
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            {
+                return Err(SubmissionError::invalid(
+                    format!("tags[{i}]"),
+                    "a tag is 1 to 128 letters, digits, '-', '_', '.' or ':'",
+                ));
+            }
+        }
+        if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+            return Err(SubmissionError::invalid(
+                "metadata",
+                "metadata may hold at most 10 KB of JSON",
+            ));
+        }
+        if let Some(at) = self.send_at
+            && at > now.plus_days(MAX_SCHEDULE_DAYS)
+        {
+            return Err(SubmissionError::invalid(
+                "send_at",
+                format!("a message can be scheduled at most {MAX_SCHEDULE_DAYS} days ahead"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> Submission {
+        Submission {
+            from: Mailbox::parse("Shop <news@shop.example>").expect("valid"),
+            to: vec![Mailbox::parse("ann@example.com").expect("valid")],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: None,
+            subject: "Hello".into(),
+            text: Some("Hi Ann".into()),
+            html: None,
+            headers: vec![],
+            attachments: vec![],
+            tags: vec![],
+            metadata: Map::new(),
+            send_at: None,
+            tracking: TrackingOptions::default(),
+            require_tls: false,
+        }
+    }
+
+    fn field_of(s: &Submission) -> Option<String> {
+        s.check(&Limits::default(), Timestamp(0))
+            .err()
+            .and_then(|e| e.field)
+    }
+
+    #[test]
+    fn a_plain_message_passes() {
+        assert_eq!(sample().check(&Limits::default(), Timestamp(0)), Ok(()));
+    }
+
+    #[test]
+    fn line_breaks_in_headers_are_refused() {
+        let mut s = sample();
+        s.subject = "Hi\r\nBcc: victim@example.com".into();
+        assert_eq!(field_of(&s).as_deref(), Some("subject"));
+        let mut s = sample();
+        s.headers.push(("X-Campaign".into(), "a\nb".into()));
+        assert_eq!(field_of(&s).as_deref(), Some("headers.X-Campaign"));
+        let mut s = sample();
+        s.headers.push(("Bad Name".into(), "v".into()));
+        assert_eq!(field_of(&s).as_deref(), Some("headers[0]"));
+        let mut s = sample();
+        s.headers.push(("bcc".into(), "x@y.example".into()));
+        assert_eq!(field_of(&s).as_deref(), Some("headers.bcc"));
+    }
+
+    #[test]
+    fn recipient_limit_is_inclusive() {
+        let mut s = sample();
+        s.to = vec![s.to[0].clone(); 1000];
+        assert!(s.check(&Limits::default(), Timestamp(0)).is_ok());
+        s.bcc.push(s.to[0].clone());
+        let e = s.check(&Limits::default(), Timestamp(0)).unwrap_err();
+        assert_eq!(e.kind, SubmissionErrorKind::TooManyRecipients);
+    }
+
+    #[test]
+    fn other_rules() {
+        let mut s = sample();
+        s.to.clear();
+        assert_eq!(field_of(&s).as_deref(), Some("to"));
+        let mut s = sample();
+        s.text = None;
+        assert_eq!(field_of(&s).as_deref(), Some("text"));
+        let mut s = sample();
+        s.tags = vec!["spring sale".into()];
+        assert_eq!(field_of(&s).as_deref(), Some("tags[0]"));
+        let mut s = sample();
+        s.send_at = Some(Timestamp(0).plus_days(8));
+        assert_eq!(field_of(&s).as_deref(), Some("send_at"));
+        let mut s = sample();
+        s.attachments.push(Attachment {
+            filename: "a.pdf".into(),
+            content_type: "pdf".into(),
+            content: vec![],
+        });
+        assert_eq!(field_of(&s).as_deref(), Some("attachments[0].content_type"));
+    }
+}

@@ -1,0 +1,1 @@
+//! kuvert-dns
