@@ -19,6 +19,15 @@ impl LookupKey {
         Self(key)
     }
 
+    /// A sub-key for one purpose, derived from the instance master key, so that one secret
+    /// to keep serves every purpose without reusing a key across them.
+    pub fn derive(master: &[u8; 32], purpose: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes any key length");
+        mac.update(b"kuvert/derive/v1/");
+        mac.update(purpose.as_bytes());
+        Self(mac.finalize().into_bytes().into())
+    }
+
     /// Hex HMAC-SHA256 of the normalised value (trimmed, lower case).
     pub fn hash(&self, value: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");

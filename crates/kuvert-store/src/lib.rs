@@ -1,1 +1,208 @@
-//! kuvert-store
+//! Kuvert's storage: the only crate that speaks SQL. One [`Store`] API over SQLite (embedded,
+//! the default) and PostgreSQL (several nodes), through sqlx's `Any` driver so that every
+//! query is written once. Personal values are sealed here, on their way in and out.
+
+mod accounts;
+mod commit;
+mod domains;
+mod events;
+mod keys;
+mod messages;
+pub mod schema;
+pub mod seal;
+mod suppressions;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use kuvert_core::Clock;
+use kuvert_core::id::AccountId;
+use kuvert_core::lookup::LookupKey;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use accounts::{Account, NewAccount, NewUser, User};
+pub use commit::CommitStats;
+pub use domains::{Domain, NewDomain};
+pub use events::{EventFilter, EventPage, EventRecord};
+pub use keys::{ApiKey, KeyAuth};
+pub use messages::{MessageView, NewMessage, NewRecipient, RecipientView};
+pub use suppressions::{Suppression, SuppressionPage};
+
+use seal::{AccountKey, MasterKey};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("sealed data cannot be opened: {0}")]
+    Sealing(String),
+    #[error("the data key of this account has been destroyed")]
+    KeyDestroyed,
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("invalid database URL: {0}")]
+    Url(String),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to `Conflict(what)`.
+    fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |e| match &e {
+            sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                StoreError::Conflict(what)
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct StoreOptions {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    pub master_key: [u8; 32],
+    pub clock: Arc<dyn Clock>,
+}
+
+impl StoreOptions {
+    /// The embedded database inside a data directory.
+    pub fn sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", data_dir.join("kuvert.db").display())
+    }
+}
+
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    master: MasterKey,
+    lookup: LookupKey,
+    clock: Arc<dyn Clock>,
+    account_keys: Mutex<HashMap<AccountId, Arc<AccountKey>>>,
+    committer: commit::Committer,
+}
+
+/// Cheap to clone; all clones share one pool and one group committer.
+#[derive(Clone)]
+pub struct Store(Arc<Inner>);
+
+impl Store {
+    pub async fn open(opts: StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if opts.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Url(format!(
+                "{:?}: expected sqlite://PATH or postgres://...",
+                opts.url
+            )));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL sync makes a commit
+                        // durable before it returns, which every acknowledgement relies on.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_mode = WAL").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = FULL").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout = 10000").await?;
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&opts.url)
+            .await?;
+        let now = opts.clock.now().millis();
+        {
+            let mut conn = pool.acquire().await?;
+            schema::migrate(&mut conn, backend, now).await?;
+        }
+        let committer = commit::Committer::start(pool.clone());
+        Ok(Self(Arc::new(Inner {
+            pool,
+            backend,
+            master: MasterKey::new(&opts.master_key),
+            lookup: LookupKey::derive(&opts.master_key, "lookup"),
+            clock: opts.clock,
+            account_keys: Mutex::new(HashMap::new()),
+            committer,
+        })))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.0.backend
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
+    fn pool(&self) -> &AnyPool {
+        &self.0.pool
+    }
+
+    fn now(&self) -> i64 {
+        self.0.clock.now().millis()
+    }
+
+    /// The keyed hash under which a personal value (address, e-mail) is searched.
+    pub fn lookup_hash(&self, value: &str) -> String {
+        self.0.lookup.hash(value)
+    }
+
+    /// The account's data key, unwrapped once and then cached.
+    async fn account_key(&self, account: &AccountId) -> Result<Arc<AccountKey>> {
+        if let Some(k) = self
+            .0
+            .account_keys
+            .lock()
+            .expect("key cache lock")
+            .get(account)
+        {
+            return Ok(k.clone());
+        }
+        let wrapped: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT data_key FROM accounts WHERE id = $1")
+                .bind(account.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        let wrapped = wrapped
+            .ok_or(StoreError::NotFound("account"))?
+            .ok_or(StoreError::KeyDestroyed)?;
+        let key = Arc::new(self.0.master.unwrap(account.as_str(), &wrapped)?);
+        self.0
+            .account_keys
+            .lock()
+            .expect("key cache lock")
+            .insert(account.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// Waits for queued commits, then closes the pool: for graceful shutdown.
+    pub async fn close(&self) {
+        self.0.committer.shutdown().await;
+        self.0.pool.close().await;
+    }
+}

@@ -1,0 +1,203 @@
+use kuvert_core::Timestamp;
+use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, Role, UserProfile};
+use kuvert_core::id::{AccountId, UserId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError};
+
+pub struct NewUser {
+    pub email: String,
+    /// An Argon2id PHC string; the store never sees the password.
+    pub password_hash: String,
+    pub role: Role,
+    pub profile: UserProfile,
+}
+
+pub struct NewAccount {
+    pub plan: Plan,
+    pub region: Region,
+    pub profile: CompanyProfile,
+    pub owner: NewUser,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub plan: Plan,
+    pub region: Region,
+    pub status: AccountStatus,
+    pub profile: CompanyProfile,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub account_id: AccountId,
+    pub email: String,
+    pub role: Role,
+    pub profile: UserProfile,
+    pub created_at: Timestamp,
+}
+
+/// Reads a text column into one of core's enums.
+pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
+    row: &AnyRow,
+    col: &str,
+) -> Result<T> {
+    let text: String = row.try_get(col)?;
+    text.parse()
+        .map_err(|e: String| StoreError::Database(sqlx::Error::Decode(e.into())))
+}
+
+impl Store {
+    /// Creates an account with its owner. Fails with `Conflict("user")` when the e-mail is taken.
+    pub async fn create_account(&self, new: NewAccount) -> Result<(Account, User)> {
+        let now = self.now();
+        let account_id = AccountId::generate(Timestamp(now));
+        let user_id = UserId::generate(Timestamp(now));
+        let (key, wrapped) = self.0.master.new_account_key(account_id.as_str());
+        let p = &new.profile;
+        let u = &new.owner;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, plan, region, status, data_key, company, country, vat_id, postal_address, created_at, updated_at, last_activity_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)",
+        )
+        .bind(account_id.as_str())
+        .bind(new.plan.as_str())
+        .bind(new.region.as_str())
+        .bind(AccountStatus::Active.as_str())
+        .bind(wrapped)
+        .bind(key.seal_opt(p.company.as_deref()))
+        .bind(key.seal_opt(p.country.as_deref()))
+        .bind(key.seal_opt(p.vat_id.as_deref()))
+        .bind(key.seal_opt(p.postal_address.as_deref()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO users (id, account_id, email_lookup, email, password_hash, role, salutation, first_name, last_name, phone, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(user_id.as_str())
+        .bind(account_id.as_str())
+        .bind(self.lookup_hash(&u.email))
+        .bind(key.seal(u.email.as_bytes()))
+        .bind(&u.password_hash)
+        .bind(u.role.as_str())
+        .bind(key.seal_opt(u.profile.salutation.as_deref()))
+        .bind(key.seal_opt(u.profile.first_name.as_deref()))
+        .bind(key.seal_opt(u.profile.last_name.as_deref()))
+        .bind(key.seal_opt(u.profile.phone.as_deref()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::conflict("a user with this e-mail"))?;
+        tx.commit().await?;
+        let account = Account {
+            id: account_id.clone(),
+            plan: new.plan,
+            region: new.region,
+            status: AccountStatus::Active,
+            profile: new.profile,
+            created_at: Timestamp(now),
+        };
+        let user = User {
+            id: user_id,
+            account_id,
+            email: new.owner.email,
+            role: new.owner.role,
+            profile: new.owner.profile,
+            created_at: Timestamp(now),
+        };
+        Ok((account, user))
+    }
+
+    pub async fn account(&self, id: &AccountId) -> Result<Account> {
+        let row = sqlx::query(
+            "SELECT id, plan, region, status, company, country, vat_id, postal_address, created_at FROM accounts WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+        let key = self.account_key(id).await?;
+        Ok(Account {
+            id: id.clone(),
+            plan: parse_column(&row, "plan")?,
+            region: parse_column(&row, "region")?,
+            status: parse_column(&row, "status")?,
+            profile: CompanyProfile {
+                company: key.open_opt(row.try_get("company")?)?,
+                country: key.open_opt(row.try_get("country")?)?,
+                vat_id: key.open_opt(row.try_get("vat_id")?)?,
+                postal_address: key.open_opt(row.try_get("postal_address")?)?,
+            },
+            created_at: Timestamp(row.try_get("created_at")?),
+        })
+    }
+
+    /// Finds an account by its id or by the e-mail of one of its users (what the CLI accepts).
+    pub async fn find_account(&self, id_or_email: &str) -> Result<Account> {
+        if AccountId::looks_like(id_or_email) {
+            return self
+                .account(&AccountId::from_string(id_or_email.to_owned()))
+                .await;
+        }
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT account_id FROM users WHERE email_lookup = $1")
+                .bind(self.lookup_hash(id_or_email))
+                .fetch_optional(self.pool())
+                .await?;
+        self.account(&AccountId::from_string(
+            id.ok_or(StoreError::NotFound("account"))?,
+        ))
+        .await
+    }
+
+    pub async fn users(&self, account: &AccountId) -> Result<Vec<User>> {
+        let key = self.account_key(account).await?;
+        let rows = sqlx::query(
+            "SELECT id, email, role, salutation, first_name, last_name, phone, created_at FROM users WHERE account_id = $1 ORDER BY created_at",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(User {
+                    id: UserId::from_string(row.try_get("id")?),
+                    account_id: account.clone(),
+                    email: key.open_string(&row.try_get::<Vec<u8>, _>("email")?)?,
+                    role: parse_column(row, "role")?,
+                    profile: UserProfile {
+                        salutation: key.open_opt(row.try_get("salutation")?)?,
+                        first_name: key.open_opt(row.try_get("first_name")?)?,
+                        last_name: key.open_opt(row.try_get("last_name")?)?,
+                        phone: key.open_opt(row.try_get("phone")?)?,
+                    },
+                    created_at: Timestamp(row.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The password hash of a user, found by e-mail, for logging in.
+    pub async fn password_hash(&self, email: &str) -> Result<Option<(UserId, AccountId, String)>> {
+        let row =
+            sqlx::query("SELECT id, account_id, password_hash FROM users WHERE email_lookup = $1")
+                .bind(self.lookup_hash(email))
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| {
+            Ok((
+                UserId::from_string(r.try_get("id")?),
+                AccountId::from_string(r.try_get("account_id")?),
+                r.try_get("password_hash")?,
+            ))
+        })
+        .transpose()
+    }
+}

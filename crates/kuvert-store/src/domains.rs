@@ -1,0 +1,142 @@
+use kuvert_core::Timestamp;
+use kuvert_core::id::{AccountId, DomainId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError};
+
+pub struct NewDomain {
+    pub name: String,
+    pub selector: String,
+    pub dkim_private_der: Vec<u8>,
+    pub dkim_public: String,
+    /// A sandbox domain sends without DNS verification (`serve --dev`).
+    pub sandbox: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    pub id: DomainId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub selector: String,
+    pub dkim_public: String,
+    pub sandbox: bool,
+    pub verified_at: Option<Timestamp>,
+    pub checked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl Domain {
+    pub fn can_send(&self) -> bool {
+        self.sandbox || self.verified_at.is_some()
+    }
+}
+
+const COLUMNS: &str =
+    "id, account_id, name, selector, dkim_public, sandbox, verified_at, checked_at, created_at";
+
+fn from_row(row: &AnyRow) -> Result<Domain> {
+    Ok(Domain {
+        id: DomainId::from_string(row.try_get("id")?),
+        account_id: AccountId::from_string(row.try_get("account_id")?),
+        name: row.try_get("name")?,
+        selector: row.try_get("selector")?,
+        dkim_public: row.try_get("dkim_public")?,
+        sandbox: row.try_get::<i64, _>("sandbox")? != 0,
+        verified_at: row.try_get::<Option<i64>, _>("verified_at")?.map(Timestamp),
+        checked_at: row.try_get::<Option<i64>, _>("checked_at")?.map(Timestamp),
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+impl Store {
+    /// Adds a domain. A name belongs to one account on the whole instance: `Conflict` otherwise.
+    pub async fn add_domain(&self, account: &AccountId, new: NewDomain) -> Result<Domain> {
+        let now = self.now();
+        let key = self.account_key(account).await?;
+        let id = DomainId::generate(Timestamp(now));
+        let name = new.name.to_ascii_lowercase();
+        sqlx::query(
+            "INSERT INTO domains (id, account_id, name, selector, dkim_private, dkim_public, sandbox, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(&name)
+        .bind(&new.selector)
+        .bind(key.seal(&new.dkim_private_der))
+        .bind(&new.dkim_public)
+        .bind(i64::from(new.sandbox))
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::conflict("domain"))?;
+        self.domain(&name).await
+    }
+
+    /// A domain by name, whichever account owns it.
+    pub async fn domain(&self, name: &str) -> Result<Domain> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domains WHERE name = $1"))
+            .bind(name.to_ascii_lowercase())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("domain"))?;
+        from_row(&row)
+    }
+
+    /// A domain by name if this account owns it; another account's domain is `NotFound` too,
+    /// so that an account learns nothing of the others.
+    pub async fn account_domain(&self, account: &AccountId, name: &str) -> Result<Domain> {
+        let d = self.domain(name).await?;
+        if &d.account_id != account {
+            return Err(StoreError::NotFound("domain"));
+        }
+        Ok(d)
+    }
+
+    pub async fn list_domains(&self, account: &AccountId) -> Result<Vec<Domain>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM domains WHERE account_id = $1 ORDER BY name"
+        ))
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn delete_domain(&self, account: &AccountId, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM domains WHERE name = $1 AND account_id = $2")
+            .bind(name.to_ascii_lowercase())
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("domain"));
+        }
+        Ok(())
+    }
+
+    /// Records a DNS check. A passing check verifies the domain (keeping the first time it
+    /// passed); a failing one withdraws the verification, as records that vanish must stop mail.
+    pub async fn record_domain_check(&self, name: &str, passed: bool) -> Result<Domain> {
+        let now = self.now();
+        sqlx::query(
+            "UPDATE domains SET checked_at = $1, verified_at = CASE WHEN $2 = 1 THEN COALESCE(verified_at, $1) ELSE NULL END WHERE name = $3",
+        )
+        .bind(now)
+        .bind(i64::from(passed))
+        .bind(name.to_ascii_lowercase())
+        .execute(self.pool())
+        .await?;
+        self.domain(name).await
+    }
+
+    /// The domain's DKIM private key (PKCS#8 DER), unsealed.
+    pub async fn dkim_private_key(&self, domain: &Domain) -> Result<Vec<u8>> {
+        let sealed: Vec<u8> = sqlx::query_scalar("SELECT dkim_private FROM domains WHERE id = $1")
+            .bind(domain.id.as_str())
+            .fetch_one(self.pool())
+            .await?;
+        self.account_key(&domain.account_id).await?.open(&sealed)
+    }
+}

@@ -1,0 +1,140 @@
+use kuvert_core::Timestamp;
+use kuvert_core::event::EventType;
+use kuvert_core::id::{AccountId, MessageId, RecipientId};
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::accounts::parse_column;
+use crate::{Result, Store, StoreError};
+
+/// Which events to list. All given conditions must hold.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub types: Vec<EventType>,
+    pub recipient: Option<String>,
+    pub message_id: Option<String>,
+    pub tag: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Only events older than this position (a `next` of an earlier page).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub event_type: EventType,
+    pub message_id: Option<MessageId>,
+    pub recipient_id: Option<RecipientId>,
+    pub recipient: Option<String>,
+    pub tags: Vec<String>,
+    pub data: Map<String, Value>,
+    pub created_at: Timestamp,
+}
+
+pub struct EventPage {
+    pub items: Vec<EventRecord>,
+    pub next: Option<i64>,
+}
+
+/// Escapes LIKE wildcards so a tag is matched literally.
+fn like_literal(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+impl Store {
+    /// The account's events, newest first.
+    pub async fn list_events(&self, account: &AccountId, f: &EventFilter) -> Result<EventPage> {
+        let key = self.account_key(account).await?;
+        let mut sql = String::from(
+            "SELECT seq, type, message_id, recipient_id, recipient, tags, data, created_at FROM events WHERE account_id = $1",
+        );
+        let mut texts: Vec<String> = vec![account.to_string()];
+        let mut ints: Vec<i64> = Vec::new();
+        // Text parameters are numbered first, integers after them; the SQL is built to match.
+        let mut text_param = |sql: &mut String, clause: &str, value: String| {
+            texts.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", texts.len())));
+        };
+        if !f.types.is_empty() {
+            let list: Vec<String> = f
+                .types
+                .iter()
+                .map(|t| format!("'{}'", t.as_str()))
+                .collect();
+            sql.push_str(&format!(" AND type IN ({})", list.join(", ")));
+        }
+        if let Some(r) = &f.recipient {
+            text_param(&mut sql, " AND recipient_lookup = ?", self.lookup_hash(r));
+        }
+        if let Some(m) = &f.message_id {
+            text_param(&mut sql, " AND message_id = ?", m.clone());
+        }
+        if let Some(t) = &f.tag {
+            text_param(
+                &mut sql,
+                " AND tags LIKE ? ESCAPE '\\'",
+                format!("%\"{}\"%", like_literal(t)),
+            );
+        }
+        let mut int_clauses = Vec::new();
+        if let Some(from) = f.from {
+            int_clauses.push(("created_at >=", from.millis()));
+        }
+        if let Some(to) = f.to {
+            int_clauses.push(("created_at <", to.millis()));
+        }
+        if let Some(before) = f.before {
+            int_clauses.push(("seq <", before));
+        }
+        for (clause, value) in int_clauses {
+            ints.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", texts.len() + ints.len()));
+        }
+        sql.push_str(&format!(
+            " ORDER BY seq DESC LIMIT {}",
+            u64::from(f.limit) + 1
+        ));
+        let mut q = sqlx::query(&sql);
+        for t in &texts {
+            q = q.bind(t.as_str());
+        }
+        for i in &ints {
+            q = q.bind(*i);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        let more = rows.len() > f.limit as usize;
+        let mut items = Vec::with_capacity(rows.len().min(f.limit as usize));
+        for row in rows.iter().take(f.limit as usize) {
+            let data = match key.open_opt(row.try_get("data")?)? {
+                Some(json) => {
+                    serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
+                }
+                None => Map::new(),
+            };
+            items.push(EventRecord {
+                seq: row.try_get("seq")?,
+                event_type: parse_column(row, "type")?,
+                message_id: row
+                    .try_get::<Option<String>, _>("message_id")?
+                    .map(MessageId::from_string),
+                recipient_id: row
+                    .try_get::<Option<String>, _>("recipient_id")?
+                    .map(RecipientId::from_string),
+                recipient: key.open_opt(row.try_get("recipient")?)?,
+                tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
+                data,
+                created_at: Timestamp(row.try_get("created_at")?),
+            });
+        }
+        let next = if more {
+            items.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(EventPage { items, next })
+    }
+}

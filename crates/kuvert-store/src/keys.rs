@@ -1,0 +1,143 @@
+use kuvert_core::Timestamp;
+use kuvert_core::account::AccountStatus;
+use kuvert_core::apikey::{NewApiKey, Scope};
+use kuvert_core::id::{AccountId, ApiKeyId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::accounts::parse_column;
+use crate::{Result, Store, StoreError};
+
+/// A key as listed: never the secret, which only its creator saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub prefix: String,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Who a request is, once its key checked out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAuth {
+    pub key_id: ApiKeyId,
+    pub account_id: AccountId,
+    pub scope: Scope,
+    pub account_status: AccountStatus,
+}
+
+/// Last use is recorded at most this often, so authentication does not write on every request.
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: ApiKeyId::from_string(row.try_get("id")?),
+        account_id: AccountId::from_string(row.try_get("account_id")?),
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        scope: parse_column(row, "scope")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(Timestamp),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, account_id, name, prefix, scope, created_at, last_used_at, revoked_at";
+
+impl Store {
+    pub async fn create_key(
+        &self,
+        account: &AccountId,
+        name: &str,
+        scope: Scope,
+        key: &NewApiKey,
+    ) -> Result<ApiKey> {
+        let now = self.now();
+        let id = ApiKeyId::generate(Timestamp(now));
+        sqlx::query("INSERT INTO api_keys (id, account_id, name, prefix, hash, scope, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .bind(name)
+            .bind(&key.prefix)
+            .bind(&key.hash)
+            .bind(scope.as_str())
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::conflict("API key"))?;
+        Ok(ApiKey {
+            id,
+            account_id: account.clone(),
+            name: name.to_owned(),
+            prefix: key.prefix.clone(),
+            scope,
+            created_at: Timestamp(now),
+            last_used_at: None,
+            revoked_at: None,
+        })
+    }
+
+    /// The key with this hash, if it exists and is not revoked; records its use.
+    pub async fn authenticate(&self, key_hash: &str) -> Result<Option<KeyAuth>> {
+        let row = sqlx::query(
+            "SELECT k.id, k.account_id, k.scope, k.last_used_at, a.status FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let auth = KeyAuth {
+            key_id: ApiKeyId::from_string(row.try_get("id")?),
+            account_id: AccountId::from_string(row.try_get("account_id")?),
+            scope: parse_column(&row, "scope")?,
+            account_status: parse_column(&row, "status")?,
+        };
+        let now = self.now();
+        let last: Option<i64> = row.try_get("last_used_at")?;
+        if last.is_none_or(|l| now - l >= LAST_USED_GRANULARITY_MS) {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(auth.key_id.as_str())
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(Some(auth))
+    }
+
+    pub async fn list_keys(&self, account: &AccountId) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// Revokes a key of this account; revoking twice is fine, an unknown key is `NotFound`.
+    pub async fn revoke_key(&self, account: &AccountId, id: &str) -> Result<ApiKey> {
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL")
+            .bind(self.now())
+            .bind(id)
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND account_id = $2"
+        ))
+        .bind(id)
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("API key"))?;
+        key_from_row(&row)
+    }
+}

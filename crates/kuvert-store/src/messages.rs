@@ -1,0 +1,210 @@
+use kuvert_core::Timestamp;
+use kuvert_core::event::{EventType, RecipientKind, RecipientStatus};
+use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::accounts::parse_column;
+use crate::commit::{SealedEvent, SealedMessage, SealedRecipient};
+use crate::{Result, Store, StoreError};
+
+pub struct NewRecipient {
+    pub id: RecipientId,
+    pub address: String,
+    pub kind: RecipientKind,
+    /// `Queued`, or `Dropped` with the reason (suppressed) when it will not be sent.
+    pub status: RecipientStatus,
+    pub drop_reason: Option<String>,
+}
+
+pub struct NewMessage {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub domain_id: DomainId,
+    pub sender: String,
+    pub subject: String,
+    pub mime: Vec<u8>,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub require_tls: bool,
+    pub track_opens: Option<bool>,
+    pub track_clicks: Option<bool>,
+    pub send_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub recipients: Vec<NewRecipient>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientView {
+    pub id: RecipientId,
+    pub email: String,
+    pub kind: RecipientKind,
+    pub status: RecipientStatus,
+    pub attempts: i64,
+    pub next_attempt_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub from: String,
+    pub subject: String,
+    pub size: i64,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub send_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    /// `None` once retention removed the content.
+    pub mime: Option<Vec<u8>>,
+    pub recipients: Vec<RecipientView>,
+}
+
+impl Store {
+    /// Stores a message, one row per recipient and their first events, durably: it returns
+    /// only after the commit. Concurrent calls are committed together (group commit).
+    /// Sealing happens here, on the caller's task, so the single committer only writes.
+    pub async fn commit_message(&self, m: NewMessage) -> Result<()> {
+        let key = self.account_key(&m.account_id).await?;
+        let tags = serde_json::to_string(&m.tags).expect("strings serialise");
+        let now = m.created_at.millis();
+        let due = m.send_at.map_or(now, |t| t.millis().max(now));
+        let mut recipients = Vec::with_capacity(m.recipients.len());
+        let mut events = Vec::with_capacity(m.recipients.len());
+        let mut queued = 0i64;
+        for r in &m.recipients {
+            let lookup = self.lookup_hash(&r.address);
+            let sealed_address = key.seal(r.address.as_bytes());
+            let (event_type, data) = if r.status == RecipientStatus::Dropped {
+                (
+                    EventType::Dropped,
+                    Some(serde_json::json!({ "reason": r.drop_reason })),
+                )
+            } else {
+                queued += 1;
+                (EventType::Accepted, None)
+            };
+            events.push(SealedEvent {
+                account_id: m.account_id.to_string(),
+                event_type: event_type.as_str(),
+                message_id: Some(m.id.to_string()),
+                recipient_id: Some(r.id.to_string()),
+                recipient: Some(sealed_address.clone()),
+                recipient_lookup: Some(lookup.clone()),
+                tags: tags.clone(),
+                data: data.map(|d| key.seal(d.to_string().as_bytes())),
+                created_at: now,
+            });
+            recipients.push(SealedRecipient {
+                id: r.id.to_string(),
+                address: sealed_address,
+                address_lookup: lookup,
+                kind: r.kind.as_str(),
+                status: r.status.as_str(),
+                next_attempt_at: (r.status == RecipientStatus::Queued).then_some(due),
+            });
+        }
+        let sealed = SealedMessage {
+            id: m.id.to_string(),
+            account_id: m.account_id.to_string(),
+            domain_id: m.domain_id.to_string(),
+            sender: key.seal(m.sender.as_bytes()),
+            subject: key.seal(m.subject.as_bytes()),
+            size: m.mime.len() as i64,
+            mime: key.seal(&m.mime),
+            tags,
+            metadata: (!m.metadata.is_empty())
+                .then(|| key.seal(Value::Object(m.metadata).to_string().as_bytes())),
+            require_tls: i64::from(m.require_tls),
+            track_opens: m.track_opens.map(i64::from),
+            track_clicks: m.track_clicks.map(i64::from),
+            send_at: m.send_at.map(Timestamp::millis),
+            created_at: now,
+            month_start: m.created_at.month_start().millis(),
+            queued,
+            recipients,
+            events,
+        };
+        self.0.committer.commit(sealed).await
+    }
+
+    pub async fn message(&self, account: &AccountId, id: &str) -> Result<MessageView> {
+        let row = sqlx::query(
+            "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, mime FROM messages WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id)
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("message"))?;
+        let key = self.account_key(account).await?;
+        let rows = sqlx::query(
+            "SELECT id, address, kind, status, attempts, next_attempt_at, updated_at FROM recipients WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let recipients = rows
+            .iter()
+            .map(|r| {
+                Ok(RecipientView {
+                    id: RecipientId::from_string(r.try_get("id")?),
+                    email: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
+                    kind: parse_column(r, "kind")?,
+                    status: parse_column(r, "status")?,
+                    attempts: r.try_get("attempts")?,
+                    next_attempt_at: r
+                        .try_get::<Option<i64>, _>("next_attempt_at")?
+                        .map(Timestamp),
+                    updated_at: Timestamp(r.try_get("updated_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata = match key.open_opt(row.try_get("metadata")?)? {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
+            }
+            None => Map::new(),
+        };
+        Ok(MessageView {
+            id: MessageId::from_string(row.try_get("id")?),
+            from: key.open_string(&row.try_get::<Vec<u8>, _>("sender")?)?,
+            subject: key.open_string(&row.try_get::<Vec<u8>, _>("subject")?)?,
+            size: row.try_get("size")?,
+            tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
+            metadata,
+            send_at: row.try_get::<Option<i64>, _>("send_at")?.map(Timestamp),
+            created_at: Timestamp(row.try_get("created_at")?),
+            mime: row
+                .try_get::<Option<Vec<u8>>, _>("mime")?
+                .map(|m| key.open(&m))
+                .transpose()?,
+            recipients,
+        })
+    }
+
+    /// Recipients sent to this calendar month (the quota counts recipients, not messages).
+    pub async fn monthly_usage(&self, account: &AccountId, at: Timestamp) -> Result<u64> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT recipients FROM usage WHERE account_id = $1 AND month_start = $2",
+        )
+        .bind(account.as_str())
+        .bind(at.month_start().millis())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Recipients waiting for delivery, for the metrics endpoint.
+    pub async fn queue_depth(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recipients WHERE status IN ('queued', 'deferred')",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub fn commit_stats(&self) -> crate::CommitStats {
+        self.0.committer.stats()
+    }
+}

@@ -1,0 +1,95 @@
+//! Versioned migrations, run at start. One text per migration serves both databases: the few
+//! types that differ are written as placeholders.
+
+use sqlx::{AnyConnection, Executor};
+
+use crate::{Backend, StoreError};
+
+/// Columns holding sealed values. Tests read the raw database to prove none holds plaintext;
+/// the export of personal data (privacy issue) is checked against this list too.
+pub const SEALED_COLUMNS: &[(&str, &str)] = &[
+    ("accounts", "company"),
+    ("accounts", "country"),
+    ("accounts", "vat_id"),
+    ("accounts", "postal_address"),
+    ("users", "email"),
+    ("users", "salutation"),
+    ("users", "first_name"),
+    ("users", "last_name"),
+    ("users", "phone"),
+    ("domains", "dkim_private"),
+    ("messages", "sender"),
+    ("messages", "subject"),
+    ("messages", "mime"),
+    ("messages", "metadata"),
+    ("recipients", "address"),
+    ("events", "recipient"),
+    ("events", "data"),
+    ("suppressions", "address"),
+];
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+
+fn render(sql: &str, backend: Backend) -> String {
+    let (blob, serial) = match backend {
+        Backend::Sqlite => ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        Backend::Postgres => ("BYTEA", "BIGSERIAL PRIMARY KEY"),
+    };
+    sql.replace("{blob}", blob).replace("{serial}", serial)
+}
+
+pub(crate) async fn migrate(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+) -> Result<(), StoreError> {
+    // Several nodes may start at once on one PostgreSQL: one migrates, the others wait.
+    if backend == Backend::Postgres {
+        conn.execute("SELECT pg_advisory_lock(7411001)").await?;
+    }
+    let result = apply(conn, backend, now).await;
+    if backend == Backend::Postgres {
+        conn.execute("SELECT pg_advisory_unlock(7411001)").await?;
+    }
+    result
+}
+
+async fn apply(conn: &mut AnyConnection, backend: Backend, now: i64) -> Result<(), StoreError> {
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        .await?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    let current = current.unwrap_or(0);
+    if let Some(&(newest, _, _)) = MIGRATIONS.last()
+        && current > newest
+    {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {current}, newer than this build knows ({newest}); run a newer kuvert"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tracing::info!(version, name, "applying migration");
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for statement in render(sql, backend)
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            tx.execute(statement)
+                .await
+                .map_err(|e| StoreError::Migration(format!("{name}: {e}")))?;
+        }
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

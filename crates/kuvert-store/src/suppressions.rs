@@ -1,0 +1,145 @@
+use std::collections::HashMap;
+
+use kuvert_core::Timestamp;
+use kuvert_core::event::SuppressionReason;
+use kuvert_core::id::AccountId;
+use sqlx::Row;
+
+use crate::accounts::parse_column;
+use crate::{Result, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppression {
+    /// `None` once the address itself was erased: the keyed hash alone still blocks it.
+    pub address: Option<String>,
+    pub reason: SuppressionReason,
+    pub created_at: Timestamp,
+}
+
+pub struct SuppressionPage {
+    pub items: Vec<Suppression>,
+    /// Opaque position after the last item, when there may be more.
+    pub next: Option<String>,
+}
+
+impl Store {
+    /// Adds or updates an entry (the newest reason wins).
+    pub async fn add_suppression(
+        &self,
+        account: &AccountId,
+        address: &str,
+        reason: SuppressionReason,
+    ) -> Result<Suppression> {
+        let key = self.account_key(account).await?;
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO suppressions (account_id, address_lookup, address, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account_id, address_lookup) DO UPDATE SET address = excluded.address, reason = excluded.reason, created_at = excluded.created_at",
+        )
+        .bind(account.as_str())
+        .bind(self.lookup_hash(address))
+        .bind(key.seal(address.as_bytes()))
+        .bind(reason.as_str())
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(Suppression {
+            address: Some(address.to_owned()),
+            reason,
+            created_at: Timestamp(now),
+        })
+    }
+
+    pub async fn remove_suppression(&self, account: &AccountId, address: &str) -> Result<()> {
+        let done =
+            sqlx::query("DELETE FROM suppressions WHERE account_id = $1 AND address_lookup = $2")
+                .bind(account.as_str())
+                .bind(self.lookup_hash(address))
+                .execute(self.pool())
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("suppression"));
+        }
+        Ok(())
+    }
+
+    /// Newest first, optionally of one reason. `after` is a `next` from an earlier page.
+    pub async fn list_suppressions(
+        &self,
+        account: &AccountId,
+        reason: Option<SuppressionReason>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<SuppressionPage> {
+        let key = self.account_key(account).await?;
+        let (cursor_time, cursor_lookup) = match after.and_then(|a| a.split_once('.')) {
+            Some((t, l)) => (t.parse::<i64>().unwrap_or(i64::MAX), l.to_owned()),
+            None => (i64::MAX, String::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT address_lookup, address, reason, created_at FROM suppressions WHERE account_id = $1 \
+             AND ($2 = '' OR reason = $2) AND (created_at < $3 OR (created_at = $3 AND address_lookup < $4)) \
+             ORDER BY created_at DESC, address_lookup DESC LIMIT $5",
+        )
+        .bind(account.as_str())
+        .bind(reason.map_or("", |r| r.as_str()))
+        .bind(cursor_time)
+        .bind(cursor_lookup)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let more = rows.len() > limit as usize;
+        let rows = &rows[..rows.len().min(limit as usize)];
+        let next = match rows.last() {
+            Some(last) if more => Some(format!(
+                "{}.{}",
+                last.try_get::<i64, _>("created_at")?,
+                last.try_get::<String, _>("address_lookup")?
+            )),
+            _ => None,
+        };
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(Suppression {
+                    address: key.open_opt(row.try_get("address")?)?,
+                    reason: parse_column(row, "reason")?,
+                    created_at: Timestamp(row.try_get("created_at")?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(SuppressionPage { items, next })
+    }
+
+    /// Which of these addresses the account suppresses, and why.
+    pub async fn suppressed(
+        &self,
+        account: &AccountId,
+        addresses: &[&str],
+    ) -> Result<HashMap<String, SuppressionReason>> {
+        let mut found = HashMap::new();
+        let lookups: Vec<(String, &str)> = addresses
+            .iter()
+            .map(|a| (self.lookup_hash(a), *a))
+            .collect();
+        for chunk in lookups.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT address_lookup, reason FROM suppressions WHERE account_id = $1 AND address_lookup IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(account.as_str());
+            for (lookup, _) in chunk {
+                q = q.bind(lookup.as_str());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let lookup: String = row.try_get("address_lookup")?;
+                if let Some((_, addr)) = chunk.iter().find(|(l, _)| *l == lookup) {
+                    found.insert((*addr).to_owned(), parse_column(&row, "reason")?);
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,772 @@
+//! One suite, two backends: every test runs on SQLite and on PostgreSQL
+//! (`KUVERT_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`; each test gets
+//! a database of its own).
+
+use std::sync::Arc;
+
+use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
+use kuvert_core::apikey::{NewApiKey, Scope};
+use kuvert_core::event::{EventType, RecipientKind, RecipientStatus, SuppressionReason};
+use kuvert_core::id::{AccountId, MessageId, RecipientId};
+use kuvert_core::{Clock, ManualClock, Timestamp};
+use kuvert_store::{
+    Account, EventFilter, NewAccount, NewDomain, NewMessage, NewRecipient, NewUser, Store,
+    StoreError, StoreOptions,
+};
+
+const MASTER: [u8; 32] = [42; 32];
+const START: Timestamp = Timestamp(1_795_000_000_000); // 2026-11-18
+
+struct Fixture {
+    store: Store,
+    clock: ManualClock,
+    _dir: Option<tempfile::TempDir>,
+    pg_db: Option<String>,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(START);
+    let store = Store::open(StoreOptions {
+        url: StoreOptions::sqlite_url(dir.path()),
+        master_key: MASTER,
+        clock: Arc::new(clock.clone()),
+    })
+    .await
+    .expect("open sqlite");
+    Fixture {
+        store,
+        clock,
+        _dir: Some(dir),
+        pg_db: None,
+    }
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("KUVERT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn pg_admin() -> sqlx::PgPool {
+    sqlx::PgPool::connect(&pg_admin_url())
+        .await
+        .expect("PostgreSQL for the store tests (set KUVERT_TEST_POSTGRES)")
+}
+
+async fn postgres() -> Fixture {
+    let db = format!(
+        "kuvert_test_{}",
+        MessageId::generate(START).as_str()[14..].to_owned()
+    );
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&pg_admin().await)
+        .await
+        .expect("create test database");
+    let base = pg_admin_url();
+    let url = format!(
+        "{}/{db}",
+        &base[..base.rfind('/').expect("database in URL")]
+    );
+    let clock = ManualClock::new(START);
+    let store = Store::open(StoreOptions {
+        url,
+        master_key: MASTER,
+        clock: Arc::new(clock.clone()),
+    })
+    .await
+    .expect("open postgres");
+    Fixture {
+        store,
+        clock,
+        _dir: None,
+        pg_db: Some(db),
+    }
+}
+
+impl Fixture {
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some(db) = self.pg_db {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&pg_admin().await)
+                .await
+                .expect("drop test database");
+        }
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::sqlite().await;
+                super::$name(&f).await;
+                f.finish().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::postgres().await;
+                super::$name(&f).await;
+                f.finish().await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    accounts_and_users,
+    api_keys,
+    domains,
+    message_commit_and_read,
+    group_commit_under_concurrency,
+    event_filters_and_pages,
+    suppressions,
+    reopening_keeps_everything,
+);
+
+async fn account(store: &Store, email: &str) -> Account {
+    store
+        .create_account(NewAccount {
+            plan: Plan::Free,
+            region: Region::Eu,
+            profile: CompanyProfile {
+                company: Some("Acme GmbH".into()),
+                vat_id: Some("DE123456789".into()),
+                ..Default::default()
+            },
+            owner: NewUser {
+                email: email.into(),
+                password_hash: "$argon2id$stub".into(),
+                role: Role::Owner,
+                profile: UserProfile {
+                    first_name: Some("Ann".into()),
+                    ..Default::default()
+                },
+            },
+        })
+        .await
+        .expect("create account")
+        .0
+}
+
+async fn accounts_and_users(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "Owner@Acme.example").await;
+    assert_eq!(s.account(&a.id).await.expect("by id"), a);
+    assert_eq!(
+        s.find_account("owner@acme.example")
+            .await
+            .expect("by e-mail")
+            .id,
+        a.id
+    );
+    assert_eq!(
+        s.find_account(a.id.as_str())
+            .await
+            .expect("by id text")
+            .profile
+            .vat_id
+            .as_deref(),
+        Some("DE123456789")
+    );
+    assert!(matches!(
+        s.find_account("nobody@acme.example").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let dup = s
+        .create_account(NewAccount {
+            plan: Plan::Premium,
+            region: Region::Us,
+            profile: CompanyProfile::default(),
+            owner: NewUser {
+                email: "owner@acme.example".into(),
+                password_hash: "x".into(),
+                role: Role::Owner,
+                profile: UserProfile::default(),
+            },
+        })
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "same e-mail, any case, is taken"
+    );
+    let users = s.users(&a.id).await.expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].email, "Owner@Acme.example");
+    assert_eq!(users[0].profile.first_name.as_deref(), Some("Ann"));
+    let (uid, aid, hash) = s
+        .password_hash("OWNER@acme.example")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(
+        (uid, aid, hash.as_str()),
+        (users[0].id.clone(), a.id.clone(), "$argon2id$stub")
+    );
+}
+
+async fn api_keys(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "keys@acme.example").await;
+    let secret = NewApiKey::generate();
+    let key = s
+        .create_key(&a.id, "ci", Scope::Send, &secret)
+        .await
+        .expect("create key");
+    let auth = s
+        .authenticate(&secret.hash)
+        .await
+        .expect("query")
+        .expect("valid key");
+    assert_eq!(
+        (auth.account_id.clone(), auth.scope),
+        (a.id.clone(), Scope::Send)
+    );
+    assert_eq!(
+        s.list_keys(&a.id).await.expect("list")[0].last_used_at,
+        Some(START)
+    );
+    assert!(
+        s.authenticate(&NewApiKey::generate().hash)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    f.clock.advance_millis(1_000);
+    let revoked = s.revoke_key(&a.id, key.id.as_str()).await.expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(START.plus_millis(1_000)));
+    assert!(
+        s.authenticate(&secret.hash).await.expect("query").is_none(),
+        "a revoked key no longer works"
+    );
+    let other = account(s, "other@acme.example").await;
+    assert!(matches!(
+        s.revoke_key(&other.id, key.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+fn new_domain(name: &str, sandbox: bool) -> NewDomain {
+    NewDomain {
+        name: name.into(),
+        selector: "kuvert".into(),
+        dkim_private_der: b"private key bytes".to_vec(),
+        dkim_public: "MIIB".into(),
+        sandbox,
+    }
+}
+
+async fn domains(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "dom@acme.example").await;
+    let b = account(s, "dom@other.example").await;
+    let d = s
+        .add_domain(&a.id, new_domain("Acme.Example", false))
+        .await
+        .expect("add");
+    assert_eq!(d.name, "acme.example");
+    assert!(!d.can_send());
+    assert!(matches!(
+        s.add_domain(&b.id, new_domain("acme.example", false)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.account_domain(&b.id, "acme.example").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.dkim_private_key(&d).await.expect("key"),
+        b"private key bytes"
+    );
+    let checked = s
+        .record_domain_check("acme.example", true)
+        .await
+        .expect("check");
+    assert_eq!(checked.verified_at, Some(START));
+    f.clock.advance_millis(5);
+    assert_eq!(
+        s.record_domain_check("acme.example", true)
+            .await
+            .expect("check")
+            .verified_at,
+        Some(START),
+        "first pass kept"
+    );
+    assert!(
+        !s.record_domain_check("acme.example", false)
+            .await
+            .expect("check")
+            .can_send(),
+        "a failed check withdraws"
+    );
+    assert!(
+        s.add_domain(&a.id, new_domain("sandbox.acme.example", true))
+            .await
+            .expect("add")
+            .can_send()
+    );
+    assert_eq!(s.list_domains(&a.id).await.expect("list").len(), 2);
+    s.delete_domain(&a.id, "acme.example")
+        .await
+        .expect("delete");
+    assert!(matches!(
+        s.delete_domain(&a.id, "acme.example").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn message(
+    s: &Store,
+    account: &AccountId,
+    tags: &[&str],
+    rcpts: &[(&str, RecipientStatus)],
+    now: Timestamp,
+) -> MessageId {
+    let domain = match s.account_domain(account, "send.example").await {
+        Ok(d) => d,
+        Err(_) => s
+            .add_domain(account, new_domain("send.example", true))
+            .await
+            .expect("domain"),
+    };
+    let id = MessageId::generate(now);
+    s.commit_message(NewMessage {
+        id: id.clone(),
+        account_id: account.clone(),
+        domain_id: domain.id,
+        sender: "news@send.example".into(),
+        subject: "Sale".into(),
+        mime: b"Subject: Sale\r\n\r\nbody".to_vec(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        metadata: serde_json::json!({"order": 7})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        require_tls: false,
+        track_opens: None,
+        track_clicks: Some(true),
+        send_at: None,
+        created_at: now,
+        recipients: rcpts
+            .iter()
+            .map(|(addr, status)| NewRecipient {
+                id: RecipientId::generate(now),
+                address: addr.to_string(),
+                kind: RecipientKind::To,
+                status: *status,
+                drop_reason: (*status == RecipientStatus::Dropped)
+                    .then(|| "suppressed: bounce".into()),
+            })
+            .collect(),
+    })
+    .await
+    .expect("commit");
+    id
+}
+
+async fn message_commit_and_read(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "msg@acme.example").await;
+    let rcpts = [
+        ("ann@example.com", RecipientStatus::Queued),
+        ("bob@example.com", RecipientStatus::Queued),
+        ("gone@example.com", RecipientStatus::Dropped),
+    ];
+    let id = message(s, &a.id, &["news"], &rcpts, START).await;
+    let m = s.message(&a.id, id.as_str()).await.expect("read");
+    assert_eq!(
+        (m.from.as_str(), m.subject.as_str(), m.tags.clone()),
+        ("news@send.example", "Sale", vec!["news".to_string()])
+    );
+    assert_eq!(m.metadata["order"], 7);
+    assert_eq!(m.mime.as_deref(), Some(&b"Subject: Sale\r\n\r\nbody"[..]));
+    let mut statuses: Vec<_> = m
+        .recipients
+        .iter()
+        .map(|r| (r.email.as_str(), r.status))
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            ("ann@example.com", RecipientStatus::Queued),
+            ("bob@example.com", RecipientStatus::Queued),
+            ("gone@example.com", RecipientStatus::Dropped)
+        ]
+    );
+    let events = s
+        .list_events(
+            &a.id,
+            &EventFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(
+        events
+            .items
+            .iter()
+            .filter(|e| e.event_type == EventType::Accepted)
+            .count(),
+        2
+    );
+    let dropped: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.event_type == EventType::Dropped)
+        .collect();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].data["reason"], "suppressed: bounce");
+    assert_eq!(dropped[0].recipient.as_deref(), Some("gone@example.com"));
+    assert_eq!(
+        s.monthly_usage(&a.id, START).await.expect("usage"),
+        2,
+        "dropped recipients do not count"
+    );
+    assert_eq!(s.queue_depth().await.expect("depth"), 2);
+    let other = account(s, "other@acme.example").await;
+    assert!(
+        matches!(
+            s.message(&other.id, id.as_str()).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "accounts see only their own"
+    );
+}
+
+async fn group_commit_under_concurrency(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "busy@acme.example").await;
+    message(
+        s,
+        &a.id,
+        &[],
+        &[("warm@example.com", RecipientStatus::Queued)],
+        START,
+    )
+    .await;
+    let before = s.commit_stats();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (s, id) = (s.clone(), a.id.clone());
+            tokio::spawn(async move {
+                message(
+                    &s,
+                    &id,
+                    &[],
+                    &[(&format!("r{i}@example.com"), RecipientStatus::Queued)],
+                    START,
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let after = s.commit_stats();
+    assert_eq!(after.messages - before.messages, 200);
+    assert!(
+        after.transactions - before.transactions < 200,
+        "concurrent messages share transactions: {before:?} -> {after:?}"
+    );
+    assert_eq!(s.monthly_usage(&a.id, START).await.expect("usage"), 201);
+}
+
+async fn event_filters_and_pages(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "ev@acme.example").await;
+    let m1 = message(
+        s,
+        &a.id,
+        &["spring_sale"],
+        &[("ann@example.com", RecipientStatus::Queued)],
+        START,
+    )
+    .await;
+    f.clock.advance_millis(10_000);
+    message(
+        s,
+        &a.id,
+        &["springXsale"],
+        &[
+            ("bob@example.com", RecipientStatus::Queued),
+            ("eve@example.com", RecipientStatus::Dropped),
+        ],
+        f.clock.now(),
+    )
+    .await;
+    f.clock.advance_millis(10_000);
+    message(
+        s,
+        &a.id,
+        &[],
+        &[("Ann@Example.com", RecipientStatus::Queued)],
+        f.clock.now(),
+    )
+    .await;
+    let id = &a.id;
+    let list = |filter: EventFilter| async move {
+        s.list_events(
+            id,
+            &EventFilter {
+                limit: 100,
+                ..filter
+            },
+        )
+        .await
+        .expect("events")
+        .items
+    };
+    assert_eq!(list(EventFilter::default()).await.len(), 4);
+    assert_eq!(
+        list(EventFilter {
+            types: vec![EventType::Dropped],
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(EventFilter {
+            recipient: Some("ann@example.com".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2,
+        "case-insensitive"
+    );
+    assert_eq!(
+        list(EventFilter {
+            message_id: Some(m1.to_string()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    let tagged = list(EventFilter {
+        tag: Some("spring_sale".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(tagged.len(), 1, "'_' in a tag is literal, not a wildcard");
+    assert_eq!(tagged[0].message_id.as_ref(), Some(&m1));
+    let window = list(EventFilter {
+        from: Some(START.plus_millis(5_000)),
+        to: Some(START.plus_millis(15_000)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window.len(), 2);
+    let all = list(EventFilter::default()).await;
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .list_events(
+                &a.id,
+                &EventFilter {
+                    limit: 3,
+                    before,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("page");
+        seen.extend(page.items.iter().map(|e| e.seq));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.iter().map(|e| e.seq).collect::<Vec<_>>());
+}
+
+async fn suppressions(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "sup@acme.example").await;
+    s.add_suppression(&a.id, "hard@example.com", SuppressionReason::Bounce)
+        .await
+        .expect("add");
+    f.clock.advance_millis(1);
+    s.add_suppression(&a.id, "left@example.com", SuppressionReason::Unsubscribe)
+        .await
+        .expect("add");
+    f.clock.advance_millis(1);
+    s.add_suppression(&a.id, "mad@example.com", SuppressionReason::Complaint)
+        .await
+        .expect("add");
+    let found = s
+        .suppressed(
+            &a.id,
+            &["HARD@example.com", "fine@example.com", "mad@example.com"],
+        )
+        .await
+        .expect("check");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found["HARD@example.com"], SuppressionReason::Bounce);
+    let other = account(s, "sup@other.example").await;
+    assert!(
+        s.suppressed(&other.id, &["hard@example.com"])
+            .await
+            .expect("check")
+            .is_empty(),
+        "lists are per account"
+    );
+    let page1 = s
+        .list_suppressions(&a.id, None, None, 2)
+        .await
+        .expect("list");
+    assert_eq!(
+        page1
+            .items
+            .iter()
+            .map(|x| x.address.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["mad@example.com", "left@example.com"]
+    );
+    let page2 = s
+        .list_suppressions(&a.id, None, page1.next.as_deref(), 2)
+        .await
+        .expect("list");
+    assert_eq!(page2.items.len(), 1);
+    assert!(page2.next.is_none());
+    let bounces = s
+        .list_suppressions(&a.id, Some(SuppressionReason::Bounce), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(bounces.items.len(), 1);
+    s.remove_suppression(&a.id, "hard@EXAMPLE.com")
+        .await
+        .expect("remove");
+    assert!(matches!(
+        s.remove_suppression(&a.id, "hard@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn reopening_keeps_everything(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "reopen@acme.example").await;
+    let id = message(
+        s,
+        &a.id,
+        &[],
+        &[("ann@example.com", RecipientStatus::Queued)],
+        START,
+    )
+    .await;
+    // A second store on the same database: migrations are idempotent, and a fresh key cache
+    // unwraps the account key from the database.
+    let url = match s.backend() {
+        kuvert_store::Backend::Sqlite => {
+            StoreOptions::sqlite_url(f._dir.as_ref().expect("dir").path())
+        }
+        kuvert_store::Backend::Postgres => {
+            let base = pg_admin_url();
+            format!(
+                "{}/{}",
+                &base[..base.rfind('/').expect("db")],
+                f.pg_db.as_ref().expect("db")
+            )
+        }
+    };
+    let again = Store::open(StoreOptions {
+        url: url.clone(),
+        master_key: MASTER,
+        clock: Arc::new(f.clock.clone()),
+    })
+    .await
+    .expect("reopen");
+    assert_eq!(
+        again
+            .message(&a.id, id.as_str())
+            .await
+            .expect("read")
+            .recipients[0]
+            .email,
+        "ann@example.com"
+    );
+    again.close().await;
+    let wrong = Store::open(StoreOptions {
+        url,
+        master_key: [1; 32],
+        clock: Arc::new(f.clock.clone()),
+    })
+    .await
+    .expect("reopen");
+    assert!(
+        matches!(
+            wrong.message(&a.id, id.as_str()).await,
+            Err(StoreError::Sealing(_))
+        ),
+        "another master key opens nothing"
+    );
+    wrong.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_files_hold_no_plaintext() {
+    let f = sqlite().await;
+    let s = &f.store;
+    let a = account(s, "plain.owner@acme.example").await;
+    let secret_body = "Subject: Sale\r\n\r\nbody";
+    message(
+        s,
+        &a.id,
+        &[],
+        &[
+            (
+                "very.private.recipient@example.com",
+                RecipientStatus::Queued,
+            ),
+            ("dropped.person@example.com", RecipientStatus::Dropped),
+        ],
+        START,
+    )
+    .await;
+    s.add_suppression(
+        &a.id,
+        "suppressed.person@example.com",
+        SuppressionReason::Manual,
+    )
+    .await
+    .expect("add");
+    s.add_domain(&a.id, new_domain("other.example", false))
+        .await
+        .expect("domain");
+    let dir = f._dir.as_ref().expect("dir").path().to_owned();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("dir") {
+        bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
+    }
+    assert!(bytes.len() > 4096, "the database files were read");
+    for plain in [
+        "plain.owner@acme.example",
+        "Acme GmbH",
+        "DE123456789",
+        "very.private.recipient",
+        "dropped.person",
+        "suppressed.person",
+        secret_body,
+        "news@send.example",
+        "private key bytes",
+        "suppressed: bounce",
+        "\"order\"",
+    ] {
+        assert!(
+            !bytes.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "{plain:?} is stored in clear"
+        );
+    }
+    f.finish().await;
+}
