@@ -1,1 +1,143 @@
-//! kuvert-dns
+//! DNS for Kuvert, through hickory-resolver: the records of sending domains now, MX routing
+//! when the delivery engine comes. `[dns] nameservers` points it at a private server (tests).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::{RData, RecordType as HickoryType};
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{ResolveError, TokioResolver};
+use kuvert_core::domain::{DnsRecord, RecordType};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsError {
+    #[error("DNS look-up of {name} failed: {source}")]
+    Lookup { name: String, source: ResolveError },
+    #[error("cannot read the system's DNS configuration: {0}")]
+    SystemConfig(ResolveError),
+}
+
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+}
+
+/// One required or advised record, and what DNS holds for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordCheck {
+    #[serde(flatten)]
+    pub record: DnsRecord,
+    pub found: Vec<String>,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Dns {
+    /// A resolver asking `nameservers` (UDP, then TCP for truncated answers), or the system's
+    /// resolvers when the list is empty. `cache` off is for verification, where a record the
+    /// user just published must be seen at once.
+    pub fn new(nameservers: &[SocketAddr], cache: bool) -> Result<Self, DnsError> {
+        let mut builder = if nameservers.is_empty() {
+            TokioResolver::builder_tokio().map_err(DnsError::SystemConfig)?
+        } else {
+            let mut config = ResolverConfig::from_parts(None, vec![], vec![]);
+            for ns in nameservers {
+                config.add_name_server(NameServerConfig::new(*ns, Protocol::Udp));
+                config.add_name_server(NameServerConfig::new(*ns, Protocol::Tcp));
+            }
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+        };
+        let opts: &mut ResolverOpts = builder.options_mut();
+        opts.timeout = Duration::from_secs(3);
+        opts.attempts = 2;
+        if !cache {
+            opts.cache_size = 0;
+        }
+        Ok(Self {
+            resolver: builder.build(),
+        })
+    }
+
+    /// The answers for `name`: TXT strings of one record joined, MX exchanges and CNAME
+    /// targets as names. A name or type that does not exist is an empty answer, not an error.
+    pub async fn lookup(
+        &self,
+        name: &str,
+        record_type: RecordType,
+    ) -> Result<Vec<String>, DnsError> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let rtype = match record_type {
+            RecordType::Txt => HickoryType::TXT,
+            RecordType::Mx => HickoryType::MX,
+            RecordType::Cname => HickoryType::CNAME,
+        };
+        match self.resolver.lookup(fqdn.as_str(), rtype).await {
+            Ok(answer) => Ok(answer
+                .iter()
+                .filter_map(|rdata| match rdata {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data()
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect::<String>(),
+                    ),
+                    RData::MX(mx) => Some(mx.exchange().to_string()),
+                    RData::CNAME(c) => Some(c.0.to_string()),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(vec![]),
+            Err(source) => Err(DnsError::Lookup {
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Looks every record up, concurrently, and says which are in place.
+    pub async fn check(&self, records: &[DnsRecord]) -> Vec<RecordCheck> {
+        let tasks: Vec<_> = records
+            .iter()
+            .cloned()
+            .map(|r| {
+                let dns = self.clone();
+                tokio::spawn(async move {
+                    match dns.lookup(&r.name, r.record_type).await {
+                        Ok(found) => RecordCheck {
+                            ok: r.is_satisfied_by(&found),
+                            record: r,
+                            found,
+                            error: None,
+                        },
+                        Err(e) => RecordCheck {
+                            record: r,
+                            found: vec![],
+                            ok: false,
+                            error: Some(e.to_string()),
+                        },
+                    }
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for (task, record) in tasks.into_iter().zip(records) {
+            out.push(task.await.unwrap_or_else(|e| RecordCheck {
+                record: record.clone(),
+                found: vec![],
+                ok: false,
+                error: Some(format!("look-up task failed: {e}")),
+            }));
+        }
+        out
+    }
+}
+
+/// Whether every required record passed.
+pub fn all_required_pass(checks: &[RecordCheck]) -> bool {
+    checks.iter().all(|c| c.ok || !c.record.required)
+}

@@ -1,1 +1,146 @@
-//! kuvert-http
+//! Kuvert's HTTP API: `/v1` (JSON, authenticated by API key), `/healthz`, `/metrics`, and the
+//! OpenAPI document at `/v1/openapi.json`, generated from the handlers themselves.
+
+mod error;
+mod extract;
+mod metrics;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use kuvert_core::domain::DomainSettings;
+use kuvert_dns::Dns;
+use kuvert_store::Store;
+use kuvert_submit::Acceptor;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub acceptor: Acceptor,
+    pub dns: Dns,
+    pub domain_settings: DomainSettings,
+    pub metrics: Metrics,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Kuvert API", description = "Self-hosted email delivery. Authenticate with `Authorization: Bearer KEY`, or HTTP Basic with user `api` and the key as password."),
+    paths(
+        routes::messages::send,
+        routes::messages::get,
+        routes::events::list,
+        routes::suppressions::list,
+        routes::suppressions::add,
+        routes::suppressions::remove,
+        routes::domains::list,
+        routes::domains::add,
+        routes::domains::get,
+        routes::domains::remove,
+        routes::domains::verify,
+        routes::keys::list,
+        routes::keys::create,
+        routes::keys::revoke,
+        routes::account::get,
+        routes::ops::healthz,
+        routes::ops::metrics,
+    ),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+}
+
+/// The whole HTTP service.
+pub fn router(state: Arc<AppState>) -> Router {
+    // Attachments arrive base64-encoded inside JSON: a message at the size limit needs 4/3 of
+    // it, plus room for the rest of the request.
+    let body_limit = state.acceptor.limits().max_message_bytes / 3 * 4 + 1024 * 1024;
+    let openapi = Arc::new(openapi_json());
+    Router::new()
+        .route("/v1/messages", post(routes::messages::send))
+        .route("/v1/messages/{id}", get(routes::messages::get))
+        .route("/v1/events", get(routes::events::list))
+        .route(
+            "/v1/suppressions",
+            get(routes::suppressions::list).post(routes::suppressions::add),
+        )
+        .route(
+            "/v1/suppressions/{address}",
+            axum::routing::delete(routes::suppressions::remove),
+        )
+        .route(
+            "/v1/domains",
+            get(routes::domains::list).post(routes::domains::add),
+        )
+        .route(
+            "/v1/domains/{name}",
+            get(routes::domains::get).delete(routes::domains::remove),
+        )
+        .route("/v1/domains/{name}/verify", post(routes::domains::verify))
+        .route(
+            "/v1/keys",
+            get(routes::keys::list).post(routes::keys::create),
+        )
+        .route("/v1/keys/{id}", axum::routing::delete(routes::keys::revoke))
+        .route("/v1/account", get(routes::account::get))
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        (*doc).clone(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_responses,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -201,3 +201,15 @@ impl Store {
         .transpose()
     }
 }
+
+impl Store {
+    /// Plan and status only: what every submission checks, without unsealing the profile.
+    pub async fn account_state(&self, id: &AccountId) -> Result<(Plan, AccountStatus)> {
+        let row = sqlx::query("SELECT plan, status FROM accounts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("account"))?;
+        Ok((parse_column(&row, "plan")?, parse_column(&row, "status")?))
+    }
+}

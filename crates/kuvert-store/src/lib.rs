@@ -206,3 +206,11 @@ impl Store {
         self.0.pool.close().await;
     }
 }
+
+impl Store {
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
+    }
+}

@@ -1,1 +1,190 @@
-//! kuvert-submit
+//! The one way in. Every entrance (the HTTP API, SMTP submission, the compatibility APIs,
+//! campaigns) turns its request into a [`Submission`] and calls [`Acceptor::accept`]; the
+//! checks live here once: the rules of the submission, the account's state, the sending
+//! domain, the quota, the size, the suppression list. The answer comes only after the
+//! message is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use kuvert_core::Clock;
+use kuvert_core::account::{AccountStatus, Plan, PlanLimits};
+use kuvert_core::event::{RecipientKind, RecipientStatus, SuppressionReason};
+use kuvert_core::id::{AccountId, MessageId, RecipientId};
+use kuvert_core::mime;
+use kuvert_core::submission::{Limits, Submission, SubmissionError, SubmissionErrorKind};
+use kuvert_store::{NewMessage, NewRecipient, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    #[error(transparent)]
+    Invalid(#[from] SubmissionError),
+    #[error("{0} is not a sending domain of this account")]
+    UnknownDomain(String),
+    #[error("{0} is not verified yet: publish its DNS records, then verify it")]
+    UnverifiedDomain(String),
+    #[error("the account is {0} and cannot send")]
+    AccountNotActive(AccountStatus),
+    #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
+    QuotaExceeded { used: u64, quota: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One recipient as the caller will be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedRecipient {
+    pub id: RecipientId,
+    pub email: String,
+    pub status: RecipientStatus,
+    /// Why a dropped recipient will not be sent to.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: MessageId,
+    pub recipients: Vec<AcceptedRecipient>,
+}
+
+#[derive(Clone)]
+pub struct Acceptor {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    plans: Arc<HashMap<Plan, PlanLimits>>,
+}
+
+impl Acceptor {
+    pub fn new(store: Store, limits: Limits, plans: HashMap<Plan, PlanLimits>) -> Self {
+        Self {
+            clock: store.clock().clone(),
+            store,
+            limits,
+            plans: Arc::new(plans),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn plan_limits(&self, plan: Plan) -> PlanLimits {
+        self.plans
+            .get(&plan)
+            .copied()
+            .unwrap_or_else(|| plan.default_limits())
+    }
+
+    pub async fn accept(
+        &self,
+        account: &AccountId,
+        sub: Submission,
+    ) -> Result<Accepted, AcceptError> {
+        let now = self.clock.now();
+        sub.check(&self.limits, now)?;
+        let (plan, status) = self.store.account_state(account).await?;
+        if status != AccountStatus::Active {
+            return Err(AcceptError::AccountNotActive(status));
+        }
+        let from_domain = sub.from.address.domain();
+        let domain = match self.store.account_domain(account, from_domain).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => {
+                return Err(AcceptError::UnknownDomain(from_domain.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !domain.can_send() {
+            return Err(AcceptError::UnverifiedDomain(domain.name));
+        }
+
+        // One delivery per address, whichever of to, cc and bcc it first appears in.
+        let mut seen = HashSet::new();
+        let recipients: Vec<(RecipientKind, &str)> = [
+            (RecipientKind::To, &sub.to),
+            (RecipientKind::Cc, &sub.cc),
+            (RecipientKind::Bcc, &sub.bcc),
+        ]
+        .into_iter()
+        .flat_map(|(kind, list)| list.iter().map(move |m| (kind, m.address.as_str())))
+        .filter(|(_, a)| seen.insert(a.to_lowercase()))
+        .collect();
+        let addresses: Vec<&str> = recipients.iter().map(|(_, a)| *a).collect();
+        let suppressed = self.store.suppressed(account, &addresses).await?;
+        let queued = (recipients.len() - suppressed.len()) as u64;
+
+        // The quota is checked before the commit, so concurrent requests can pass it by a
+        // little; it is a plan limit, not a security boundary.
+        let quota = self.plan_limits(plan).monthly_quota;
+        let used = self.store.monthly_usage(account, now).await?;
+        if queued > 0 && used + queued > quota {
+            return Err(AcceptError::QuotaExceeded { used, quota });
+        }
+
+        let id = MessageId::generate(now);
+        let raw = mime::build(&sub, &id, now);
+        if raw.len() > self.limits.max_message_bytes {
+            return Err(SubmissionError {
+                kind: SubmissionErrorKind::TooLarge,
+                field: None,
+                message: format!(
+                    "the message is {} bytes; the limit is {} bytes",
+                    raw.len(),
+                    self.limits.max_message_bytes
+                ),
+            }
+            .into());
+        }
+
+        let recipients: Vec<NewRecipient> = recipients
+            .into_iter()
+            .map(|(kind, address)| {
+                let reason: Option<SuppressionReason> = suppressed.get(address).copied();
+                NewRecipient {
+                    id: RecipientId::generate(now),
+                    address: address.to_owned(),
+                    kind,
+                    status: if reason.is_some() {
+                        RecipientStatus::Dropped
+                    } else {
+                        RecipientStatus::Queued
+                    },
+                    drop_reason: reason.map(|r| format!("suppressed: {r}")),
+                }
+            })
+            .collect();
+        let answer = Accepted {
+            id: id.clone(),
+            recipients: recipients
+                .iter()
+                .map(|r| AcceptedRecipient {
+                    id: r.id.clone(),
+                    email: r.address.clone(),
+                    status: r.status,
+                    reason: r.drop_reason.clone(),
+                })
+                .collect(),
+        };
+        self.store
+            .commit_message(NewMessage {
+                id,
+                account_id: account.clone(),
+                domain_id: domain.id,
+                sender: sub.from.address.to_string(),
+                subject: sub.subject,
+                mime: raw,
+                tags: sub.tags,
+                metadata: sub.metadata,
+                require_tls: sub.require_tls,
+                track_opens: sub.tracking.opens,
+                track_clicks: sub.tracking.clicks,
+                send_at: sub.send_at,
+                created_at: now,
+                recipients,
+            })
+            .await?;
+        Ok(answer)
+    }
+}

@@ -1,1 +1,113 @@
-fn main() {}
+//! `kuvert`: the one binary. `kuvert serve` runs everything in one process; the admin
+//! subcommands work on the same data directory or database, also while the server runs.
+
+mod admin;
+mod config;
+mod instance;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "kuvert",
+    version,
+    about = "Kuvert: self-hosted, privacy-first email delivery"
+)]
+struct Cli {
+    /// Holds the embedded database and the master key file.
+    #[arg(
+        long,
+        global = true,
+        env = "KUVERT_DATA_DIR",
+        default_value = "./kuvert-data"
+    )]
+    data_dir: PathBuf,
+    /// PostgreSQL URL; overrides [database] url.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// TOML configuration file (see kuvert.example.toml).
+    #[arg(long, global = true, env = "KUVERT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "KUVERT_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: HTTP API now; SMTP and delivery as they are built.
+    Serve {
+        /// A ready-to-try instance: a demo account, a sandbox domain and an API key.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Accounts.
+    #[command(subcommand)]
+    Account(admin::AccountCmd),
+    /// API keys.
+    #[command(subcommand)]
+    Key(admin::KeyCmd),
+    /// Sending domains.
+    #[command(subcommand)]
+    Domain(admin::DomainCmd),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUVERT_LOG")
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        println!("{}", kuvert_http::openapi_json());
+        return Ok(());
+    }
+    init_logs(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let config = config::Config::load(cli.config.as_deref(), std::env::vars())?;
+        let instance =
+            instance::Instance::open(&cli.data_dir, cli.database_url.as_deref(), config).await?;
+        let result = match cli.command {
+            Command::Serve { dev } => serve::run(&instance, dev).await,
+            Command::Account(cmd) => admin::account(&instance, cmd, cli.json).await,
+            Command::Key(cmd) => admin::key(&instance, cmd, cli.json).await,
+            Command::Domain(cmd) => admin::domain(&instance, cmd, cli.json).await,
+            Command::Openapi => Ok(()),
+        };
+        instance.store.close().await;
+        result
+    })
+}

@@ -1,0 +1,132 @@
+//! Operations on accounts, API keys and sending domains. The HTTP API and the admin CLI both
+//! call these, so a rule (the password rule, a domain's key and records) holds the same way
+//! whichever door an operator or user comes through.
+
+use kuvert_core::EmailAddress;
+use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
+use kuvert_core::address::{AddressError, is_host_name};
+use kuvert_core::apikey::{NewApiKey, Scope};
+use kuvert_core::domain::{DnsRecord, DomainSettings, dns_records, generate_dkim_rsa};
+use kuvert_core::id::AccountId;
+use kuvert_core::password::{self, WeakPassword};
+use kuvert_dns::{Dns, RecordCheck, all_required_pass};
+use kuvert_store::{
+    Account, ApiKey, Domain, NewAccount, NewDomain, NewUser, Store, StoreError, User,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    #[error(transparent)]
+    WeakPassword(#[from] WeakPassword),
+    #[error("invalid e-mail address: {0}")]
+    InvalidEmail(#[from] AddressError),
+    #[error("{0:?} is not a valid domain name")]
+    InvalidDomain(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct AccountRequest {
+    pub email: String,
+    pub password: String,
+    pub plan: Plan,
+    pub region: Region,
+    pub company: CompanyProfile,
+    pub owner: UserProfile,
+}
+
+/// Creates an account and its owner, after the password rule of seed 000.
+pub async fn create_account(
+    store: &Store,
+    req: AccountRequest,
+) -> Result<(Account, User), AdminError> {
+    let email = EmailAddress::parse(&req.email)?;
+    let hash = password::hash(&req.password)?;
+    Ok(store
+        .create_account(NewAccount {
+            plan: req.plan,
+            region: req.region,
+            profile: req.company,
+            owner: NewUser {
+                email: email.to_string(),
+                password_hash: hash,
+                role: Role::Owner,
+                profile: req.owner,
+            },
+        })
+        .await?)
+}
+
+/// A new key; the secret is returned here and never again.
+pub async fn create_key(
+    store: &Store,
+    account: &AccountId,
+    name: &str,
+    scope: Scope,
+) -> Result<(ApiKey, String), AdminError> {
+    let new = NewApiKey::generate();
+    let key = store.create_key(account, name, scope, &new).await?;
+    Ok((key, new.secret))
+}
+
+/// The records the owner of `domain` must publish.
+pub fn records(domain: &Domain, settings: &DomainSettings) -> Vec<DnsRecord> {
+    dns_records(
+        &domain.name,
+        &domain.selector,
+        &domain.dkim_public,
+        settings,
+    )
+}
+
+/// Adds a sending domain with a fresh RSA-2048 DKIM key.
+pub async fn add_domain(
+    store: &Store,
+    account: &AccountId,
+    name: &str,
+    settings: &DomainSettings,
+    sandbox: bool,
+) -> Result<(Domain, Vec<DnsRecord>), AdminError> {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !is_host_name(&name) {
+        return Err(AdminError::InvalidDomain(name));
+    }
+    // Key generation takes a good fraction of a second: keep it off the async workers.
+    let key = tokio::task::spawn_blocking(generate_dkim_rsa)
+        .await
+        .expect("key generation does not panic");
+    let domain = store
+        .add_domain(
+            account,
+            NewDomain {
+                name,
+                selector: settings.dkim_selector.clone(),
+                dkim_private_der: key.private_pkcs8_der,
+                dkim_public: key.public_b64,
+                sandbox,
+            },
+        )
+        .await?;
+    let records = records(&domain, settings);
+    Ok((domain, records))
+}
+
+/// Looks the domain's records up and records the outcome. `skip_dns` is the operator's
+/// override: the domain is verified without a look-up.
+pub async fn verify_domain(
+    store: &Store,
+    dns: &Dns,
+    domain: &Domain,
+    settings: &DomainSettings,
+    skip_dns: bool,
+) -> Result<(Domain, Vec<RecordCheck>), AdminError> {
+    if skip_dns {
+        return Ok((store.record_domain_check(&domain.name, true).await?, vec![]));
+    }
+    let checks = dns.check(&records(domain, settings)).await;
+    let domain = store
+        .record_domain_check(&domain.name, all_required_pass(&checks))
+        .await?;
+    Ok((domain, checks))
+}

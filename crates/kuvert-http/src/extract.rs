@@ -1,0 +1,163 @@
+//! Extractors: JSON bodies with errors that name the field, and API-key authentication.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kuvert_core::account::AccountStatus;
+use kuvert_core::apikey::{Scope, hash_key};
+use kuvert_store::KeyAuth;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON body. Broken JSON is `400 malformed_json`; JSON of the wrong shape is
+/// `422 invalid_field` with the path of the offending field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            if !ct.starts_with("application/json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("expected Content-Type: application/json, got {ct:?}"),
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(Self(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_data() {
+                    let mut err = ApiError::invalid(path.clone(), format!("{path}: {inner}"));
+                    if path == "." {
+                        err.field = None;
+                        err.message = inner.to_string();
+                    }
+                    Err(err)
+                } else {
+                    Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("the body is not valid JSON: {inner}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// A request made with a valid API key of an active account.
+/// `Authorization: Bearer KEY`, or HTTP Basic with any user (Mailgun clients send `api`) and
+/// the key as password.
+pub struct Auth(pub KeyAuth);
+
+/// Like [`Auth`], but the key must have the `full` scope: every endpoint except sending.
+pub struct FullAccess(pub KeyAuth);
+
+fn key_from_header(parts: &Parts) -> Result<String, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "an API key is needed: Authorization: Bearer KEY, or Basic with user api",
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not readable"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(rest.trim().to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::unauthorized("the Basic credentials are not valid base64"))?;
+        let (_user, key) = decoded
+            .split_once(':')
+            .ok_or_else(|| ApiError::unauthorized("Basic credentials need user:key"))?;
+        return Ok(key.to_owned());
+    }
+    Err(ApiError::unauthorized("use the Bearer or Basic scheme"))
+}
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let key = key_from_header(parts)?;
+        let auth = state
+            .store
+            .authenticate(&hash_key(&key))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
+        if auth.account_status != AccountStatus::Active {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account_inactive",
+                format!("the account is {}", auth.account_status),
+            ));
+        }
+        Ok(Self(auth))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for FullAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let Auth(auth) = Auth::from_request_parts(parts, state).await?;
+        if auth.scope != Scope::Full {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!(
+                    "this key has the {} scope; this endpoint needs a full key",
+                    auth.scope
+                ),
+            ));
+        }
+        Ok(Self(auth))
+    }
+}
+
+/// Query parameters; a malformed one is `422 invalid_field` in the usual error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Self(q.0))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    e.body_text(),
+                )
+            })
+    }
+}

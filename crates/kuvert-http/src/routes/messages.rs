@@ -1,0 +1,290 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kuvert_core::Mailbox;
+use kuvert_core::submission::{Attachment, Submission, TrackingOptions};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, Auth, FullAccess};
+
+/// A message to send.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// `addr@domain` or `Name <addr@domain>`; the domain must be a verified sending domain.
+    pub from: String,
+    /// One address or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schema(value_type = Vec<String>)]
+    pub to: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schema(value_type = Vec<String>)]
+    pub cc: Vec<String>,
+    /// Receive the message but do not appear in its headers.
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schema(value_type = Vec<String>)]
+    pub bcc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// Extra headers, such as `X-Campaign`. Headers Kuvert sets itself are refused.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentIn>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Your own data, returned with the message's events. At most 10 KB.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// RFC 3339 time to send at, at most 7 days ahead.
+    pub send_at: Option<String>,
+    #[serde(default)]
+    pub tracking: TrackingIn,
+    /// Fail rather than deliver without TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentIn {
+    pub filename: String,
+    /// A MIME type such as `application/pdf`.
+    pub content_type: String,
+    /// The file, base64-encoded.
+    pub content: String,
+}
+
+/// Tracking choices for this message; absent means the account's default.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingIn {
+    pub opens: Option<bool>,
+    pub clicks: Option<bool>,
+}
+
+/// An address list may be given as one string or as an array of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an address or a list of addresses")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(1000));
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SendResponse {
+    pub id: String,
+    pub recipients: Vec<AcceptedRecipientOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedRecipientOut {
+    pub email: String,
+    pub id: String,
+    /// `queued`, or `dropped` when the address is on the suppression list.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn mailbox(field: String, s: &str) -> Result<Mailbox, ApiError> {
+    Mailbox::parse(s).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_address",
+            format!("{field}: {s:?} is not a valid address: {e}"),
+        )
+        .field(field)
+    })
+}
+
+fn mailboxes(field: &str, list: &[String]) -> Result<Vec<Mailbox>, ApiError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| mailbox(format!("{field}[{i}]"), s))
+        .collect()
+}
+
+impl SendRequest {
+    fn into_submission(self) -> Result<Submission, ApiError> {
+        let attachments = self
+            .attachments
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let cleaned: String = a
+                    .content
+                    .chars()
+                    .filter(|c| !c.is_ascii_whitespace())
+                    .collect();
+                let content = STANDARD.decode(cleaned).map_err(|e| {
+                    ApiError::invalid(
+                        format!("attachments[{i}].content"),
+                        format!("attachments[{i}].content is not base64: {e}"),
+                    )
+                })?;
+                Ok(Attachment {
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    content,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        Ok(Submission {
+            from: mailbox("from".into(), &self.from)?,
+            to: mailboxes("to", &self.to)?,
+            cc: mailboxes("cc", &self.cc)?,
+            bcc: mailboxes("bcc", &self.bcc)?,
+            reply_to: self
+                .reply_to
+                .as_deref()
+                .map(|r| mailbox("reply_to".into(), r))
+                .transpose()?,
+            subject: self.subject,
+            text: self.text,
+            html: self.html,
+            headers: self.headers.into_iter().collect(),
+            attachments,
+            tags: self.tags,
+            metadata: self.metadata,
+            send_at: super::time_param("send_at", self.send_at.as_deref())?,
+            tracking: TrackingOptions {
+                opens: self.tracking.opens,
+                clicks: self.tracking.clicks,
+            },
+            require_tls: self.require_tls,
+        })
+    }
+}
+
+/// Send a message. Answers once the message is stored durably.
+#[utoipa::path(post, path = "/v1/messages", tag = "sending", request_body = SendRequest,
+    responses(
+        (status = 202, description = "Accepted and durably queued", body = SendResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "Domain not verified, or account not active", body = ErrorBody),
+        (status = 413, description = "Message too large", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "Monthly quota used up", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    Auth(auth): Auth,
+    ApiJson(req): ApiJson<SendRequest>,
+) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
+    let submission = req.into_submission()?;
+    let accepted = state.acceptor.accept(&auth.account_id, submission).await?;
+    state.metrics.accepted(&accepted);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SendResponse {
+            id: accepted.id.to_string(),
+            recipients: accepted
+                .recipients
+                .into_iter()
+                .map(|r| AcceptedRecipientOut {
+                    email: r.email,
+                    id: r.id.to_string(),
+                    status: r.status.to_string(),
+                    reason: r.reason,
+                })
+                .collect(),
+        }),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageOut {
+    pub id: String,
+    pub from: String,
+    pub subject: String,
+    /// Size of the MIME message in bytes.
+    pub size: i64,
+    pub tags: Vec<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub send_at: Option<String>,
+    pub created_at: String,
+    pub recipients: Vec<RecipientOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecipientOut {
+    pub id: String,
+    pub email: String,
+    /// `to`, `cc` or `bcc`.
+    pub kind: String,
+    /// `queued`, `deferred`, `delivered`, `bounced`, `failed` or `dropped`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub updated_at: String,
+}
+
+/// A message and where each of its recipients stands.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "sending",
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, body = MessageOut), (status = 404, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    Path(id): Path<String>,
+) -> Result<Json<MessageOut>, ApiError> {
+    let m = state.store.message(&auth.account_id, &id).await?;
+    Ok(Json(MessageOut {
+        id: m.id.to_string(),
+        from: m.from,
+        subject: m.subject,
+        size: m.size,
+        tags: m.tags,
+        metadata: m.metadata,
+        send_at: m.send_at.map(|t| t.to_rfc3339()),
+        created_at: m.created_at.to_rfc3339(),
+        recipients: m
+            .recipients
+            .into_iter()
+            .map(|r| RecipientOut {
+                id: r.id.to_string(),
+                email: r.email,
+                kind: r.kind.to_string(),
+                status: r.status.to_string(),
+                attempts: r.attempts,
+                next_attempt_at: r.next_attempt_at.map(|t| t.to_rfc3339()),
+                updated_at: r.updated_at.to_rfc3339(),
+            })
+            .collect(),
+    }))
+}

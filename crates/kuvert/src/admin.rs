@@ -1,0 +1,325 @@
+//! Admin subcommands: what an operator does from the shell. Each prints a short text, or
+//! JSON with `--json`.
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use kuvert_core::account::{CompanyProfile, Plan, Region};
+use kuvert_core::apikey::Scope;
+use kuvert_store::Domain;
+use serde_json::json;
+
+use crate::instance::Instance;
+
+#[derive(Subcommand)]
+pub enum AccountCmd {
+    /// Create an account with its owner.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// At least 8 characters, with a letter, a digit and a special character.
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value = "free")]
+        plan: Plan,
+        #[arg(long, default_value = "eu")]
+        region: Region,
+        #[arg(long)]
+        company: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// Show an account.
+    Show { account: String },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Create an API key; it is printed once.
+    Create {
+        /// Account id or the e-mail of one of its users.
+        #[arg(long)]
+        account: String,
+        #[arg(long, default_value = "full")]
+        scope: Scope,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List an account's keys.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[arg(long)]
+        account: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DomainCmd {
+    /// Add a sending domain; prints the DNS records to publish.
+    Add {
+        #[arg(long)]
+        account: String,
+        name: String,
+        /// Needs no DNS verification (for trials; never for real mail).
+        #[arg(long)]
+        sandbox: bool,
+    },
+    /// Check a domain's DNS records.
+    Verify {
+        name: String,
+        /// The operator's override: mark it verified without looking.
+        #[arg(long)]
+        skip_dns: bool,
+    },
+    /// List an account's domains.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+}
+
+fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("JSON values serialise")
+        );
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()> {
+    match cmd {
+        AccountCmd::Create {
+            email,
+            password,
+            plan,
+            region,
+            company,
+            country,
+        } => {
+            let (account, user) = kuvert_admin::create_account(
+                &i.store,
+                kuvert_admin::AccountRequest {
+                    email,
+                    password,
+                    plan,
+                    region,
+                    company: CompanyProfile {
+                        company,
+                        country,
+                        ..Default::default()
+                    },
+                    owner: Default::default(),
+                },
+            )
+            .await?;
+            print(
+                json_out,
+                json!({"id": account.id, "plan": plan, "region": region, "owner": {"id": user.id, "email": user.email}}),
+                || {
+                    format!(
+                        "created account {} ({plan}, {region}) with owner {}",
+                        account.id, user.email
+                    )
+                },
+            );
+        }
+        AccountCmd::Show { account } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let users = i.store.users(&a.id).await?;
+            let users: Vec<_> = users
+                .iter()
+                .map(|u| json!({"id": u.id, "email": u.email, "role": u.role}))
+                .collect();
+            let v = json!({"id": a.id, "plan": a.plan, "region": a.region, "status": a.status, "company": a.profile.company,
+                "created_at": a.created_at.to_rfc3339(), "users": users});
+            print(json_out, v.clone(), || {
+                serde_json::to_string_pretty(&v).expect("serialises")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn key(i: &Instance, cmd: KeyCmd, json_out: bool) -> Result<()> {
+    match cmd {
+        KeyCmd::Create {
+            account,
+            scope,
+            name,
+        } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let (key, secret) = kuvert_admin::create_key(&i.store, &a.id, &name, scope).await?;
+            print(
+                json_out,
+                json!({"id": key.id, "account": a.id, "scope": scope, "secret": secret}),
+                || {
+                    format!(
+                        "{secret}\n(key {} with scope {scope}; it is shown only this once)",
+                        key.id
+                    )
+                },
+            );
+        }
+        KeyCmd::List { account } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let keys = i.store.list_keys(&a.id).await?;
+            let v: Vec<_> = keys
+                .iter()
+                .map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix, "scope": k.scope,
+                    "last_used_at": k.last_used_at.map(|t| t.to_rfc3339()), "revoked_at": k.revoked_at.map(|t| t.to_rfc3339())}))
+                .collect();
+            print(json_out, json!(v), || {
+                keys.iter()
+                    .map(|k| {
+                        format!(
+                            "{}  {}…  {}{}",
+                            k.id,
+                            k.prefix,
+                            k.scope,
+                            if k.revoked_at.is_some() {
+                                "  revoked"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        KeyCmd::Revoke { account, id } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let k = i.store.revoke_key(&a.id, &id).await?;
+            print(
+                json_out,
+                json!({"id": k.id, "revoked_at": k.revoked_at.map(|t| t.to_rfc3339())}),
+                || format!("revoked {}", k.id),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn domain_json(d: &Domain, records: serde_json::Value) -> serde_json::Value {
+    json!({"name": d.name, "sandbox": d.sandbox, "verified": d.can_send(),
+        "verified_at": d.verified_at.map(|t| t.to_rfc3339()), "records": records})
+}
+
+pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> {
+    let settings = i.config.domain_settings();
+    match cmd {
+        DomainCmd::Add {
+            account,
+            name,
+            sandbox,
+        } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let (d, records) =
+                kuvert_admin::add_domain(&i.store, &a.id, &name, &settings, sandbox).await?;
+            print(json_out, domain_json(&d, json!(records)), || {
+                let mut out = format!(
+                    "added {}; publish these records, then run: kuvert domain verify {}\n",
+                    d.name, d.name
+                );
+                for r in &records {
+                    out.push_str(&format!(
+                        "\n{} {} ({}{})\n  {}\n",
+                        r.record_type,
+                        r.name,
+                        r.purpose,
+                        if r.required { ", required" } else { "" },
+                        r.value
+                    ));
+                }
+                out
+            });
+        }
+        DomainCmd::Verify { name, skip_dns } => {
+            let d = i.store.domain(&name).await.context("no such domain")?;
+            let (d, checks) =
+                kuvert_admin::verify_domain(&i.store, &i.dns()?, &d, &settings, skip_dns).await?;
+            print(json_out, domain_json(&d, json!(checks)), || {
+                let mut out = String::new();
+                for c in &checks {
+                    out.push_str(&format!(
+                        "{} {} {} {}\n",
+                        if c.ok { "ok     " } else { "MISSING" },
+                        c.record.record_type,
+                        c.record.name,
+                        c.record.purpose
+                    ));
+                }
+                out.push_str(&format!(
+                    "{} is {}",
+                    d.name,
+                    if d.can_send() {
+                        "verified"
+                    } else {
+                        "not verified"
+                    }
+                ));
+                out
+            });
+            if !d.can_send() {
+                bail!("{} is not verified: required records are missing", d.name);
+            }
+        }
+        DomainCmd::List { account } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let domains = i.store.list_domains(&a.id).await?;
+            let v: Vec<_> = domains
+                .iter()
+                .map(|d| domain_json(d, json!(null)))
+                .collect();
+            print(json_out, json!(v), || {
+                domains
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}  {}",
+                            d.name,
+                            if d.can_send() {
+                                "verified"
+                            } else {
+                                "unverified"
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}

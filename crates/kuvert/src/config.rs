@@ -1,0 +1,398 @@
+//! One typed configuration: defaults, then the TOML file, then `KUVERT_*` environment
+//! variables. Every key of the file can be set from the environment: `[http] listen` is
+//! `KUVERT_HTTP_LISTEN`, `[plans.free] monthly_quota` is `KUVERT_PLANS_FREE_MONTHLY_QUOTA`.
+//! Unknown keys and bad values stop the start with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use kuvert_core::account::{Plan, PlanLimits};
+use kuvert_core::domain::DomainSettings;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: Http,
+    pub database: Database,
+    pub dns: DnsConfig,
+    pub limits: Limits,
+    pub domains: DomainSettingsConfig,
+    pub plans: BTreeMap<String, PlanConfig>,
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// Empty: SQLite in the data directory. Or `postgres://user@host/db`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `host:port` of the DNS servers to ask; empty: the system's resolvers.
+    pub nameservers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_bytes: u64,
+    pub max_recipients: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainSettingsConfig {
+    pub hostname: String,
+    pub dkim_selector: String,
+    pub return_path_prefix: String,
+    pub tracking_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub event_retention_days: u32,
+    pub monthly_quota: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    /// File holding the instance master key (64 hex digits). Empty: `master.key` in the data
+    /// directory, created on first start. `KUVERT_MASTER_KEY` takes precedence over both.
+    pub master_key_file: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let l = kuvert_core::submission::Limits::default();
+        Self {
+            max_message_bytes: l.max_message_bytes as u64,
+            max_recipients: l.max_recipients as u64,
+        }
+    }
+}
+
+impl Default for DomainSettingsConfig {
+    fn default() -> Self {
+        let d = DomainSettings::default();
+        Self {
+            hostname: d.hostname,
+            dkim_selector: d.dkim_selector,
+            return_path_prefix: d.return_path_prefix,
+            tracking_prefix: d.tracking_prefix,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let plans = Plan::ALL
+            .iter()
+            .map(|p| {
+                let l = p.default_limits();
+                (
+                    p.to_string(),
+                    PlanConfig {
+                        event_retention_days: l.event_retention_days,
+                        monthly_quota: l.monthly_quota,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            http: Http::default(),
+            database: Database::default(),
+            dns: DnsConfig::default(),
+            limits: Limits::default(),
+            domains: DomainSettingsConfig::default(),
+            plans,
+            security: Security::default(),
+        }
+    }
+}
+
+/// Environment variables that are not configuration keys.
+const NOT_KEYS: &[&str] = &[
+    "KUVERT_MASTER_KEY",
+    "KUVERT_DATA_DIR",
+    "KUVERT_CONFIG",
+    "KUVERT_LOG",
+    "KUVERT_LOG_FORMAT",
+];
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut tree = toml::Value::try_from(Config::default()).context("defaults serialise")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            let file_tree: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
+            merge(&mut tree, file_tree);
+        }
+        let leaves = leaf_paths(&tree);
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("KUVERT_") else {
+                continue;
+            };
+            if NOT_KEYS.contains(&name.as_str()) || rest.starts_with("TEST_") {
+                continue;
+            }
+            let Some((path, default)) = leaves
+                .iter()
+                .find(|(p, _)| p.join("_").eq_ignore_ascii_case(rest))
+            else {
+                bail!("{name} is not a configuration key (see kuvert.example.toml)");
+            };
+            let parsed = env_value(default, &value).with_context(|| format!("{name}={value:?}"))?;
+            set(&mut tree, path, parsed);
+        }
+        let config: Config = tree
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration: {}", e.message()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.http
+            .listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("[http] listen = {:?} is not host:port", self.http.listen))?;
+        self.nameservers()?;
+        if !self.database.url.is_empty()
+            && !self.database.url.starts_with("postgres://")
+            && !self.database.url.starts_with("postgresql://")
+        {
+            bail!("[database] url must be empty (SQLite in the data directory) or postgres://...");
+        }
+        if self.limits.max_recipients == 0 || self.limits.max_message_bytes < 1024 {
+            bail!("[limits] max_recipients must be at least 1 and max_message_bytes at least 1024");
+        }
+        if !kuvert_core::address::is_host_name(&self.domains.hostname) {
+            bail!(
+                "[domains] hostname = {:?} is not a host name",
+                self.domains.hostname
+            );
+        }
+        for name in self.plans.keys() {
+            name.parse::<Plan>()
+                .map_err(|e| anyhow::anyhow!("[plans.{name}]: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn nameservers(&self) -> Result<Vec<SocketAddr>> {
+        self.dns
+            .nameservers
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| {
+                        s.parse::<std::net::IpAddr>()
+                            .map(|ip| SocketAddr::new(ip, 53))
+                    })
+                    .with_context(|| {
+                        format!("[dns] nameservers: {s:?} is not an IP address or address:port")
+                    })
+            })
+            .collect()
+    }
+
+    pub fn plan_limits(&self) -> std::collections::HashMap<Plan, PlanLimits> {
+        self.plans
+            .iter()
+            .filter_map(|(name, p)| {
+                Some((
+                    name.parse().ok()?,
+                    PlanLimits {
+                        event_retention_days: p.event_retention_days,
+                        monthly_quota: p.monthly_quota,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub fn domain_settings(&self) -> DomainSettings {
+        let d = &self.domains;
+        DomainSettings {
+            hostname: d.hostname.clone(),
+            dkim_selector: d.dkim_selector.clone(),
+            return_path_prefix: d.return_path_prefix.clone(),
+            tracking_prefix: d.tracking_prefix.clone(),
+        }
+    }
+
+    pub fn submission_limits(&self) -> kuvert_core::submission::Limits {
+        kuvert_core::submission::Limits {
+            max_recipients: self.limits.max_recipients as usize,
+            max_message_bytes: self.limits.max_message_bytes as usize,
+        }
+    }
+
+    pub fn master_key_file(&self, data_dir: &Path) -> PathBuf {
+        if self.security.master_key_file.is_empty() {
+            data_dir.join("master.key")
+        } else {
+            PathBuf::from(&self.security.master_key_file)
+        }
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn leaf_paths(tree: &toml::Value) -> Vec<(Vec<String>, toml::Value)> {
+    let mut out = Vec::new();
+    fn walk(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, toml::Value)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, child) in t {
+                    path.push(k.clone());
+                    walk(child, path, out);
+                    path.pop();
+                }
+            }
+            leaf => out.push((path.clone(), leaf.clone())),
+        }
+    }
+    walk(tree, &mut Vec::new(), &mut out);
+    out
+}
+
+fn set(tree: &mut toml::Value, path: &[String], value: toml::Value) {
+    let mut node = tree;
+    for key in &path[..path.len() - 1] {
+        node = node
+            .as_table_mut()
+            .and_then(|t| t.get_mut(key))
+            .expect("path comes from the tree");
+    }
+    if let Some(t) = node.as_table_mut() {
+        t.insert(path[path.len() - 1].clone(), value);
+    }
+}
+
+/// Reads an environment value as the type the key has: numbers, booleans, comma-separated lists.
+fn env_value(like: &toml::Value, raw: &str) -> Result<toml::Value> {
+    Ok(match like {
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().context("expected a whole number")?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.trim().parse().context("expected true or false")?)
+        }
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kuvert.example.toml");
+        let from_file = Config::load(Some(&path), vec![]).expect("the example loads");
+        assert_eq!(
+            from_file,
+            Config::default(),
+            "kuvert.example.toml documents the defaults"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:9000\"\n[plans.free]\nevent_retention_days = 92\nmonthly_quota = 10\n").expect("write");
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("KUVERT_HTTP_LISTEN", "127.0.0.1:9100"),
+                ("KUVERT_DNS_NAMESERVERS", "127.0.0.1:5353, 10.0.0.1"),
+                ("KUVERT_PLANS_PREMIUM_MONTHLY_QUOTA", "7"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.http.listen, "127.0.0.1:9100");
+        assert_eq!(c.plans["free"].monthly_quota, 10);
+        assert_eq!(c.plans["premium"].monthly_quota, 7);
+        assert_eq!(c.nameservers().expect("valid").len(), 2);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let err =
+            |pairs: &[(&str, &str)]| format!("{:#}", Config::load(None, env(pairs)).unwrap_err());
+        assert!(
+            err(&[("KUVERT_HTTP_LISTN", "x")])
+                .contains("KUVERT_HTTP_LISTN is not a configuration key")
+        );
+        assert!(err(&[("KUVERT_HTTP_LISTEN", "nowhere")]).contains("[http] listen"));
+        assert!(
+            err(&[("KUVERT_LIMITS_MAX_RECIPIENTS", "many")])
+                .contains("KUVERT_LIMITS_MAX_RECIPIENTS")
+        );
+        assert!(err(&[("KUVERT_DATABASE_URL", "mysql://x")]).contains("[database] url"));
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n").expect("write");
+        let msg = format!("{:#}", Config::load(Some(&file), vec![]).unwrap_err());
+        assert!(msg.contains("port"), "{msg}");
+    }
+}

@@ -1,0 +1,139 @@
+//! `kuvert serve`: every part in one process, stopped gracefully by SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use kuvert_core::apikey::Scope;
+use kuvert_http::{AppState, Metrics};
+use kuvert_store::StoreError;
+use kuvert_submit::Acceptor;
+
+use crate::instance::Instance;
+
+pub const DEV_EMAIL: &str = "demo@sandbox.kuvert.test";
+pub const DEV_DOMAIN: &str = "sandbox.kuvert.test";
+const DEV_KEY_FILE: &str = "dev-api-key";
+
+pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
+    let config = &instance.config;
+    let dev_key = if dev {
+        Some(dev_setup(instance).await?)
+    } else {
+        None
+    };
+    let state = Arc::new(AppState {
+        store: instance.store.clone(),
+        acceptor: Acceptor::new(
+            instance.store.clone(),
+            config.submission_limits(),
+            config.plan_limits(),
+        ),
+        dns: instance.dns()?,
+        domain_settings: config.domain_settings(),
+        metrics: Metrics::default(),
+    });
+    let listen: SocketAddr = config.http.listen.parse()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "http listening");
+    if let Some(key) = dev_key {
+        print_dev_banner(addr, &key);
+    }
+    kuvert_http::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped accepting; in-flight requests finished");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The demo account, sandbox domain and API key of `serve --dev`, made on first start and
+/// reused after. The key is kept in the data directory so that it can be shown again.
+async fn dev_setup(instance: &Instance) -> Result<String> {
+    let store = &instance.store;
+    let account = match store.find_account(DEV_EMAIL).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound(_)) => {
+            let password = format!("Dev-{}", kuvert_core::apikey::NewApiKey::generate().secret);
+            let (account, _) = kuvert_admin::create_account(
+                store,
+                kuvert_admin::AccountRequest {
+                    email: DEV_EMAIL.into(),
+                    password,
+                    plan: Default::default(),
+                    region: Default::default(),
+                    company: kuvert_core::account::CompanyProfile {
+                        company: Some("Kuvert demo".into()),
+                        ..Default::default()
+                    },
+                    owner: Default::default(),
+                },
+            )
+            .await?;
+            tracing::info!(account = %account.id, "created the demo account");
+            account
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if store.account_domain(&account.id, DEV_DOMAIN).await.is_err() {
+        kuvert_admin::add_domain(
+            store,
+            &account.id,
+            DEV_DOMAIN,
+            &instance.config.domain_settings(),
+            true,
+        )
+        .await?;
+    }
+    let key_file = instance.data_dir.join(DEV_KEY_FILE);
+    if let Ok(key) = std::fs::read_to_string(&key_file) {
+        let key = key.trim().to_owned();
+        if store
+            .authenticate(&kuvert_core::apikey::hash_key(&key))
+            .await?
+            .is_some()
+        {
+            return Ok(key);
+        }
+    }
+    let (_, secret) = kuvert_admin::create_key(store, &account.id, "dev", Scope::Full).await?;
+    write_private(&key_file, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn print_dev_banner(addr: SocketAddr, key: &str) {
+    println!(
+        "\nKuvert dev instance on http://{addr}\n\
+         \n  account:  {DEV_EMAIL}\
+         \n  domain:   {DEV_DOMAIN} (sandbox: sends without DNS verification)\
+         \n  API key:  {key}\n\
+         \nSend a message:\n\
+         \n  curl -s http://{addr}/v1/messages -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\
+         \n    -d '{{\"from\": \"Demo <{DEV_EMAIL}>\", \"to\": [\"you@example.com\"], \"subject\": \"Hello\", \"text\": \"It works.\"}}'\n\
+         \nList its events:\n\
+         \n  curl -s http://{addr}/v1/events -H 'Authorization: Bearer {key}'\n"
+    );
+}
