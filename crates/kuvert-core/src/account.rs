@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vattr:meta])* $variant:ident = $text:literal),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $(#[serde(rename = $text)] $variant),* }
+        pub enum $name { $($(#[$vattr])* #[serde(rename = $text)] $variant),* }
 
         impl $name {
             pub const ALL: &'static [Self] = &[$(Self::$variant),*];
@@ -41,12 +41,14 @@ pub(crate) use string_enum;
 
 string_enum! {
     /// What an account pays for: it sets event retention and the monthly quota.
-    Plan { Free = "free", Premium = "premium" }
+    #[derive(Default)]
+    Plan { #[default] Free = "free", Premium = "premium" }
 }
 
 string_enum! {
     /// Where an account's data lives (seed 000 "Speicherort", seed 003 §6). EU unless asked.
-    Region { Eu = "eu", Us = "us" }
+    #[derive(Default)]
+    Region { #[default] Eu = "eu", Us = "us" }
 }
 
 string_enum! {
@@ -56,18 +58,6 @@ string_enum! {
 string_enum! {
     /// A user's role within an account.
     Role { Owner = "owner", Admin = "admin", Developer = "developer", Viewer = "viewer" }
-}
-
-impl Default for Region {
-    fn default() -> Self {
-        Self::Eu
-    }
-}
-
-impl Default for Plan {
-    fn default() -> Self {
-        Self::Free
-    }
 }
 
 /// What a plan allows. The defaults are the promises of PRODUCT.md; an instance may change them.
@@ -122,7 +112,7 @@ mod tests {
         for p in Plan::ALL {
             assert_eq!(p.as_str().parse::<Plan>(), Ok(*p));
         }
-        let err = "gold".parse::<Plan>().unwrap_err();
+        let err = "gold".parse::<Plan>().expect_err("refused");
         assert!(err.contains("free, premium"), "{err}");
         assert_eq!(Region::default(), Region::Eu);
     }

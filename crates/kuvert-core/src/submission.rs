@@ -281,7 +281,9 @@ pub(crate) mod tests {
         s.to = vec![s.to[0].clone(); 1000];
         assert!(s.check(&Limits::default(), Timestamp(0)).is_ok());
         s.bcc.push(s.to[0].clone());
-        let e = s.check(&Limits::default(), Timestamp(0)).unwrap_err();
+        let e = s
+            .check(&Limits::default(), Timestamp(0))
+            .expect_err("refused");
         assert_eq!(e.kind, SubmissionErrorKind::TooManyRecipients);
     }
 

@@ -173,14 +173,20 @@ impl From<AdminError> for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this server accepts",
+        )
+    }
+}
+
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than this server accepts",
-            )
+            Self::payload_too_large()
         } else {
             Self::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
         }

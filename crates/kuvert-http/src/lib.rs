@@ -131,7 +131,31 @@ pub fn router(state: Arc<AppState>) -> Router {
             metrics::count_responses,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                refuse_declared_oversize(req, next, body_limit)
+            },
+        ))
         .with_state(state)
+}
+
+/// A body whose declared length is past the limit is refused before any of it is read: the
+/// client learns at once, and the server neither reads nor buffers what it would throw away.
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    limit: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::payload_too_large().into_response();
+    }
+    next.run(req).await
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.

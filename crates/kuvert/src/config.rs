@@ -377,8 +377,9 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_key() {
-        let err =
-            |pairs: &[(&str, &str)]| format!("{:#}", Config::load(None, env(pairs)).unwrap_err());
+        let err = |pairs: &[(&str, &str)]| {
+            format!("{:#}", Config::load(None, env(pairs)).expect_err("refused"))
+        };
         assert!(
             err(&[("KUVERT_HTTP_LISTN", "x")])
                 .contains("KUVERT_HTTP_LISTN is not a configuration key")
@@ -392,7 +393,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("k.toml");
         std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n").expect("write");
-        let msg = format!("{:#}", Config::load(Some(&file), vec![]).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            Config::load(Some(&file), vec![]).expect_err("refused")
+        );
         assert!(msg.contains("port"), "{msg}");
     }
 }

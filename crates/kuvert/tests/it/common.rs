@@ -1,0 +1,97 @@
+//! Shared by the integration tests: a running dev server and an HTTP client for it.
+
+use kuvert_testkit::{KuvertServer, ServerOptions};
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kuvert");
+pub const FROM: &str = "Demo <demo@sandbox.kuvert.test>";
+
+pub struct Api {
+    pub server: KuvertServer,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+/// `kuvert serve --dev` with extra config; the dev key comes from the banner it prints.
+pub fn dev_server(extra_config: &str) -> Api {
+    let server = KuvertServer::start(ServerOptions::new(BIN).arg("--dev").config(extra_config));
+    let key = dev_key(&server.stdout);
+    Api {
+        server,
+        key,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub fn dev_key(banner: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API key:"))
+        .map(|k| k.trim().to_owned())
+        .unwrap_or_else(|| panic!("the --dev banner shows the API key:\n{banner}"))
+}
+
+pub fn message(to: &[&str]) -> Value {
+    json!({"from": FROM, "to": to, "subject": "Hello", "text": "It works."})
+}
+
+impl Api {
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_with_key(path, &self.key.clone(), body).await
+    }
+
+    pub async fn post_with_key(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+}
+
+/// Asserts an error answer: its status, its code, and the field it names.
+pub fn assert_error(got: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(
+        !got.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "a message for people: {}",
+        got.1
+    );
+    if let Some(f) = field {
+        assert_eq!(got.1["error"]["field"], f, "{}", got.1);
+    }
+}

@@ -1,0 +1,8 @@
+//! The `kuvert` binary's integration tests, one test binary (one link) for all of them. Each
+//! test runs the real binary on real sockets with its own data directory.
+
+mod bad_input;
+mod common;
+mod domains;
+mod quickstart;
+mod restart;
