@@ -6,12 +6,14 @@ pub mod address;
 pub mod apikey;
 pub mod clock;
 pub mod domain;
+pub mod duration;
 pub mod event;
 pub mod id;
 pub mod lookup;
 pub mod mime;
 pub mod password;
 pub mod submission;
+pub mod verp;
 
 pub use address::{EmailAddress, Mailbox};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -137,6 +137,74 @@ impl Dns {
     }
 }
 
+/// Where a domain receives mail (RFC 5321 §5.1, RFC 7505).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailExchangers {
+    /// Host names, most preferred first (equal preferences in the order DNS gave them).
+    Hosts(Vec<String>),
+    /// No MX, but the domain has addresses: it is its own mail server (implicit MX).
+    Implicit,
+    /// `MX 0 .`: the domain accepts no mail.
+    Null,
+    /// The domain does not exist, or has neither MX nor addresses.
+    NoDomain,
+}
+
+impl Dns {
+    /// The mail exchangers of `domain`. Errors are temporary (timeouts, SERVFAIL): retry later.
+    pub async fn mail_exchangers(&self, domain: &str) -> Result<MailExchangers, DnsError> {
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        let err = |source| DnsError::Lookup {
+            name: domain.to_owned(),
+            source,
+        };
+        match self.resolver.mx_lookup(fqdn.as_str()).await {
+            Ok(answer) => {
+                let mut mx: Vec<(u16, String)> = answer
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.preference(),
+                            m.exchange().to_utf8().trim_end_matches('.').to_owned(),
+                        )
+                    })
+                    .collect();
+                if mx.len() == 1 && mx[0].1.is_empty() {
+                    return Ok(MailExchangers::Null);
+                }
+                mx.retain(|(_, h)| !h.is_empty());
+                mx.sort_by_key(|(p, _)| *p);
+                Ok(MailExchangers::Hosts(
+                    mx.into_iter().map(|(_, h)| h).collect(),
+                ))
+            }
+            Err(e) if e.is_nx_domain() => Ok(MailExchangers::NoDomain),
+            Err(e) if e.is_no_records_found() => match self.addresses(domain).await {
+                Ok(a) if a.is_empty() => Ok(MailExchangers::NoDomain),
+                Ok(_) => Ok(MailExchangers::Implicit),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The IPv4 and IPv6 addresses of `host`; empty when it has none.
+    pub async fn addresses(&self, host: &str) -> Result<Vec<std::net::IpAddr>, DnsError> {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+            return Ok(vec![ip]);
+        }
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        match self.resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(ips) => Ok(ips.iter().collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(vec![]),
+            Err(source) => Err(DnsError::Lookup {
+                name: host.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
 /// Whether every required record passed.
 pub fn all_required_pass(checks: &[RecordCheck]) -> bool {
     checks.iter().all(|c| c.ok || !c.record.required)

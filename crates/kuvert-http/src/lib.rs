@@ -37,6 +37,7 @@ pub struct AppState {
         routes::messages::send,
         routes::messages::get,
         routes::events::list,
+        routes::capture::list,
         routes::suppressions::list,
         routes::suppressions::add,
         routes::suppressions::remove,
@@ -88,6 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(routes::messages::send))
         .route("/v1/messages/{id}", get(routes::messages::get))
         .route("/v1/events", get(routes::events::list))
+        .route("/v1/capture", get(routes::capture::list))
         .route(
             "/v1/suppressions",
             get(routes::suppressions::list).post(routes::suppressions::add),

@@ -84,6 +84,15 @@ impl Store {
         from_row(&row)
     }
 
+    pub async fn domain_by_id(&self, id: &DomainId) -> Result<Domain> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domains WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("domain"))?;
+        from_row(&row)
+    }
+
     /// A domain by name if this account owns it; another account's domain is `NotFound` too,
     /// so that an account learns nothing of the others.
     pub async fn account_domain(&self, account: &AccountId, name: &str) -> Result<Domain> {

@@ -8,6 +8,7 @@ mod domains;
 mod events;
 mod keys;
 mod messages;
+mod queue;
 pub mod schema;
 pub mod seal;
 mod suppressions;
@@ -28,6 +29,7 @@ pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, RecipientView};
+pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
 pub use suppressions::{Suppression, SuppressionPage};
 
 use seal::{AccountKey, MasterKey};
@@ -92,6 +94,7 @@ struct Inner {
     backend: Backend,
     master: MasterKey,
     lookup: LookupKey,
+    verp: LookupKey,
     clock: Arc<dyn Clock>,
     account_keys: Mutex<HashMap<AccountId, Arc<AccountKey>>>,
     committer: commit::Committer,
@@ -145,6 +148,7 @@ impl Store {
             backend,
             master: MasterKey::new(&opts.master_key),
             lookup: LookupKey::derive(&opts.master_key, "lookup"),
+            verp: LookupKey::derive(&opts.master_key, "verp"),
             clock: opts.clock,
             account_keys: Mutex::new(HashMap::new()),
             committer,
@@ -170,6 +174,11 @@ impl Store {
     /// The keyed hash under which a personal value (address, e-mail) is searched.
     pub fn lookup_hash(&self, value: &str) -> String {
         self.0.lookup.hash(value)
+    }
+
+    /// The key of the return paths' MACs (`kuvert_core::verp`), the same on every node.
+    pub fn verp_key(&self) -> &LookupKey {
+        &self.0.verp
     }
 
     /// The account's data key, unwrapped once and then cached.

@@ -26,10 +26,14 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("events", "recipient"),
     ("events", "data"),
     ("suppressions", "address"),
+    ("captures", "recipients"),
+    ("captures", "mime"),
 ];
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (2, "delivery", include_str!("migrations/0002_delivery.sql")),
+];
 
 fn render(sql: &str, backend: Backend) -> String {
     let (blob, serial) = match backend {

@@ -22,6 +22,11 @@ pub struct SuppressionPage {
     pub next: Option<String>,
 }
 
+/// Adds an entry or renews it (the newest reason wins). Binds: account id, address lookup
+/// hash, sealed address, reason, time.
+pub(crate) const UPSERT_SUPPRESSION: &str = "INSERT INTO suppressions (account_id, address_lookup, address, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (account_id, address_lookup) DO UPDATE SET address = excluded.address, reason = excluded.reason, created_at = excluded.created_at";
+
 impl Store {
     /// Adds or updates an entry (the newest reason wins).
     pub async fn add_suppression(
@@ -32,17 +37,14 @@ impl Store {
     ) -> Result<Suppression> {
         let key = self.account_key(account).await?;
         let now = self.now();
-        sqlx::query(
-            "INSERT INTO suppressions (account_id, address_lookup, address, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (account_id, address_lookup) DO UPDATE SET address = excluded.address, reason = excluded.reason, created_at = excluded.created_at",
-        )
-        .bind(account.as_str())
-        .bind(self.lookup_hash(address))
-        .bind(key.seal(address.as_bytes()))
-        .bind(reason.as_str())
-        .bind(now)
-        .execute(self.pool())
-        .await?;
+        sqlx::query(UPSERT_SUPPRESSION)
+            .bind(account.as_str())
+            .bind(self.lookup_hash(address))
+            .bind(key.seal(address.as_bytes()))
+            .bind(reason.as_str())
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         Ok(Suppression {
             address: Some(address.to_owned()),
             reason,

@@ -10,8 +10,8 @@ use kuvert_core::event::{EventType, RecipientKind, RecipientStatus, SuppressionR
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::{Clock, ManualClock, Timestamp};
 use kuvert_store::{
-    Account, EventFilter, NewAccount, NewDomain, NewMessage, NewRecipient, NewUser, Store,
-    StoreError, StoreOptions,
+    Account, EventFilter, NewAccount, NewDomain, NewMessage, NewRecipient, NewUser, Outcome,
+    OutcomeRecord, Store, StoreError, StoreOptions,
 };
 
 const MASTER: [u8; 32] = [42; 32];
@@ -125,6 +125,9 @@ both_backends!(
     event_filters_and_pages,
     suppressions,
     reopening_keeps_everything,
+    leases_are_exclusive_and_expire,
+    outcomes_update_state_events_and_suppressions,
+    captures_are_kept_sealed,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -769,4 +772,265 @@ async fn sqlite_files_hold_no_plaintext() {
         );
     }
     f.finish().await;
+}
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn leases_are_exclusive_and_expire(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "lease@acme.example").await;
+    let q = RecipientStatus::Queued;
+    let rcpts: Vec<String> = (0..30).map(|i| format!("r{i}@example.com")).collect();
+    let list: Vec<(&str, RecipientStatus)> = rcpts.iter().map(|r| (r.as_str(), q)).collect();
+    message(s, &a.id, &[], &list, f.clock.now()).await;
+    message(
+        s,
+        &a.id,
+        &[],
+        &[("gone@example.com", RecipientStatus::Dropped)],
+        f.clock.now(),
+    )
+    .await;
+
+    // Eight pickers at once, as eight workers on two nodes would: each recipient once.
+    let pickers: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.lease_due(5, LEASE).await.expect("lease") })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for p in pickers {
+        taken.extend(p.await.expect("picker"));
+    }
+    let mut ids: Vec<_> = taken.iter().map(|l| l.recipient_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), taken.len(), "no recipient leased twice");
+    assert_eq!(
+        taken.len(),
+        30,
+        "every queued recipient, and not the dropped one"
+    );
+    assert!(
+        taken
+            .iter()
+            .all(|l| l.attempts == 0 && rcpts.contains(&l.address))
+    );
+    assert!(
+        s.lease_due(100, LEASE).await.expect("lease").is_empty(),
+        "all held"
+    );
+
+    // The holder of one dies; its lease runs out and the recipient falls due again.
+    f.clock.advance_millis(LEASE.as_millis() as i64 + 1);
+    let again = s.lease_due(100, LEASE).await.expect("lease");
+    assert_eq!(again.len(), 30);
+    // The first holder's outcome comes too late: it is logged but does not change the state.
+    let late = OutcomeRecord {
+        lease: taken[0].clone(),
+        tags: vec![],
+        outcome: Outcome::Failed,
+        data: Default::default(),
+    };
+    assert_eq!(s.record_outcomes(&[late]).await.expect("record"), [false]);
+    let m = s
+        .message(&a.id, taken[0].message_id.as_str())
+        .await
+        .expect("message");
+    assert!(
+        m.recipients.iter().all(|r| r.status == q),
+        "{:?}",
+        m.recipients
+    );
+
+    // Given back at shutdown: due at once.
+    s.release(&again).await.expect("release");
+    assert_eq!(s.lease_due(100, LEASE).await.expect("lease").len(), 30);
+}
+
+async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "outcome@acme.example").await;
+    let q = RecipientStatus::Queued;
+    let id = message(
+        s,
+        &a.id,
+        &["news"],
+        &[
+            ("ok@example.com", q),
+            ("later@example.com", q),
+            ("gone@example.com", q),
+            ("policy@example.com", q),
+        ],
+        f.clock.now(),
+    )
+    .await;
+    let out = s.outgoing(&id).await.expect("outgoing");
+    assert_eq!(out.mime, b"Subject: Sale\r\n\r\nbody");
+    assert_eq!(out.tags, ["news"]);
+    let leases = s.lease_due(10, LEASE).await.expect("lease");
+    let lease = |addr: &str| {
+        leases
+            .iter()
+            .find(|l| l.address == addr)
+            .cloned()
+            .expect("leased")
+    };
+    let retry_at = Timestamp(f.clock.now().millis() + 60_000);
+    let data = |k: &str, v: &str| {
+        serde_json::json!({ k: v })
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let records = vec![
+        OutcomeRecord {
+            lease: lease("ok@example.com"),
+            tags: out.tags.clone(),
+            outcome: Outcome::Delivered,
+            data: data("mx", "mx.example.com"),
+        },
+        OutcomeRecord {
+            lease: lease("later@example.com"),
+            tags: out.tags.clone(),
+            outcome: Outcome::Deferred {
+                next_attempt_at: retry_at,
+            },
+            data: data("reply", "451 4.3.0 try later"),
+        },
+        OutcomeRecord {
+            lease: lease("gone@example.com"),
+            tags: out.tags.clone(),
+            outcome: Outcome::Bounced { suppress: true },
+            data: data("reply", "550 5.1.1 no such user"),
+        },
+        OutcomeRecord {
+            lease: lease("policy@example.com"),
+            tags: out.tags.clone(),
+            outcome: Outcome::Bounced { suppress: false },
+            data: data("reply", "550 5.7.1 blocked"),
+        },
+    ];
+    assert_eq!(
+        s.record_outcomes(&records).await.expect("record"),
+        [true; 4]
+    );
+
+    let m = s.message(&a.id, id.as_str()).await.expect("message");
+    let status = |e: &str| {
+        m.recipients
+            .iter()
+            .find(|r| r.email == e)
+            .map(|r| (r.status, r.attempts, r.next_attempt_at))
+            .expect("recipient")
+    };
+    assert_eq!(
+        status("ok@example.com"),
+        (RecipientStatus::Delivered, 1, None)
+    );
+    assert_eq!(
+        status("later@example.com"),
+        (RecipientStatus::Deferred, 1, Some(retry_at))
+    );
+    assert_eq!(
+        status("gone@example.com"),
+        (RecipientStatus::Bounced, 1, None)
+    );
+    assert_eq!(
+        status("policy@example.com"),
+        (RecipientStatus::Bounced, 1, None)
+    );
+
+    let suppressed = s
+        .suppressed(&a.id, &["gone@example.com", "policy@example.com"])
+        .await
+        .expect("suppressed");
+    assert_eq!(
+        suppressed.len(),
+        1,
+        "only the hard bounce is suppressed: {suppressed:?}"
+    );
+    assert_eq!(
+        suppressed.get("gone@example.com"),
+        Some(&SuppressionReason::Bounce)
+    );
+
+    let events = s
+        .list_events(
+            &a.id,
+            &EventFilter {
+                types: vec![
+                    EventType::Delivered,
+                    EventType::Deferred,
+                    EventType::Bounced,
+                ],
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(events.items.len(), 4);
+    let deferred = events
+        .items
+        .iter()
+        .find(|e| e.event_type == EventType::Deferred)
+        .expect("deferred event");
+    assert_eq!(deferred.data["reply"], "451 4.3.0 try later");
+    assert_eq!(deferred.data["attempt"], 1);
+    assert_eq!(deferred.tags, ["news"]);
+
+    // Nothing is due before the retry time; then only the deferred one.
+    assert!(s.lease_due(10, LEASE).await.expect("lease").is_empty());
+    f.clock.advance_millis(60_000);
+    let due = s.lease_due(10, LEASE).await.expect("lease");
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].address.as_str(), due[0].attempts),
+        ("later@example.com", 1)
+    );
+}
+
+async fn captures_are_kept_sealed(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "capture@acme.example").await;
+    let id = message(
+        s,
+        &a.id,
+        &[],
+        &[("x@example.com", RecipientStatus::Queued)],
+        f.clock.now(),
+    )
+    .await;
+    for i in 0..3 {
+        let rcpt = format!("r{i}@example.com");
+        s.capture(
+            &a.id,
+            &id,
+            "b-x@bounces.send.example",
+            &[rcpt],
+            format!("Subject: {i}\r\n\r\nbody").as_bytes(),
+        )
+        .await
+        .expect("capture");
+    }
+    let page = s.list_captures(&a.id, None, 2).await.expect("list");
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].recipients, ["r2@example.com"], "newest first");
+    assert_eq!(page[0].mime, b"Subject: 2\r\n\r\nbody");
+    let rest = s
+        .list_captures(&a.id, Some(page[1].seq), 2)
+        .await
+        .expect("list");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].recipients, ["r0@example.com"]);
+    let other = account(s, "other@acme.example").await;
+    assert!(
+        s.list_captures(&other.id, None, 10)
+            .await
+            .expect("list")
+            .is_empty(),
+        "an account sees only its own"
+    );
 }

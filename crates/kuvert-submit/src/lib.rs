@@ -54,6 +54,7 @@ pub struct Acceptor {
     clock: Arc<dyn Clock>,
     limits: Limits,
     plans: Arc<HashMap<Plan, PlanLimits>>,
+    queued: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Acceptor {
@@ -63,7 +64,14 @@ impl Acceptor {
             store,
             limits,
             plans: Arc::new(plans),
+            queued: None,
         }
+    }
+
+    /// Notified after each message with a recipient to deliver (the delivery engine's waker).
+    pub fn notify_on_queue(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.queued = Some(notify);
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -185,6 +193,14 @@ impl Acceptor {
                 recipients,
             })
             .await?;
+        if let Some(n) = &self.queued
+            && answer
+                .recipients
+                .iter()
+                .any(|r| r.status == RecipientStatus::Queued)
+        {
+            n.notify_one();
+        }
         Ok(answer)
     }
 }

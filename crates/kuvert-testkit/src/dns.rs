@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 pub use hickory_proto::rr::RecordType;
-use hickory_proto::rr::rdata::{CNAME, MX, TXT};
+use hickory_proto::rr::rdata::{A, CNAME, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record};
 
 type Table = HashMap<(String, RecordType), Vec<RData>>;
@@ -65,6 +65,15 @@ impl DnsServer {
             RecordType::MX,
             RData::MX(MX::new(preference, fqdn(exchange))),
         );
+    }
+
+    /// `MX 0 .`: the domain takes no mail (RFC 7505).
+    pub fn add_null_mx(&self, name: &str) {
+        self.add(name, RecordType::MX, RData::MX(MX::new(0, Name::root())));
+    }
+
+    pub fn add_a(&self, name: &str, ip: std::net::Ipv4Addr) {
+        self.add(name, RecordType::A, RData::A(A(ip)));
     }
 
     pub fn add_cname(&self, name: &str, target: &str) {

@@ -1,8 +1,10 @@
-//! Test-only parts: a DNS server on a loopback port, and a fixture that runs the real
+//! Test-only parts: a DNS server and a scriptable SMTP sink on loopback ports, and a fixture that runs the real
 //! `kuvert` binary on real sockets. No mock of the network: tests speak DNS and HTTP to these.
 
 pub mod dns;
 pub mod server;
+pub mod smtp;
 
 pub use dns::DnsServer;
 pub use server::{Cli, KuvertServer, ServerOptions};
+pub use smtp::{Behaviour, Received, SinkOptions, SmtpSink};

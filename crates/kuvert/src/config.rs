@@ -22,6 +22,7 @@ pub struct Config {
     pub domains: DomainSettingsConfig,
     pub plans: BTreeMap<String, PlanConfig>,
     pub security: Security,
+    pub delivery: kuvert_mta::DeliveryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,6 +129,7 @@ impl Default for Config {
             domains: DomainSettingsConfig::default(),
             plans,
             security: Security::default(),
+            delivery: kuvert_mta::DeliveryConfig::default(),
         }
     }
 }
@@ -142,12 +144,19 @@ const NOT_KEYS: &[&str] = &[
 ];
 
 impl Config {
-    /// Defaults, then `file` if given, then the environment.
+    /// Defaults (those of `serve --dev` when `dev`), then `file` if given, then the
+    /// environment.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+        dev: bool,
     ) -> Result<Self> {
-        let mut tree = toml::Value::try_from(Config::default()).context("defaults serialise")?;
+        let mut defaults = Config::default();
+        if dev {
+            // Nothing leaves a dev instance unless its config says so: mail is captured.
+            defaults.delivery.mode = kuvert_mta::Mode::Capture;
+        }
+        let mut tree = toml::Value::try_from(defaults).context("defaults serialise")?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -199,6 +208,9 @@ impl Config {
                 "[domains] hostname = {:?} is not a host name",
                 self.domains.hostname
             );
+        }
+        if let Some(problem) = self.delivery.problems().into_iter().next() {
+            bail!("{problem}");
         }
         for name in self.plans.keys() {
             name.parse::<Plan>()
@@ -346,11 +358,30 @@ mod tests {
     #[test]
     fn the_example_file_is_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kuvert.example.toml");
-        let from_file = Config::load(Some(&path), vec![]).expect("the example loads");
+        let from_file = Config::load(Some(&path), vec![], false).expect("the example loads");
         assert_eq!(
             from_file,
             Config::default(),
             "kuvert.example.toml documents the defaults"
+        );
+    }
+
+    #[test]
+    fn dev_captures_unless_the_file_says_otherwise() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:9000\"\n").expect("write");
+        let dev = Config::load(Some(&file), vec![], true).expect("loads");
+        assert_eq!(dev.delivery.mode, kuvert_mta::Mode::Capture);
+        std::fs::write(&file, "[delivery]\nmode = \"mx\"\n").expect("write");
+        let dev = Config::load(Some(&file), vec![], true).expect("loads");
+        assert_eq!(dev.delivery.mode, kuvert_mta::Mode::Mx, "the file wins");
+        assert_eq!(
+            Config::load(None, vec![], false)
+                .expect("loads")
+                .delivery
+                .mode,
+            kuvert_mta::Mode::Mx
         );
     }
 
@@ -365,10 +396,13 @@ mod tests {
                 ("KUVERT_HTTP_LISTEN", "127.0.0.1:9100"),
                 ("KUVERT_DNS_NAMESERVERS", "127.0.0.1:5353, 10.0.0.1"),
                 ("KUVERT_PLANS_PREMIUM_MONTHLY_QUOTA", "7"),
+                ("KUVERT_DELIVERY_MAX_AGE", "1d"),
                 ("PATH", "/bin"),
             ]),
+            false,
         )
         .expect("loads");
+        assert_eq!(c.delivery.max_age.0.as_secs(), 86_400);
         assert_eq!(c.http.listen, "127.0.0.1:9100");
         assert_eq!(c.plans["free"].monthly_quota, 10);
         assert_eq!(c.plans["premium"].monthly_quota, 7);
@@ -378,7 +412,10 @@ mod tests {
     #[test]
     fn mistakes_name_the_key() {
         let err = |pairs: &[(&str, &str)]| {
-            format!("{:#}", Config::load(None, env(pairs)).expect_err("refused"))
+            format!(
+                "{:#}",
+                Config::load(None, env(pairs), false).expect_err("refused")
+            )
         };
         assert!(
             err(&[("KUVERT_HTTP_LISTN", "x")])
@@ -395,7 +432,7 @@ mod tests {
         std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n").expect("write");
         let msg = format!(
             "{:#}",
-            Config::load(Some(&file), vec![]).expect_err("refused")
+            Config::load(Some(&file), vec![], false).expect_err("refused")
         );
         assert!(msg.contains("port"), "{msg}");
     }

@@ -97,7 +97,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = config::Config::load(cli.config.as_deref(), std::env::vars())?;
+        let dev = matches!(cli.command, Command::Serve { dev: true });
+        let config = config::Config::load(cli.config.as_deref(), std::env::vars(), dev)?;
         let instance =
             instance::Instance::open(&cli.data_dir, cli.database_url.as_deref(), config).await?;
         let result = match cli.command {

@@ -22,13 +22,23 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     } else {
         None
     };
+    // Delivery uses a caching resolver (MX answers are kept for their TTL); domain
+    // verification does not (a record just published must be seen at once).
+    let engine = kuvert_mta::Engine::start(
+        instance.store.clone(),
+        config.delivery.clone(),
+        kuvert_dns::Dns::new(&config.nameservers()?, true)?,
+        &config.domain_settings(),
+    );
+    tracing::info!(mode = ?config.delivery.mode, "delivery started");
     let state = Arc::new(AppState {
         store: instance.store.clone(),
         acceptor: Acceptor::new(
             instance.store.clone(),
             config.submission_limits(),
             config.plan_limits(),
-        ),
+        )
+        .notify_on_queue(engine.waker()),
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
         metrics: Metrics::default(),
@@ -44,6 +54,8 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     }
     kuvert_http::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped accepting; in-flight requests finished");
+    engine.shutdown(std::time::Duration::from_secs(30)).await;
+    tracing::info!("delivery stopped");
     Ok(())
 }
 

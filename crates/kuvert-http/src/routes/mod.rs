@@ -1,4 +1,5 @@
 pub mod account;
+pub mod capture;
 pub mod domains;
 pub mod events;
 pub mod keys;

@@ -88,6 +88,43 @@ async fn the_readme_example_works_as_written() {
     );
     let docs = run_script(&script);
     assert_sent_and_listed(&api, &docs).await;
+
+    // Then, as the README says, it is delivered to the capture store, signed.
+    let id = docs[0]["id"].as_str().expect("id");
+    let mut delivered = Value::Null;
+    for _ in 0..100 {
+        let (_, events) = api
+            .get(&format!("/v1/events?type=delivered&message_id={id}"))
+            .await;
+        if events["items"].as_array().is_some_and(|i| !i.is_empty()) {
+            delivered = events["items"][0].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        delivered["recipient"], "you@example.com",
+        "a delivered event: {delivered}"
+    );
+    assert_eq!(delivered["data"]["mx"], "capture");
+    let capture_cmd = readme
+        .lines()
+        .find(|l| l.starts_with("curl") && l.contains("/v1/capture"))
+        .expect("the README shows the capture");
+    let docs = run_script(&format!(
+        "KEY=$(cat {}/dev-api-key)\n{}",
+        data.display(),
+        capture_cmd.replace("127.0.0.1:8080", addr)
+    ));
+    let captured = &docs[0]["items"][0];
+    assert_eq!(captured["message_id"], id, "{}", docs[0]);
+    assert_eq!(captured["recipients"], json!(["you@example.com"]));
+    let mime = captured["mime"].as_str().expect("mime");
+    assert!(
+        mime.starts_with("DKIM-Signature: v=1;") && mime.contains("d=sandbox.kuvert.test;"),
+        "{mime}"
+    );
+    assert!(captured["mail_from"].as_str().is_some_and(|f| f.starts_with("b-rcp_") && f.ends_with("@bounces.sandbox.kuvert.test")), "{captured}");
 }
 
 #[tokio::test]

@@ -1,0 +1,125 @@
+//! What a permanent refusal means for the address: hard (it does not exist: suppress it),
+//! policy (the receiving side blocked this sender or content: the sender must act, the address
+//! stays), or other (mailbox full, message too large, ...).
+
+use serde::Serialize;
+
+use crate::smtp::Reply;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceClass {
+    Hard,
+    Policy,
+    Other,
+}
+
+impl BounceClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hard => "hard",
+            Self::Policy => "policy",
+            Self::Other => "other",
+        }
+    }
+
+    /// Only addresses that do not exist go on the suppression list.
+    pub fn suppresses(self) -> bool {
+        self == Self::Hard
+    }
+}
+
+/// Phrases of servers that send no enhanced code (or a vague one).
+const HARD_PHRASES: &[&str] = &[
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "unknown recipient",
+    "recipient unknown",
+    "no such recipient",
+    "does not exist",
+    "mailbox not found",
+    "invalid recipient",
+    "address rejected: user",
+    "no mailbox",
+    "account disabled",
+    "account has been disabled",
+];
+const POLICY_PHRASES: &[&str] = &[
+    "spam",
+    "blocked",
+    "blacklist",
+    "blocklist",
+    "denylist",
+    "policy",
+    "reputation",
+    "rejected due to",
+    "not authorized",
+    "dmarc",
+    "spf",
+    "dkim",
+];
+
+/// Classifies a 5xx reply by its enhanced code (RFC 3463), then by its words.
+pub fn classify(reply: &Reply) -> BounceClass {
+    match reply.enhanced {
+        // Bad destination mailbox or system: 5.1.1 user unknown, 5.1.2 no such domain,
+        // 5.1.3 bad address syntax, 5.1.6 moved, 5.1.10 null MX.
+        Some((5, 1, 1 | 2 | 3 | 6 | 10)) => return BounceClass::Hard,
+        // 5.2.1: mailbox disabled.
+        Some((5, 2, 1)) => return BounceClass::Hard,
+        Some((5, 7, _)) => return BounceClass::Policy,
+        _ => {}
+    }
+    let text = reply.text.to_ascii_lowercase();
+    if HARD_PHRASES.iter().any(|p| text.contains(p)) {
+        BounceClass::Hard
+    } else if POLICY_PHRASES.iter().any(|p| text.contains(p)) {
+        BounceClass::Policy
+    } else {
+        BounceClass::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(line: &str) -> Reply {
+        Reply::parse(&[line.to_owned()]).expect("reply")
+    }
+
+    #[test]
+    fn by_code_then_by_words() {
+        let cases = [
+            (
+                "550 5.1.1 The email account that you tried to reach does not exist",
+                BounceClass::Hard,
+            ),
+            (
+                "550 5.2.1 The email account that you tried to reach is disabled",
+                BounceClass::Hard,
+            ),
+            (
+                "556 5.1.10 Recipient address has null MX",
+                BounceClass::Hard,
+            ),
+            ("550 5.7.1 Message rejected as spam", BounceClass::Policy),
+            (
+                "554 5.7.26 Unauthenticated email is not accepted (DMARC)",
+                BounceClass::Policy,
+            ),
+            ("552 5.2.2 Mailbox full", BounceClass::Other),
+            (
+                "550 Requested action not taken: mailbox unavailable, user unknown",
+                BounceClass::Hard,
+            ),
+            ("554 Your IP is listed on a blocklist", BounceClass::Policy),
+            ("554 Transaction failed", BounceClass::Other),
+        ];
+        for (line, want) in cases {
+            assert_eq!(classify(&reply(line)), want, "{line}");
+        }
+        assert!(BounceClass::Hard.suppresses() && !BounceClass::Policy.suppresses());
+    }
+}

@@ -1,0 +1,246 @@
+//! `[delivery]` configuration, with the defaults the product promises.
+
+use std::collections::BTreeMap;
+
+use kuvert_core::duration::HumanDuration;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// To each recipient domain's MX hosts.
+    #[default]
+    Mx,
+    /// Everything through one smarthost.
+    Relay,
+    /// Kept, signed, instead of sent (`GET /v1/capture`); for development and tests.
+    Capture,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub mode: Mode,
+    /// Port of the MX hosts (25; tests point it at a sink).
+    pub mx_port: u16,
+    /// EHLO name; empty: `[domains] hostname`.
+    pub ehlo_name: String,
+    /// Waits between attempts; the last one repeats until `max_age`.
+    pub retry_schedule: Vec<HumanDuration>,
+    /// A recipient not delivered this long after acceptance fails as expired.
+    pub max_age: HumanDuration,
+    /// How long a worker holds recipients it took; a crashed worker's are taken again after.
+    pub lease: HumanDuration,
+    /// Recipients taken from the queue at once, and the most in flight in this process.
+    pub batch: u32,
+    pub max_in_flight: u32,
+    /// How often the queue is looked at when nothing wakes the scheduler.
+    pub poll_interval: HumanDuration,
+    pub timeouts: Timeouts,
+    pub relay: Relay,
+    /// Destination domain (or `*`) to `host:port`, instead of its MX hosts.
+    pub routes: BTreeMap<String, String>,
+    /// Limits by destination domain pattern (`*`, `example.com`, `*.example.com`).
+    pub destinations: BTreeMap<String, DestinationLimits>,
+}
+
+/// RFC 5321 §4.5.3.2 timeouts, plus one for connecting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect: HumanDuration,
+    pub greeting: HumanDuration,
+    pub mail: HumanDuration,
+    pub rcpt: HumanDuration,
+    pub data_init: HumanDuration,
+    pub data_block: HumanDuration,
+    pub data_end: HumanDuration,
+    /// An idle connection kept for the next message this long.
+    pub idle: HumanDuration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Relay {
+    /// `host:port` of the smarthost, for `mode = "relay"`.
+    pub host: String,
+    /// AUTH PLAIN, when set (sent only over TLS).
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DestinationLimits {
+    pub connections: u32,
+    pub messages_per_connection: u32,
+    /// 0: no limit.
+    pub messages_per_minute: u32,
+}
+
+impl Default for DestinationLimits {
+    fn default() -> Self {
+        Self {
+            connections: 10,
+            messages_per_connection: 100,
+            messages_per_minute: 0,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: HumanDuration::secs(30),
+            greeting: HumanDuration::secs(300),
+            mail: HumanDuration::secs(300),
+            rcpt: HumanDuration::secs(300),
+            data_init: HumanDuration::secs(120),
+            data_block: HumanDuration::secs(180),
+            data_end: HumanDuration::secs(600),
+            idle: HumanDuration::secs(5),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let m = |min: u64| HumanDuration::secs(min * 60);
+        Self {
+            mode: Mode::Mx,
+            mx_port: 25,
+            ehlo_name: String::new(),
+            retry_schedule: vec![m(1), m(5), m(15), m(30), m(60), m(120), m(240)],
+            max_age: HumanDuration::secs(3 * 86_400),
+            lease: m(15),
+            batch: 200,
+            max_in_flight: 2000,
+            poll_interval: HumanDuration::secs(1),
+            timeouts: Timeouts::default(),
+            relay: Relay::default(),
+            routes: BTreeMap::new(),
+            destinations: BTreeMap::from([("*".to_owned(), DestinationLimits::default())]),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The limits of the most specific pattern matching `domain`.
+    pub fn limits_for(&self, domain: &str) -> DestinationLimits {
+        best_match(&self.destinations, domain)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The configured route of `domain`, if any.
+    pub fn route_for(&self, domain: &str) -> Option<&str> {
+        best_match(&self.routes, domain).map(String::as_str)
+    }
+
+    /// Problems a start should refuse, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.retry_schedule.is_empty() {
+            out.push("[delivery] retry_schedule needs at least one wait".into());
+        }
+        if self.mode == Mode::Relay && self.relay.host.is_empty() {
+            out.push("[delivery] mode = \"relay\" needs [delivery.relay] host".into());
+        }
+        for (pattern, target) in &self.routes {
+            if split_host_port(target).is_none() {
+                out.push(format!(
+                    "[delivery.routes] {pattern:?} = {target:?} is not host:port"
+                ));
+            }
+        }
+        if self.batch == 0 || self.max_in_flight < self.batch {
+            out.push("[delivery] batch must be at least 1 and at most max_in_flight".into());
+        }
+        for (pattern, l) in &self.destinations {
+            if l.connections == 0 || l.messages_per_connection == 0 {
+                out.push(format!("[delivery.destinations.{pattern:?}] connections and messages_per_connection must be at least 1"));
+            }
+        }
+        out
+    }
+
+    /// The wait before attempt `attempts + 1`, after `attempts` failed ones.
+    pub fn retry_after(&self, attempts: u32) -> HumanDuration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry_schedule.len().saturating_sub(1));
+        self.retry_schedule
+            .get(i)
+            .copied()
+            .unwrap_or(HumanDuration::secs(60))
+    }
+}
+
+/// Exact domain first, then the longest `*.suffix`, then `*`.
+pub(crate) fn best_match<'a, T>(map: &'a BTreeMap<String, T>, domain: &str) -> Option<&'a T> {
+    let domain = domain.to_ascii_lowercase();
+    if let Some(v) = map.get(&domain) {
+        return Some(v);
+    }
+    let mut rest = domain.as_str();
+    while let Some((_, parent)) = rest.split_once('.') {
+        if let Some(v) = map.get(&format!("*.{parent}")) {
+            return Some(v);
+        }
+        rest = parent;
+    }
+    map.get("*")
+}
+
+/// `host:port`, also `[v6]:port`.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then_some(())?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_pattern_wins() {
+        let mut c = DeliveryConfig::default();
+        c.destinations.insert(
+            "*.example.com".into(),
+            DestinationLimits {
+                connections: 2,
+                ..Default::default()
+            },
+        );
+        c.destinations.insert(
+            "mail.example.com".into(),
+            DestinationLimits {
+                connections: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.limits_for("mail.example.com").connections, 1);
+        assert_eq!(c.limits_for("eu.mail.example.com").connections, 2);
+        assert_eq!(
+            c.limits_for("example.com").connections,
+            10,
+            "*.example.com is for subdomains"
+        );
+        assert_eq!(c.limits_for("other.org").connections, 10);
+    }
+
+    #[test]
+    fn retries_follow_the_schedule_then_repeat_its_last_wait() {
+        let c = DeliveryConfig::default();
+        let mins: Vec<u64> = (1..=9).map(|a| c.retry_after(a).0.as_secs() / 60).collect();
+        assert_eq!(mins, [1, 5, 15, 30, 60, 120, 240, 240, 240]);
+    }
+
+    #[test]
+    fn bad_routes_are_named() {
+        let mut c = DeliveryConfig::default();
+        c.routes.insert("*".into(), "nowhere".into());
+        assert!(c.problems().iter().any(|p| p.contains("nowhere")));
+        assert_eq!(split_host_port("[::1]:25"), Some(("::1".into(), 25)));
+    }
+}

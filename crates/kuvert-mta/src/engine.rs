@@ -1,0 +1,636 @@
+//! The scheduler and the destinations.
+//!
+//! The scheduler takes due recipients from the store by lease, at most `max_in_flight` at a
+//! time, so memory follows what is in flight, never the size of the queue. It groups them into
+//! jobs (one message, one recipient domain: one transaction) and starts each. A job finds its
+//! destination (MX hosts or a route); jobs for the same servers share that destination's
+//! connections, at most `connections` at once, each carrying up to `messages_per_connection`
+//! transactions, paced to `messages_per_minute`. Every job ends by recording one outcome per
+//! recipient, with its event, in one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kuvert_core::Timestamp;
+use kuvert_core::domain::DomainSettings;
+use kuvert_core::id::{DomainId, MessageId};
+use kuvert_core::verp::{self, VerpTarget};
+use kuvert_dns::Dns;
+use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+use crate::bounce::classify;
+use crate::config::{DeliveryConfig, DestinationLimits};
+use crate::dkim::DkimSigner;
+use crate::route::{Destination, RouteFailure, Router};
+use crate::smtp::{ClientError, ConnectOptions, Connection, Envelope, Reply, tls};
+
+/// Counts since start, for `/metrics` and the tests.
+#[derive(Default, Debug)]
+pub struct EngineStats {
+    pub delivered: AtomicU64,
+    pub deferred: AtomicU64,
+    pub bounced: AtomicU64,
+    pub failed: AtomicU64,
+    pub connections_opened: AtomicU64,
+    /// Outcomes that arrived after their lease had passed to another worker.
+    pub lost_leases: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    config: DeliveryConfig,
+    ehlo_name: String,
+    return_path_prefix: String,
+    router: Router,
+    tls: Arc<rustls::ClientConfig>,
+    signers: Mutex<HashMap<DomainId, Arc<DkimSigner>>>,
+    destinations: Mutex<HashMap<String, Arc<DestQueue>>>,
+    in_flight: AtomicUsize,
+    wake: Arc<Notify>,
+    idle: Notify,
+    stopping: AtomicBool,
+    stats: EngineStats,
+}
+
+/// One job: recipients of one message at one domain, sent in one transaction.
+struct Job {
+    message: Arc<Outgoing>,
+    domain: String,
+    leases: Vec<Lease>,
+}
+
+/// The shared state of one set of servers.
+struct DestQueue {
+    limits: DestinationLimits,
+    /// Open connections, in use or idle, never more than `limits.connections`.
+    permits: Semaphore,
+    idle: Mutex<Vec<(Connection, Instant)>>,
+    /// When the next transaction may start (`messages_per_minute`).
+    next_slot: tokio::sync::Mutex<Instant>,
+}
+
+impl Engine {
+    /// Starts the scheduler. `ehlo_name` is the name this instance gives in EHLO.
+    pub fn start(store: Store, config: DeliveryConfig, dns: Dns, domains: &DomainSettings) -> Self {
+        let ehlo_name = if config.ehlo_name.is_empty() {
+            domains.hostname.clone()
+        } else {
+            config.ehlo_name.clone()
+        };
+        let inner = Arc::new(Inner {
+            router: Router::new(&config, dns),
+            store,
+            ehlo_name,
+            return_path_prefix: domains.return_path_prefix.clone(),
+            config,
+            tls: tls::opportunistic(),
+            signers: Mutex::default(),
+            destinations: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            wake: Arc::new(Notify::new()),
+            idle: Notify::new(),
+            stopping: AtomicBool::new(false),
+            stats: EngineStats::default(),
+        });
+        tokio::spawn(inner.clone().schedule());
+        Self(inner)
+    }
+
+    /// Notified after a message is queued, so it leaves at once rather than at the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.0.wake.clone()
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.0.stats
+    }
+
+    /// Recipients taken from the queue and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stops taking work, lets what is in flight finish (up to `grace`), closes idle
+    /// connections. What does not finish keeps its lease and is taken again after it ends.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.0.stopping.store(true, Ordering::SeqCst);
+        self.0.wake.notify_one();
+        let deadline = Instant::now() + grace;
+        loop {
+            let idle = self.0.idle.notified();
+            tokio::pin!(idle);
+            // Registered before the check, so a finish in between is not missed.
+            idle.as_mut().enable();
+            if self.in_flight() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!(
+                    in_flight = self.in_flight(),
+                    "delivery still in flight at shutdown; its leases will be taken again"
+                );
+                break;
+            }
+        }
+        let queues: Vec<Arc<DestQueue>> = self
+            .0
+            .destinations
+            .lock()
+            .expect("destinations")
+            .values()
+            .cloned()
+            .collect();
+        for q in queues {
+            let idle: Vec<_> = q.idle.lock().expect("idle").drain(..).collect();
+            for (c, _) in idle {
+                c.quit().await;
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn schedule(self: Arc<Self>) {
+        let poll = self.config.poll_interval.0;
+        while !self.stopping.load(Ordering::SeqCst) {
+            self.fill().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Leases due recipients while there is room, and starts their jobs.
+    async fn fill(self: &Arc<Self>) {
+        let batch = self.config.batch as usize;
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let room = (self.config.max_in_flight as usize)
+                .saturating_sub(self.in_flight.load(Ordering::SeqCst));
+            if room == 0 {
+                return;
+            }
+            let want = room.min(batch) as u32;
+            let leases = match self.store.lease_due(want, self.config.lease.0).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take recipients from the queue");
+                    return;
+                }
+            };
+            let taken = leases.len();
+            if taken == 0 {
+                return;
+            }
+            self.in_flight.fetch_add(taken, Ordering::SeqCst);
+            let mut by_message: BTreeMap<MessageId, Vec<Lease>> = BTreeMap::new();
+            for l in leases {
+                by_message.entry(l.message_id.clone()).or_default().push(l);
+            }
+            for (id, leases) in by_message {
+                let message = match self.store.outgoing(&id).await {
+                    Ok(m) => Arc::new(m),
+                    Err(e) => {
+                        tracing::warn!(message = %id, error = %e, "cannot load a queued message; it stays queued");
+                        self.finish(leases.len());
+                        continue;
+                    }
+                };
+                let mut by_domain: BTreeMap<String, Vec<Lease>> = BTreeMap::new();
+                for l in leases {
+                    let domain = l
+                        .address
+                        .rsplit_once('@')
+                        .map(|(_, d)| d.to_ascii_lowercase())
+                        .unwrap_or_default();
+                    by_domain.entry(domain).or_default().push(l);
+                }
+                for (domain, leases) in by_domain {
+                    let job = Job {
+                        message: message.clone(),
+                        domain,
+                        leases,
+                    };
+                    tokio::spawn(self.clone().run(job));
+                }
+            }
+            if taken < want as usize {
+                return;
+            }
+        }
+    }
+
+    fn finish(&self, n: usize) {
+        if self.in_flight.fetch_sub(n, Ordering::SeqCst) == n {
+            self.idle.notify_waiters();
+        }
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Arc<Self>, job: Job) {
+        let n = job.leases.len();
+        let records = self.attempt(&job).await;
+        if !records.is_empty() {
+            match self.store.record_outcomes(&records).await {
+                Ok(held) => {
+                    for (r, held) in records.iter().zip(held) {
+                        let counter = match r.outcome {
+                            Outcome::Delivered => &self.stats.delivered,
+                            Outcome::Deferred { .. } => &self.stats.deferred,
+                            Outcome::Bounced { .. } => &self.stats.bounced,
+                            Outcome::Failed => &self.stats.failed,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if !held {
+                            self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                // The leases run out and the recipients are tried again: at least once.
+                Err(e) => tracing::error!(error = %e, "cannot record delivery outcomes"),
+            }
+        }
+        self.finish(n);
+    }
+
+    /// One attempt for the job's recipients; returns their outcomes (none if given back).
+    async fn attempt(&self, job: &Job) -> Vec<OutcomeRecord> {
+        let signer = match self.signer(&job.message.domain_id).await {
+            Ok(s) => s,
+            Err(e) => return self.all(job, |_| failed("dkim_key", &e)),
+        };
+        let destination = match self.router.resolve(&job.domain).await {
+            Ok(d) => d,
+            Err(RouteFailure::Permanent { code, text }) => {
+                let data =
+                    json!({"class": "hard", "code": code, "reply": format!("550 {code} {text}")});
+                return self.all(job, |_| {
+                    (Outcome::Bounced { suppress: true }, obj(data.clone()))
+                });
+            }
+            Err(RouteFailure::Temporary(e)) => {
+                return self.all(job, |l| self.deferral(job, l, obj(json!({"reason": e}))));
+            }
+        };
+        let now = self.store.clock().now();
+        let signed = signer.sign(&job.message.mime, now);
+        let host = format!("{}.{}", self.return_path_prefix, signer.domain());
+        let target = match job.leases.as_slice() {
+            [one] => VerpTarget::Recipient(one.recipient_id.clone()),
+            _ => VerpTarget::Message(job.message.id.clone()),
+        };
+        let mail_from = verp::encode(self.store.verp_key(), &target, &host);
+        let rcpts: Vec<String> = job.leases.iter().map(|l| l.address.clone()).collect();
+        match destination {
+            Destination::Capture => {
+                match self
+                    .store
+                    .capture(
+                        &job.message.account_id,
+                        &job.message.id,
+                        &mail_from,
+                        &rcpts,
+                        &signed,
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        self.all(job, |_| (Outcome::Delivered, obj(json!({"mx": "capture"}))))
+                    }
+                    Err(e) => self.all(job, |l| {
+                        self.deferral(job, l, obj(json!({"reason": e.to_string()})))
+                    }),
+                }
+            }
+            Destination::Smtp { key, hosts, relay } => {
+                self.over_smtp(job, &key, &hosts, relay, &mail_from, &rcpts, &signed)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn over_smtp(
+        &self,
+        job: &Job,
+        key: &str,
+        hosts: &[(String, u16)],
+        relay: bool,
+        mail_from: &str,
+        rcpts: &[String],
+        signed: &[u8],
+    ) -> Vec<OutcomeRecord> {
+        let q = self.destination(key, &job.domain);
+        // Waiting for a connection must not outlast the lease: give the recipients back.
+        let wait = self.config.lease.0 / 3;
+        let Ok(Ok(permit)) = tokio::time::timeout(wait, q.permits.acquire()).await else {
+            if let Err(e) = self.store.release(&job.leases).await {
+                tracing::warn!(error = %e, "cannot give leases back");
+            }
+            return vec![];
+        };
+        q.pace().await;
+        let reused = q.idle.lock().expect("idle").pop();
+        let mut conn = match reused {
+            Some((c, _)) => c,
+            None => match self.connect(hosts, relay).await {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(permit);
+                    return self.all(job, |l| {
+                        self.deferral(job, l, obj(json!({"reason": e.to_string()})))
+                    });
+                }
+            },
+        };
+        let mx = json!(conn.host);
+        let tls = json!(conn.tls_version);
+        if job.message.require_tls && conn.tls_version.is_none() {
+            let text = format!(
+                "{} does not offer STARTTLS and the message requires TLS",
+                conn.host
+            );
+            self.keep(&q, conn);
+            drop(permit);
+            return self.all(job, |_| failed("tls_required", &text));
+        }
+        let envelope = Envelope {
+            mail_from,
+            rcpt_to: rcpts,
+            size: signed.len(),
+        };
+        let result = conn.send(&envelope, signed).await;
+        let records = match result {
+            Ok(replies) => {
+                let records = job
+                    .leases
+                    .iter()
+                    .zip(&replies.rcpt)
+                    .map(|(lease, rcpt_reply)| {
+                        let reply = if rcpt_reply.is_positive() { replies.data.as_ref().unwrap_or(rcpt_reply) } else { rcpt_reply };
+                        let (outcome, mut data) = if reply.is_positive() {
+                            (Outcome::Delivered, obj(json!({"reply": reply.to_string(), "tls": tls, "ip": conn.peer.ip().to_string()})))
+                        } else if reply.is_permanent() {
+                            bounce(reply)
+                        } else {
+                            self.deferral(job, lease, obj(json!({"reply": reply.to_string()})))
+                        };
+                        data.insert("mx".into(), mx.clone());
+                        self.record(job, lease, outcome, data)
+                    })
+                    .collect();
+                if conn.transactions < q.limits.messages_per_connection {
+                    self.keep(&q, conn);
+                } else {
+                    tokio::spawn(conn.quit());
+                }
+                records
+            }
+            Err(ClientError::Refused { reply, .. }) => {
+                // MAIL FROM refused: the connection is still good.
+                self.keep(&q, conn);
+                self.all(job, |l| {
+                    let (o, mut d) = if reply.is_permanent() {
+                        bounce(&reply)
+                    } else {
+                        self.deferral(job, l, obj(json!({"reply": reply.to_string()})))
+                    };
+                    d.insert("mx".into(), mx.clone());
+                    (o, d)
+                })
+            }
+            Err(e) => self.all(job, |l| {
+                self.deferral(job, l, obj(json!({"reason": e.to_string(), "mx": mx})))
+            }),
+        };
+        drop(permit);
+        records
+    }
+
+    /// Tries each host and each of its addresses until one greets us.
+    async fn connect(&self, hosts: &[(String, u16)], relay: bool) -> Result<Connection, String> {
+        let mut last = String::from("no mail server to try");
+        for (host, port) in hosts {
+            let addrs = match self.router.dns().addresses(host).await {
+                Ok(a) if a.is_empty() => {
+                    last = format!("{host} has no address");
+                    continue;
+                }
+                Ok(a) => a,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            for ip in addrs {
+                let options = ConnectOptions {
+                    host,
+                    addr: std::net::SocketAddr::new(ip, *port),
+                    source: None,
+                    ehlo_name: &self.ehlo_name,
+                    timeouts: &self.config.timeouts,
+                    tls: Some(self.tls.clone()),
+                };
+                match Connection::open(options).await {
+                    Ok(mut c) => {
+                        self.stats
+                            .connections_opened
+                            .fetch_add(1, Ordering::Relaxed);
+                        let auth = &self.config.relay;
+                        if relay && !auth.username.is_empty() {
+                            if c.tls_version.is_none() {
+                                last = format!(
+                                    "{host} offers no TLS; the relay password is not sent in clear"
+                                );
+                                continue;
+                            }
+                            if let Err(e) = c.auth_plain(&auth.username, &auth.password).await {
+                                last = format!("{host}: {e}");
+                                continue;
+                            }
+                        }
+                        return Ok(c);
+                    }
+                    Err(e) => last = format!("{host} ({ip}): {e}"),
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Puts a connection back for the next job, and closes it if none comes in time.
+    fn keep(&self, q: &Arc<DestQueue>, conn: Connection) {
+        let since = Instant::now();
+        q.idle.lock().expect("idle").push((conn, since));
+        let q = q.clone();
+        let idle_for = self.config.timeouts.idle.0;
+        tokio::spawn(async move {
+            tokio::time::sleep(idle_for).await;
+            let expired: Vec<Connection> = {
+                let mut idle = q.idle.lock().expect("idle");
+                let (old, fresh): (Vec<_>, Vec<_>) =
+                    idle.drain(..).partition(|(_, t)| t.elapsed() >= idle_for);
+                *idle = fresh;
+                old.into_iter().map(|(c, _)| c).collect()
+            };
+            for c in expired {
+                c.quit().await;
+            }
+        });
+    }
+
+    fn destination(&self, key: &str, domain: &str) -> Arc<DestQueue> {
+        let mut all = self.destinations.lock().expect("destinations");
+        all.entry(key.to_owned())
+            .or_insert_with(|| {
+                let limits = self.config.limits_for(domain);
+                Arc::new(DestQueue {
+                    permits: Semaphore::new(limits.connections as usize),
+                    limits,
+                    idle: Mutex::default(),
+                    next_slot: tokio::sync::Mutex::new(Instant::now()),
+                })
+            })
+            .clone()
+    }
+
+    async fn signer(&self, domain: &DomainId) -> Result<Arc<DkimSigner>, String> {
+        if let Some(s) = self.signers.lock().expect("signers").get(domain) {
+            return Ok(s.clone());
+        }
+        let d = self
+            .store
+            .domain_by_id(domain)
+            .await
+            .map_err(|e| e.to_string())?;
+        let der = self
+            .store
+            .dkim_private_key(&d)
+            .await
+            .map_err(|e| e.to_string())?;
+        let signer = tokio::task::spawn_blocking(move || {
+            DkimSigner::from_pkcs8_der(&d.name, &d.selector, &der)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let signer = Arc::new(signer);
+        self.signers
+            .lock()
+            .expect("signers")
+            .insert(domain.clone(), signer.clone());
+        Ok(signer)
+    }
+
+    /// A retry, or the end when the next try would come after the message's maximum age.
+    fn deferral(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        mut data: Map<String, Value>,
+    ) -> (Outcome, Map<String, Value>) {
+        let now = self.store.clock().now();
+        let next = Timestamp(now.millis() + self.config.retry_after(lease.attempts + 1).millis());
+        let expires = Timestamp(job.message.created_at.millis() + self.config.max_age.millis());
+        if next > expires {
+            data.insert("reason".into(), json!("expired"));
+            data.insert(
+                "detail".into(),
+                json!(format!(
+                    "not delivered within {} of acceptance",
+                    self.config.max_age
+                )),
+            );
+            return (Outcome::Failed, data);
+        }
+        (
+            Outcome::Deferred {
+                next_attempt_at: next,
+            },
+            data,
+        )
+    }
+
+    fn record(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        outcome: Outcome,
+        data: Map<String, Value>,
+    ) -> OutcomeRecord {
+        OutcomeRecord {
+            lease: lease.clone(),
+            tags: job.message.tags.clone(),
+            outcome,
+            data,
+        }
+    }
+
+    fn all(
+        &self,
+        job: &Job,
+        mut f: impl FnMut(&Lease) -> (Outcome, Map<String, Value>),
+    ) -> Vec<OutcomeRecord> {
+        job.leases
+            .iter()
+            .map(|l| {
+                let (o, d) = f(l);
+                self.record(job, l, o, d)
+            })
+            .collect()
+    }
+}
+
+impl DestQueue {
+    /// Waits for this destination's next slot under `messages_per_minute`.
+    async fn pace(&self) {
+        let rate = self.limits.messages_per_minute;
+        if rate == 0 {
+            return;
+        }
+        let at = {
+            let mut next = self.next_slot.lock().await;
+            let at = (*next).max(Instant::now());
+            *next = at + Duration::from_secs(60) / rate;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn bounce(reply: &Reply) -> (Outcome, Map<String, Value>) {
+    let class = classify(reply);
+    (
+        Outcome::Bounced {
+            suppress: class.suppresses(),
+        },
+        obj(
+            json!({"class": class.as_str(), "code": reply.enhanced_string(), "reply": reply.to_string()}),
+        ),
+    )
+}
+
+fn failed(reason: &str, detail: &str) -> (Outcome, Map<String, Value>) {
+    (
+        Outcome::Failed,
+        obj(json!({"reason": reason, "detail": detail})),
+    )
+}

@@ -1,0 +1,536 @@
+//! Every outcome of delivery, against the testkit's SMTP sink and DNS server on loopback: the
+//! engine runs in this process on a real store, messages enter through the real `accept()`,
+//! and time moves only when a test moves the clock.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kuvert_core::account::Plan;
+use kuvert_core::domain::DomainSettings;
+use kuvert_core::event::{EventType, RecipientStatus};
+use kuvert_core::id::AccountId;
+use kuvert_core::submission::{Limits, Submission};
+use kuvert_core::verp::{self, VerpTarget};
+use kuvert_core::{Clock, Mailbox, ManualClock, Timestamp};
+use kuvert_dns::Dns;
+use kuvert_mta::{DeliveryConfig, Engine};
+use kuvert_store::{EventFilter, EventRecord, Store, StoreOptions};
+use kuvert_submit::{Accepted, Acceptor};
+use kuvert_testkit::{Behaviour, DnsServer, SinkOptions, SmtpSink};
+
+const FROM_DOMAIN: &str = "news.sender.test";
+
+struct World {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    store: Store,
+    acceptor: Acceptor,
+    engine: Engine,
+    sink: SmtpSink,
+    _dns: DnsServer,
+    account: AccountId,
+}
+
+async fn world(sink: SinkOptions, tweak: impl FnOnce(&mut DeliveryConfig)) -> World {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = ManualClock::new(Timestamp(1_795_000_000_000));
+    let store = Store::open(StoreOptions {
+        url: StoreOptions::sqlite_url(dir.path()),
+        master_key: [9; 32],
+        clock: Arc::new(clock.clone()),
+    })
+    .await
+    .expect("store");
+    let (account, _) = kuvert_admin::create_account(
+        &store,
+        kuvert_admin::AccountRequest {
+            email: "owner@sender.test".into(),
+            password: "s3cret-pass".into(),
+            plan: Plan::Premium,
+            region: Default::default(),
+            company: Default::default(),
+            owner: Default::default(),
+        },
+    )
+    .await
+    .expect("account");
+    let settings = DomainSettings::default();
+    kuvert_admin::add_domain(&store, &account.id, FROM_DOMAIN, &settings, true)
+        .await
+        .expect("domain");
+
+    let sink = SmtpSink::start(sink);
+    let dns = DnsServer::start();
+    dns.add_mx("example.test", 10, "mx.example.test");
+    dns.add_mx("other.test", 10, "mx.example.test");
+    dns.add_a("mx.example.test", Ipv4Addr::LOCALHOST);
+    dns.add_null_mx("nullmx.test");
+
+    let mut config = DeliveryConfig {
+        mx_port: sink.addr().port(),
+        ..DeliveryConfig::default()
+    };
+    config.timeouts.idle = kuvert_core::duration::HumanDuration::secs(30);
+    tweak(&mut config);
+    let engine = Engine::start(
+        store.clone(),
+        config,
+        Dns::new(&[dns.addr()], true).expect("dns"),
+        &settings,
+    );
+    let acceptor = Acceptor::new(
+        store.clone(),
+        Limits::default(),
+        [(Plan::Premium, Plan::Premium.default_limits())].into(),
+    )
+    .notify_on_queue(engine.waker());
+    World {
+        _dir: dir,
+        clock,
+        store,
+        acceptor,
+        engine,
+        sink,
+        _dns: dns,
+        account: account.id,
+    }
+}
+
+fn submission(to: &[&str]) -> Submission {
+    Submission {
+        from: Mailbox::parse(&format!("News <news@{FROM_DOMAIN}>")).expect("from"),
+        to: to.iter().map(|t| Mailbox::parse(t).expect("to")).collect(),
+        cc: vec![],
+        bcc: vec![],
+        reply_to: None,
+        subject: "Hello there".into(),
+        text: Some("First line.\r\n.A line that starts with a dot.\r\n".into()),
+        html: None,
+        headers: vec![],
+        attachments: vec![],
+        tags: vec!["t1".into()],
+        metadata: Default::default(),
+        send_at: None,
+        tracking: Default::default(),
+        require_tls: false,
+    }
+}
+
+impl World {
+    async fn send(&self, sub: Submission) -> Accepted {
+        self.acceptor
+            .accept(&self.account, sub)
+            .await
+            .expect("accepted")
+    }
+
+    /// Waits (in real time, bounded) until the recipient reaches `want`.
+    async fn wait_for(&self, sent: &Accepted, email: &str, want: RecipientStatus) {
+        for _ in 0..200 {
+            let m = self
+                .store
+                .message(&self.account, sent.id.as_str())
+                .await
+                .expect("message");
+            let r = m
+                .recipients
+                .iter()
+                .find(|r| r.email == email)
+                .expect("recipient");
+            if r.status == want && self.engine.in_flight() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let m = self
+            .store
+            .message(&self.account, sent.id.as_str())
+            .await
+            .expect("message");
+        panic!(
+            "{email} never became {want}: {:?}\nevents: {:?}",
+            m.recipients,
+            self.events(EventType::Deferred).await
+        );
+    }
+
+    async fn events(&self, t: EventType) -> Vec<EventRecord> {
+        let f = EventFilter {
+            types: vec![t],
+            limit: 300,
+            ..Default::default()
+        };
+        self.store
+            .list_events(&self.account, &f)
+            .await
+            .expect("events")
+            .items
+    }
+
+    /// Moves the clock to the next attempt and wakes the scheduler.
+    fn advance(&self, by: Duration) {
+        self.clock.advance_millis(by.as_millis() as i64);
+        self.engine.waker().notify_one();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_signed_with_a_verp_return_path() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    let sent = w.send(submission(&["Reader <reader@example.test>"])).await;
+    w.wait_for(&sent, "reader@example.test", RecipientStatus::Delivered)
+        .await;
+
+    let got = w.sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_to, ["reader@example.test"]);
+    assert!(!got[0].tls, "the sink offered no STARTTLS");
+    let text = got[0].text();
+    assert!(
+        text.starts_with("DKIM-Signature: v=1;") && text.contains("a=rsa-sha256;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("c=relaxed/relaxed;") && text.contains(&format!("d={FROM_DOMAIN};")),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\n.A line that starts with a dot."),
+        "dot-stuffing is undone by the sink: {text}"
+    );
+    // The return path names the recipient and checks.
+    let target = verp::decode(w.store.verp_key(), &got[0].mail_from).expect("a valid VERP address");
+    assert_eq!(target, VerpTarget::Recipient(sent.recipients[0].id.clone()));
+    assert!(
+        got[0]
+            .mail_from
+            .ends_with(&format!("@bounces.{FROM_DOMAIN}")),
+        "{}",
+        got[0].mail_from
+    );
+
+    let delivered = w.events(EventType::Delivered).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].data["mx"], "mx.example.test");
+    assert!(
+        delivered[0].data["reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("250 2.0.0")),
+        "{:?}",
+        delivered[0].data
+    );
+    assert_eq!(delivered[0].tags, ["t1"]);
+    dkimpy_verifies(&w, &got[0].data).await;
+}
+
+/// An implementation no one here wrote checks the signature: dkimpy, given the domain's
+/// published key.
+async fn dkimpy_verifies(w: &World, message: &[u8]) {
+    let domain = w.store.domain(FROM_DOMAIN).await.expect("domain");
+    let record = format!("v=DKIM1; k=rsa; p={}", domain.dkim_public);
+    let script = "import sys, dkim\n\
+                  rec = sys.argv[1].encode()\n\
+                  msg = sys.stdin.buffer.read()\n\
+                  ok = dkim.verify(msg, dnsfunc=lambda name, timeout=5: rec)\n\
+                  print('PASS' if ok else 'FAIL')\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, &record])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with dkimpy: pip install dkimpy)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message)
+        .expect("write");
+    let out = child.wait_with_output().expect("dkimpy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "PASS",
+        "dkimpy: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_when_offered_and_recorded() {
+    let w = world(
+        SinkOptions {
+            starttls: true,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await;
+    let sent = w.send(submission(&["reader@example.test"])).await;
+    w.wait_for(&sent, "reader@example.test", RecipientStatus::Delivered)
+        .await;
+    assert!(w.sink.received()[0].tls);
+    let delivered = w.events(EventType::Delivered).await;
+    assert!(
+        delivered[0].data["tls"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("TLSv1_")),
+        "{:?}",
+        delivered[0].data
+    );
+    dkimpy_verifies(&w, &w.sink.received()[0].data).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_then_delivered_when_the_clock_reaches_the_retry() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    w.sink
+        .on("later@example.test", Behaviour::TempFail { times: 1 });
+    let sent = w.send(submission(&["later@example.test"])).await;
+    w.wait_for(&sent, "later@example.test", RecipientStatus::Deferred)
+        .await;
+    let deferred = w.events(EventType::Deferred).await;
+    assert_eq!(deferred.len(), 1);
+    assert_eq!(deferred[0].data["attempt"], 1);
+    assert!(
+        deferred[0].data["reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("451 4.3.0")),
+        "{:?}",
+        deferred[0].data
+    );
+    let due = Timestamp(w.clock.now().millis() + 60_000).to_rfc3339();
+    assert_eq!(
+        deferred[0].data["next_attempt_at"],
+        due.as_str(),
+        "the first retry comes after 1 minute"
+    );
+
+    // Just before the retry time nothing happens; at it, the second attempt delivers.
+    w.advance(Duration::from_secs(59));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.sink.attempts("later@example.test"), 1);
+    w.advance(Duration::from_secs(1));
+    w.wait_for(&sent, "later@example.test", RecipientStatus::Delivered)
+        .await;
+    assert_eq!(w.sink.attempts("later@example.test"), 2);
+    let m = w
+        .store
+        .message(&w.account, sent.id.as_str())
+        .await
+        .expect("message");
+    assert_eq!(m.recipients[0].attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    w.sink.on(
+        "gone@example.test",
+        Behaviour::RejectRcpt("550 5.1.1 <gone@example.test>: no such user".into()),
+    );
+    let sent = w.send(submission(&["gone@example.test"])).await;
+    w.wait_for(&sent, "gone@example.test", RecipientStatus::Bounced)
+        .await;
+    let bounced = w.events(EventType::Bounced).await;
+    assert_eq!(bounced[0].data["class"], "hard");
+    assert_eq!(bounced[0].data["code"], "5.1.1");
+    assert!(
+        w.store
+            .suppressed(&w.account, &["gone@example.test"])
+            .await
+            .expect("suppressed")
+            .contains_key("gone@example.test")
+    );
+    let again = w.send(submission(&["gone@example.test"])).await;
+    assert_eq!(
+        again.recipients[0].status,
+        RecipientStatus::Dropped,
+        "dropped at accept"
+    );
+    assert_eq!(w.sink.attempts("gone@example.test"), 1, "never tried again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_bounce_is_recorded_but_not_suppressed() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    w.sink.on(
+        "strict@example.test",
+        Behaviour::RejectData("550 5.7.1 Message rejected by policy".into()),
+    );
+    let sent = w.send(submission(&["strict@example.test"])).await;
+    w.wait_for(&sent, "strict@example.test", RecipientStatus::Bounced)
+        .await;
+    let bounced = w.events(EventType::Bounced).await;
+    assert_eq!(
+        (
+            bounced[0].data["class"].as_str(),
+            bounced[0].data["code"].as_str()
+        ),
+        (Some("policy"), Some("5.7.1"))
+    );
+    assert!(
+        w.store
+            .suppressed(&w.account, &["strict@example.test"])
+            .await
+            .expect("suppressed")
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expires_after_the_maximum_age() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    w.sink
+        .on("full@example.test", Behaviour::TempFail { times: u32::MAX });
+    let sent = w.send(submission(&["full@example.test"])).await;
+    let config = DeliveryConfig::default();
+    let mut attempts = 1u32;
+    loop {
+        // Wait for attempt number `attempts` to be recorded.
+        let mut status = RecipientStatus::Queued;
+        for _ in 0..200 {
+            let m = w
+                .store
+                .message(&w.account, sent.id.as_str())
+                .await
+                .expect("message");
+            status = m.recipients[0].status;
+            if m.recipients[0].attempts == i64::from(attempts) && w.engine.in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if status == RecipientStatus::Failed {
+            break;
+        }
+        assert_eq!(status, RecipientStatus::Deferred, "attempt {attempts}");
+        w.advance(config.retry_after(attempts).0);
+        attempts += 1;
+        assert!(attempts < 100, "never expired");
+    }
+    w.wait_for(&sent, "full@example.test", RecipientStatus::Failed)
+        .await;
+    let failed = w.events(EventType::Failed).await;
+    assert_eq!(failed[0].data["reason"], "expired");
+    // Attempts at 0, 1m, 6m, 21m, 51m, 1h51m, 3h51m, 7h51m, then every 4h up to 71h51m: 24.
+    // The next would come after 75h51m, past the 72 hours.
+    assert_eq!(w.sink.attempts("full@example.test"), 24);
+    assert_eq!(attempts, 24);
+    let elapsed = w.clock.now().millis() - 1_795_000_000_000;
+    assert!(
+        elapsed <= 3 * 86_400_000,
+        "given up before the maximum age passed: {elapsed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_in_data_is_deferred() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    w.sink.on("flaky@example.test", Behaviour::DisconnectInData);
+    let sent = w.send(submission(&["flaky@example.test"])).await;
+    w.wait_for(&sent, "flaky@example.test", RecipientStatus::Deferred)
+        .await;
+    let deferred = w.events(EventType::Deferred).await;
+    assert!(
+        deferred[0].data["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("closed")),
+        "{:?}",
+        deferred[0].data
+    );
+    assert!(w.sink.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_times_out_and_is_deferred() {
+    let w = world(SinkOptions::default(), |c| {
+        c.timeouts.rcpt = kuvert_core::duration::HumanDuration::secs(1)
+    })
+    .await;
+    w.sink.on("slow@example.test", Behaviour::Stall);
+    let sent = w.send(submission(&["slow@example.test"])).await;
+    w.wait_for(&sent, "slow@example.test", RecipientStatus::Deferred)
+        .await;
+    let deferred = w.events(EventType::Deferred).await;
+    assert!(
+        deferred[0].data["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("timed out")),
+        "{:?}",
+        deferred[0].data
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_required_but_not_offered_fails() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    let mut sub = submission(&["secret@example.test"]);
+    sub.require_tls = true;
+    let sent = w.send(sub).await;
+    w.wait_for(&sent, "secret@example.test", RecipientStatus::Failed)
+        .await;
+    let failed = w.events(EventType::Failed).await;
+    assert_eq!(failed[0].data["reason"], "tls_required");
+    assert!(w.sink.received().is_empty(), "nothing went in clear");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_mx_bounces_at_once() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    let sent = w.send(submission(&["anyone@nullmx.test"])).await;
+    w.wait_for(&sent, "anyone@nullmx.test", RecipientStatus::Bounced)
+        .await;
+    let bounced = w.events(EventType::Bounced).await;
+    assert_eq!(
+        (
+            bounced[0].data["class"].as_str(),
+            bounced[0].data["code"].as_str()
+        ),
+        (Some("hard"), Some("5.1.10"))
+    );
+    assert_eq!(w.sink.connections(), 0, "no server was contacted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_share_transactions_and_domains_share_connections() {
+    let w = world(SinkOptions::default(), |_| {}).await;
+    let sent = w
+        .send(submission(&[
+            "a@example.test",
+            "b@example.test",
+            "c@other.test",
+        ]))
+        .await;
+    for r in ["a@example.test", "b@example.test", "c@other.test"] {
+        w.wait_for(&sent, r, RecipientStatus::Delivered).await;
+    }
+    let got = w.sink.received();
+    let mut shapes: Vec<usize> = got.iter().map(|r| r.rcpt_to.len()).collect();
+    shapes.sort();
+    assert_eq!(
+        shapes,
+        [1, 2],
+        "one transaction for example.test's two, one for other.test"
+    );
+    let multi = got.iter().find(|r| r.rcpt_to.len() == 2).expect("shared");
+    assert_eq!(
+        verp::decode(w.store.verp_key(), &multi.mail_from),
+        Some(VerpTarget::Message(sent.id.clone()))
+    );
+    // Both domains are served by mx.example.test: the next message reuses an open connection.
+    let before = w.sink.connections();
+    let sent2 = w.send(submission(&["d@other.test"])).await;
+    w.wait_for(&sent2, "d@other.test", RecipientStatus::Delivered)
+        .await;
+    assert_eq!(w.sink.connections(), before, "no new connection");
+    assert_eq!(
+        w.engine
+            .stats()
+            .connections_opened
+            .load(std::sync::atomic::Ordering::Relaxed),
+        u64::from(w.sink.connections())
+    );
+}

@@ -1,0 +1,317 @@
+//! The delivery queue: pending recipients taken by lease, and the outcome of each attempt
+//! written with its event in one transaction.
+//!
+//! A lease is the recipient's `next_attempt_at` moved to the lease's end plus a claim token in
+//! `lease_owner`. Nothing else marks it: if the worker dies, the recipient falls due again when
+//! the lease ends. An outcome is applied only while the token still matches, so a worker whose
+//! lease ran out cannot overwrite what the next holder did.
+
+use std::time::Duration;
+
+use kuvert_core::Timestamp;
+use kuvert_core::event::{EventType, RecipientStatus, SuppressionReason};
+use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
+use rand::Rng;
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::commit::{SealedEvent, insert_event};
+use crate::suppressions::UPSERT_SUPPRESSION;
+use crate::{Backend, Result, Store, StoreError};
+
+/// One recipient, taken for delivery until `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub token: String,
+    pub recipient_id: RecipientId,
+    pub message_id: MessageId,
+    pub account_id: AccountId,
+    pub address: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub until: Timestamp,
+}
+
+/// What delivery needs of a message, unsealed.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub domain_id: DomainId,
+    pub mime: Vec<u8>,
+    pub require_tls: bool,
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+/// How one attempt ended for one recipient.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    /// Tried again at `next_attempt_at`.
+    Deferred {
+        next_attempt_at: Timestamp,
+    },
+    /// Refused for good by the receiving server; `suppress` for hard bounces.
+    Bounced {
+        suppress: bool,
+    },
+    /// Given up without a refusal: expired, TLS required but not offered, no route.
+    Failed,
+}
+
+impl Outcome {
+    fn status(&self) -> RecipientStatus {
+        match self {
+            Self::Delivered => RecipientStatus::Delivered,
+            Self::Deferred { .. } => RecipientStatus::Deferred,
+            Self::Bounced { .. } => RecipientStatus::Bounced,
+            Self::Failed => RecipientStatus::Failed,
+        }
+    }
+    fn event(&self) -> EventType {
+        match self {
+            Self::Delivered => EventType::Delivered,
+            Self::Deferred { .. } => EventType::Deferred,
+            Self::Bounced { .. } => EventType::Bounced,
+            Self::Failed => EventType::Failed,
+        }
+    }
+}
+
+/// An outcome to record: the lease it ends, what happened, and the event's details (the
+/// server's reply, the MX host, the TLS version, ...).
+#[derive(Clone, Debug)]
+pub struct OutcomeRecord {
+    pub lease: Lease,
+    pub tags: Vec<String>,
+    pub outcome: Outcome,
+    pub data: Map<String, Value>,
+}
+
+/// A message kept by capture mode, as it would have left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    pub seq: i64,
+    pub message_id: MessageId,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub mime: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+fn claim_token() -> String {
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
+        .collect()
+}
+
+impl Store {
+    /// Takes up to `limit` recipients that are due now, the earliest first, for `lease_for`.
+    /// Two callers, in this process or another on the same database, never get the same
+    /// recipient while its lease runs.
+    pub async fn lease_due(&self, limit: u32, lease_for: Duration) -> Result<Vec<Lease>> {
+        let now = self.now();
+        let until = now + lease_for.as_millis() as i64;
+        let token = claim_token();
+        // PostgreSQL: SKIP LOCKED lets concurrent pickers take disjoint rows without waiting.
+        // SQLite: one writer at a time, and the statement is atomic.
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE recipients SET lease_owner = $1, next_attempt_at = $2 \
+             WHERE id IN (SELECT id FROM recipients WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $3 \
+                          ORDER BY next_attempt_at LIMIT $4 {lock}) \
+             RETURNING id, message_id, account_id, address, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&token)
+            .bind(until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        let mut leases = Vec::with_capacity(rows.len());
+        for r in rows {
+            let account_id = AccountId::from_string(r.try_get("account_id")?);
+            let key = self.account_key(&account_id).await?;
+            leases.push(Lease {
+                token: token.clone(),
+                recipient_id: RecipientId::from_string(r.try_get("id")?),
+                message_id: MessageId::from_string(r.try_get("message_id")?),
+                address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
+                attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+                account_id,
+                until: Timestamp(until),
+            });
+        }
+        Ok(leases)
+    }
+
+    /// The message a lease belongs to, with its content unsealed.
+    pub async fn outgoing(&self, id: &MessageId) -> Result<Outgoing> {
+        let r = sqlx::query(
+            "SELECT account_id, domain_id, mime, require_tls, tags, created_at FROM messages WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("message"))?;
+        let account_id = AccountId::from_string(r.try_get("account_id")?);
+        let key = self.account_key(&account_id).await?;
+        let mime: Option<Vec<u8>> = r.try_get("mime")?;
+        Ok(Outgoing {
+            id: id.clone(),
+            domain_id: DomainId::from_string(r.try_get("domain_id")?),
+            mime: key.open(&mime.ok_or(StoreError::NotFound("message content"))?)?,
+            require_tls: r.try_get::<i64, _>("require_tls")? != 0,
+            tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
+            created_at: Timestamp(r.try_get("created_at")?),
+            account_id,
+        })
+    }
+
+    /// Records outcomes in one transaction: recipient state, event, and for hard bounces the
+    /// suppression. Returns, for each record, whether its lease was still held; an outcome
+    /// whose lease was lost is still logged as an event (it happened), but leaves the
+    /// recipient to the lease's new holder.
+    pub async fn record_outcomes(&self, records: &[OutcomeRecord]) -> Result<Vec<bool>> {
+        let now = self.now();
+        let mut sealed = Vec::with_capacity(records.len());
+        for rec in records {
+            let key = self.account_key(&rec.lease.account_id).await?;
+            let lookup = self.lookup_hash(&rec.lease.address);
+            let mut data = rec.data.clone();
+            data.insert("attempt".into(), Value::from(rec.lease.attempts + 1));
+            if let Outcome::Deferred { next_attempt_at } = rec.outcome {
+                data.insert(
+                    "next_attempt_at".into(),
+                    Value::from(next_attempt_at.to_rfc3339()),
+                );
+            }
+            let address = key.seal(rec.lease.address.as_bytes());
+            let event = SealedEvent {
+                account_id: rec.lease.account_id.to_string(),
+                event_type: rec.outcome.event().as_str(),
+                message_id: Some(rec.lease.message_id.to_string()),
+                recipient_id: Some(rec.lease.recipient_id.to_string()),
+                recipient: Some(address.clone()),
+                recipient_lookup: Some(lookup.clone()),
+                tags: serde_json::to_string(&rec.tags).expect("strings serialise"),
+                data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
+                created_at: now,
+            };
+            sealed.push((event, address, lookup));
+        }
+        let mut tx = self.pool().begin().await?;
+        let mut held = Vec::with_capacity(records.len());
+        for (rec, (event, address, lookup)) in records.iter().zip(&sealed) {
+            let next = match rec.outcome {
+                Outcome::Deferred { next_attempt_at } => Some(next_attempt_at.millis()),
+                _ => None,
+            };
+            let done = sqlx::query(
+                "UPDATE recipients SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, updated_at = $3 \
+                 WHERE id = $4 AND lease_owner = $5",
+            )
+            .bind(rec.outcome.status().as_str())
+            .bind(next)
+            .bind(now)
+            .bind(rec.lease.recipient_id.as_str())
+            .bind(&rec.lease.token)
+            .execute(&mut *tx)
+            .await?;
+            held.push(done.rows_affected() == 1);
+            insert_event(&mut tx, event).await?;
+            if rec.outcome == (Outcome::Bounced { suppress: true }) {
+                sqlx::query(UPSERT_SUPPRESSION)
+                    .bind(rec.lease.account_id.as_str())
+                    .bind(lookup)
+                    .bind(address)
+                    .bind(SuppressionReason::Bounce.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    /// Gives leases back unused (shutdown): the recipients are due again at once.
+    pub async fn release(&self, leases: &[Lease]) -> Result<()> {
+        let now = self.now();
+        for l in leases {
+            sqlx::query(
+                "UPDATE recipients SET next_attempt_at = $1, lease_owner = NULL WHERE id = $2 AND lease_owner = $3",
+            )
+            .bind(now)
+            .bind(l.recipient_id.as_str())
+            .bind(&l.token)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a message as capture mode delivers it.
+    pub async fn capture(
+        &self,
+        account: &AccountId,
+        message: &MessageId,
+        mail_from: &str,
+        recipients: &[String],
+        mime: &[u8],
+    ) -> Result<()> {
+        let key = self.account_key(account).await?;
+        let rcpts = serde_json::to_string(recipients).expect("strings serialise");
+        sqlx::query(
+            "INSERT INTO captures (account_id, message_id, mail_from, recipients, mime, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(account.as_str())
+        .bind(message.as_str())
+        .bind(mail_from)
+        .bind(key.seal(rcpts.as_bytes()))
+        .bind(key.seal(mime))
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Captured mail of an account, newest first, `limit` after the position `before`.
+    pub async fn list_captures(
+        &self,
+        account: &AccountId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Capture>> {
+        let key = self.account_key(account).await?;
+        let rows = sqlx::query(
+            "SELECT seq, message_id, mail_from, recipients, mime, created_at FROM captures \
+             WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let rcpts = key.open_string(&r.try_get::<Vec<u8>, _>("recipients")?)?;
+                Ok(Capture {
+                    seq: r.try_get("seq")?,
+                    message_id: MessageId::from_string(r.try_get("message_id")?),
+                    mail_from: r.try_get("mail_from")?,
+                    recipients: serde_json::from_str(&rcpts)
+                        .map_err(|e| StoreError::Sealing(e.to_string()))?,
+                    mime: key.open(&r.try_get::<Vec<u8>, _>("mime")?)?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,325 @@
+//! A scriptable SMTP sink on a loopback port: it accepts mail and keeps it for the test to
+//! read, or, for the recipients a test names, answers with a temporary or permanent refusal,
+//! drops the connection in the middle of DATA, or stalls. It offers STARTTLS with a
+//! self-signed certificate when asked. It runs on a thread of its own.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// What the sink does for one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Accept,
+    /// `451 4.3.0` at RCPT for the first `times` attempts of the recipient, then accept.
+    TempFail {
+        times: u32,
+    },
+    /// This reply to RCPT, for example `550 5.1.1 no such user`.
+    RejectRcpt(String),
+    /// This reply at the end of DATA.
+    RejectData(String),
+    /// Accepts RCPT, then closes the connection in the middle of the message.
+    DisconnectInData,
+    /// Never answers RCPT: the client must time out.
+    Stall,
+}
+
+/// A message as the sink received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The message, dot-unstuffed, without the final `.` line.
+    pub data: Vec<u8>,
+    pub tls: bool,
+    pub peer: SocketAddr,
+    pub helo: String,
+}
+
+impl Received {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    pub starttls: bool,
+    pub pipelining: bool,
+    /// The address to listen on (`127.0.0.1:0` by default).
+    pub listen: SocketAddr,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        Self {
+            starttls: false,
+            pipelining: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    rules: HashMap<String, Behaviour>,
+    attempts: HashMap<String, u32>,
+    received: Vec<Received>,
+    connections: u32,
+}
+
+pub struct SmtpSink {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl SmtpSink {
+    pub fn start(options: SinkOptions) -> Self {
+        let std_listener = std::net::TcpListener::bind(options.listen).expect("bind the sink");
+        std_listener.set_nonblocking(true).expect("non-blocking");
+        let addr = std_listener.local_addr().expect("address");
+        let state: Arc<Mutex<State>> = Arc::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let st = state.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                let tls = options.starttls.then(tls_acceptor);
+                let serve = async {
+                    loop {
+                        let Ok((stream, peer)) = listener.accept().await else {
+                            continue;
+                        };
+                        st.lock().expect("sink").connections += 1;
+                        let (st, tls, opts) = (st.clone(), tls.clone(), options.clone());
+                        tokio::spawn(async move {
+                            let _ = session(Box::new(stream), peer, st, tls, opts).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = rx => {}
+                }
+            });
+        });
+        Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What to do for `rcpt` (compared case-insensitively); others are accepted.
+    pub fn on(&self, rcpt: &str, behaviour: Behaviour) {
+        self.state
+            .lock()
+            .expect("sink")
+            .rules
+            .insert(rcpt.to_ascii_lowercase(), behaviour);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("sink").received.clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u32 {
+        self.state.lock().expect("sink").connections
+    }
+
+    /// Times RCPT was tried for `rcpt`.
+    pub fn attempts(&self, rcpt: &str) -> u32 {
+        self.state
+            .lock()
+            .expect("sink")
+            .attempts
+            .get(&rcpt.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn session(
+    stream: Box<dyn Io>,
+    peer: SocketAddr,
+    state: Arc<Mutex<State>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    opts: SinkOptions,
+) -> std::io::Result<()> {
+    let mut io = BufReader::new(stream);
+    let mut secure = false;
+    let (mut helo, mut from, mut rcpts) = (String::new(), String::new(), Vec::<String>::new());
+    io.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
+    loop {
+        let mut line = String::new();
+        if io.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_owned();
+        let upper = cmd.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            helo = cmd[4..].trim().to_owned();
+            let mut r = String::from("250-sink.test\r\n");
+            if opts.pipelining {
+                r.push_str("250-PIPELINING\r\n");
+            }
+            if tls.is_some() && !secure {
+                r.push_str("250-STARTTLS\r\n");
+            }
+            r.push_str("250-SIZE 50000000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+            r
+        } else if upper.starts_with("HELO") {
+            helo = cmd[4..].trim().to_owned();
+            "250 sink.test\r\n".into()
+        } else if upper == "STARTTLS" && !secure {
+            let Some(acceptor) = tls.clone() else {
+                io.get_mut().write_all(b"502 5.5.1 no TLS here\r\n").await?;
+                continue;
+            };
+            io.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await?;
+            let tls_stream = acceptor.accept(io.into_inner()).await?;
+            io = BufReader::new(Box::new(tls_stream));
+            secure = true;
+            (from, rcpts) = (String::new(), vec![]);
+            continue;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = addr_of(&cmd[10..]);
+            rcpts.clear();
+            "250 2.1.0 ok\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let rcpt = addr_of(&cmd[8..]);
+            let key = rcpt.to_ascii_lowercase();
+            let (behaviour, attempt) = {
+                let mut s = state.lock().expect("sink");
+                let n = s.attempts.entry(key.clone()).or_insert(0);
+                *n += 1;
+                let n = *n;
+                (s.rules.get(&key).cloned().unwrap_or(Behaviour::Accept), n)
+            };
+            match behaviour {
+                Behaviour::TempFail { times } if attempt <= times => {
+                    "451 4.3.0 try again later\r\n".into()
+                }
+                Behaviour::RejectRcpt(r) => format!("{r}\r\n"),
+                Behaviour::Stall => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return Ok(());
+                }
+                _ => {
+                    rcpts.push(rcpt);
+                    "250 2.1.5 ok\r\n".into()
+                }
+            }
+        } else if upper == "DATA" {
+            if rcpts.is_empty() {
+                "554 5.5.1 no valid recipients\r\n".into()
+            } else {
+                io.get_mut()
+                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                    .await?;
+                let rules: Vec<Behaviour> = {
+                    let s = state.lock().expect("sink");
+                    rcpts
+                        .iter()
+                        .filter_map(|r| s.rules.get(&r.to_ascii_lowercase()).cloned())
+                        .collect()
+                };
+                let mut data = Vec::new();
+                let mut lines = 0;
+                loop {
+                    let mut l = Vec::new();
+                    if io.read_until(b'\n', &mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    lines += 1;
+                    if lines == 3 && rules.contains(&Behaviour::DisconnectInData) {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    data.extend_from_slice(l.strip_prefix(b".").unwrap_or(&l));
+                }
+                if data.ends_with(b"\r\n") {
+                    data.truncate(data.len() - 2);
+                }
+                if let Some(Behaviour::RejectData(r)) =
+                    rules.iter().find(|b| matches!(b, Behaviour::RejectData(_)))
+                {
+                    format!("{r}\r\n")
+                } else {
+                    let mut s = state.lock().expect("sink");
+                    s.received.push(Received {
+                        mail_from: from.clone(),
+                        rcpt_to: std::mem::take(&mut rcpts),
+                        data,
+                        tls: secure,
+                        peer,
+                        helo: helo.clone(),
+                    });
+                    format!("250 2.0.0 queued as {}\r\n", s.received.len())
+                }
+            }
+        } else if upper == "RSET" {
+            (from, rcpts) = (String::new(), vec![]);
+            "250 2.0.0 ok\r\n".into()
+        } else if upper == "QUIT" {
+            io.get_mut().write_all(b"221 2.0.0 bye\r\n").await?;
+            return Ok(());
+        } else if upper == "NOOP" {
+            "250 2.0.0 ok\r\n".into()
+        } else {
+            "500 5.5.2 unknown command\r\n".into()
+        };
+        io.get_mut().write_all(reply.as_bytes()).await?;
+    }
+}
+
+fn addr_of(s: &str) -> String {
+    let s = s.trim();
+    let inner = s
+        .strip_prefix('<')
+        .and_then(|r| r.split_once('>'))
+        .map_or(s, |(a, _)| a);
+    inner.to_owned()
+}
