@@ -42,6 +42,23 @@ pub struct DeliveryConfig {
     pub routes: BTreeMap<String, String>,
     /// Limits by destination domain pattern (`*`, `example.com`, `*.example.com`).
     pub destinations: BTreeMap<String, DestinationLimits>,
+    /// IP pools by name: the local addresses mail of an account or domain leaves from.
+    pub pools: BTreeMap<String, Pool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub addresses: Vec<PoolAddress>,
+}
+
+/// A local address and the name the client gives in EHLO when it sends from it (which should
+/// be the name its PTR record gives).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAddress {
+    pub ip: std::net::IpAddr,
+    pub ehlo: String,
 }
 
 /// RFC 5321 §4.5.3.2 timeouts, plus one for connecting.
@@ -120,6 +137,7 @@ impl Default for DeliveryConfig {
             relay: Relay::default(),
             routes: BTreeMap::new(),
             destinations: BTreeMap::from([("*".to_owned(), DestinationLimits::default())]),
+            pools: BTreeMap::new(),
         }
     }
 }
@@ -159,6 +177,21 @@ impl DeliveryConfig {
         for (pattern, l) in &self.destinations {
             if l.connections == 0 || l.messages_per_connection == 0 {
                 out.push(format!("[delivery.destinations.{pattern:?}] connections and messages_per_connection must be at least 1"));
+            }
+        }
+        for (name, pool) in &self.pools {
+            if pool.addresses.is_empty() {
+                out.push(format!(
+                    "[delivery.pools.{name}] needs at least one address"
+                ));
+            }
+            for a in &pool.addresses {
+                if !kuvert_core::address::is_host_name(&a.ehlo) {
+                    out.push(format!(
+                        "[delivery.pools.{name}] ehlo = {:?} is not a host name",
+                        a.ehlo
+                    ));
+                }
             }
         }
         out

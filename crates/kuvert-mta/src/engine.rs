@@ -46,6 +46,8 @@ pub struct Engine(Arc<Inner>);
 
 struct Inner {
     store: Store,
+    /// This process's name in leases (`kuvert_store::Store::lease_due`).
+    node: String,
     config: DeliveryConfig,
     ehlo_name: String,
     return_path_prefix: String,
@@ -54,6 +56,8 @@ struct Inner {
     signers: Mutex<HashMap<DomainId, Arc<DkimSigner>>>,
     destinations: Mutex<HashMap<String, Arc<DestQueue>>>,
     in_flight: AtomicUsize,
+    /// Round-robin over the addresses of a pool, one step per new connection.
+    next_source: AtomicUsize,
     wake: Arc<Notify>,
     idle: Notify,
     stopping: AtomicBool,
@@ -78,8 +82,15 @@ struct DestQueue {
 }
 
 impl Engine {
-    /// Starts the scheduler. `ehlo_name` is the name this instance gives in EHLO.
-    pub fn start(store: Store, config: DeliveryConfig, dns: Dns, domains: &DomainSettings) -> Self {
+    /// Starts the scheduler. `node` names this process in leases: stable across restarts of
+    /// the same node (its data directory), different between nodes sharing a database.
+    pub fn start(
+        store: Store,
+        config: DeliveryConfig,
+        dns: Dns,
+        domains: &DomainSettings,
+        node: &str,
+    ) -> Self {
         let ehlo_name = if config.ehlo_name.is_empty() {
             domains.hostname.clone()
         } else {
@@ -88,6 +99,7 @@ impl Engine {
         let inner = Arc::new(Inner {
             router: Router::new(&config, dns),
             store,
+            node: node.to_owned(),
             ehlo_name,
             return_path_prefix: domains.return_path_prefix.clone(),
             config,
@@ -95,6 +107,7 @@ impl Engine {
             signers: Mutex::default(),
             destinations: Mutex::default(),
             in_flight: AtomicUsize::new(0),
+            next_source: AtomicUsize::new(0),
             wake: Arc::new(Notify::new()),
             idle: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -159,6 +172,16 @@ impl Engine {
 
 impl Inner {
     async fn schedule(self: Arc<Self>) {
+        match self.store.reclaim_leases(&self.node).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                recipients = n,
+                "took back what this node held when it stopped; some may be delivered twice"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take back this node's old leases; they end on their own")
+            }
+        }
         let poll = self.config.poll_interval.0;
         while !self.stopping.load(Ordering::SeqCst) {
             self.fill().await;
@@ -182,7 +205,11 @@ impl Inner {
                 return;
             }
             let want = room.min(batch) as u32;
-            let leases = match self.store.lease_due(want, self.config.lease.0).await {
+            let leases = match self
+                .store
+                .lease_due(&self.node, want, self.config.lease.0)
+                .await
+            {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot take recipients from the queue");
@@ -331,7 +358,22 @@ impl Inner {
         rcpts: &[String],
         signed: &[u8],
     ) -> Vec<OutcomeRecord> {
-        let q = self.destination(key, &job.domain);
+        let pool = job.message.pool.as_deref().and_then(|name| {
+            let found = self.config.pools.get(name);
+            if found.is_none() {
+                tracing::warn!(
+                    pool = name,
+                    "no such IP pool in [delivery.pools]; sending from the default address"
+                );
+            }
+            found.map(|p| (name, p))
+        });
+        // Connections from different source addresses are not interchangeable.
+        let key = match pool {
+            Some((name, _)) => format!("{name}|{key}"),
+            None => key.to_owned(),
+        };
+        let q = self.destination(&key, &job.domain);
         // Waiting for a connection must not outlast the lease: give the recipients back.
         let wait = self.config.lease.0 / 3;
         let Ok(Ok(permit)) = tokio::time::timeout(wait, q.permits.acquire()).await else {
@@ -344,7 +386,7 @@ impl Inner {
         let reused = q.idle.lock().expect("idle").pop();
         let mut conn = match reused {
             Some((c, _)) => c,
-            None => match self.connect(hosts, relay).await {
+            None => match self.connect(hosts, relay, pool.map(|(_, p)| p)).await {
                 Ok(c) => c,
                 Err(e) => {
                     drop(permit);
@@ -419,8 +461,21 @@ impl Inner {
     }
 
     /// Tries each host and each of its addresses until one greets us.
-    async fn connect(&self, hosts: &[(String, u16)], relay: bool) -> Result<Connection, String> {
+    async fn connect(
+        &self,
+        hosts: &[(String, u16)],
+        relay: bool,
+        pool: Option<&crate::config::Pool>,
+    ) -> Result<Connection, String> {
         let mut last = String::from("no mail server to try");
+        let (source, ehlo_name) = match pool {
+            Some(p) if !p.addresses.is_empty() => {
+                let a = &p.addresses
+                    [self.next_source.fetch_add(1, Ordering::Relaxed) % p.addresses.len()];
+                (Some(a.ip), a.ehlo.as_str())
+            }
+            _ => (None, self.ehlo_name.as_str()),
+        };
         for (host, port) in hosts {
             let addrs = match self.router.dns().addresses(host).await {
                 Ok(a) if a.is_empty() => {
@@ -437,8 +492,8 @@ impl Inner {
                 let options = ConnectOptions {
                     host,
                     addr: std::net::SocketAddr::new(ip, *port),
-                    source: None,
-                    ehlo_name: &self.ehlo_name,
+                    source,
+                    ehlo_name,
                     timeouts: &self.config.timeouts,
                     tls: Some(self.tls.clone()),
                 };
@@ -633,4 +688,41 @@ fn failed(reason: &str, detail: &str) -> (Outcome, Map<String, Value>) {
         Outcome::Failed,
         obj(json!({"reason": reason, "detail": detail})),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(per_minute: u32) -> DestQueue {
+        DestQueue {
+            limits: DestinationLimits {
+                messages_per_minute: per_minute,
+                ..Default::default()
+            },
+            permits: Semaphore::new(1),
+            idle: Mutex::default(),
+            next_slot: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Tokio's paused clock stands in for time: the pacing is measured, not slept through.
+    #[tokio::test(start_paused = true)]
+    async fn messages_per_minute_spaces_the_transactions() {
+        let q = queue(6);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            q.pace().await;
+            at.push((Instant::now() - start).as_secs());
+        }
+        assert_eq!(at, [0, 10, 20, 30], "six a minute: one every ten seconds");
+
+        let unlimited = queue(0);
+        let start = Instant::now();
+        for _ in 0..100 {
+            unlimited.pace().await;
+        }
+        assert_eq!(Instant::now(), start, "0 means no limit");
+    }
 }

@@ -32,7 +32,10 @@ struct World {
     account: AccountId,
 }
 
-async fn world(sink: SinkOptions, tweak: impl FnOnce(&mut DeliveryConfig)) -> World {
+async fn world(
+    sink: SinkOptions,
+    tweak: impl FnOnce(&mut DeliveryConfig, std::net::SocketAddr),
+) -> World {
     let dir = tempfile::tempdir().expect("dir");
     let clock = ManualClock::new(Timestamp(1_795_000_000_000));
     let store = Store::open(StoreOptions {
@@ -72,12 +75,13 @@ async fn world(sink: SinkOptions, tweak: impl FnOnce(&mut DeliveryConfig)) -> Wo
         ..DeliveryConfig::default()
     };
     config.timeouts.idle = kuvert_core::duration::HumanDuration::secs(30);
-    tweak(&mut config);
+    tweak(&mut config, sink.addr());
     let engine = Engine::start(
         store.clone(),
         config,
         Dns::new(&[dns.addr()], true).expect("dns"),
         &settings,
+        "test-node",
     );
     let acceptor = Acceptor::new(
         store.clone(),
@@ -177,7 +181,7 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_signed_with_a_verp_return_path() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     let sent = w.send(submission(&["Reader <reader@example.test>"])).await;
     w.wait_for(&sent, "reader@example.test", RecipientStatus::Delivered)
         .await;
@@ -265,7 +269,7 @@ async fn starttls_when_offered_and_recorded() {
             starttls: true,
             ..Default::default()
         },
-        |_| {},
+        |_, _| {},
     )
     .await;
     let sent = w.send(submission(&["reader@example.test"])).await;
@@ -285,7 +289,7 @@ async fn starttls_when_offered_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_then_delivered_when_the_clock_reaches_the_retry() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     w.sink
         .on("later@example.test", Behaviour::TempFail { times: 1 });
     let sent = w.send(submission(&["later@example.test"])).await;
@@ -326,7 +330,7 @@ async fn deferred_then_delivered_when_the_clock_reaches_the_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     w.sink.on(
         "gone@example.test",
         Behaviour::RejectRcpt("550 5.1.1 <gone@example.test>: no such user".into()),
@@ -355,7 +359,7 @@ async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_bounce_is_recorded_but_not_suppressed() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     w.sink.on(
         "strict@example.test",
         Behaviour::RejectData("550 5.7.1 Message rejected by policy".into()),
@@ -382,7 +386,7 @@ async fn policy_bounce_is_recorded_but_not_suppressed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expires_after_the_maximum_age() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     w.sink
         .on("full@example.test", Behaviour::TempFail { times: u32::MAX });
     let sent = w.send(submission(&["full@example.test"])).await;
@@ -428,7 +432,7 @@ async fn expires_after_the_maximum_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_in_data_is_deferred() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     w.sink.on("flaky@example.test", Behaviour::DisconnectInData);
     let sent = w.send(submission(&["flaky@example.test"])).await;
     w.wait_for(&sent, "flaky@example.test", RecipientStatus::Deferred)
@@ -446,7 +450,7 @@ async fn a_connection_lost_in_data_is_deferred() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_times_out_and_is_deferred() {
-    let w = world(SinkOptions::default(), |c| {
+    let w = world(SinkOptions::default(), |c, _| {
         c.timeouts.rcpt = kuvert_core::duration::HumanDuration::secs(1)
     })
     .await;
@@ -466,7 +470,7 @@ async fn a_stalled_server_times_out_and_is_deferred() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_required_but_not_offered_fails() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     let mut sub = submission(&["secret@example.test"]);
     sub.require_tls = true;
     let sent = w.send(sub).await;
@@ -479,7 +483,7 @@ async fn tls_required_but_not_offered_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_mx_bounces_at_once() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     let sent = w.send(submission(&["anyone@nullmx.test"])).await;
     w.wait_for(&sent, "anyone@nullmx.test", RecipientStatus::Bounced)
         .await;
@@ -496,7 +500,7 @@ async fn null_mx_bounces_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipients_share_transactions_and_domains_share_connections() {
-    let w = world(SinkOptions::default(), |_| {}).await;
+    let w = world(SinkOptions::default(), |_, _| {}).await;
     let sent = w
         .send(submission(&[
             "a@example.test",
@@ -533,4 +537,131 @@ async fn recipients_share_transactions_and_domains_share_connections() {
             .load(std::sync::atomic::Ordering::Relaxed),
         u64::from(w.sink.connections())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_pools_choose_the_source_address_and_its_ehlo_name() {
+    use kuvert_mta::config::{Pool, PoolAddress};
+    let address = |ip: [u8; 4], ehlo: &str| PoolAddress {
+        ip: Ipv4Addr::from(ip).into(),
+        ehlo: ehlo.into(),
+    };
+    let w = world(SinkOptions::default(), |c, _| {
+        c.pools.insert(
+            "dedicated".into(),
+            Pool {
+                addresses: vec![address([127, 0, 0, 2], "mta2.sender.test")],
+            },
+        );
+        c.pools.insert(
+            "shared".into(),
+            Pool {
+                addresses: vec![address([127, 0, 0, 3], "mta3.sender.test")],
+            },
+        );
+    })
+    .await;
+    let mut seen = Vec::new();
+    for (rcpt, setup) in [
+        ("a@example.test", 0),
+        ("b@example.test", 1),
+        ("c@example.test", 2),
+    ] {
+        match setup {
+            1 => w
+                .store
+                .set_account_pool(&w.account, Some("shared"))
+                .await
+                .expect("account pool"),
+            2 => w
+                .store
+                .set_domain_pool(FROM_DOMAIN, Some("dedicated"))
+                .await
+                .expect("domain pool"),
+            _ => {}
+        }
+        let sent = w.send(submission(&[rcpt])).await;
+        w.wait_for(&sent, rcpt, RecipientStatus::Delivered).await;
+        let got = w
+            .sink
+            .received()
+            .into_iter()
+            .find(|r| r.rcpt_to == [rcpt])
+            .expect("received");
+        seen.push((got.peer.ip().to_string(), got.helo));
+    }
+    let default_name = DomainSettings::default().hostname;
+    assert_eq!(
+        seen,
+        [
+            ("127.0.0.1".to_owned(), default_name),
+            ("127.0.0.3".to_owned(), "mta3.sender.test".to_owned()),
+            ("127.0.0.2".to_owned(), "mta2.sender.test".to_owned()),
+        ],
+        "no pool, then the account's, then the domain's before the account's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_mode_sends_everything_through_the_smarthost_with_auth() {
+    let auth = ("relay-user".to_owned(), "relay-pass".to_owned());
+    let w = world(
+        SinkOptions {
+            starttls: true,
+            auth: Some(auth.clone()),
+            ..Default::default()
+        },
+        |c, sink| {
+            c.mode = kuvert_mta::Mode::Relay;
+            c.relay.host = sink.to_string();
+            c.relay.username = auth.0.clone();
+            c.relay.password = auth.1.clone();
+        },
+    )
+    .await;
+    // Even a domain without any MX goes to the smarthost.
+    let sent = w
+        .send(submission(&["someone@nullmx.test", "else@nowhere.test"]))
+        .await;
+    w.wait_for(&sent, "someone@nullmx.test", RecipientStatus::Delivered)
+        .await;
+    w.wait_for(&sent, "else@nowhere.test", RecipientStatus::Delivered)
+        .await;
+    let got = w.sink.received();
+    assert!(
+        got.iter()
+            .all(|r| r.tls && r.auth_user.as_deref() == Some("relay-user")),
+        "{got:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_relay_password_defers() {
+    let auth = ("relay-user".to_owned(), "relay-pass".to_owned());
+    let w = world(
+        SinkOptions {
+            starttls: true,
+            auth: Some(auth.clone()),
+            ..Default::default()
+        },
+        |c, sink| {
+            c.mode = kuvert_mta::Mode::Relay;
+            c.relay.host = sink.to_string();
+            c.relay.username = auth.0.clone();
+            c.relay.password = "wrong".into();
+        },
+    )
+    .await;
+    let sent = w.send(submission(&["a@example.test"])).await;
+    w.wait_for(&sent, "a@example.test", RecipientStatus::Deferred)
+        .await;
+    let deferred = w.events(EventType::Deferred).await;
+    assert!(
+        deferred[0].data["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("535")),
+        "{:?}",
+        deferred[0].data
+    );
+    assert!(w.sink.received().is_empty());
 }

@@ -42,6 +42,8 @@ pub struct Outgoing {
     pub require_tls: bool,
     pub tags: Vec<String>,
     pub created_at: Timestamp,
+    /// The IP pool to send from: the domain's, else the account's.
+    pub pool: Option<String>,
 }
 
 /// How one attempt ended for one recipient.
@@ -100,21 +102,28 @@ pub struct Capture {
     pub created_at: Timestamp,
 }
 
-fn claim_token() -> String {
+/// `NODE.RANDOM`: the node part lets a restarted node take back what it held when it died.
+fn claim_token(node: &str) -> String {
     let mut rng = rand::thread_rng();
-    (0..16)
+    let random: String = (0..16)
         .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
-        .collect()
+        .collect();
+    format!("{node}.{random}")
 }
 
 impl Store {
-    /// Takes up to `limit` recipients that are due now, the earliest first, for `lease_for`.
-    /// Two callers, in this process or another on the same database, never get the same
-    /// recipient while its lease runs.
-    pub async fn lease_due(&self, limit: u32, lease_for: Duration) -> Result<Vec<Lease>> {
+    /// Takes up to `limit` recipients that are due now, the earliest first, for `lease_for`,
+    /// for the node `node`. Two callers, in this process or another on the same database,
+    /// never get the same recipient while its lease runs.
+    pub async fn lease_due(
+        &self,
+        node: &str,
+        limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<Lease>> {
         let now = self.now();
         let until = now + lease_for.as_millis() as i64;
-        let token = claim_token();
+        let token = claim_token(node);
         // PostgreSQL: SKIP LOCKED lets concurrent pickers take disjoint rows without waiting.
         // SQLite: one writer at a time, and the statement is atomic.
         let lock = match self.backend() {
@@ -154,7 +163,8 @@ impl Store {
     /// The message a lease belongs to, with its content unsealed.
     pub async fn outgoing(&self, id: &MessageId) -> Result<Outgoing> {
         let r = sqlx::query(
-            "SELECT account_id, domain_id, mime, require_tls, tags, created_at FROM messages WHERE id = $1",
+            "SELECT m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, COALESCE(d.pool, a.pool) AS pool \
+             FROM messages m JOIN accounts a ON a.id = m.account_id LEFT JOIN domains d ON d.id = m.domain_id WHERE m.id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(self.pool())
@@ -170,6 +180,7 @@ impl Store {
             require_tls: r.try_get::<i64, _>("require_tls")? != 0,
             tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
             created_at: Timestamp(r.try_get("created_at")?),
+            pool: r.try_get("pool")?,
             account_id,
         })
     }
@@ -239,6 +250,46 @@ impl Store {
         }
         tx.commit().await?;
         Ok(held)
+    }
+
+    /// Gives a domain (by name) an IP pool, or takes it away (`None`).
+    pub async fn set_domain_pool(&self, domain: &str, pool: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE domains SET pool = $1 WHERE name = $2")
+            .bind(pool)
+            .bind(domain.to_ascii_lowercase())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("domain"));
+        }
+        Ok(())
+    }
+
+    /// Gives an account an IP pool, used by its domains that have none of their own.
+    pub async fn set_account_pool(&self, account: &AccountId, pool: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE accounts SET pool = $1 WHERE id = $2")
+            .bind(pool)
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        Ok(())
+    }
+
+    /// At start: the leases this node held when it stopped are void (nothing of that process
+    /// runs any more), so their recipients are due at once rather than when the leases end.
+    /// Returns how many there were: the most that can have been delivered twice.
+    pub async fn reclaim_leases(&self, node: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE recipients SET next_attempt_at = $1, lease_owner = NULL WHERE lease_owner LIKE $2",
+        )
+        .bind(self.now())
+        .bind(format!("{node}.%"))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Gives leases back unused (shutdown): the recipients are due again at once.

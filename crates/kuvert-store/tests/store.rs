@@ -796,7 +796,7 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
     let pickers: Vec<_> = (0..8)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { s.lease_due(5, LEASE).await.expect("lease") })
+            tokio::spawn(async move { s.lease_due("node-a", 5, LEASE).await.expect("lease") })
         })
         .collect();
     let mut taken = Vec::new();
@@ -818,13 +818,16 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
             .all(|l| l.attempts == 0 && rcpts.contains(&l.address))
     );
     assert!(
-        s.lease_due(100, LEASE).await.expect("lease").is_empty(),
+        s.lease_due("node-a", 100, LEASE)
+            .await
+            .expect("lease")
+            .is_empty(),
         "all held"
     );
 
     // The holder of one dies; its lease runs out and the recipient falls due again.
     f.clock.advance_millis(LEASE.as_millis() as i64 + 1);
-    let again = s.lease_due(100, LEASE).await.expect("lease");
+    let again = s.lease_due("node-a", 100, LEASE).await.expect("lease");
     assert_eq!(again.len(), 30);
     // The first holder's outcome comes too late: it is logged but does not change the state.
     let late = OutcomeRecord {
@@ -846,7 +849,17 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
 
     // Given back at shutdown: due at once.
     s.release(&again).await.expect("release");
-    assert_eq!(s.lease_due(100, LEASE).await.expect("lease").len(), 30);
+    let mine = s.lease_due("node-a", 10, LEASE).await.expect("lease");
+    let theirs = s.lease_due("node-b", 100, LEASE).await.expect("lease");
+    assert_eq!((mine.len(), theirs.len()), (10, 20));
+    // node-a restarts after a crash: its leases are void at once, node-b's stand.
+    assert_eq!(s.reclaim_leases("node-a").await.expect("reclaim"), 10);
+    let retaken = s.lease_due("node-a", 100, LEASE).await.expect("lease");
+    let mut a: Vec<_> = mine.iter().map(|l| &l.recipient_id).collect();
+    let mut b: Vec<_> = retaken.iter().map(|l| &l.recipient_id).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "exactly node-a's recipients come back");
 }
 
 async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
@@ -869,7 +882,7 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
     let out = s.outgoing(&id).await.expect("outgoing");
     assert_eq!(out.mime, b"Subject: Sale\r\n\r\nbody");
     assert_eq!(out.tags, ["news"]);
-    let leases = s.lease_due(10, LEASE).await.expect("lease");
+    let leases = s.lease_due("node-a", 10, LEASE).await.expect("lease");
     let lease = |addr: &str| {
         leases
             .iter()
@@ -982,9 +995,14 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
     assert_eq!(deferred.tags, ["news"]);
 
     // Nothing is due before the retry time; then only the deferred one.
-    assert!(s.lease_due(10, LEASE).await.expect("lease").is_empty());
+    assert!(
+        s.lease_due("node-a", 10, LEASE)
+            .await
+            .expect("lease")
+            .is_empty()
+    );
     f.clock.advance_millis(60_000);
-    let due = s.lease_due(10, LEASE).await.expect("lease");
+    let due = s.lease_due("node-a", 10, LEASE).await.expect("lease");
     assert_eq!(due.len(), 1);
     assert_eq!(
         (due[0].address.as_str(), due[0].attempts),

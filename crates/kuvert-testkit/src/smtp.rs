@@ -39,6 +39,8 @@ pub struct Received {
     pub tls: bool,
     pub peer: SocketAddr,
     pub helo: String,
+    /// The user that authenticated on the connection, if any.
+    pub auth_user: Option<String>,
 }
 
 impl Received {
@@ -53,6 +55,12 @@ pub struct SinkOptions {
     pub pipelining: bool,
     /// The address to listen on (`127.0.0.1:0` by default).
     pub listen: SocketAddr,
+    /// Waits this long after taking a message before saying `250`: a slow server, and a
+    /// window in which the message is received but not yet acknowledged.
+    pub reply_delay: Option<Duration>,
+    /// Offers AUTH PLAIN (after STARTTLS when that is offered) and takes this user and
+    /// password, as a smarthost would.
+    pub auth: Option<(String, String)>,
 }
 
 impl Default for SinkOptions {
@@ -61,6 +69,8 @@ impl Default for SinkOptions {
             starttls: false,
             pipelining: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            reply_delay: None,
+            auth: None,
         }
     }
 }
@@ -189,6 +199,7 @@ async fn session(
     let mut io = BufReader::new(stream);
     let mut secure = false;
     let (mut helo, mut from, mut rcpts) = (String::new(), String::new(), Vec::<String>::new());
+    let mut auth_user: Option<String> = None;
     io.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
     loop {
         let mut line = String::new();
@@ -206,6 +217,9 @@ async fn session(
             if tls.is_some() && !secure {
                 r.push_str("250-STARTTLS\r\n");
             }
+            if opts.auth.is_some() && (secure || tls.is_none()) {
+                r.push_str("250-AUTH PLAIN\r\n");
+            }
             r.push_str("250-SIZE 50000000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
             r
         } else if upper.starts_with("HELO") {
@@ -222,7 +236,32 @@ async fn session(
             secure = true;
             (from, rcpts) = (String::new(), vec![]);
             continue;
+        } else if upper.starts_with("AUTH PLAIN ") {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cmd[11..].trim())
+                .unwrap_or_default();
+            let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+            let given = (parts.len() == 3).then(|| {
+                (
+                    String::from_utf8_lossy(parts[1]).into_owned(),
+                    String::from_utf8_lossy(parts[2]).into_owned(),
+                )
+            });
+            match (&opts.auth, given) {
+                (Some(want), Some(got)) if *want == got => {
+                    auth_user = Some(got.0);
+                    "235 2.7.0 authenticated\r\n".into()
+                }
+                _ => "535 5.7.8 authentication failed\r\n".into(),
+            }
         } else if upper.starts_with("MAIL FROM:") {
+            if opts.auth.is_some() && auth_user.is_none() {
+                io.get_mut()
+                    .write_all(b"530 5.7.0 authentication required\r\n")
+                    .await?;
+                continue;
+            }
             from = addr_of(&cmd[10..]);
             rcpts.clear();
             "250 2.1.0 ok\r\n".into()
@@ -288,16 +327,23 @@ async fn session(
                 {
                     format!("{r}\r\n")
                 } else {
-                    let mut s = state.lock().expect("sink");
-                    s.received.push(Received {
-                        mail_from: from.clone(),
-                        rcpt_to: std::mem::take(&mut rcpts),
-                        data,
-                        tls: secure,
-                        peer,
-                        helo: helo.clone(),
-                    });
-                    format!("250 2.0.0 queued as {}\r\n", s.received.len())
+                    let n = {
+                        let mut s = state.lock().expect("sink");
+                        s.received.push(Received {
+                            mail_from: from.clone(),
+                            rcpt_to: std::mem::take(&mut rcpts),
+                            data,
+                            tls: secure,
+                            peer,
+                            helo: helo.clone(),
+                            auth_user: auth_user.clone(),
+                        });
+                        s.received.len()
+                    };
+                    if let Some(d) = opts.reply_delay {
+                        tokio::time::sleep(d).await;
+                    }
+                    format!("250 2.0.0 queued as {n}\r\n")
                 }
             }
         } else if upper == "RSET" {

@@ -30,6 +30,12 @@ pub enum AccountCmd {
     },
     /// Show an account.
     Show { account: String },
+    /// Send the account's mail from an IP pool of [delivery.pools]; without POOL, from the
+    /// default address again.
+    Pool {
+        account: String,
+        pool: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +86,27 @@ pub enum DomainCmd {
         #[arg(long)]
         account: String,
     },
+    /// Send the domain's mail from an IP pool of [delivery.pools] (before the account's);
+    /// without POOL, the domain follows its account again.
+    Pool { name: String, pool: Option<String> },
+}
+
+/// A pool name must be one the configuration defines.
+fn known_pool(i: &Instance, pool: Option<&str>) -> Result<()> {
+    if let Some(p) = pool
+        && !i.config.delivery.pools.contains_key(p)
+    {
+        let known: Vec<&str> = i.config.delivery.pools.keys().map(String::as_str).collect();
+        bail!(
+            "no IP pool {p:?} in [delivery.pools] (known: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    Ok(())
 }
 
 fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
@@ -146,6 +173,23 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             print(json_out, v.clone(), || {
                 serde_json::to_string_pretty(&v).expect("serialises")
             });
+        }
+        AccountCmd::Pool { account, pool } => {
+            known_pool(i, pool.as_deref())?;
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            i.store.set_account_pool(&a.id, pool.as_deref()).await?;
+            print(
+                json_out,
+                json!({"id": a.id, "pool": pool}),
+                || match &pool {
+                    Some(p) => format!("{} sends from pool {p}", a.id),
+                    None => format!("{} sends from the default address", a.id),
+                },
+            );
         }
     }
     Ok(())
@@ -290,6 +334,21 @@ pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> 
             if !d.can_send() {
                 bail!("{} is not verified: required records are missing", d.name);
             }
+        }
+        DomainCmd::Pool { name, pool } => {
+            known_pool(i, pool.as_deref())?;
+            i.store
+                .set_domain_pool(&name, pool.as_deref())
+                .await
+                .context("no such domain")?;
+            print(
+                json_out,
+                json!({"name": name, "pool": pool}),
+                || match &pool {
+                    Some(p) => format!("{name} sends from pool {p}"),
+                    None => format!("{name} follows its account's pool"),
+                },
+            );
         }
         DomainCmd::List { account } => {
             let a = i

@@ -50,6 +50,21 @@ impl Instance {
         })
     }
 
+    /// This node's name in delivery leases, kept in the data directory: a restarted node
+    /// knows its old leases, and nodes sharing PostgreSQL tell theirs apart.
+    pub fn node_id(&self) -> Result<String> {
+        let path = self.data_dir.join("node-id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            let id = id.trim().to_owned();
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Ok(id);
+            }
+        }
+        let id = kuvert_core::lookup::hex(&rand::random::<[u8; 8]>());
+        std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(id)
+    }
+
     pub fn dns(&self) -> Result<Dns> {
         Ok(Dns::new(&self.config.nameservers()?, false)?)
     }

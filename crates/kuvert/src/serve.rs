@@ -29,6 +29,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         config.delivery.clone(),
         kuvert_dns::Dns::new(&config.nameservers()?, true)?,
         &config.domain_settings(),
+        &instance.node_id()?,
     );
     tracing::info!(mode = ?config.delivery.mode, "delivery started");
     let state = Arc::new(AppState {

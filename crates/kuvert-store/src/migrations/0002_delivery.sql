@@ -5,6 +5,7 @@
 
 DROP INDEX recipients_due;
 CREATE INDEX recipients_next ON recipients (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX recipients_leased ON recipients (lease_owner) WHERE lease_owner IS NOT NULL;
 
 -- Mail kept instead of sent ([delivery] mode = "capture"), as it would have left: signed.
 CREATE TABLE captures (
@@ -16,4 +17,8 @@ CREATE TABLE captures (
     mime {blob} NOT NULL,
     created_at BIGINT NOT NULL
 );
-CREATE INDEX captures_account ON captures (account_id, seq)
+CREATE INDEX captures_account ON captures (account_id, seq);
+
+-- IP pools ([delivery.pools]): the pool of the domain, else that of the account, else none.
+ALTER TABLE accounts ADD COLUMN pool TEXT;
+ALTER TABLE domains ADD COLUMN pool TEXT
