@@ -37,12 +37,12 @@ pub fn encode(key: &LookupKey, target: &VerpTarget, host: &str) -> String {
 
 /// The target of a return path, if its MAC checks.
 pub fn decode(key: &LookupKey, address: &str) -> Option<VerpTarget> {
-    let (local, _) = address.rsplit_once('@')?;
+    // Relays may change the case of a local part; everything here is lower case.
+    let local = address.rsplit_once('@')?.0.to_ascii_lowercase();
     let (id, given) = local.strip_prefix("b-")?.rsplit_once('-')?;
-    let id = id.to_ascii_lowercase();
+    let id = id.to_owned();
     let want = mac(key, &id);
     // Compared in constant time: the MAC is the secret part of the address.
-    let given = given.to_ascii_lowercase();
     let same = given.len() == want.len()
         && given
             .bytes()

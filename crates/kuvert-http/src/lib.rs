@@ -28,7 +28,12 @@ pub struct AppState {
     pub dns: Dns,
     pub domain_settings: DomainSettings,
     pub metrics: Metrics,
+    /// More of `/metrics`, from parts this crate does not know (the delivery engine).
+    pub more_metrics: Option<MoreMetrics>,
 }
+
+/// Appends Prometheus text to `/metrics`.
+pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -20,7 +20,7 @@ use kuvert_core::verp::{self, VerpTarget};
 use kuvert_dns::Dns;
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::bounce::classify;
@@ -61,7 +61,9 @@ struct Inner {
     wake: Arc<Notify>,
     idle: Notify,
     stopping: AtomicBool,
-    stats: EngineStats,
+    stats: Arc<EngineStats>,
+    /// To the outcome writer: one job's outcomes, and where to say they are written.
+    outcomes: mpsc::Sender<(Vec<OutcomeRecord>, oneshot::Sender<()>)>,
 }
 
 /// One job: recipients of one message at one domain, sent in one transaction.
@@ -96,6 +98,9 @@ impl Engine {
         } else {
             config.ehlo_name.clone()
         };
+        let stats = Arc::new(EngineStats::default());
+        let (outcomes, rx) = mpsc::channel(1024);
+        tokio::spawn(write_outcomes(store.clone(), stats.clone(), rx));
         let inner = Arc::new(Inner {
             router: Router::new(&config, dns),
             store,
@@ -111,7 +116,8 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             idle: Notify::new(),
             stopping: AtomicBool::new(false),
-            stats: EngineStats::default(),
+            stats,
+            outcomes,
         });
         tokio::spawn(inner.clone().schedule());
         Self(inner)
@@ -124,6 +130,43 @@ impl Engine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.0.stats
+    }
+
+    /// The engine's counters in Prometheus text format, for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let s = &self.0.stats;
+        let _ = writeln!(
+            out,
+            "# HELP kuvert_delivery_outcomes_total Delivery attempts by outcome.\n# TYPE kuvert_delivery_outcomes_total counter"
+        );
+        for (outcome, n) in [
+            ("delivered", &s.delivered),
+            ("deferred", &s.deferred),
+            ("bounced", &s.bounced),
+            ("failed", &s.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "kuvert_delivery_outcomes_total{{outcome=\"{outcome}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kuvert_smtp_connections_opened_total Outbound SMTP connections opened.\n# TYPE kuvert_smtp_connections_opened_total counter\nkuvert_smtp_connections_opened_total {}",
+            s.connections_opened.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kuvert_delivery_lost_leases_total Outcomes that came after their lease had passed on.\n# TYPE kuvert_delivery_lost_leases_total counter\nkuvert_delivery_lost_leases_total {}",
+            s.lost_leases.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kuvert_delivery_in_flight Recipients being delivered now.\n# TYPE kuvert_delivery_in_flight gauge\nkuvert_delivery_in_flight {}",
+            self.in_flight()
+        );
     }
 
     /// Recipients taken from the queue and not yet finished.
@@ -269,23 +312,9 @@ impl Inner {
         let n = job.leases.len();
         let records = self.attempt(&job).await;
         if !records.is_empty() {
-            match self.store.record_outcomes(&records).await {
-                Ok(held) => {
-                    for (r, held) in records.iter().zip(held) {
-                        let counter = match r.outcome {
-                            Outcome::Delivered => &self.stats.delivered,
-                            Outcome::Deferred { .. } => &self.stats.deferred,
-                            Outcome::Bounced { .. } => &self.stats.bounced,
-                            Outcome::Failed => &self.stats.failed,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        if !held {
-                            self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                // The leases run out and the recipients are tried again: at least once.
-                Err(e) => tracing::error!(error = %e, "cannot record delivery outcomes"),
+            let (done, written) = oneshot::channel();
+            if self.outcomes.send((records, done)).await.is_ok() {
+                let _ = written.await;
             }
         }
         self.finish(n);
@@ -644,6 +673,52 @@ impl Inner {
                 self.record(job, l, o, d)
             })
             .collect()
+    }
+}
+
+/// Writes outcomes as they come, many jobs' in one transaction: under load one commit (one
+/// disk flush) serves many deliveries, as group commit does for accepting.
+async fn write_outcomes(
+    store: Store,
+    stats: Arc<EngineStats>,
+    mut rx: mpsc::Receiver<(Vec<OutcomeRecord>, oneshot::Sender<()>)>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 128).await > 0 {
+        let (jobs, dones): (Vec<Vec<OutcomeRecord>>, Vec<_>) = batch.drain(..).unzip();
+        let all: Vec<OutcomeRecord> = jobs.iter().flatten().cloned().collect();
+        match store.record_outcomes(&all).await {
+            Ok(held) => count(&stats, &all, &held),
+            // One bad record must not hold back the others: each job on its own.
+            Err(e) => {
+                tracing::warn!(error = %e, "writing delivery outcomes together failed; writing them job by job");
+                for records in &jobs {
+                    match store.record_outcomes(records).await {
+                        Ok(held) => count(&stats, records, &held),
+                        // The leases run out and the recipients are tried again: at least once.
+                        Err(e) => tracing::error!(error = %e, "cannot record delivery outcomes"),
+                    }
+                }
+            }
+        }
+        for done in dones {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
+    for (r, held) in records.iter().zip(held) {
+        let counter = match r.outcome {
+            Outcome::Delivered => &stats.delivered,
+            Outcome::Deferred { .. } => &stats.deferred,
+            Outcome::Bounced { .. } => &stats.bounced,
+            Outcome::Failed => &stats.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !held {
+            stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

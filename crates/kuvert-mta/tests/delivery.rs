@@ -602,23 +602,27 @@ async fn ip_pools_choose_the_source_address_and_its_ehlo_name() {
     );
 }
 
+/// A smarthost (the sink, with STARTTLS and AUTH) and an engine relaying through it with
+/// `password`.
+async fn relay_world(password: &str) -> World {
+    let auth = ("relay-user".to_owned(), "relay-pass".to_owned());
+    let sink = SinkOptions {
+        starttls: true,
+        auth: Some(auth.clone()),
+        ..Default::default()
+    };
+    world(sink, |c, sink| {
+        c.mode = kuvert_mta::Mode::Relay;
+        c.relay.host = sink.to_string();
+        c.relay.username = auth.0;
+        c.relay.password = password.to_owned();
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_mode_sends_everything_through_the_smarthost_with_auth() {
-    let auth = ("relay-user".to_owned(), "relay-pass".to_owned());
-    let w = world(
-        SinkOptions {
-            starttls: true,
-            auth: Some(auth.clone()),
-            ..Default::default()
-        },
-        |c, sink| {
-            c.mode = kuvert_mta::Mode::Relay;
-            c.relay.host = sink.to_string();
-            c.relay.username = auth.0.clone();
-            c.relay.password = auth.1.clone();
-        },
-    )
-    .await;
+    let w = relay_world("relay-pass").await;
     // Even a domain without any MX goes to the smarthost.
     let sent = w
         .send(submission(&["someone@nullmx.test", "else@nowhere.test"]))
@@ -637,21 +641,7 @@ async fn relay_mode_sends_everything_through_the_smarthost_with_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_relay_password_defers() {
-    let auth = ("relay-user".to_owned(), "relay-pass".to_owned());
-    let w = world(
-        SinkOptions {
-            starttls: true,
-            auth: Some(auth.clone()),
-            ..Default::default()
-        },
-        |c, sink| {
-            c.mode = kuvert_mta::Mode::Relay;
-            c.relay.host = sink.to_string();
-            c.relay.username = auth.0.clone();
-            c.relay.password = "wrong".into();
-        },
-    )
-    .await;
+    let w = relay_world("wrong").await;
     let sent = w.send(submission(&["a@example.test"])).await;
     w.wait_for(&sent, "a@example.test", RecipientStatus::Deferred)
         .await;
@@ -664,4 +654,42 @@ async fn a_refused_relay_password_defers() {
         deferred[0].data
     );
     assert!(w.sink.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pipelining_each_recipient_gets_its_own_answer() {
+    let w = world(
+        SinkOptions {
+            pipelining: false,
+            ..Default::default()
+        },
+        |_, _| {},
+    )
+    .await;
+    w.sink.on(
+        "gone@example.test",
+        Behaviour::RejectRcpt("550 5.1.1 no such user".into()),
+    );
+    w.sink
+        .on("later@example.test", Behaviour::TempFail { times: 1 });
+    let sent = w
+        .send(submission(&[
+            "ok@example.test",
+            "gone@example.test",
+            "later@example.test",
+        ]))
+        .await;
+    w.wait_for(&sent, "ok@example.test", RecipientStatus::Delivered)
+        .await;
+    w.wait_for(&sent, "gone@example.test", RecipientStatus::Bounced)
+        .await;
+    w.wait_for(&sent, "later@example.test", RecipientStatus::Deferred)
+        .await;
+    let got = w.sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].rcpt_to,
+        ["ok@example.test"],
+        "only the accepted recipient is in the transaction"
+    );
 }

@@ -43,6 +43,10 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
         metrics: Metrics::default(),
+        more_metrics: Some(Box::new({
+            let engine = engine.clone();
+            move |out: &mut String| engine.render_metrics(out)
+        })),
     });
     let listen: SocketAddr = config.http.listen.parse()?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -25,6 +25,9 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut out = state.metrics.render();
+    if let Some(more) = &state.more_metrics {
+        more(&mut out);
+    }
     let commits = state.store.commit_stats();
     let _ = writeln!(
         out,

@@ -257,4 +257,8 @@ async fn openapi_health_and_metrics_describe_the_running_server() {
     assert_eq!(value("kuvert_messages_accepted_total "), "1");
     assert_eq!(value("kuvert_recipients_queued_total "), "2");
     assert_eq!(value("kuvert_http_responses_total{class=\"4xx\"} "), "1");
+    assert!(
+        metrics.contains("kuvert_delivery_outcomes_total{outcome=\"delivered\"}"),
+        "{metrics}"
+    );
 }
