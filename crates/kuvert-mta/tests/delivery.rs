@@ -693,3 +693,20 @@ async fn without_pipelining_each_recipient_gets_its_own_answer() {
         "only the accepted recipient is in the transaction"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_leave_at_their_time() {
+    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let mut sub = submission(&["later@example.test"]);
+    sub.send_at = Some(Timestamp(w.clock.now().millis() + 3_600_000));
+    let sent = w.send(sub).await;
+    w.engine.waker().notify_one();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.sink.connections(), 0, "not before its time");
+    w.advance(Duration::from_secs(3599));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.sink.connections(), 0, "not a second early");
+    w.advance(Duration::from_secs(1));
+    w.wait_for(&sent, "later@example.test", RecipientStatus::Delivered)
+        .await;
+}
