@@ -70,6 +70,19 @@ pub async fn create_key(
     Ok((key, new.secret))
 }
 
+/// A send-scoped key bound to source networks (an SMTP-IP credential): clients connecting
+/// from them submit over SMTP without AUTH. The secret also works as an ordinary key.
+pub async fn create_smtp_ip_key(
+    store: &Store,
+    account: &AccountId,
+    name: &str,
+    networks: &[kuvert_core::net::IpNetwork],
+) -> Result<(ApiKey, String), AdminError> {
+    let (key, secret) = create_key(store, account, name, Scope::Send).await?;
+    store.bind_key_networks(&key.id, networks).await?;
+    Ok((key, secret))
+}
+
 /// The records the owner of `domain` must publish.
 pub fn records(domain: &Domain, settings: &DomainSettings) -> Vec<DnsRecord> {
     dns_records(

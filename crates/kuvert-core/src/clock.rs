@@ -37,6 +37,12 @@ impl Timestamp {
             .unwrap_or_default()
             .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
+    /// As mail headers write dates (RFC 5322 §3.3).
+    pub fn to_rfc2822(self) -> String {
+        DateTime::<Utc>::from_timestamp_millis(self.0)
+            .unwrap_or_default()
+            .to_rfc2822()
+    }
     /// The first millisecond of this timestamp's calendar month (UTC): quotas are monthly.
     pub fn month_start(self) -> Self {
         use chrono::Datelike;

@@ -11,6 +11,7 @@ pub mod event;
 pub mod id;
 pub mod lookup;
 pub mod mime;
+pub mod net;
 pub mod password;
 pub mod submission;
 pub mod verp;

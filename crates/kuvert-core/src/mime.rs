@@ -28,6 +28,9 @@ pub fn message_id_header(id: &MessageId, from_domain: &str) -> String {
 
 /// The message as it will be sent, before DKIM signing. Bcc recipients are not in the headers.
 pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
+    if let Some(raw) = &s.raw {
+        return complete(raw, id, s.from.address.domain(), now);
+    }
     let mut b = MessageBuilder::new()
         .from(address(&s.from))
         .subject(s.subject.clone())
@@ -61,11 +64,58 @@ pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
     b.write_to_vec().expect("writing to a Vec cannot fail")
 }
 
+/// A message submitted whole: `Message-ID` and `Date` are added when it has none.
+fn complete(raw: &[u8], id: &MessageId, from_domain: &str, now: Timestamp) -> Vec<u8> {
+    let head = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &raw[..i + 2],
+        None => raw,
+    };
+    let has = |name: &str| {
+        head.split(|&b| b == b'\n').any(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()] == b':'
+        })
+    };
+    let mut out = Vec::with_capacity(raw.len() + 128);
+    if !has("message-id") {
+        out.extend_from_slice(
+            format!("Message-ID: <{}>\r\n", message_id_header(id, from_domain)).as_bytes(),
+        );
+    }
+    if !has("date") {
+        out.extend_from_slice(format!("Date: {}\r\n", now.to_rfc2822()).as_bytes());
+    }
+    out.extend_from_slice(raw);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::submission::Attachment;
     use crate::submission::tests::sample;
+
+    #[test]
+    fn a_whole_message_gets_what_it_lacks() {
+        let mut s = sample();
+        s.text = None;
+        let id = MessageId::generate(Timestamp(1_800_000_000_000));
+        s.raw = Some(b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n".to_vec());
+        let out = String::from_utf8(build(&s, &id, Timestamp(1_800_000_000_000))).expect("utf-8");
+        assert!(out.starts_with(&format!("Message-ID: <{id}@")), "{out}");
+        assert!(
+            out.contains("\r\nDate: ")
+                && out.ends_with("From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n"),
+            "{out}"
+        );
+        s.raw = Some(
+            b"Message-ID: <mine@example.com>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nbody"
+                .to_vec(),
+        );
+        let out = build(&s, &id, Timestamp(1_800_000_000_000));
+        assert_eq!(out, s.raw.clone().expect("raw"), "kept as it is");
+    }
 
     #[test]
     fn builds_headers_and_parts() {

@@ -37,6 +37,11 @@ pub struct Submission {
     pub send_at: Option<Timestamp>,
     pub tracking: TrackingOptions,
     pub require_tls: bool,
+    /// A complete RFC 5322 message (SMTP submission), sent as it is but for `Message-ID` and
+    /// `Date`, added when missing. The parts (text, html, attachments, headers) are then
+    /// empty, and to, cc and bcc are the envelope's recipients, sorted by the header they
+    /// appear in.
+    pub raw: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +145,18 @@ impl Submission {
             });
         }
         no_line_breaks("subject", &self.subject)?;
-        if self.text.is_none() && self.html.is_none() {
+        if self.raw.is_some() {
+            if self.text.is_some()
+                || self.html.is_some()
+                || !self.attachments.is_empty()
+                || !self.headers.is_empty()
+            {
+                return Err(SubmissionError::invalid(
+                    "raw",
+                    "a complete message comes without separate parts",
+                ));
+            }
+        } else if self.text.is_none() && self.html.is_none() {
             return Err(SubmissionError::invalid(
                 "text",
                 "a message needs a text or an html body",
@@ -245,6 +261,7 @@ pub(crate) mod tests {
             send_at: None,
             tracking: TrackingOptions::default(),
             require_tls: false,
+            raw: None,
         }
     }
 

@@ -118,6 +118,7 @@ fn submission(to: &[&str]) -> Submission {
         send_at: None,
         tracking: Default::default(),
         require_tls: false,
+        raw: None,
     }
 }
 

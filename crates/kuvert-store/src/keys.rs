@@ -1,7 +1,10 @@
 use kuvert_core::Timestamp;
 use kuvert_core::account::AccountStatus;
 use kuvert_core::apikey::{NewApiKey, Scope};
+use std::net::IpAddr;
+
 use kuvert_core::id::{AccountId, ApiKeyId};
+use kuvert_core::net::IpNetwork;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -110,6 +113,49 @@ impl Store {
                 .await?;
         }
         Ok(Some(auth))
+    }
+
+    /// Binds a key to source networks: clients connecting from them submit over SMTP as the
+    /// key's account without AUTH.
+    pub async fn bind_key_networks(&self, key: &ApiKeyId, networks: &[IpNetwork]) -> Result<()> {
+        let list = networks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query("UPDATE api_keys SET smtp_networks = $1 WHERE id = $2")
+            .bind(list)
+            .bind(key.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The SMTP-IP credential whose networks hold `ip`, if any (not revoked).
+    pub async fn smtp_ip_credential(&self, ip: IpAddr) -> Result<Option<KeyAuth>> {
+        // Few such keys exist: read them all and match here, where CIDR is understood.
+        let rows = sqlx::query(
+            "SELECT k.id, k.account_id, k.scope, k.smtp_networks, a.status FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.smtp_networks IS NOT NULL AND k.revoked_at IS NULL ORDER BY k.created_at",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for row in rows {
+            let networks: String = row.try_get("smtp_networks")?;
+            if networks
+                .split(',')
+                .filter_map(|n| n.parse::<IpNetwork>().ok())
+                .any(|n| n.contains(ip))
+            {
+                return Ok(Some(KeyAuth {
+                    key_id: ApiKeyId::from_string(row.try_get("id")?),
+                    account_id: AccountId::from_string(row.try_get("account_id")?),
+                    scope: parse_column(&row, "scope")?,
+                    account_status: parse_column(&row, "status")?,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     pub async fn list_keys(&self, account: &AccountId) -> Result<Vec<ApiKey>> {

@@ -33,6 +33,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "delivery", include_str!("migrations/0002_delivery.sql")),
+    (3, "smtp", include_str!("migrations/0003_smtp.sql")),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

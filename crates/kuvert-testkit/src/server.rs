@@ -42,6 +42,8 @@ pub struct KuvertServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     pub base_url: String,
+    /// Addresses of the SMTP listeners by kind (`submission`, `submission_tls`).
+    pub smtp: std::collections::HashMap<String, std::net::SocketAddr>,
     /// What the server printed on standard output (the `--dev` banner).
     pub stdout: String,
 }
@@ -49,9 +51,18 @@ pub struct KuvertServer {
 impl KuvertServer {
     pub fn start(opts: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Free ports for every listener, unless the test sets them.
+        let smtp = if opts.extra_config.contains("[smtp]") {
+            ""
+        } else {
+            "[smtp]\nsubmission_listen = \"127.0.0.1:0\"\nsubmission_tls_listen = \"127.0.0.1:0\"\n"
+        };
         std::fs::write(
             dir.path().join("kuvert.toml"),
-            format!("[http]\nlisten = \"127.0.0.1:0\"\n{}", opts.extra_config),
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n{smtp}{}",
+                opts.extra_config
+            ),
         )
         .expect("config");
         let mut s = Self {
@@ -59,6 +70,7 @@ impl KuvertServer {
             dir,
             child: None,
             base_url: String::new(),
+            smtp: Default::default(),
             stdout: String::new(),
         };
         s.spawn();
@@ -93,14 +105,24 @@ impl KuvertServer {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
+            let mut smtp = std::collections::HashMap::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "http listening"
-                    && let Some(addr) = v["fields"]["addr"].as_str()
-                {
-                    let _ = tx.send(Ok(addr.to_owned()));
-                    sent = true;
+                if !sent && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let addr = v["fields"]["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                    if v["fields"]["message"] == "smtp listening"
+                        && let (Some(kind), Some(addr)) = (v["fields"]["kind"].as_str(), addr)
+                    {
+                        smtp.insert(kind.to_owned(), addr);
+                    }
+                    // The SMTP listeners start first: when HTTP listens, all are known.
+                    if v["fields"]["message"] == "http listening"
+                        && let Some(addr) = addr
+                    {
+                        let _ = tx.send(Ok((addr, std::mem::take(&mut smtp))));
+                        sent = true;
+                    }
                 }
                 eprintln!("[kuvert] {line}");
             }
@@ -108,11 +130,12 @@ impl KuvertServer {
                 let _ = tx.send(Err("kuvert exited before listening".to_owned()));
             }
         });
-        let addr = rx
+        let (addr, smtp) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("kuvert starts within 60 s")
             .expect("kuvert listening");
         self.base_url = format!("http://{addr}");
+        self.smtp = smtp;
         let mut stdout = child.stdout.take().expect("stdout");
         let (otx, orx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -261,6 +261,7 @@ async fn picking(deferred: usize) {
         send_at: at,
         tracking: Default::default(),
         require_tls: false,
+        raw: None,
     };
     let fill_start = Instant::now();
     let week = Timestamp(clock.now().millis() + 6 * 86_400_000);

@@ -49,6 +49,10 @@ pub enum KeyCmd {
         scope: Scope,
         #[arg(long, default_value = "")]
         name: String,
+        /// Makes it an SMTP-IP credential (scope send): clients connecting from this network
+        /// (CIDR, repeatable) submit over SMTP without AUTH.
+        #[arg(long = "smtp-ip")]
+        smtp_ip: Vec<kuvert_core::net::IpNetwork>,
     },
     /// List an account's keys.
     List {
@@ -201,16 +205,23 @@ pub async fn key(i: &Instance, cmd: KeyCmd, json_out: bool) -> Result<()> {
             account,
             scope,
             name,
+            smtp_ip,
         } => {
             let a = i
                 .store
                 .find_account(&account)
                 .await
                 .context("no such account")?;
-            let (key, secret) = kuvert_admin::create_key(&i.store, &a.id, &name, scope).await?;
+            let (key, secret) = if smtp_ip.is_empty() {
+                kuvert_admin::create_key(&i.store, &a.id, &name, scope).await?
+            } else {
+                kuvert_admin::create_smtp_ip_key(&i.store, &a.id, &name, &smtp_ip).await?
+            };
+            let scope = key.scope;
+            let networks: Vec<String> = smtp_ip.iter().map(ToString::to_string).collect();
             print(
                 json_out,
-                json!({"id": key.id, "account": a.id, "scope": scope, "secret": secret}),
+                json!({"id": key.id, "account": a.id, "scope": scope, "secret": secret, "smtp_ip": networks}),
                 || {
                     format!(
                         "{secret}\n(key {} with scope {scope}; it is shown only this once)",

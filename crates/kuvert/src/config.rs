@@ -23,6 +23,7 @@ pub struct Config {
     pub plans: BTreeMap<String, PlanConfig>,
     pub security: Security,
     pub delivery: kuvert_mta::DeliveryConfig,
+    pub smtp: kuvert_smtpd::SmtpConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -130,6 +131,7 @@ impl Default for Config {
             plans,
             security: Security::default(),
             delivery: kuvert_mta::DeliveryConfig::default(),
+            smtp: kuvert_smtpd::SmtpConfig::default(),
         }
     }
 }
@@ -209,7 +211,13 @@ impl Config {
                 self.domains.hostname
             );
         }
-        if let Some(problem) = self.delivery.problems().into_iter().next() {
+        if let Some(problem) = self
+            .delivery
+            .problems()
+            .into_iter()
+            .chain(self.smtp.problems())
+            .next()
+        {
             bail!("{problem}");
         }
         for name in self.plans.keys() {

@@ -32,14 +32,17 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         &instance.node_id()?,
     );
     tracing::info!(mode = ?config.delivery.mode, "delivery started");
+    let acceptor = Acceptor::new(
+        instance.store.clone(),
+        config.submission_limits(),
+        config.plan_limits(),
+    )
+    .notify_on_queue(engine.waker());
+    let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
+    let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped).await?;
     let state = Arc::new(AppState {
         store: instance.store.clone(),
-        acceptor: Acceptor::new(
-            instance.store.clone(),
-            config.submission_limits(),
-            config.plan_limits(),
-        )
-        .notify_on_queue(engine.waker()),
+        acceptor,
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
         metrics: Metrics::default(),
@@ -58,10 +61,74 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         print_dev_banner(addr, &key);
     }
     kuvert_http::serve(listener, state, shutdown_signal()).await?;
+    let _ = stop_smtp.send(true);
+    for listener in smtp {
+        let _ = listener.await;
+    }
     tracing::info!("stopped accepting; in-flight requests finished");
     engine.shutdown(std::time::Duration::from_secs(30)).await;
     tracing::info!("delivery stopped");
     Ok(())
+}
+
+/// The SMTP submission listeners ([smtp]); their tasks end when `stop` turns true.
+async fn start_smtp(
+    instance: &Instance,
+    dev: bool,
+    acceptor: Acceptor,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let c = &instance.config.smtp;
+    let (cert, key) = if c.tls_cert.is_empty() && dev {
+        // A dev instance offers STARTTLS with a certificate of its own making.
+        let cert = instance.data_dir.join("dev-tls-cert.pem");
+        let key = instance.data_dir.join("dev-tls-key.pem");
+        if !cert.exists() || !key.exists() {
+            let (c_pem, k_pem) = kuvert_smtpd::tls::self_signed(&instance.config.domains.hostname)?;
+            std::fs::write(&cert, c_pem)?;
+            write_private(&key, &k_pem)?;
+        }
+        (Some(cert), Some(key))
+    } else if c.tls_cert.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(c.tls_cert.clone().into()),
+            Some(c.tls_key.clone().into()),
+        )
+    };
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(kuvert_smtpd::tls::acceptor(&cert, &key)?),
+        _ => None,
+    };
+    let ctx = kuvert_smtpd::SmtpContext::new(
+        instance.store.clone(),
+        acceptor,
+        c.clone(),
+        instance.config.domains.hostname.clone(),
+        tls.clone(),
+    );
+    let mut tasks = Vec::new();
+    for (kind, listen, implicit) in [
+        ("submission", &c.submission_listen, false),
+        ("submission_tls", &c.submission_tls_listen, true),
+    ] {
+        if listen.is_empty() || (implicit && tls.is_none()) {
+            continue;
+        }
+        let listener = tokio::net::TcpListener::bind(listen.as_str())
+            .await
+            .with_context(|| format!("cannot listen on {listen} ([smtp] {kind}_listen)"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, kind, tls = tls.is_some(), "smtp listening");
+        tasks.push(tokio::spawn(kuvert_smtpd::serve_submission(
+            listener,
+            ctx.clone(),
+            implicit,
+            stop.clone(),
+        )));
+    }
+    Ok(tasks)
 }
 
 async fn shutdown_signal() {

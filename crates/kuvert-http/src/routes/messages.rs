@@ -182,6 +182,7 @@ impl SendRequest {
                 clicks: self.tracking.clicks,
             },
             require_tls: self.require_tls,
+            raw: None,
         })
     }
 }

@@ -7,3 +7,4 @@ mod delivery;
 mod domains;
 mod quickstart;
 mod restart;
+mod smtp;

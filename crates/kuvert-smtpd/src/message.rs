@@ -1,0 +1,256 @@
+//! From a message received over SMTP to the `Submission` that `accept()` takes: the headers
+//! say who it is from and how each envelope recipient is addressed; `X-Kuvert-*` headers carry
+//! the options the HTTP API has as fields, and are removed, as is any `Bcc`.
+
+use kuvert_core::submission::{Submission, TrackingOptions};
+use kuvert_core::{Mailbox, Timestamp};
+use mail_parser::MessageParser;
+use serde_json::{Map, Value};
+
+/// A refusal of the message's content: the header at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{header}: {message}")]
+pub struct ContentError {
+    pub header: String,
+    pub message: String,
+}
+
+fn refuse(header: &str, message: impl Into<String>) -> ContentError {
+    ContentError {
+        header: header.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Header fields removed before the message is stored and sent.
+fn removed(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with("x-kuvert-") || n == "bcc"
+}
+
+/// One header field: its name, its unfolded value, and its raw bytes (CRLF included).
+struct Field<'a> {
+    name: &'a str,
+    value: String,
+    raw: &'a [u8],
+}
+
+/// The header block's fields, and where the body starts.
+fn fields(data: &[u8]) -> (Vec<Field<'_>>, usize) {
+    let mut out: Vec<Field<'_>> = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let end = data[pos..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(data.len(), |i| pos + i + 2);
+        let line = &data[pos..end];
+        if line == b"\r\n" {
+            return (out, end);
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if let Some(last) = out.last_mut() {
+                let start = last.raw.as_ptr() as usize - data.as_ptr() as usize;
+                last.raw = &data[start..end];
+                last.value.push(' ');
+                last.value.push_str(String::from_utf8_lossy(line).trim());
+            }
+        } else if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = std::str::from_utf8(&line[..colon]).unwrap_or("").trim();
+            let value = String::from_utf8_lossy(&line[colon + 1..])
+                .trim()
+                .to_owned();
+            out.push(Field {
+                name,
+                value,
+                raw: line,
+            });
+        }
+        pos = end;
+    }
+    (out, data.len())
+}
+
+fn flag(header: &str, v: &str) -> Result<bool, ContentError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => Err(refuse(header, format!("{v:?} is not yes or no"))),
+    }
+}
+
+/// The submission for `data` (a complete message, CRLF line ends, dot-unstuffed) sent to
+/// `rcpt_to`.
+pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, ContentError> {
+    let parsed = MessageParser::default()
+        .parse_headers(data)
+        .ok_or_else(|| refuse("From", "the message has no header"))?;
+    let from = parsed
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address.as_deref())
+        .ok_or_else(|| refuse("From", "the message has no From address"))?;
+    let name = parsed
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name.as_deref());
+    let from = Mailbox::parse(&match name {
+        Some(n) if !n.contains(['<', '>', '"', '\r', '\n']) => format!("\"{n}\" <{from}>"),
+        _ => from.to_owned(),
+    })
+    .map_err(|e| refuse("From", e.to_string()))?;
+    let listed = |list: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+        list.map(|l| {
+            l.iter()
+                .filter_map(|a| a.address.as_deref())
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (to_header, cc_header) = (listed(parsed.to()), listed(parsed.cc()));
+    let (mut to, mut cc, mut bcc) = (vec![], vec![], vec![]);
+    for r in rcpt_to {
+        let m = Mailbox::parse(r).map_err(|e| refuse("RCPT TO", e.to_string()))?;
+        let key = r.to_ascii_lowercase();
+        if to_header.contains(&key) {
+            to.push(m);
+        } else if cc_header.contains(&key) {
+            cc.push(m);
+        } else {
+            bcc.push(m);
+        }
+    }
+
+    let (header_fields, body_start) = fields(data);
+    let mut sub = Submission {
+        from,
+        to,
+        cc,
+        bcc,
+        reply_to: None,
+        subject: parsed.subject().unwrap_or_default().to_owned(),
+        text: None,
+        html: None,
+        headers: vec![],
+        attachments: vec![],
+        tags: vec![],
+        metadata: Map::new(),
+        send_at: None,
+        tracking: TrackingOptions::default(),
+        require_tls: false,
+        raw: None,
+    };
+    let mut kept = Vec::with_capacity(data.len());
+    for f in &header_fields {
+        match f.name.to_ascii_lowercase().as_str() {
+            "x-kuvert-tag" => sub.tags.extend(
+                f.value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            ),
+            "x-kuvert-track-opens" => sub.tracking.opens = Some(flag(f.name, &f.value)?),
+            "x-kuvert-track-clicks" => sub.tracking.clicks = Some(flag(f.name, &f.value)?),
+            "x-kuvert-require-tls" => sub.require_tls = flag(f.name, &f.value)?,
+            "x-kuvert-send-at" => {
+                sub.send_at = Some(Timestamp::parse_rfc3339(&f.value).ok_or_else(|| {
+                    refuse(f.name, "not an RFC 3339 time such as 2026-11-23T10:00:00Z")
+                })?);
+            }
+            "x-kuvert-metadata" => match serde_json::from_str::<Value>(&f.value) {
+                Ok(Value::Object(m)) => sub.metadata = m,
+                _ => return Err(refuse(f.name, "not a JSON object")),
+            },
+            other if other.starts_with("x-kuvert-") => {
+                return Err(refuse(f.name, "not an option Kuvert knows"));
+            }
+            _ => {}
+        }
+        if !removed(f.name) {
+            kept.extend_from_slice(f.raw);
+        }
+    }
+    kept.extend_from_slice(b"\r\n");
+    kept.extend_from_slice(data.get(body_start..).unwrap_or_default());
+    sub.raw = Some(kept);
+    Ok(sub)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"From: \"Shop\" <news@shop.example>\r\nTo: Ann <ann@example.com>\r\nCc: bob@example.com\r\nBcc: secret@example.com\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Kuvert-Tag: spring, sale\r\nX-Kuvert-Track-Opens: yes\r\nX-Kuvert-Metadata: {\"order\":\r\n 7}\r\n\r\nHello\r\n";
+
+    #[test]
+    fn envelope_recipients_sorted_by_header_and_options_read_then_removed() {
+        let rcpts: Vec<String> = ["ann@example.com", "BOB@example.com", "secret@example.com"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let s = to_submission(MSG, &rcpts).expect("valid");
+        assert_eq!(s.from.address.as_str(), "news@shop.example");
+        assert_eq!(s.subject, "Grüße");
+        let addrs = |l: &[Mailbox]| l.iter().map(|m| m.address.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            (addrs(&s.to), addrs(&s.cc), addrs(&s.bcc)),
+            (
+                vec!["ann@example.com".to_owned()],
+                vec!["BOB@example.com".to_owned()],
+                vec!["secret@example.com".to_owned()]
+            )
+        );
+        assert_eq!(s.tags, ["spring", "sale"]);
+        assert_eq!(s.tracking.opens, Some(true));
+        assert_eq!(s.metadata["order"], 7);
+        let raw = String::from_utf8(s.raw.expect("raw")).expect("utf-8");
+        assert!(
+            !raw.contains("X-Kuvert") && !raw.contains("Bcc:") && !raw.contains("secret@"),
+            "{raw}"
+        );
+        assert!(
+            raw.starts_with("From: \"Shop\" <news@shop.example>\r\nTo: Ann")
+                && raw.ends_with("\r\n\r\nHello\r\n"),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn bad_options_name_their_header() {
+        let rcpts = vec!["ann@example.com".to_owned()];
+        let with = |h: &str| {
+            to_submission(
+                format!("From: a@shop.example\r\n{h}\r\n\r\nx").as_bytes(),
+                &rcpts,
+            )
+        };
+        assert_eq!(
+            with("X-Kuvert-Track-Opens: maybe")
+                .expect_err("refused")
+                .header,
+            "X-Kuvert-Track-Opens"
+        );
+        assert_eq!(
+            with("X-Kuvert-Send-At: tomorrow")
+                .expect_err("refused")
+                .header,
+            "X-Kuvert-Send-At"
+        );
+        assert_eq!(
+            with("X-Kuvert-Metadata: [1]").expect_err("refused").header,
+            "X-Kuvert-Metadata"
+        );
+        assert_eq!(
+            with("X-Kuvert-Frobnicate: 1").expect_err("refused").header,
+            "X-Kuvert-Frobnicate"
+        );
+        assert_eq!(
+            to_submission(b"Subject: x\r\n\r\nno from", &rcpts)
+                .expect_err("refused")
+                .header,
+            "From"
+        );
+    }
+}

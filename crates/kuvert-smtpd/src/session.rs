@@ -1,0 +1,588 @@
+//! One submission session: the SMTP conversation (RFC 5321), AUTH (RFC 4954), STARTTLS
+//! (RFC 3207), pipelining (RFC 2920), enhanced status codes (RFC 3463).
+//!
+//! Lines end in CRLF and nothing else. In a message, a bare CR or LF is refused (after the
+//! whole message is read, so the conversation stays in step), and only CRLF.CRLF ends the
+//! data: `<LF>.<LF>`, `<LF>.<CRLF>`, `<CR>.<CR>` and their kin are message content. So no
+//! text inside one message can ever start a second (SMTP smuggling).
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use kuvert_core::EmailAddress;
+use kuvert_core::account::AccountStatus;
+use kuvert_core::apikey::hash_key;
+use kuvert_store::KeyAuth;
+use kuvert_submit::AcceptError;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::message::to_submission;
+use crate::server::SmtpContext;
+
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub(crate) struct Session<'a> {
+    ctx: &'a SmtpContext,
+    peer: SocketAddr,
+    helo: Option<String>,
+    tls: bool,
+    /// Who submits: from AUTH, or from an SMTP-IP credential of the client's network.
+    auth: Option<KeyAuth>,
+    by_network: bool,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    auth_failures: u32,
+}
+
+/// Why reading a line or a message stopped.
+enum ReadError {
+    Closed,
+    Timeout,
+    Io,
+}
+
+/// A command line, as read.
+enum Line {
+    Ok(String),
+    /// Longer than the limit; the rest of it was skipped.
+    TooLong,
+    /// Ended by a bare LF, or held a CR that did not end it.
+    BareLineEnd,
+}
+
+impl<'a> Session<'a> {
+    pub(crate) async fn new(ctx: &'a SmtpContext, peer: SocketAddr) -> Self {
+        let auth = match ctx.store.smtp_ip_credential(peer.ip()).await {
+            Ok(a) => a.filter(|a| a.account_status == AccountStatus::Active),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up SMTP-IP credentials");
+                None
+            }
+        };
+        Self {
+            ctx,
+            peer,
+            helo: None,
+            tls: false,
+            by_network: auth.is_some(),
+            auth,
+            mail_from: None,
+            rcpt_to: vec![],
+            auth_failures: 0,
+        }
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.tls || (self.ctx.config.allow_plain_auth_on_loopback && self.peer.ip().is_loopback())
+    }
+
+    fn reset(&mut self) {
+        self.mail_from = None;
+        self.rcpt_to.clear();
+    }
+
+    pub(crate) async fn run(mut self, io: Box<dyn Io>, tls: bool) -> std::io::Result<()> {
+        self.tls = tls;
+        let mut io = BufReader::new(io);
+        let host = self.ctx.hostname.clone();
+        io.get_mut()
+            .write_all(format!("220 {host} ESMTP Kuvert\r\n").as_bytes())
+            .await?;
+        loop {
+            let line = match self.read_line(&mut io).await {
+                Ok(Line::Ok(l)) => l,
+                Ok(Line::TooLong) => {
+                    reply(&mut io, "500 5.5.2 Line too long").await?;
+                    continue;
+                }
+                Ok(Line::BareLineEnd) => {
+                    reply(
+                        &mut io,
+                        "500 5.5.2 Lines must end with CRLF; bare CR or LF is refused",
+                    )
+                    .await?;
+                    continue;
+                }
+                Err(ReadError::Timeout) => {
+                    let _ = reply(&mut io, "421 4.4.2 Timeout, closing").await;
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
+            };
+            let (verb, arg) = line
+                .split_once(' ')
+                .map_or((line.as_str(), ""), |(v, a)| (v, a.trim()));
+            match verb.to_ascii_uppercase().as_str() {
+                "EHLO" | "HELO" if arg.is_empty() => {
+                    reply(&mut io, "501 5.5.4 A host name is needed").await?
+                }
+                "EHLO" => {
+                    self.helo = Some(arg.to_owned());
+                    self.reset();
+                    let mut r = format!(
+                        "250-{host} greets {arg}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n",
+                        self.ctx.acceptor.limits().max_message_bytes
+                    );
+                    if self.ctx.tls.is_some() && !self.tls {
+                        r.push_str("250-STARTTLS\r\n");
+                    }
+                    if self.auth_offered() {
+                        r.push_str("250-AUTH PLAIN LOGIN\r\n");
+                    }
+                    r.push_str("250 HELP");
+                    reply(&mut io, &r).await?;
+                }
+                "HELO" => {
+                    self.helo = Some(arg.to_owned());
+                    self.reset();
+                    reply(&mut io, &format!("250 {host}")).await?;
+                }
+                "STARTTLS" => {
+                    let Some(acceptor) = self.ctx.tls.clone() else {
+                        reply(&mut io, "502 5.5.1 STARTTLS is not offered here").await?;
+                        continue;
+                    };
+                    if self.tls {
+                        reply(&mut io, "503 5.5.1 TLS is already on").await?;
+                        continue;
+                    }
+                    // Commands sent with STARTTLS, before the handshake, would be taken as
+                    // if they came over TLS (CVE-2011-0411): refuse them.
+                    if !io.buffer().is_empty() {
+                        reply(
+                            &mut io,
+                            "554 5.5.1 Nothing may follow STARTTLS before the handshake",
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                    reply(&mut io, "220 2.0.0 Ready to start TLS").await?;
+                    let stream = io.into_inner();
+                    let tls = match tokio::time::timeout(
+                        self.ctx.config.command_timeout.0,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        _ => return Ok(()),
+                    };
+                    io = BufReader::new(Box::new(tls));
+                    self.tls = true;
+                    self.helo = None;
+                    self.reset();
+                    if !self.by_network {
+                        self.auth = None;
+                    }
+                }
+                "AUTH" => {
+                    if !self.auth_offered() {
+                        reply(
+                            &mut io,
+                            "538 5.7.11 Encryption required: use STARTTLS first",
+                        )
+                        .await?;
+                    } else if self.auth.is_some() && !self.by_network {
+                        reply(&mut io, "503 5.5.1 Already authenticated").await?;
+                    } else if self.mail_from.is_some() {
+                        reply(
+                            &mut io,
+                            "503 5.5.1 AUTH is not allowed during a transaction",
+                        )
+                        .await?;
+                    } else if !self.authenticate(&mut io, arg).await? {
+                        return Ok(());
+                    }
+                }
+                "MAIL" => {
+                    let Some(rest) = strip_prefix_ci(arg, "FROM:") else {
+                        reply(&mut io, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
+                        continue;
+                    };
+                    if self.helo.is_none() {
+                        reply(&mut io, "503 5.5.1 Say EHLO first").await?;
+                    } else if self.auth.is_none() {
+                        reply(&mut io, "530 5.7.0 Authentication required").await?;
+                    } else if self.mail_from.is_some() {
+                        reply(&mut io, "503 5.5.1 A transaction is already open").await?;
+                    } else {
+                        let (path, params) = split_path(rest);
+                        let size = params
+                            .split_whitespace()
+                            .find_map(|p| strip_prefix_ci(p, "SIZE="))
+                            .and_then(|n| n.parse::<usize>().ok());
+                        let max = self.ctx.acceptor.limits().max_message_bytes;
+                        if size.is_some_and(|n| n > max) {
+                            reply(
+                                &mut io,
+                                &format!(
+                                    "552 5.3.4 The message is larger than the {max} bytes allowed"
+                                ),
+                            )
+                            .await?;
+                        } else if path.is_none() {
+                            reply(&mut io, "501 5.1.7 Bad sender address syntax").await?;
+                        } else {
+                            self.mail_from = path;
+                            reply(&mut io, "250 2.1.0 Sender OK").await?;
+                        }
+                    }
+                }
+                "RCPT" => {
+                    let Some(rest) = strip_prefix_ci(arg, "TO:") else {
+                        reply(&mut io, "501 5.5.4 Syntax: RCPT TO:<address>").await?;
+                        continue;
+                    };
+                    let (path, _) = split_path(rest);
+                    let max = self.ctx.acceptor.limits().max_recipients;
+                    match path
+                        .filter(|p| !p.is_empty())
+                        .map(|p| EmailAddress::parse(&p).map(|a| a.to_string()))
+                    {
+                        _ if self.mail_from.is_none() => {
+                            reply(&mut io, "503 5.5.1 MAIL FROM first").await?
+                        }
+                        _ if self.rcpt_to.len() >= max => {
+                            reply(
+                                &mut io,
+                                &format!(
+                                    "452 4.5.3 Too many recipients: at most {max} per message"
+                                ),
+                            )
+                            .await?
+                        }
+                        Some(Ok(a)) => {
+                            self.rcpt_to.push(a);
+                            reply(&mut io, "250 2.1.5 Recipient OK").await?;
+                        }
+                        _ => reply(&mut io, "501 5.1.3 Bad recipient address syntax").await?,
+                    }
+                }
+                "DATA" => {
+                    if self.mail_from.is_none() {
+                        reply(&mut io, "503 5.5.1 MAIL FROM first").await?;
+                    } else if self.rcpt_to.is_empty() {
+                        reply(&mut io, "554 5.5.1 No valid recipients").await?;
+                    } else {
+                        reply(&mut io, "354 End data with <CR><LF>.<CR><LF>").await?;
+                        let answer = self.data(&mut io).await;
+                        match answer {
+                            Ok(text) => reply(&mut io, &text).await?,
+                            Err(ReadError::Timeout) => {
+                                let _ = reply(&mut io, "421 4.4.2 Timeout, closing").await;
+                                return Ok(());
+                            }
+                            Err(_) => return Ok(()),
+                        }
+                        self.reset();
+                    }
+                }
+                "RSET" => {
+                    self.reset();
+                    reply(&mut io, "250 2.0.0 OK").await?;
+                }
+                "NOOP" => reply(&mut io, "250 2.0.0 OK").await?,
+                "VRFY" => {
+                    reply(&mut io, "252 2.5.0 Cannot verify, but will accept and try").await?
+                }
+                "HELP" => {
+                    reply(
+                        &mut io,
+                        "214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321",
+                    )
+                    .await?
+                }
+                "QUIT" => {
+                    reply(&mut io, "221 2.0.0 Bye").await?;
+                    return Ok(());
+                }
+                _ => reply(&mut io, "500 5.5.2 Command not recognised").await?,
+            }
+        }
+    }
+
+    /// AUTH PLAIN or LOGIN; the password is an API key, the user name is not looked at.
+    /// Returns false when the connection is to be closed.
+    async fn authenticate(
+        &mut self,
+        io: &mut BufReader<Box<dyn Io>>,
+        arg: &str,
+    ) -> std::io::Result<bool> {
+        let (mechanism, initial) = arg
+            .split_once(' ')
+            .map_or((arg, None), |(m, i)| (m, Some(i.trim())));
+        let password = match mechanism.to_ascii_uppercase().as_str() {
+            "PLAIN" => {
+                let token = match initial {
+                    Some(t) => t.to_owned(),
+                    None => {
+                        reply(io, "334 ").await?;
+                        match self.read_line(io).await {
+                            Ok(Line::Ok(l)) => l,
+                            _ => return Ok(false),
+                        }
+                    }
+                };
+                B64.decode(token.trim()).ok().and_then(|d| {
+                    d.split(|&b| b == 0)
+                        .nth(2)
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                })
+            }
+            "LOGIN" => {
+                if initial.is_none() {
+                    reply(io, "334 VXNlcm5hbWU6").await?;
+                    if !matches!(self.read_line(io).await, Ok(Line::Ok(_))) {
+                        return Ok(false);
+                    }
+                }
+                reply(io, "334 UGFzc3dvcmQ6").await?;
+                match self.read_line(io).await {
+                    Ok(Line::Ok(l)) => B64
+                        .decode(l.trim())
+                        .ok()
+                        .map(|p| String::from_utf8_lossy(&p).into_owned()),
+                    _ => return Ok(false),
+                }
+            }
+            _ => {
+                reply(
+                    io,
+                    "504 5.5.4 Unknown mechanism: PLAIN and LOGIN are offered",
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
+        let auth = match password.filter(|p| !p.is_empty()) {
+            Some(p) => self
+                .ctx
+                .store
+                .authenticate(&hash_key(&p))
+                .await
+                .ok()
+                .flatten()
+                .filter(|a| a.account_status == AccountStatus::Active),
+            None => None,
+        };
+        match auth {
+            Some(a) => {
+                self.ctx.auth_succeeded(self.peer.ip());
+                self.auth = Some(a);
+                self.by_network = false;
+                reply(io, "235 2.7.0 Authentication successful").await?;
+                Ok(true)
+            }
+            None => {
+                self.auth_failures += 1;
+                tokio::time::sleep(self.ctx.auth_failed(self.peer.ip())).await;
+                if self.auth_failures >= self.ctx.config.max_auth_failures {
+                    reply(io, "421 4.7.0 Too many failed authentications, closing").await?;
+                    return Ok(false);
+                }
+                reply(io, "535 5.7.8 Authentication credentials invalid").await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn read_line(&self, io: &mut BufReader<Box<dyn Io>>) -> Result<Line, ReadError> {
+        let limit = self.ctx.config.max_line_length;
+        let after = self.ctx.config.command_timeout.0;
+        let line = tokio::time::timeout(after, read_raw_line(io, limit))
+            .await
+            .map_err(|_| ReadError::Timeout)??;
+        if line.too_long {
+            return Ok(Line::TooLong);
+        }
+        if !line.crlf || line.text.contains(&b'\r') {
+            return Ok(Line::BareLineEnd);
+        }
+        Ok(Line::Ok(String::from_utf8_lossy(&line.text).into_owned()))
+    }
+
+    /// Reads the message and answers it. Reading always goes on to the real end (CRLF.CRLF)
+    /// so that the conversation stays in step whatever the message holds.
+    async fn data(&mut self, io: &mut BufReader<Box<dyn Io>>) -> Result<String, ReadError> {
+        let limit = self.ctx.config.max_line_length;
+        let max = self.ctx.acceptor.limits().max_message_bytes;
+        let deadline = tokio::time::Instant::now() + self.ctx.config.data_timeout.0;
+        let mut data = Vec::new();
+        let (mut bare, mut long, mut too_big, mut nul) = (false, false, false, false);
+        // The previous line ended in CRLF: only then can a "." line end the data.
+        let mut after_crlf = true;
+        loop {
+            let line = tokio::time::timeout_at(deadline, read_raw_line(io, limit))
+                .await
+                .map_err(|_| ReadError::Timeout)??;
+            if after_crlf && line.crlf && line.text == b"." {
+                break;
+            }
+            long |= line.too_long;
+            bare |= !line.crlf || line.text.contains(&b'\r');
+            nul |= line.text.contains(&0);
+            after_crlf = line.crlf;
+            // A line starting with "." had it doubled by the client (RFC 5321 §4.5.2).
+            let text = line.text.strip_prefix(b".").unwrap_or(&line.text);
+            if data.len() + text.len() + 2 > max {
+                too_big = true;
+            } else if !too_big {
+                data.extend_from_slice(text);
+                data.extend_from_slice(b"\r\n");
+            }
+        }
+        if bare {
+            return Ok(
+                "550 5.6.0 Message refused: it holds a bare CR or LF; lines must end with CRLF"
+                    .into(),
+            );
+        }
+        if nul {
+            return Ok("550 5.6.0 Message refused: it holds a NUL character (RFC 5322)".into());
+        }
+        if long {
+            return Ok(format!(
+                "550 5.6.0 Message refused: a line is longer than {} characters",
+                limit - 2
+            ));
+        }
+        if too_big {
+            return Ok(format!(
+                "552 5.3.4 The message is larger than the {max} bytes allowed"
+            ));
+        }
+        let Some(auth) = &self.auth else {
+            return Ok("530 5.7.0 Authentication required".into());
+        };
+        let sub = match to_submission(&data, &self.rcpt_to) {
+            Ok(s) => s,
+            Err(e) => return Ok(format!("550 5.6.0 {e}")),
+        };
+        Ok(
+            match self.ctx.acceptor.accept(&auth.account_id, sub).await {
+                Ok(a) => {
+                    let dropped = a.recipients.iter().filter(|r| r.reason.is_some()).count();
+                    if dropped > 0 {
+                        format!(
+                            "250 2.0.0 OK: queued as {}; {dropped} suppressed recipient(s) dropped",
+                            a.id
+                        )
+                    } else {
+                        format!("250 2.0.0 OK: queued as {}", a.id)
+                    }
+                }
+                Err(e) => refusal(&e),
+            },
+        )
+    }
+}
+
+/// The SMTP answer to a refusal of `accept()`.
+fn refusal(e: &AcceptError) -> String {
+    use kuvert_core::submission::SubmissionErrorKind;
+    match e {
+        AcceptError::UnknownDomain(d) => {
+            format!("550 5.7.1 {d} is not a sending domain of this account")
+        }
+        AcceptError::UnverifiedDomain(d) => {
+            format!("550 5.7.1 {d} is not verified yet: publish its DNS records")
+        }
+        AcceptError::QuotaExceeded { used, quota } => {
+            format!("550 5.7.0 The monthly quota of {quota} recipients is used up ({used} sent)")
+        }
+        AcceptError::AccountNotActive(s) => format!("550 5.7.1 The account is {s}"),
+        AcceptError::Invalid(s) => match s.kind {
+            SubmissionErrorKind::TooLarge => format!("552 5.3.4 {s}"),
+            SubmissionErrorKind::TooManyRecipients => format!("452 4.5.3 {s}"),
+            SubmissionErrorKind::Invalid => format!(
+                "550 5.6.0 {}{s}",
+                s.field
+                    .as_deref()
+                    .map(|f| format!("{f}: "))
+                    .unwrap_or_default()
+            ),
+        },
+        other => {
+            tracing::error!(error = %other, "accepting a message over SMTP failed");
+            "451 4.3.0 Temporary failure, try again later".into()
+        }
+    }
+}
+
+async fn reply(io: &mut BufReader<Box<dyn Io>>, text: &str) -> std::io::Result<()> {
+    let w = io.get_mut();
+    w.write_all(text.as_bytes()).await?;
+    w.write_all(b"\r\n").await?;
+    w.flush().await
+}
+
+/// One line as read: its text without the line end (at most `limit` bytes of it kept),
+/// whether it ended in CRLF (else in a bare LF), and whether it was longer than `limit`.
+struct RawLine {
+    text: Vec<u8>,
+    crlf: bool,
+    too_long: bool,
+}
+
+async fn read_raw_line(
+    io: &mut BufReader<Box<dyn Io>>,
+    limit: usize,
+) -> Result<RawLine, ReadError> {
+    let mut text = Vec::new();
+    let mut too_long = false;
+    let mut last = 0u8;
+    loop {
+        let buf = io.fill_buf().await.map_err(|_| ReadError::Io)?;
+        if buf.is_empty() {
+            return Err(ReadError::Closed);
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let chunk = &buf[..if done { take - 1 } else { take }];
+        if let Some(&b) = chunk.last() {
+            last = b;
+        }
+        // Room for the text and its CR; the LF makes the limit.
+        let room = limit.saturating_sub(1).saturating_sub(text.len());
+        if chunk.len() > room {
+            too_long = true;
+        }
+        text.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        io.consume(take);
+        if done {
+            let crlf = last == b'\r';
+            if crlf && !too_long {
+                text.pop();
+            }
+            return Ok(RawLine {
+                text,
+                crlf,
+                too_long,
+            });
+        }
+    }
+}
+
+fn strip_prefix_ci<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| s[prefix.len()..].trim_start())
+}
+
+/// `<path> PARAMS` into the path (None when malformed) and the parameters.
+fn split_path(s: &str) -> (Option<String>, &str) {
+    let s = s.trim();
+    match s.strip_prefix('<').and_then(|r| r.split_once('>')) {
+        Some((path, params)) => (Some(path.to_owned()), params.trim()),
+        None => (None, ""),
+    }
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(_: std::io::Error) -> Self {
+        ReadError::Io
+    }
+}
