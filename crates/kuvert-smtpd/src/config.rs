@@ -10,6 +10,9 @@ pub struct SmtpConfig {
     pub submission_listen: String,
     /// Submission over implicit TLS (465 in production); empty: off.
     pub submission_tls_listen: String,
+    /// The MX of the return-path hosts, where bounces and complaints arrive (25 in
+    /// production); empty: off.
+    pub inbound_listen: String,
     /// PEM files of the certificate chain and its key. Empty: no TLS, except that
     /// `serve --dev` makes a self-signed certificate in the data directory.
     pub tls_cert: String,
@@ -32,6 +35,7 @@ impl Default for SmtpConfig {
         Self {
             submission_listen: "127.0.0.1:2587".into(),
             submission_tls_listen: "127.0.0.1:2465".into(),
+            inbound_listen: "127.0.0.1:2525".into(),
             tls_cert: String::new(),
             tls_key: String::new(),
             allow_plain_auth_on_loopback: false,

@@ -23,6 +23,8 @@ pub struct SmtpContext {
     /// The name in the greeting and EHLO reply.
     pub hostname: String,
     pub tls: Option<TlsAcceptor>,
+    /// Return-path hosts are `PREFIX.DOMAIN` ([domains] return_path_prefix).
+    pub return_path_prefix: String,
     connections: Arc<Semaphore>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Recent AUTH failures by client address: each one slows the next answer.
@@ -34,15 +36,16 @@ impl SmtpContext {
         store: Store,
         acceptor: Acceptor,
         config: SmtpConfig,
-        hostname: String,
+        domains: &kuvert_core::domain::DomainSettings,
         tls: Option<TlsAcceptor>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            hostname: domains.hostname.clone(),
+            return_path_prefix: domains.return_path_prefix.clone(),
             connections: Arc::new(Semaphore::new(config.max_connections as usize)),
             store,
             acceptor,
             config,
-            hostname,
             tls,
             per_ip: Mutex::default(),
             auth_failures: Mutex::default(),
@@ -83,12 +86,22 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Serves submission on `listener` until `stop` turns true; sessions in progress finish.
-/// With `implicit_tls`, TLS starts at connect (port 465); otherwise STARTTLS is offered.
-pub async fn serve_submission(
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Submission, STARTTLS offered (587).
+    Submission,
+    /// Submission, TLS from the start (465).
+    SubmissionTls,
+    /// The MX of the return-path hosts (25).
+    Inbound,
+}
+
+/// Serves `kind` on `listener` until `stop` turns true; sessions in progress finish.
+pub async fn serve(
     listener: TcpListener,
     ctx: Arc<SmtpContext>,
-    implicit_tls: bool,
+    kind: Listener,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -106,7 +119,7 @@ pub async fn serve_submission(
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            if let Err(e) = connection(stream, peer, &ctx, implicit_tls).await {
+            if let Err(e) = connection(stream, peer, &ctx, kind).await {
                 tracing::debug!(%peer, error = %e, "SMTP session ended with an error");
             }
         });
@@ -117,7 +130,7 @@ async fn connection(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     ctx: &SmtpContext,
-    implicit_tls: bool,
+    kind: Listener,
 ) -> std::io::Result<()> {
     let Ok(_permit) = ctx.connections.clone().try_acquire_owned() else {
         stream
@@ -141,8 +154,8 @@ async fn connection(
         return Ok(());
     }
     let _slot = Slot { ctx, ip: peer.ip() };
-    let session = Session::new(ctx, peer).await;
-    if implicit_tls {
+    let session = Session::new(ctx, peer, kind == Listener::Inbound).await;
+    if kind == Listener::SubmissionTls {
         let Some(tls) = &ctx.tls else {
             return Ok(());
         };

@@ -26,6 +26,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) struct Session<'a> {
     ctx: &'a SmtpContext,
     peer: SocketAddr,
+    /// The inbound MX of the return paths rather than submission.
+    inbound: bool,
     helo: Option<String>,
     tls: bool,
     /// Who submits: from AUTH, or from an SMTP-IP credential of the client's network.
@@ -53,17 +55,22 @@ enum Line {
 }
 
 impl<'a> Session<'a> {
-    pub(crate) async fn new(ctx: &'a SmtpContext, peer: SocketAddr) -> Self {
-        let auth = match ctx.store.smtp_ip_credential(peer.ip()).await {
-            Ok(a) => a.filter(|a| a.account_status == AccountStatus::Active),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look up SMTP-IP credentials");
-                None
+    pub(crate) async fn new(ctx: &'a SmtpContext, peer: SocketAddr, inbound: bool) -> Self {
+        let auth = if inbound {
+            None
+        } else {
+            match ctx.store.smtp_ip_credential(peer.ip()).await {
+                Ok(a) => a.filter(|a| a.account_status == AccountStatus::Active),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up SMTP-IP credentials");
+                    None
+                }
             }
         };
         Self {
             ctx,
             peer,
+            inbound,
             helo: None,
             tls: false,
             by_network: auth.is_some(),
@@ -75,7 +82,9 @@ impl<'a> Session<'a> {
     }
 
     fn auth_offered(&self) -> bool {
-        self.tls || (self.ctx.config.allow_plain_auth_on_loopback && self.peer.ip().is_loopback())
+        !self.inbound
+            && (self.tls
+                || (self.ctx.config.allow_plain_auth_on_loopback && self.peer.ip().is_loopback()))
     }
 
     fn reset(&mut self) {
@@ -178,7 +187,9 @@ impl<'a> Session<'a> {
                     }
                 }
                 "AUTH" => {
-                    if !self.auth_offered() {
+                    if self.inbound {
+                        reply(&mut io, "502 5.5.1 AUTH is not offered here").await?;
+                    } else if !self.auth_offered() {
                         reply(
                             &mut io,
                             "538 5.7.11 Encryption required: use STARTTLS first",
@@ -203,7 +214,7 @@ impl<'a> Session<'a> {
                     };
                     if self.helo.is_none() {
                         reply(&mut io, "503 5.5.1 Say EHLO first").await?;
-                    } else if self.auth.is_none() {
+                    } else if self.auth.is_none() && !self.inbound {
                         reply(&mut io, "530 5.7.0 Authentication required").await?;
                     } else if self.mail_from.is_some() {
                         reply(&mut io, "503 5.5.1 A transaction is already open").await?;
@@ -252,6 +263,15 @@ impl<'a> Session<'a> {
                                 ),
                             )
                             .await?
+                        }
+                        Some(Ok(a)) if self.inbound => {
+                            match crate::inbound::check_rcpt(self.ctx, &a).await {
+                                Ok(()) => {
+                                    self.rcpt_to.push(a);
+                                    reply(&mut io, "250 2.1.5 Recipient OK").await?;
+                                }
+                                Err(refusal) => reply(&mut io, &refusal).await?,
+                            }
                         }
                         Some(Ok(a)) => {
                             self.rcpt_to.push(a);
@@ -452,6 +472,9 @@ impl<'a> Session<'a> {
             return Ok(format!(
                 "552 5.3.4 The message is larger than the {max} bytes allowed"
             ));
+        }
+        if self.inbound {
+            return Ok(crate::inbound::handle(self.ctx, &self.rcpt_to, &data).await);
         }
         let Some(auth) = &self.auth else {
             return Ok("530 5.7.0 Authentication required".into());

@@ -9,6 +9,7 @@ mod events;
 mod keys;
 mod messages;
 mod queue;
+mod reports;
 pub mod schema;
 pub mod seal;
 mod suppressions;
@@ -30,6 +31,7 @@ pub use events::{EventFilter, EventPage, EventRecord};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, RecipientView};
 pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
+pub use reports::{RecipientRef, Report};
 pub use suppressions::{Suppression, SuppressionPage};
 
 use seal::{AccountKey, MasterKey};

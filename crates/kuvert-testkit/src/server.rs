@@ -55,7 +55,7 @@ impl KuvertServer {
         let smtp = if opts.extra_config.contains("[smtp]") {
             ""
         } else {
-            "[smtp]\nsubmission_listen = \"127.0.0.1:0\"\nsubmission_tls_listen = \"127.0.0.1:0\"\n"
+            "[smtp]\nsubmission_listen = \"127.0.0.1:0\"\nsubmission_tls_listen = \"127.0.0.1:0\"\ninbound_listen = \"127.0.0.1:0\"\n"
         };
         std::fs::write(
             dir.path().join("kuvert.toml"),

@@ -105,15 +105,21 @@ async fn start_smtp(
         instance.store.clone(),
         acceptor,
         c.clone(),
-        instance.config.domains.hostname.clone(),
+        &instance.config.domain_settings(),
         tls.clone(),
     );
     let mut tasks = Vec::new();
-    for (kind, listen, implicit) in [
-        ("submission", &c.submission_listen, false),
-        ("submission_tls", &c.submission_tls_listen, true),
+    use kuvert_smtpd::Listener;
+    for (kind, listen, what) in [
+        ("submission", &c.submission_listen, Listener::Submission),
+        (
+            "submission_tls",
+            &c.submission_tls_listen,
+            Listener::SubmissionTls,
+        ),
+        ("inbound", &c.inbound_listen, Listener::Inbound),
     ] {
-        if listen.is_empty() || (implicit && tls.is_none()) {
+        if listen.is_empty() || (what == Listener::SubmissionTls && tls.is_none()) {
             continue;
         }
         let listener = tokio::net::TcpListener::bind(listen.as_str())
@@ -121,10 +127,10 @@ async fn start_smtp(
             .with_context(|| format!("cannot listen on {listen} ([smtp] {kind}_listen)"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, kind, tls = tls.is_some(), "smtp listening");
-        tasks.push(tokio::spawn(kuvert_smtpd::serve_submission(
+        tasks.push(tokio::spawn(kuvert_smtpd::serve(
             listener,
             ctx.clone(),
-            implicit,
+            what,
             stop.clone(),
         )));
     }

@@ -6,5 +6,6 @@ mod common;
 mod delivery;
 mod domains;
 mod quickstart;
+mod reports;
 mod restart;
 mod smtp;

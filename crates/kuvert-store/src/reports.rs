@@ -1,0 +1,132 @@
+//! Reports that arrive after delivery, as mail: bounces (RFC 3464 DSNs) and complaints
+//! (RFC 5965 ARF). They name a recipient through its VERP return path, or its message and
+//! address; here they become events, state and suppressions.
+
+use kuvert_core::event::{EventType, RecipientStatus, SuppressionReason};
+use kuvert_core::id::{AccountId, MessageId, RecipientId};
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::commit::{SealedEvent, insert_event};
+use crate::suppressions::UPSERT_SUPPRESSION;
+use crate::{Result, Store};
+
+/// A recipient a report is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientRef {
+    pub recipient_id: RecipientId,
+    pub message_id: MessageId,
+    pub account_id: AccountId,
+    pub address: String,
+    pub tags: Vec<String>,
+}
+
+/// What a report says happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    /// The mail bounced after it was handed over; `suppress` for hard bounces.
+    Bounce { suppress: bool },
+    /// The recipient marked it as spam: suppressed (reason complaint).
+    Complaint,
+}
+
+impl Store {
+    pub async fn recipient_ref(&self, id: &RecipientId) -> Result<Option<RecipientRef>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(r) => Ok(Some(self.recipient_from_row(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The recipient of `message` with this address.
+    pub async fn message_recipient(
+        &self,
+        message: &MessageId,
+        address: &str,
+    ) -> Result<Option<RecipientRef>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags FROM recipients r JOIN messages m ON m.id = r.message_id \
+             WHERE r.message_id = $1 AND r.address_lookup = $2",
+        )
+        .bind(message.as_str())
+        .bind(self.lookup_hash(address))
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(r) => Ok(Some(self.recipient_from_row(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn recipient_from_row(&self, r: &sqlx::any::AnyRow) -> Result<RecipientRef> {
+        let account_id = AccountId::from_string(r.try_get("account_id")?);
+        let key = self.account_key(&account_id).await?;
+        Ok(RecipientRef {
+            recipient_id: RecipientId::from_string(r.try_get("id")?),
+            message_id: MessageId::from_string(r.try_get("message_id")?),
+            address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
+            tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
+            account_id,
+        })
+    }
+
+    /// Records a report: its event, the recipient's new state (a bounce ends any retrying)
+    /// and the suppression, in one transaction.
+    pub async fn record_report(
+        &self,
+        r: &RecipientRef,
+        report: &Report,
+        data: Map<String, Value>,
+    ) -> Result<()> {
+        let key = self.account_key(&r.account_id).await?;
+        let now = self.now();
+        let lookup = self.lookup_hash(&r.address);
+        let address = key.seal(r.address.as_bytes());
+        let (event_type, suppress) = match report {
+            Report::Bounce { suppress } => (
+                EventType::Bounced,
+                suppress.then_some(SuppressionReason::Bounce),
+            ),
+            Report::Complaint => (EventType::Complained, Some(SuppressionReason::Complaint)),
+        };
+        let event = SealedEvent {
+            account_id: r.account_id.to_string(),
+            event_type: event_type.as_str(),
+            message_id: Some(r.message_id.to_string()),
+            recipient_id: Some(r.recipient_id.to_string()),
+            recipient: Some(address.clone()),
+            recipient_lookup: Some(lookup.clone()),
+            tags: serde_json::to_string(&r.tags).expect("strings serialise"),
+            data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
+            created_at: now,
+        };
+        let mut tx = self.pool().begin().await?;
+        if matches!(report, Report::Bounce { .. }) {
+            sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
+                .bind(RecipientStatus::Bounced.as_str())
+                .bind(now)
+                .bind(r.recipient_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_event(&mut tx, &event).await?;
+        if let Some(reason) = suppress {
+            sqlx::query(UPSERT_SUPPRESSION)
+                .bind(r.account_id.as_str())
+                .bind(&lookup)
+                .bind(&address)
+                .bind(reason.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
