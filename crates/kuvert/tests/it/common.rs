@@ -95,3 +95,11 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str, field: Option<&
         assert_eq!(got.1["error"]["field"], f, "{}", got.1);
     }
 }
+
+/// A dev server whose mail leaves over SMTP to `sink`.
+pub fn server_with_sink(sink: &kuvert_testkit::SmtpSink, extra: &str) -> Api {
+    dev_server(&format!(
+        "[delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n{extra}",
+        sink.addr()
+    ))
+}

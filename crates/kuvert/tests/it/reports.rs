@@ -9,7 +9,7 @@ use std::time::Duration;
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::{Value, json};
 
-use crate::common::{Api, dev_server};
+use crate::common::{Api, server_with_sink};
 
 const RETURN_PATH_HOST: &str = "bounces.sandbox.kuvert.test";
 
@@ -114,6 +114,18 @@ async fn suppression_of(api: &Api, rcpt: &str) -> Option<String> {
         .and_then(|s| s["reason"].as_str().map(str::to_owned))
 }
 
+/// A sink, a dev server delivering to it, and the server's inbound MX.
+fn world() -> (SmtpSink, Api, SocketAddr) {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "");
+    let inbound = *api
+        .server
+        .smtp
+        .get("inbound")
+        .expect("the inbound MX listens");
+    (sink, api, inbound)
+}
+
 /// A sample; whether it goes to the return path (else to the feedback address); the event,
 /// bounce class and suppression reason it must give.
 type Case = (
@@ -126,16 +138,7 @@ type Case = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_become_the_right_events_and_suppressions() {
-    let sink = SmtpSink::start(SinkOptions::default());
-    let api = dev_server(&format!(
-        "[delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n",
-        sink.addr()
-    ));
-    let inbound = *api
-        .server
-        .smtp
-        .get("inbound")
-        .expect("the inbound MX listens");
+    let (sink, api, inbound) = world();
     let cases: [Case; 9] = [
         (
             "dsn-gmail.eml",
@@ -219,16 +222,7 @@ async fn samples_become_the_right_events_and_suppressions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbound_mx_takes_mail_for_return_paths_only() {
-    let sink = SmtpSink::start(SinkOptions::default());
-    let api = dev_server(&format!(
-        "[delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n",
-        sink.addr()
-    ));
-    let inbound = *api
-        .server
-        .smtp
-        .get("inbound")
-        .expect("the inbound MX listens");
+    let (sink, api, inbound) = world();
     let d = deliver(&api, &sink, "target@example.com").await;
     // A forged return path: the right shape, a MAC that does not check.
     let (local, host) = d.verp.split_once('@').expect("@");

@@ -9,15 +9,7 @@ use std::time::Duration;
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::Value;
 
-use crate::common::{Api, dev_server};
-
-/// A dev server whose mail leaves over SMTP to `sink`.
-fn server_with_sink(sink: &SmtpSink, extra: &str) -> Api {
-    dev_server(&format!(
-        "[delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n{extra}",
-        sink.addr()
-    ))
-}
+use crate::common::{Api, server_with_sink};
 
 fn submission_addr(api: &Api) -> SocketAddr {
     *api.server
@@ -417,4 +409,85 @@ fn base64_plain(password: &str) -> String {
         .output()
         .expect("python3");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+const SMTPS_SCRIPT: &str = r#"
+import json, smtplib, ssl, sys
+from email.message import EmailMessage
+host, port, key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL(host, port, context=ctx, timeout=30)
+s.ehlo("client.test")
+out = {"starttls_offered": s.has_extn("starttls"), "auth": s.esmtp_features.get("auth", "")}
+s.user, s.password = "anyone", key
+out["login"] = s.auth("LOGIN", s.auth_login)[0]
+m = EmailMessage()
+m["From"] = "demo@sandbox.kuvert.test"
+m["To"] = "tls@example.com"
+m["Subject"] = "Over implicit TLS"
+m.set_content("Port 465 style.")
+s.send_message(m)
+s.quit()
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_auth_login() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "");
+    let addr = *api
+        .server
+        .smtp
+        .get("submission_tls")
+        .expect("the implicit-TLS listener is up");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            SMTPS_SCRIPT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            &api.key,
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(result["starttls_offered"], false, "TLS is already on");
+    assert_eq!(result["auth"], " PLAIN LOGIN");
+    assert_eq!(result["login"], 235);
+    wait_for_sink(&sink, 1).await;
+    assert_eq!(sink.received()[0].rcpt_to, ["tls@example.com"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_idle_timeout() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(
+        &sink,
+        "[smtp]\nsubmission_listen = \"127.0.0.1:0\"\nsubmission_tls_listen = \"\"\ninbound_listen = \"\"\nmax_connections_per_ip = 2\ncommand_timeout = \"2s\"\n",
+    );
+    let addr = submission_addr(&api);
+    let mut first = Raw::connect(addr);
+    let _second = Raw::connect(addr);
+    let third = TcpStream::connect(addr).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut line = String::new();
+    BufReader::new(third).read_line(&mut line).expect("read");
+    assert!(
+        line.starts_with("421 4.7.0"),
+        "a third connection from one address: {line}"
+    );
+    // An idle client is let go after the command timeout.
+    assert!(first.reply().starts_with("421 4.4.2"));
+    // Its slot is free again.
+    let mut again = Raw::connect(addr);
+    assert!(again.send(b"NOOP\r\n").starts_with("250"));
 }
