@@ -28,6 +28,26 @@ async fn wait_for_sink(sink: &SmtpSink, n: usize) {
     panic!("{} of {n} messages arrived", sink.received_count());
 }
 
+/// Runs a Python smtplib script against `addr` with `key`; what it printed, as JSON.
+fn smtplib(script: &str, addr: SocketAddr, key: &str) -> Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            key,
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the script")
+}
+
 const SMTPLIB_SCRIPT: &str = r#"
 import json, smtplib, ssl, sys, base64
 from email.message import EmailMessage
@@ -68,22 +88,7 @@ async fn smtplib_submits_over_starttls_with_an_api_key() {
     let sink = SmtpSink::start(SinkOptions::default());
     let api = server_with_sink(&sink, "");
     let addr = submission_addr(&api);
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            SMTPLIB_SCRIPT,
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            &api.key,
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).expect("JSON from the script");
+    let result = smtplib(SMTPLIB_SCRIPT, addr, &api.key);
     assert_eq!(result["starttls_offered"], true);
     assert_eq!(
         result["auth_offered_in_clear"], false,
@@ -442,22 +447,7 @@ async fn implicit_tls_and_auth_login() {
         .smtp
         .get("submission_tls")
         .expect("the implicit-TLS listener is up");
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            SMTPS_SCRIPT,
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            &api.key,
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let result = smtplib(SMTPS_SCRIPT, addr, &api.key);
     assert_eq!(result["starttls_offered"], false, "TLS is already on");
     assert_eq!(result["auth"], " PLAIN LOGIN");
     assert_eq!(result["login"], 235);
