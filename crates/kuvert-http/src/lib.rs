@@ -43,6 +43,7 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::messages::get,
         routes::events::list,
         routes::capture::list,
+        routes::stats::get,
         routes::suppressions::list,
         routes::suppressions::add,
         routes::suppressions::remove,
@@ -95,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages/{id}", get(routes::messages::get))
         .route("/v1/events", get(routes::events::list))
         .route("/v1/capture", get(routes::capture::list))
+        .route("/v1/stats", get(routes::stats::get))
         .route(
             "/v1/suppressions",
             get(routes::suppressions::list).post(routes::suppressions::add),

@@ -10,6 +10,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::stats::Rollup;
 use crate::{Result, StoreError};
 
 /// Rows ready to write: every personal value already sealed.
@@ -54,6 +55,9 @@ pub(crate) struct SealedEvent {
     pub tags: String,
     pub data: Option<Vec<u8>>,
     pub created_at: i64,
+    /// What the event counts as in the statistics (`stats::METRICS`).
+    pub metric: &'static str,
+    pub domain_id: Option<String>,
 }
 
 type Job = (SealedMessage, oneshot::Sender<Result<()>>);
@@ -155,14 +159,20 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
 
 async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     let mut tx = pool.begin().await?;
+    let mut rollup = Rollup::default();
     for m in messages {
-        insert_message(&mut tx, m).await?;
+        insert_message(&mut tx, m, &mut rollup).await?;
     }
+    rollup.apply(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn insert_message(tx: &mut Transaction<'_, Any>, m: &SealedMessage) -> Result<()> {
+async fn insert_message(
+    tx: &mut Transaction<'_, Any>,
+    m: &SealedMessage,
+    rollup: &mut Rollup,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -201,7 +211,7 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &SealedMessage) -> Res
         .await?;
     }
     for e in &m.events {
-        insert_event(tx, e).await?;
+        insert_event(tx, e, rollup).await?;
     }
     if m.queued > 0 {
         sqlx::query(
@@ -217,7 +227,20 @@ async fn insert_message(tx: &mut Transaction<'_, Any>, m: &SealedMessage) -> Res
     Ok(())
 }
 
-pub(crate) async fn insert_event(tx: &mut Transaction<'_, Any>, e: &SealedEvent) -> Result<()> {
+/// Appends an event and counts it in `rollup` (applied by the caller before it commits).
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    e: &SealedEvent,
+    rollup: &mut Rollup,
+) -> Result<()> {
+    let tags: Vec<String> = serde_json::from_str(&e.tags).unwrap_or_default();
+    rollup.add(
+        &e.account_id,
+        e.domain_id.as_deref(),
+        &tags,
+        e.created_at,
+        e.metric,
+    );
     sqlx::query(
         "INSERT INTO events (account_id, type, message_id, recipient_id, recipient, recipient_lookup, tags, data, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

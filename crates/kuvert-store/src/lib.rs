@@ -12,6 +12,7 @@ mod queue;
 mod reports;
 pub mod schema;
 pub mod seal;
+mod stats;
 mod suppressions;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, RecipientView};
 pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{RecipientRef, Report};
+pub use stats::{HourlyCounts, METRICS, StatsQuery};
 pub use suppressions::{Suppression, SuppressionPage};
 
 use seal::{AccountKey, MasterKey};

@@ -94,6 +94,8 @@ impl Store {
                 tags: tags.clone(),
                 data: data.map(|d| key.seal(d.to_string().as_bytes())),
                 created_at: now,
+                metric: event_type.as_str(),
+                domain_id: Some(m.domain_id.to_string()),
             });
             recipients.push(SealedRecipient {
                 id: r.id.to_string(),

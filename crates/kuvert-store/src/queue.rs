@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use crate::commit::{SealedEvent, insert_event};
+use crate::stats::Rollup;
 use crate::suppressions::UPSERT_SUPPRESSION;
 use crate::{Backend, Result, Store, StoreError};
 
@@ -69,6 +70,15 @@ impl Outcome {
             Self::Deferred { .. } => RecipientStatus::Deferred,
             Self::Bounced { .. } => RecipientStatus::Bounced,
             Self::Failed => RecipientStatus::Failed,
+        }
+    }
+    fn metric(&self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Deferred { .. } => "deferred",
+            Self::Bounced { suppress: true } => "bounced_hard",
+            Self::Bounced { suppress: false } => "bounced_soft",
+            Self::Failed => "failed",
         }
     }
     fn event(&self) -> EventType {
@@ -191,6 +201,19 @@ impl Store {
     /// recipient to the lease's new holder.
     pub async fn record_outcomes(&self, records: &[OutcomeRecord]) -> Result<Vec<bool>> {
         let now = self.now();
+        let mut domains: std::collections::HashMap<&str, Option<String>> =
+            std::collections::HashMap::new();
+        for rec in records {
+            let id = rec.lease.message_id.as_str();
+            if !domains.contains_key(id) {
+                let d: Option<String> =
+                    sqlx::query_scalar("SELECT domain_id FROM messages WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(self.pool())
+                        .await?;
+                domains.insert(id, d);
+            }
+        }
         let mut sealed = Vec::with_capacity(records.len());
         for rec in records {
             let key = self.account_key(&rec.lease.account_id).await?;
@@ -214,10 +237,16 @@ impl Store {
                 tags: serde_json::to_string(&rec.tags).expect("strings serialise"),
                 data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
                 created_at: now,
+                metric: rec.outcome.metric(),
+                domain_id: domains
+                    .get(rec.lease.message_id.as_str())
+                    .cloned()
+                    .flatten(),
             };
             sealed.push((event, address, lookup));
         }
         let mut tx = self.pool().begin().await?;
+        let mut rollup = Rollup::default();
         let mut held = Vec::with_capacity(records.len());
         for (rec, (event, address, lookup)) in records.iter().zip(&sealed) {
             let next = match rec.outcome {
@@ -236,7 +265,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             held.push(done.rows_affected() == 1);
-            insert_event(&mut tx, event).await?;
+            insert_event(&mut tx, event, &mut rollup).await?;
             if rec.outcome == (Outcome::Bounced { suppress: true }) {
                 sqlx::query(UPSERT_SUPPRESSION)
                     .bind(rec.lease.account_id.as_str())
@@ -248,6 +277,7 @@ impl Store {
                     .await?;
             }
         }
+        rollup.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(held)
     }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use crate::commit::{SealedEvent, insert_event};
+use crate::stats::Rollup;
 use crate::suppressions::UPSERT_SUPPRESSION;
 use crate::{Result, Store};
 
@@ -19,6 +20,7 @@ pub struct RecipientRef {
     pub account_id: AccountId,
     pub address: String,
     pub tags: Vec<String>,
+    pub domain_id: String,
 }
 
 /// What a report says happened.
@@ -33,7 +35,7 @@ pub enum Report {
 impl Store {
     pub async fn recipient_ref(&self, id: &RecipientId) -> Result<Option<RecipientRef>> {
         let row = sqlx::query(
-            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
+            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags, m.domain_id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(self.pool())
@@ -51,7 +53,7 @@ impl Store {
         address: &str,
     ) -> Result<Option<RecipientRef>> {
         let row = sqlx::query(
-            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags FROM recipients r JOIN messages m ON m.id = r.message_id \
+            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags, m.domain_id FROM recipients r JOIN messages m ON m.id = r.message_id \
              WHERE r.message_id = $1 AND r.address_lookup = $2",
         )
         .bind(message.as_str())
@@ -72,6 +74,7 @@ impl Store {
             message_id: MessageId::from_string(r.try_get("message_id")?),
             address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
             tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
+            domain_id: r.try_get("domain_id")?,
             account_id,
         })
     }
@@ -88,12 +91,18 @@ impl Store {
         let now = self.now();
         let lookup = self.lookup_hash(&r.address);
         let address = key.seal(r.address.as_bytes());
-        let (event_type, suppress) = match report {
-            Report::Bounce { suppress } => (
+        let (event_type, suppress, metric) = match report {
+            Report::Bounce { suppress: true } => (
                 EventType::Bounced,
-                suppress.then_some(SuppressionReason::Bounce),
+                Some(SuppressionReason::Bounce),
+                "bounced_hard",
             ),
-            Report::Complaint => (EventType::Complained, Some(SuppressionReason::Complaint)),
+            Report::Bounce { suppress: false } => (EventType::Bounced, None, "bounced_soft"),
+            Report::Complaint => (
+                EventType::Complained,
+                Some(SuppressionReason::Complaint),
+                "complained",
+            ),
         };
         let event = SealedEvent {
             account_id: r.account_id.to_string(),
@@ -105,6 +114,8 @@ impl Store {
             tags: serde_json::to_string(&r.tags).expect("strings serialise"),
             data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
             created_at: now,
+            metric,
+            domain_id: Some(r.domain_id.clone()),
         };
         let mut tx = self.pool().begin().await?;
         if matches!(report, Report::Bounce { .. }) {
@@ -115,7 +126,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_event(&mut tx, &event).await?;
+        let mut rollup = Rollup::default();
+        insert_event(&mut tx, &event, &mut rollup).await?;
+        rollup.apply(&mut tx).await?;
         if let Some(reason) = suppress {
             sqlx::query(UPSERT_SUPPRESSION)
                 .bind(r.account_id.as_str())

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "delivery", include_str!("migrations/0002_delivery.sql")),
     (3, "smtp", include_str!("migrations/0003_smtp.sql")),
+    (4, "stats", include_str!("migrations/0004_stats.sql")),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -11,7 +11,7 @@ use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::{Clock, ManualClock, Timestamp};
 use kuvert_store::{
     Account, EventFilter, NewAccount, NewDomain, NewMessage, NewRecipient, NewUser, Outcome,
-    OutcomeRecord, Store, StoreError, StoreOptions,
+    OutcomeRecord, Report, StatsQuery, Store, StoreError, StoreOptions,
 };
 
 const MASTER: [u8; 32] = [42; 32];
@@ -128,6 +128,7 @@ both_backends!(
     leases_are_exclusive_and_expire,
     outcomes_update_state_events_and_suppressions,
     captures_are_kept_sealed,
+    stats_count_the_events_and_outlive_them,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -1050,5 +1051,169 @@ async fn captures_are_kept_sealed(f: &Fixture) {
             .expect("list")
             .is_empty(),
         "an account sees only its own"
+    );
+}
+
+async fn stats_count_the_events_and_outlive_them(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "stats@acme.example").await;
+    let q = RecipientStatus::Queued;
+    let start = f.clock.now();
+    message(
+        s,
+        &a.id,
+        &["news"],
+        &[
+            ("a@example.com", q),
+            ("b@example.com", q),
+            ("c@example.com", RecipientStatus::Dropped),
+        ],
+        start,
+    )
+    .await;
+    f.clock.advance_millis(3_600_000);
+    message(s, &a.id, &[], &[("d@example.com", q)], f.clock.now()).await;
+    let leases = s.lease_due("n", 10, LEASE).await.expect("lease");
+    let records: Vec<OutcomeRecord> = leases
+        .iter()
+        .map(|l| OutcomeRecord {
+            lease: l.clone(),
+            tags: vec![],
+            outcome: if l.address == "b@example.com" {
+                Outcome::Bounced { suppress: true }
+            } else {
+                Outcome::Delivered
+            },
+            data: Default::default(),
+        })
+        .collect();
+    s.record_outcomes(&records).await.expect("record");
+    let a_ref = s
+        .recipient_ref(
+            &leases
+                .iter()
+                .find(|l| l.address == "a@example.com")
+                .expect("a")
+                .recipient_id,
+        )
+        .await
+        .expect("ref")
+        .expect("found");
+    s.record_report(&a_ref, &Report::Complaint, Default::default())
+        .await
+        .expect("report");
+
+    let window = StatsQuery {
+        from: start,
+        to: Timestamp(start.millis() + 86_400_000),
+        domain_id: None,
+        tag: None,
+    };
+    let totals = |rows: &[(Timestamp, String, i64)]| {
+        let mut m = std::collections::BTreeMap::new();
+        for (_, k, n) in rows {
+            *m.entry(k.clone()).or_insert(0) += n;
+        }
+        m
+    };
+    let counted = totals(&s.stats(&a.id, &window).await.expect("stats"));
+    // The counts agree with the events, type by type.
+    let events = s
+        .list_events(
+            &a.id,
+            &EventFilter {
+                limit: 300,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    let mut by_type = std::collections::BTreeMap::new();
+    for e in &events.items {
+        *by_type
+            .entry(e.event_type.as_str().to_owned())
+            .or_insert(0i64) += 1;
+    }
+    assert_eq!(counted.get("accepted"), by_type.get("accepted"));
+    assert_eq!(counted.get("dropped"), by_type.get("dropped"));
+    assert_eq!(counted.get("delivered"), by_type.get("delivered"));
+    assert_eq!(counted.get("complained"), by_type.get("complained"));
+    assert_eq!(
+        (counted.get("bounced_hard"), by_type.get("bounced")),
+        (Some(&1), Some(&1))
+    );
+    assert_eq!(counted.get("accepted"), Some(&3));
+    // Two hours, by tag, by domain.
+    let hours: std::collections::BTreeSet<Timestamp> = s
+        .stats(&a.id, &window)
+        .await
+        .expect("stats")
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(hours.len(), 2);
+    let news = totals(
+        &s.stats(
+            &a.id,
+            &StatsQuery {
+                tag: Some("news".into()),
+                ..window.clone()
+            },
+        )
+        .await
+        .expect("stats"),
+    );
+    assert_eq!(
+        (news.get("accepted"), news.get("dropped")),
+        (Some(&2), Some(&1))
+    );
+    let domain = s
+        .account_domain(&a.id, "send.example")
+        .await
+        .expect("domain");
+    let by_domain = totals(
+        &s.stats(
+            &a.id,
+            &StatsQuery {
+                domain_id: Some(domain.id.to_string()),
+                ..window.clone()
+            },
+        )
+        .await
+        .expect("stats"),
+    );
+    assert_eq!(by_domain, counted);
+
+    // The raw events go; the counts stay.
+    f.clock.advance_days(100);
+    let mut purged = 0;
+    loop {
+        let n = s
+            .purge_events_before(f.clock.now(), 2)
+            .await
+            .expect("purge");
+        if n == 0 {
+            break;
+        }
+        assert!(n <= 2, "bounded batches");
+        purged += n;
+    }
+    assert_eq!(purged as usize, events.items.len());
+    assert!(
+        s.list_events(
+            &a.id,
+            &EventFilter {
+                limit: 300,
+                ..Default::default()
+            }
+        )
+        .await
+        .expect("events")
+        .items
+        .is_empty()
+    );
+    assert_eq!(
+        totals(&s.stats(&a.id, &window).await.expect("stats")),
+        counted
     );
 }

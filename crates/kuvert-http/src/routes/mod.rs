@@ -5,6 +5,7 @@ pub mod events;
 pub mod keys;
 pub mod messages;
 pub mod ops;
+pub mod stats;
 pub mod suppressions;
 
 use kuvert_core::Timestamp;

@@ -9,3 +9,4 @@ mod quickstart;
 mod reports;
 mod restart;
 mod smtp;
+mod stats;

@@ -1,0 +1,139 @@
+//! Statistics rolled up as events are written: each transaction that appends events raises
+//! the counters of their hour, in the same transaction, so the counts always agree with the
+//! events and never need a scan of them. Rows hold no personal data and stay when raw events
+//! are purged.
+
+use std::collections::BTreeMap;
+
+use kuvert_core::Timestamp;
+use kuvert_core::id::AccountId;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Result, Store};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The counted metrics, in the order the API lists them.
+pub const METRICS: &[&str] = &[
+    "accepted",
+    "delivered",
+    "deferred",
+    "bounced_hard",
+    "bounced_soft",
+    "failed",
+    "dropped",
+    "opened",
+    "opened_unique",
+    "clicked",
+    "clicked_unique",
+    "unsubscribed",
+    "complained",
+];
+
+type Key = (String, String, String, i64, &'static str);
+
+/// Increments gathered in one transaction, written at its end in key order (so that
+/// concurrent writers on PostgreSQL take row locks in the same order and cannot deadlock).
+#[derive(Default)]
+pub(crate) struct Rollup(BTreeMap<Key, i64>);
+
+impl Rollup {
+    /// Counts one event: for the account, for its domain, and for each of its tags.
+    pub fn add(
+        &mut self,
+        account: &str,
+        domain_id: Option<&str>,
+        tags: &[String],
+        at: i64,
+        metric: &'static str,
+    ) {
+        let hour = at.div_euclid(HOUR_MS) * HOUR_MS;
+        let mut bump = |domain: &str, tag: &str| {
+            *self
+                .0
+                .entry((
+                    account.to_owned(),
+                    domain.to_owned(),
+                    tag.to_owned(),
+                    hour,
+                    metric,
+                ))
+                .or_default() += 1;
+        };
+        bump("", "");
+        if let Some(d) = domain_id {
+            bump(d, "");
+        }
+        for t in tags {
+            bump("", t);
+        }
+    }
+
+    pub async fn apply(self, tx: &mut Transaction<'_, Any>) -> Result<()> {
+        for ((account, domain, tag, hour, metric), n) in self.0 {
+            sqlx::query(
+                "INSERT INTO stats (account_id, domain_id, tag, hour, metric, n) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (account_id, domain_id, tag, hour, metric) DO UPDATE SET n = stats.n + excluded.n",
+            )
+            .bind(account)
+            .bind(domain)
+            .bind(tag)
+            .bind(hour)
+            .bind(metric)
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Which counters to read.
+#[derive(Clone, Debug)]
+pub struct StatsQuery {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// A domain's id; `None`: all domains.
+    pub domain_id: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// Hourly counts: (hour start, metric, count), in hour order.
+pub type HourlyCounts = Vec<(Timestamp, String, i64)>;
+
+impl Store {
+    /// Deletes up to `batch` events older than `cutoff`, oldest first; returns how many went.
+    /// Bounded, so that a purge never holds the database for long. Statistics stay.
+    pub async fn purge_events_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE created_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(cutoff.millis())
+        .bind(i64::from(batch))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn stats(&self, account: &AccountId, q: &StatsQuery) -> Result<HourlyCounts> {
+        let rows = sqlx::query(
+            "SELECT hour, metric, n FROM stats WHERE account_id = $1 AND domain_id = $2 AND tag = $3 AND hour >= $4 AND hour < $5 ORDER BY hour",
+        )
+        .bind(account.as_str())
+        .bind(q.domain_id.as_deref().unwrap_or(""))
+        .bind(q.tag.as_deref().unwrap_or(""))
+        .bind(q.from.millis().div_euclid(HOUR_MS) * HOUR_MS)
+        .bind(q.to.millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Timestamp(r.try_get("hour")?),
+                    r.try_get("metric")?,
+                    r.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+}
