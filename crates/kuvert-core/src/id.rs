@@ -70,6 +70,7 @@ ids! {
     MessageId = "msg";
     RecipientId = "rcp";
     EventId = "evt";
+    WebhookId = "whk";
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// More of `/metrics`, from parts this crate does not know (the delivery engine).
     pub more_metrics: Option<MoreMetrics>,
+    /// `[webhooks] allow_private`: endpoints on private addresses are accepted.
+    pub allow_private_webhooks: bool,
 }
 
 /// Appends Prometheus text to `/metrics`.
@@ -44,6 +46,12 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::events::list,
         routes::capture::list,
         routes::stats::get,
+        routes::webhooks::create,
+        routes::webhooks::list,
+        routes::webhooks::get,
+        routes::webhooks::update,
+        routes::webhooks::remove,
+        routes::webhooks::deliveries,
         routes::suppressions::list,
         routes::suppressions::add,
         routes::suppressions::remove,
@@ -97,6 +105,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events", get(routes::events::list))
         .route("/v1/capture", get(routes::capture::list))
         .route("/v1/stats", get(routes::stats::get))
+        .route(
+            "/v1/webhooks",
+            get(routes::webhooks::list).post(routes::webhooks::create),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(routes::webhooks::get)
+                .patch(routes::webhooks::update)
+                .delete(routes::webhooks::remove),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(routes::webhooks::deliveries),
+        )
         .route(
             "/v1/suppressions",
             get(routes::suppressions::list).post(routes::suppressions::add),

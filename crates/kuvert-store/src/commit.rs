@@ -241,9 +241,9 @@ pub(crate) async fn insert_event(
         e.created_at,
         e.metric,
     );
-    sqlx::query(
+    let seq: i64 = sqlx::query_scalar(
         "INSERT INTO events (account_id, type, message_id, recipient_id, recipient, recipient_lookup, tags, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
     )
     .bind(&e.account_id)
     .bind(e.event_type)
@@ -254,6 +254,19 @@ pub(crate) async fn insert_event(
     .bind(&e.tags)
     .bind(&e.data)
     .bind(e.created_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    // The outbox of every webhook of the account that wants this type (an empty list wants
+    // all), written with the event: a webhook never misses one.
+    sqlx::query(
+        "INSERT INTO webhook_outbox (webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, created_at) \
+         SELECT id, account_id, $1, $2, 0, $3, $3 FROM webhooks WHERE account_id = $4 AND (events = '[]' OR events LIKE $5)",
+    )
+    .bind(seq)
+    .bind(e.event_type)
+    .bind(e.created_at)
+    .bind(&e.account_id)
+    .bind(format!("%\"{}\"%", e.event_type))
     .execute(&mut **tx)
     .await?;
     Ok(())

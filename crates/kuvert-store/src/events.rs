@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use crate::accounts::parse_column;
+use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
 
 /// Which events to list. All given conditions must hold.
@@ -43,6 +44,31 @@ fn like_literal(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+/// An event row (seq, type, message_id, recipient_id, recipient, tags, data, created_at),
+/// opened with its account's key.
+pub(crate) fn event_from_row(row: &sqlx::any::AnyRow, key: &AccountKey) -> Result<EventRecord> {
+    let data = match key.open_opt(row.try_get("data")?)? {
+        Some(json) => {
+            serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
+        }
+        None => Map::new(),
+    };
+    Ok(EventRecord {
+        seq: row.try_get("seq")?,
+        event_type: parse_column(row, "type")?,
+        message_id: row
+            .try_get::<Option<String>, _>("message_id")?
+            .map(MessageId::from_string),
+        recipient_id: row
+            .try_get::<Option<String>, _>("recipient_id")?
+            .map(RecipientId::from_string),
+        recipient: key.open_opt(row.try_get("recipient")?)?,
+        tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
+        data,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
 }
 
 impl Store {
@@ -109,26 +135,7 @@ impl Store {
         let more = rows.len() > f.limit as usize;
         let mut items = Vec::with_capacity(rows.len().min(f.limit as usize));
         for row in rows.iter().take(f.limit as usize) {
-            let data = match key.open_opt(row.try_get("data")?)? {
-                Some(json) => {
-                    serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
-                }
-                None => Map::new(),
-            };
-            items.push(EventRecord {
-                seq: row.try_get("seq")?,
-                event_type: parse_column(row, "type")?,
-                message_id: row
-                    .try_get::<Option<String>, _>("message_id")?
-                    .map(MessageId::from_string),
-                recipient_id: row
-                    .try_get::<Option<String>, _>("recipient_id")?
-                    .map(RecipientId::from_string),
-                recipient: key.open_opt(row.try_get("recipient")?)?,
-                tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
-                data,
-                created_at: Timestamp(row.try_get("created_at")?),
-            });
+            items.push(event_from_row(row, &key)?);
         }
         let next = if more {
             items.last().map(|e| e.seq)

@@ -14,6 +14,7 @@ pub mod schema;
 pub mod seal;
 mod stats;
 mod suppressions;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,6 +36,7 @@ pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{RecipientRef, Report};
 pub use stats::{HourlyCounts, METRICS, StatsQuery};
 pub use suppressions::{Suppression, SuppressionPage};
+pub use webhooks::{AttemptOutcome, Delivery, Webhook};
 
 use seal::{AccountKey, MasterKey};
 

@@ -24,6 +24,7 @@ pub struct Config {
     pub security: Security,
     pub delivery: kuvert_mta::DeliveryConfig,
     pub smtp: kuvert_smtpd::SmtpConfig,
+    pub webhooks: kuvert_webhooks::WebhookConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,6 +133,7 @@ impl Default for Config {
             security: Security::default(),
             delivery: kuvert_mta::DeliveryConfig::default(),
             smtp: kuvert_smtpd::SmtpConfig::default(),
+            webhooks: kuvert_webhooks::WebhookConfig::default(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         &instance.node_id()?,
     );
     tracing::info!(mode = ?config.delivery.mode, "delivery started");
+    let _webhooks =
+        kuvert_webhooks::Dispatcher::start(instance.store.clone(), config.webhooks.clone());
     let acceptor = Acceptor::new(
         instance.store.clone(),
         config.submission_limits(),
@@ -46,6 +48,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
         metrics: Metrics::default(),
+        allow_private_webhooks: config.webhooks.allow_private,
         more_metrics: Some(Box::new({
             let engine = engine.clone();
             move |out: &mut String| engine.render_metrics(out)

@@ -10,3 +10,4 @@ mod reports;
 mod restart;
 mod smtp;
 mod stats;
+mod webhooks;

@@ -1,0 +1,270 @@
+//! Webhook endpoints and their outbox. Rows enter the outbox with the events themselves
+//! (`commit::insert_event`); the dispatcher takes each endpoint's oldest pending row, so an
+//! endpoint receives its events in the order they happened, and a failing endpoint holds
+//! only its own queue.
+
+use kuvert_core::Timestamp;
+use kuvert_core::event::EventType;
+use kuvert_core::id::{AccountId, WebhookId};
+use sqlx::Row;
+
+use crate::events::{EventRecord, event_from_row};
+use crate::{Result, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub account_id: AccountId,
+    pub url: String,
+    /// The event types sent; empty: all.
+    pub events: Vec<EventType>,
+    pub signing_key: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One event waiting for, or done with, one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub webhook_id: WebhookId,
+    pub account_id: AccountId,
+    pub event_seq: i64,
+    pub event_type: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub done_at: Option<Timestamp>,
+    /// Taken by the endpoint; `Some(false)`: given up.
+    pub ok: Option<bool>,
+    pub created_at: Timestamp,
+}
+
+const WEBHOOK_COLUMNS: &str = "id, account_id, url, events, signing_key, created_at, updated_at";
+const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, last_status, last_error, done_at, ok, created_at";
+
+fn delivery_from_row(r: &sqlx::any::AnyRow) -> Result<Delivery> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        webhook_id: WebhookId::from_string(r.try_get("webhook_id")?),
+        account_id: AccountId::from_string(r.try_get("account_id")?),
+        event_seq: r.try_get("event_seq")?,
+        event_type: r.try_get("event_type")?,
+        attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+        next_attempt_at: Timestamp(r.try_get("next_attempt_at")?),
+        last_status: r
+            .try_get::<Option<i64>, _>("last_status")?
+            .map(|s| s as u16),
+        last_error: r.try_get("last_error")?,
+        done_at: r.try_get::<Option<i64>, _>("done_at")?.map(Timestamp),
+        ok: r.try_get::<Option<i64>, _>("ok")?.map(|v| v != 0),
+        created_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+impl Store {
+    async fn webhook_from_row(&self, r: &sqlx::any::AnyRow) -> Result<Webhook> {
+        let account_id = AccountId::from_string(r.try_get("account_id")?);
+        let key = self.account_key(&account_id).await?;
+        let events: Vec<String> =
+            serde_json::from_str(&r.try_get::<String, _>("events")?).unwrap_or_default();
+        Ok(Webhook {
+            id: WebhookId::from_string(r.try_get("id")?),
+            url: r.try_get("url")?,
+            events: events.iter().filter_map(|e| e.parse().ok()).collect(),
+            signing_key: key.open_string(&r.try_get::<Vec<u8>, _>("signing_key")?)?,
+            created_at: Timestamp(r.try_get("created_at")?),
+            updated_at: Timestamp(r.try_get("updated_at")?),
+            account_id,
+        })
+    }
+
+    pub async fn create_webhook(
+        &self,
+        account: &AccountId,
+        url: &str,
+        events: &[EventType],
+        signing_key: &str,
+    ) -> Result<Webhook> {
+        let now = self.now();
+        let id = WebhookId::generate(Timestamp(now));
+        let key = self.account_key(account).await?;
+        let list = serde_json::to_string(&events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
+            .expect("strings serialise");
+        sqlx::query(&format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+        ))
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(url)
+        .bind(list)
+        .bind(key.seal(signing_key.as_bytes()))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        self.webhook(account, id.as_str()).await
+    }
+
+    pub async fn webhook(&self, account: &AccountId, id: &str) -> Result<Webhook> {
+        let row = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2"
+        ))
+        .bind(id)
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("webhook"))?;
+        self.webhook_from_row(&row).await
+    }
+
+    pub async fn list_webhooks(&self, account: &AccountId) -> Result<Vec<Webhook>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.webhook_from_row(r).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn update_webhook(
+        &self,
+        account: &AccountId,
+        id: &str,
+        url: Option<&str>,
+        events: Option<&[EventType]>,
+    ) -> Result<Webhook> {
+        let current = self.webhook(account, id).await?;
+        let list = serde_json::to_string(
+            &events
+                .unwrap_or(&current.events)
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .expect("strings serialise");
+        sqlx::query("UPDATE webhooks SET url = $1, events = $2, updated_at = $3 WHERE id = $4 AND account_id = $5")
+            .bind(url.unwrap_or(&current.url))
+            .bind(list)
+            .bind(self.now())
+            .bind(id)
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        self.webhook(account, id).await
+    }
+
+    /// Removes an endpoint and whatever it had not yet received.
+    pub async fn delete_webhook(&self, account: &AccountId, id: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
+            .bind(id)
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("webhook"));
+        }
+        sqlx::query("DELETE FROM webhook_outbox WHERE webhook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An endpoint's deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        account: &AccountId,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        self.webhook(account, id).await?;
+        let rows = sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2"))
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    /// The next delivery of each endpoint whose oldest pending one is due, taken for
+    /// `hold_ms` (a dispatcher that dies leaves it due again then).
+    pub async fn take_webhook_heads(&self, limit: u32, hold_ms: i64) -> Result<Vec<Delivery>> {
+        let now = self.now();
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE id IN \
+             (SELECT MIN(id) FROM webhook_outbox WHERE done_at IS NULL GROUP BY webhook_id) AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let d = delivery_from_row(r)?;
+            let claimed = sqlx::query("UPDATE webhook_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3 AND done_at IS NULL")
+                .bind(now + hold_ms)
+                .bind(d.id)
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+            if claimed.rows_affected() == 1 {
+                taken.push(d);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The outcome of one attempt: taken (`Ok`), to retry at `next`, or given up.
+    pub async fn record_webhook_attempt(
+        &self,
+        id: i64,
+        status: Option<u16>,
+        error: Option<&str>,
+        outcome: AttemptOutcome,
+    ) -> Result<()> {
+        let now = self.now();
+        let (next, done_at, ok) = match outcome {
+            AttemptOutcome::Taken => (now, Some(now), Some(1)),
+            AttemptOutcome::Retry(at) => (at.millis(), None, None),
+            AttemptOutcome::GiveUp => (now, Some(now), Some(0)),
+        };
+        sqlx::query("UPDATE webhook_outbox SET attempts = attempts + 1, last_status = $1, last_error = $2, next_attempt_at = $3, done_at = $4, ok = $5 WHERE id = $6")
+            .bind(status.map(i64::from))
+            .bind(error)
+            .bind(next)
+            .bind(done_at)
+            .bind(ok)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// One event of an account, by its position.
+    pub async fn event_by_seq(&self, account: &AccountId, seq: i64) -> Result<Option<EventRecord>> {
+        let row = sqlx::query("SELECT seq, type, message_id, recipient_id, recipient, tags, data, created_at FROM events WHERE seq = $1 AND account_id = $2")
+            .bind(seq)
+            .bind(account.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key = self.account_key(account).await?;
+        Ok(Some(event_from_row(&row, &key)?))
+    }
+}
+
+/// What one webhook attempt came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Taken,
+    Retry(Timestamp),
+    GiveUp,
+}

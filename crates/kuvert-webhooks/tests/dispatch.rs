@@ -1,0 +1,197 @@
+//! The dispatcher against a receiver on loopback: every event arrives signed, a receiver
+//! that fails gets its events later and in order, and the clock (not sleeping) drives the
+//! retries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use kuvert_core::account::Plan;
+use kuvert_core::domain::DomainSettings;
+use kuvert_core::event::EventType;
+use kuvert_core::submission::{Limits, Submission};
+use kuvert_core::{Clock, Mailbox, ManualClock, Timestamp};
+use kuvert_store::{Store, StoreOptions};
+use kuvert_submit::Acceptor;
+use kuvert_webhooks::{Dispatcher, WebhookConfig, signature};
+use serde_json::Value;
+
+#[derive(Default)]
+struct Receiver {
+    /// Answer 500 while this is above 0, counting down.
+    failures: Mutex<u32>,
+    got: Mutex<Vec<Value>>,
+    attempts: Mutex<u32>,
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, Json(body): Json<Value>) -> StatusCode {
+    *r.attempts.lock().expect("lock") += 1;
+    let mut f = r.failures.lock().expect("lock");
+    if *f > 0 {
+        *f -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    r.got.lock().expect("lock").push(body);
+    StatusCode::OK
+}
+
+fn submission(to: &str) -> Submission {
+    Submission {
+        from: Mailbox::parse("news@hooks.test").expect("from"),
+        to: vec![Mailbox::parse(to).expect("to")],
+        cc: vec![],
+        bcc: vec![],
+        reply_to: None,
+        subject: "s".into(),
+        text: Some("t".into()),
+        html: None,
+        headers: vec![],
+        attachments: vec![],
+        tags: vec!["t1".into()],
+        metadata: Default::default(),
+        send_at: None,
+        tracking: Default::default(),
+        require_tls: false,
+        raw: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_signed_and_in_order_after_failures() {
+    let receiver = Arc::new(Receiver {
+        failures: Mutex::new(2),
+        ..Default::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = ManualClock::new(Timestamp(1_795_000_000_000));
+    let store = Store::open(StoreOptions {
+        url: StoreOptions::sqlite_url(dir.path()),
+        master_key: [5; 32],
+        clock: Arc::new(clock.clone()),
+    })
+    .await
+    .expect("store");
+    let (account, _) = kuvert_admin::create_account(
+        &store,
+        kuvert_admin::AccountRequest {
+            email: "o@hooks.test".into(),
+            password: "s3cret-pass".into(),
+            plan: Plan::Free,
+            region: Default::default(),
+            company: Default::default(),
+            owner: Default::default(),
+        },
+    )
+    .await
+    .expect("account");
+    kuvert_admin::add_domain(
+        &store,
+        &account.id,
+        "hooks.test",
+        &DomainSettings::default(),
+        true,
+    )
+    .await
+    .expect("domain");
+    let key = kuvert_webhooks::new_signing_key();
+    store
+        .create_webhook(&account.id, &url, &[], &key)
+        .await
+        .expect("webhook");
+    // A second endpoint that wants only drops: it must get none of the accepted events.
+    let drops = store
+        .create_webhook(&account.id, &url, &[EventType::Dropped], &key)
+        .await
+        .expect("webhook");
+
+    let acceptor = Acceptor::new(
+        store.clone(),
+        Limits::default(),
+        [(Plan::Free, Plan::Free.default_limits())].into(),
+    );
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(
+            acceptor
+                .accept(&account.id, submission(&format!("r{i}@example.com")))
+                .await
+                .expect("accepted")
+                .id
+                .to_string(),
+        );
+    }
+    let config = WebhookConfig {
+        allow_private: true,
+        ..WebhookConfig::default()
+    };
+    let dispatcher = Dispatcher::start(store.clone(), config);
+
+    // Two failures, each followed by a wait of the schedule: 10 s, then 30 s.
+    let wait_attempts = |n: u32| {
+        let r = receiver.clone();
+        async move {
+            for _ in 0..200 {
+                if *r.attempts.lock().expect("lock") >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("never reached {n} attempts");
+        }
+    };
+    wait_attempts(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        *receiver.attempts.lock().expect("lock"),
+        1,
+        "nothing else goes while the head fails"
+    );
+    clock.advance_millis(10_000);
+    dispatcher.wake();
+    wait_attempts(2).await;
+    clock.advance_millis(30_000);
+    dispatcher.wake();
+    wait_attempts(7).await;
+
+    let got = receiver.got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 5, "{got:?}");
+    let order: Vec<&str> = got
+        .iter()
+        .filter_map(|b| b["event-data"]["message-id"].as_str())
+        .collect();
+    assert_eq!(
+        order,
+        sent.iter().map(String::as_str).collect::<Vec<_>>(),
+        "in the order they happened"
+    );
+    for body in &got {
+        assert_eq!(body["event-data"]["event"], "accepted");
+        assert_eq!(body["event-data"]["tags"], serde_json::json!(["t1"]));
+        let s = &body["signature"];
+        let (ts, token) = (
+            s["timestamp"].as_str().expect("timestamp"),
+            s["token"].as_str().expect("token"),
+        );
+        assert_eq!(
+            s["signature"].as_str(),
+            Some(signature(&key, ts, token).as_str())
+        );
+        assert_eq!(ts, (clock.now().millis() / 1000).to_string().as_str());
+    }
+    let deliveries = store
+        .webhook_deliveries(&account.id, drops.id.as_str(), 10)
+        .await
+        .expect("deliveries");
+    assert!(deliveries.is_empty(), "the drops-only endpoint got nothing");
+}
