@@ -32,6 +32,9 @@ pub struct AppState {
     pub more_metrics: Option<MoreMetrics>,
     /// `[webhooks] allow_private`: endpoints on private addresses are accepted.
     pub allow_private_webhooks: bool,
+    /// Turns true when the server stops: long requests (the live log) end then, so that a
+    /// graceful shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Appends Prometheus text to `/metrics`.
@@ -44,6 +47,7 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::messages::send,
         routes::messages::get,
         routes::events::list,
+        routes::events::stream,
         routes::capture::list,
         routes::stats::get,
         routes::webhooks::create,
@@ -103,6 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(routes::messages::send))
         .route("/v1/messages/{id}", get(routes::messages::get))
         .route("/v1/events", get(routes::events::list))
+        .route("/v1/events/stream", get(routes::events::stream))
         .route("/v1/capture", get(routes::capture::list))
         .route("/v1/stats", get(routes::stats::get))
         .route(
@@ -195,7 +200,11 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let stopping = state.stopping.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        })
         .await
 }

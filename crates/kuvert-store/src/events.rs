@@ -19,6 +19,10 @@ pub struct EventFilter {
     pub to: Option<Timestamp>,
     /// Only events older than this position (a `next` of an earlier page).
     pub before: Option<i64>,
+    /// Only events newer than this position (the live log's last one).
+    pub after: Option<i64>,
+    /// Oldest first (the live log) rather than newest first.
+    pub oldest_first: bool,
     pub limit: u32,
 }
 
@@ -72,6 +76,16 @@ pub(crate) fn event_from_row(row: &sqlx::any::AnyRow, key: &AccountKey) -> Resul
 }
 
 impl Store {
+    /// The position of the account's newest event (0 when it has none).
+    pub async fn latest_event_seq(&self, account: &AccountId) -> Result<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE account_id = $1")
+                .bind(account.as_str())
+                .fetch_one(self.pool())
+                .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// The account's events, newest first.
     pub async fn list_events(&self, account: &AccountId, f: &EventFilter) -> Result<EventPage> {
         let key = self.account_key(account).await?;
@@ -116,12 +130,16 @@ impl Store {
         if let Some(before) = f.before {
             int_clauses.push(("seq <", before));
         }
+        if let Some(after) = f.after {
+            int_clauses.push(("seq >", after));
+        }
         for (clause, value) in int_clauses {
             ints.push(value);
             sql.push_str(&format!(" AND {clause} ${}", texts.len() + ints.len()));
         }
         sql.push_str(&format!(
-            " ORDER BY seq DESC LIMIT {}",
+            " ORDER BY seq {} LIMIT {}",
+            if f.oldest_first { "ASC" } else { "DESC" },
             u64::from(f.limit) + 1
         ));
         let mut q = sqlx::query(&sql);

@@ -49,6 +49,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         domain_settings: config.domain_settings(),
         metrics: Metrics::default(),
         allow_private_webhooks: config.webhooks.allow_private,
+        stopping: tokio::sync::watch::channel(false).0,
         more_metrics: Some(Box::new({
             let engine = engine.clone();
             move |out: &mut String| engine.render_metrics(out)

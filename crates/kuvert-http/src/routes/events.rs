@@ -54,6 +54,34 @@ pub struct EventList {
     pub next: Option<String>,
 }
 
+/// `accepted,dropped` as event types.
+fn types(list: Option<&str>) -> Result<Vec<EventType>, ApiError> {
+    match list {
+        None => Ok(vec![]),
+        Some(list) => list
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .parse::<EventType>()
+                    .map_err(|e| ApiError::invalid("type", e))
+            })
+            .collect(),
+    }
+}
+
+fn event_out(e: kuvert_store::EventRecord) -> EventOut {
+    EventOut {
+        id: e.seq.to_string(),
+        event_type: e.event_type.to_string(),
+        timestamp: e.created_at.to_rfc3339(),
+        message_id: e.message_id.map(|m| m.to_string()),
+        recipient_id: e.recipient_id.map(|r| r.to_string()),
+        recipient: e.recipient,
+        tags: e.tags,
+        data: e.data,
+    }
+}
+
 /// The account's events, newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery),
     responses((status = 200, body = EventList), (status = 422, body = ErrorBody)),
@@ -63,17 +91,7 @@ pub async fn list(
     FullAccess(auth): FullAccess,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<EventList>, ApiError> {
-    let types = match &q.event_type {
-        None => vec![],
-        Some(list) => list
-            .split(',')
-            .map(|t| {
-                t.trim()
-                    .parse::<EventType>()
-                    .map_err(|e| ApiError::invalid("type", e))
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let types = types(q.event_type.as_deref())?;
     let before = q
         .cursor
         .as_deref()
@@ -90,24 +108,91 @@ pub async fn list(
         from: super::time_param("from", q.from.as_deref())?,
         to: super::time_param("to", q.to.as_deref())?,
         before,
+        after: None,
+        oldest_first: false,
         limit: super::limit(q.limit)?,
     };
     let page = state.store.list_events(&auth.account_id, &filter).await?;
     Ok(Json(EventList {
-        items: page
-            .items
-            .into_iter()
-            .map(|e| EventOut {
-                id: e.seq.to_string(),
-                event_type: e.event_type.to_string(),
-                timestamp: e.created_at.to_rfc3339(),
-                message_id: e.message_id.map(|m| m.to_string()),
-                recipient_id: e.recipient_id.map(|r| r.to_string()),
-                recipient: e.recipient,
-                tags: e.tags,
-                data: e.data,
-            })
-            .collect(),
+        items: page.items.into_iter().map(event_out).collect(),
         next: page.next.map(|n| n.to_string()),
     }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Comma-separated event types.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub recipient: Option<String>,
+    pub message_id: Option<String>,
+    pub tag: Option<String>,
+    /// Start after this event id (resume after a dropped connection); default: from now on.
+    pub after: Option<i64>,
+}
+
+/// How often the live log looks for new events.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The account's events as they happen, as server-sent events (`event:` the type, `id:` the
+/// event id, `data:` the event as in `GET /v1/events`).
+#[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamQuery),
+    responses((status = 200, content_type = "text/event-stream"), (status = 422, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let after = match q.after {
+        Some(a) => a,
+        None => state.store.latest_event_seq(&auth.account_id).await?,
+    };
+    let filter = EventFilter {
+        types: types(q.event_type.as_deref())?,
+        recipient: q.recipient,
+        message_id: q.message_id,
+        tag: q.tag,
+        after: Some(after),
+        oldest_first: true,
+        limit: super::MAX_LIMIT,
+        ..Default::default()
+    };
+    let account = auth.account_id;
+    let stop = state.stopping.subscribe();
+    let pending: std::collections::VecDeque<kuvert_store::EventRecord> = Default::default();
+    let events = futures_util::stream::unfold(
+        (filter, pending, stop),
+        move |(mut filter, mut pending, mut stop)| {
+            let (state, account) = (state.clone(), account.clone());
+            async move {
+                loop {
+                    if let Some(e) = pending.pop_front() {
+                        filter.after = Some(e.seq);
+                        let id = e.seq.to_string();
+                        let kind = e.event_type.to_string();
+                        let data = serde_json::to_string(&event_out(e)).unwrap_or_default();
+                        let event = Event::default().id(id).event(kind).data(data);
+                        let next = (filter, pending, stop);
+                        return Some((Ok::<_, std::convert::Infallible>(event), next));
+                    }
+                    if *stop.borrow() {
+                        return None;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(STREAM_POLL) => {}
+                        _ = stop.changed() => return None,
+                    }
+                    match state.store.list_events(&account, &filter).await {
+                        Ok(page) => pending.extend(page.items),
+                        // The store is closing: end the stream; the client resumes with `after`.
+                        Err(_) => return None,
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod delivery;
 mod domains;
+mod live;
 mod quickstart;
 mod reports;
 mod restart;
