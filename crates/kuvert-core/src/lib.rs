@@ -14,6 +14,7 @@ pub mod mime;
 pub mod net;
 pub mod password;
 pub mod submission;
+pub mod tracking;
 pub mod verp;
 
 pub use address::{EmailAddress, Mailbox};

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
 use crate::id::MessageId;
@@ -46,7 +47,14 @@ pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
         b = b.reply_to(address(r));
     }
     for (name, value) in &s.headers {
-        b = b.header(Cow::Owned(name.clone()), Text::new(value.clone()));
+        // URL headers go as they are: encoded words would break the URL (RFC 2369).
+        if name.eq_ignore_ascii_case("List-Unsubscribe")
+            || name.eq_ignore_ascii_case("List-Unsubscribe-Post")
+        {
+            b = b.header(Cow::Owned(name.clone()), Raw::new(value.clone()));
+        } else {
+            b = b.header(Cow::Owned(name.clone()), Text::new(value.clone()));
+        }
     }
     if let Some(t) = &s.text {
         b = b.text_body(t.clone());

@@ -18,6 +18,8 @@ pub struct Attachment {
 pub struct TrackingOptions {
     pub opens: Option<bool>,
     pub clicks: Option<bool>,
+    /// `List-Unsubscribe` (one click, RFC 8058) and the `{{unsubscribe_url}}` placeholder.
+    pub unsubscribe: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

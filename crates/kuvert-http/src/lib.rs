@@ -159,6 +159,12 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }
             }),
         )
+        .route("/o/{token}", get(routes::tracking::open))
+        .route("/c/{token}", get(routes::tracking::click))
+        .route(
+            "/u/{token}",
+            get(routes::tracking::unsubscribe_page).post(routes::tracking::unsubscribe),
+        )
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(|| async { ApiError::not_found("route") })
@@ -201,7 +207,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stopping = state.stopping.clone();
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stopping.send(true);

@@ -44,6 +44,10 @@ pub struct DeliveryConfig {
     pub destinations: BTreeMap<String, DestinationLimits>,
     /// IP pools by name: the local addresses mail of an account or domain leaves from.
     pub pools: BTreeMap<String, Pool>,
+    /// Where tracking links point (`[tracking] base_url`); set by the server, not read from
+    /// this section.
+    #[serde(skip)]
+    pub tracking_base_url: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +142,7 @@ impl Default for DeliveryConfig {
             routes: BTreeMap::new(),
             destinations: BTreeMap::from([("*".to_owned(), DestinationLimits::default())]),
             pools: BTreeMap::new(),
+            tracking_base_url: String::new(),
         }
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use kuvert_core::Timestamp;
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::id::{DomainId, MessageId};
+use kuvert_core::tracking::{Personal, Template};
 use kuvert_core::verp::{self, VerpTarget};
 use kuvert_dns::Dns;
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
@@ -287,12 +288,20 @@ impl Inner {
                     by_domain.entry(domain).or_default().push(l);
                 }
                 for (domain, leases) in by_domain {
-                    let job = Job {
-                        message: message.clone(),
-                        domain,
-                        leases,
+                    // A tracked message differs per recipient: one transaction each.
+                    let jobs = if message.template.is_some() {
+                        leases.into_iter().map(|l| vec![l]).collect()
+                    } else {
+                        vec![leases]
                     };
-                    tokio::spawn(self.clone().run(job));
+                    for leases in jobs {
+                        let job = Job {
+                            message: message.clone(),
+                            domain: domain.clone(),
+                            leases,
+                        };
+                        tokio::spawn(self.clone().run(job));
+                    }
                 }
             }
             if taken < want as usize {
@@ -340,7 +349,23 @@ impl Inner {
             }
         };
         let now = self.store.clock().now();
-        let signed = signer.sign(&job.message.mime, now);
+        let signed = match (&job.message.template, job.leases.as_slice()) {
+            (Some(template), [lease]) => match serde_json::from_slice::<Template>(template) {
+                Ok(t) => {
+                    let personal = Personal {
+                        base_url: &self.config.tracking_base_url,
+                        key: self.store.tracking_key(),
+                        recipient: &lease.recipient_id,
+                    };
+                    signer.sign(
+                        &t.render(&job.message.id, job.message.created_at, &personal),
+                        now,
+                    )
+                }
+                Err(e) => return self.all(job, |_| failed("template", &e.to_string())),
+            },
+            _ => signer.sign(&job.message.mime, now),
+        };
         let host = format!("{}.{}", self.return_path_prefix, signer.domain());
         let target = match job.leases.as_slice() {
             [one] => VerpTarget::Recipient(one.recipient_id.clone()),

@@ -234,33 +234,9 @@ async fn delivered_signed_with_a_verp_return_path() {
 async fn dkimpy_verifies(w: &World, message: &[u8]) {
     let domain = w.store.domain(FROM_DOMAIN).await.expect("domain");
     let record = format!("v=DKIM1; k=rsa; p={}", domain.dkim_public);
-    let script = "import sys, dkim\n\
-                  rec = sys.argv[1].encode()\n\
-                  msg = sys.stdin.buffer.read()\n\
-                  ok = dkim.verify(msg, dnsfunc=lambda name, timeout=5: rec)\n\
-                  print('PASS' if ok else 'FAIL')\n";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, &record])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (with dkimpy: pip install dkimpy)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(message)
-        .expect("write");
-    let out = child.wait_with_output().expect("dkimpy");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.trim(),
-        "PASS",
-        "dkimpy: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = kuvert_testkit::dkimpy_verify(message, &record) {
+        panic!("{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ pub(crate) struct SealedMessage {
     pub sender: Vec<u8>,
     pub subject: Vec<u8>,
     pub mime: Vec<u8>,
+    pub template: Option<Vec<u8>>,
     pub size: i64,
     pub tags: String,
     pub metadata: Option<Vec<u8>>,
@@ -174,8 +175,8 @@ async fn insert_message(
     rollup: &mut Rollup,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at, template) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&m.id)
     .bind(&m.account_id)
@@ -191,6 +192,7 @@ async fn insert_message(
     .bind(m.track_clicks)
     .bind(m.send_at)
     .bind(m.created_at)
+    .bind(&m.template)
     .execute(&mut **tx)
     .await?;
     for r in &m.recipients {

@@ -33,7 +33,7 @@ pub use events::{EventFilter, EventPage, EventRecord};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, RecipientView};
 pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
-pub use reports::{RecipientRef, Report};
+pub use reports::{Engagement, RecipientRef, Report};
 pub use stats::{HourlyCounts, METRICS, StatsQuery};
 pub use suppressions::{Suppression, SuppressionPage};
 pub use webhooks::{AttemptOutcome, Delivery, Webhook};
@@ -101,6 +101,7 @@ struct Inner {
     master: MasterKey,
     lookup: LookupKey,
     verp: LookupKey,
+    tracking: LookupKey,
     clock: Arc<dyn Clock>,
     account_keys: Mutex<HashMap<AccountId, Arc<AccountKey>>>,
     committer: commit::Committer,
@@ -155,6 +156,7 @@ impl Store {
             master: MasterKey::new(&opts.master_key),
             lookup: LookupKey::derive(&opts.master_key, "lookup"),
             verp: LookupKey::derive(&opts.master_key, "verp"),
+            tracking: LookupKey::derive(&opts.master_key, "tracking"),
             clock: opts.clock,
             account_keys: Mutex::new(HashMap::new()),
             committer,
@@ -185,6 +187,11 @@ impl Store {
     /// The key of the return paths' MACs (`kuvert_core::verp`), the same on every node.
     pub fn verp_key(&self) -> &LookupKey {
         &self.0.verp
+    }
+
+    /// The key of the tracking links' MACs (`kuvert_core::tracking`).
+    pub fn tracking_key(&self) -> &LookupKey {
+        &self.0.tracking
     }
 
     /// The account's data key, unwrapped once and then cached.

@@ -32,6 +32,8 @@ pub struct NewMessage {
     pub send_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub recipients: Vec<NewRecipient>,
+    /// A tracked message's template (`kuvert_core::tracking::Template`, JSON).
+    pub template: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +116,7 @@ impl Store {
             subject: key.seal(m.subject.as_bytes()),
             size: m.mime.len() as i64,
             mime: key.seal(&m.mime),
+            template: m.template.as_deref().map(|t| key.seal(t)),
             tags,
             metadata: (!m.metadata.is_empty())
                 .then(|| key.seal(Value::Object(m.metadata).to_string().as_bytes())),

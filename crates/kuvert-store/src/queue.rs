@@ -45,6 +45,8 @@ pub struct Outgoing {
     pub created_at: Timestamp,
     /// The IP pool to send from: the domain's, else the account's.
     pub pool: Option<String>,
+    /// A tracked message's template: each recipient's copy is built from it.
+    pub template: Option<Vec<u8>>,
 }
 
 /// How one attempt ended for one recipient.
@@ -173,7 +175,7 @@ impl Store {
     /// The message a lease belongs to, with its content unsealed.
     pub async fn outgoing(&self, id: &MessageId) -> Result<Outgoing> {
         let r = sqlx::query(
-            "SELECT m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, COALESCE(d.pool, a.pool) AS pool \
+            "SELECT m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, m.template, COALESCE(d.pool, a.pool) AS pool \
              FROM messages m JOIN accounts a ON a.id = m.account_id LEFT JOIN domains d ON d.id = m.domain_id WHERE m.id = $1",
         )
         .bind(id.as_str())
@@ -191,6 +193,10 @@ impl Store {
             tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
             created_at: Timestamp(r.try_get("created_at")?),
             pool: r.try_get("pool")?,
+            template: r
+                .try_get::<Option<Vec<u8>>, _>("template")?
+                .map(|t| key.open(&t))
+                .transpose()?,
             account_id,
         })
     }

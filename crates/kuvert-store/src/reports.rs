@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use crate::commit::{SealedEvent, insert_event};
+use crate::seal::AccountKey;
 use crate::stats::Rollup;
 use crate::suppressions::UPSERT_SUPPRESSION;
 use crate::{Result, Store};
@@ -87,10 +88,8 @@ impl Store {
         report: &Report,
         data: Map<String, Value>,
     ) -> Result<()> {
-        let key = self.account_key(&r.account_id).await?;
-        let now = self.now();
-        let lookup = self.lookup_hash(&r.address);
-        let address = key.seal(r.address.as_bytes());
+        let (key, now) = (self.account_key(&r.account_id).await?, self.now());
+        let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
         let (event_type, suppress, metric) = match report {
             Report::Bounce { suppress: true } => (
                 EventType::Bounced,
@@ -104,19 +103,7 @@ impl Store {
                 "complained",
             ),
         };
-        let event = SealedEvent {
-            account_id: r.account_id.to_string(),
-            event_type: event_type.as_str(),
-            message_id: Some(r.message_id.to_string()),
-            recipient_id: Some(r.recipient_id.to_string()),
-            recipient: Some(address.clone()),
-            recipient_lookup: Some(lookup.clone()),
-            tags: serde_json::to_string(&r.tags).expect("strings serialise"),
-            data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
-            created_at: now,
-            metric,
-            domain_id: Some(r.domain_id.clone()),
-        };
+        let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
         let mut tx = self.pool().begin().await?;
         if matches!(report, Report::Bounce { .. }) {
             sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
@@ -139,6 +126,103 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The event of something that happened to one recipient, sealed under its account's key.
+#[allow(clippy::too_many_arguments)]
+fn sealed_event(
+    key: &AccountKey,
+    r: &RecipientRef,
+    event_type: EventType,
+    metric: &'static str,
+    data: Map<String, Value>,
+    address: &[u8],
+    lookup: &str,
+    now: i64,
+) -> SealedEvent {
+    SealedEvent {
+        account_id: r.account_id.to_string(),
+        event_type: event_type.as_str(),
+        message_id: Some(r.message_id.to_string()),
+        recipient_id: Some(r.recipient_id.to_string()),
+        recipient: Some(address.to_vec()),
+        recipient_lookup: Some(lookup.to_owned()),
+        tags: serde_json::to_string(&r.tags).expect("strings serialise"),
+        data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
+        created_at: now,
+        metric,
+        domain_id: Some(r.domain_id.clone()),
+    }
+}
+
+/// What a recipient did with a delivered message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Engagement {
+    Open,
+    Click,
+    Unsubscribe,
+}
+
+impl Store {
+    /// Records an open, click or unsubscribe: its event, the unique counts (a recipient's
+    /// first open and first click) and, for an unsubscribe, the suppression.
+    pub async fn record_engagement(
+        &self,
+        r: &RecipientRef,
+        what: &Engagement,
+        data: Map<String, Value>,
+    ) -> Result<()> {
+        let (key, now) = (self.account_key(&r.account_id).await?, self.now());
+        let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
+        let (event_type, metric, first_column) = match what {
+            Engagement::Open => (
+                EventType::Opened,
+                "opened",
+                Some(("opened_at", "opened_unique")),
+            ),
+            Engagement::Click => (
+                EventType::Clicked,
+                "clicked",
+                Some(("clicked_at", "clicked_unique")),
+            ),
+            Engagement::Unsubscribe => (EventType::Unsubscribed, "unsubscribed", None),
+        };
+        let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
+        let mut tx = self.pool().begin().await?;
+        let mut rollup = Rollup::default();
+        if let Some((column, unique_metric)) = first_column {
+            let first = sqlx::query(&format!(
+                "UPDATE recipients SET {column} = $1 WHERE id = $2 AND {column} IS NULL"
+            ))
+            .bind(now)
+            .bind(r.recipient_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if first.rows_affected() == 1 {
+                rollup.add(
+                    &event.account_id,
+                    event.domain_id.as_deref(),
+                    &r.tags,
+                    now,
+                    unique_metric,
+                );
+            }
+        }
+        insert_event(&mut tx, &event, &mut rollup).await?;
+        if *what == Engagement::Unsubscribe {
+            sqlx::query(UPSERT_SUPPRESSION)
+                .bind(r.account_id.as_str())
+                .bind(&lookup)
+                .bind(&address)
+                .bind(SuppressionReason::Unsubscribe.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        rollup.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

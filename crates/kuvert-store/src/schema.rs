@@ -29,6 +29,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("captures", "recipients"),
     ("captures", "mime"),
     ("webhooks", "signing_key"),
+    ("messages", "template"),
 ];
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "smtp", include_str!("migrations/0003_smtp.sql")),
     (4, "stats", include_str!("migrations/0004_stats.sql")),
     (5, "webhooks", include_str!("migrations/0005_webhooks.sql")),
+    (6, "tracking", include_str!("migrations/0006_tracking.sql")),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

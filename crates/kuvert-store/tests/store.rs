@@ -354,6 +354,7 @@ async fn message(
         track_clicks: Some(true),
         send_at: None,
         created_at: now,
+        template: None,
         recipients: rcpts
             .iter()
             .map(|(addr, status)| NewRecipient {

@@ -133,6 +133,9 @@ impl Acceptor {
 
         let id = MessageId::generate(now);
         let raw = mime::build(&sub, &id, now);
+        // Tracked: each recipient's copy is built at delivery from this, with its own links.
+        let template = kuvert_core::tracking::Template::of(&sub)
+            .map(|t| serde_json::to_vec(&t).expect("a template serialises"));
         if raw.len() > self.limits.max_message_bytes {
             return Err(SubmissionError {
                 kind: SubmissionErrorKind::TooLarge,
@@ -190,6 +193,7 @@ impl Acceptor {
                 track_clicks: sub.tracking.clicks,
                 send_at: sub.send_at,
                 created_at: now,
+                template,
                 recipients,
             })
             .await?;

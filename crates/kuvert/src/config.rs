@@ -25,6 +25,15 @@ pub struct Config {
     pub delivery: kuvert_mta::DeliveryConfig,
     pub smtp: kuvert_smtpd::SmtpConfig,
     pub webhooks: kuvert_webhooks::WebhookConfig,
+    pub tracking: Tracking,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tracking {
+    /// Public URL of the open, click and unsubscribe links (the HTTP listener as the world
+    /// reaches it, or a domain's tracking CNAME). Empty: http://[http] listen.
+    pub base_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -134,6 +143,7 @@ impl Default for Config {
             delivery: kuvert_mta::DeliveryConfig::default(),
             smtp: kuvert_smtpd::SmtpConfig::default(),
             webhooks: kuvert_webhooks::WebhookConfig::default(),
+            tracking: Tracking::default(),
         }
     }
 }

@@ -22,11 +22,23 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     } else {
         None
     };
+    // Bound first: tracking links point at it unless [tracking] base_url says otherwise.
+    let listen: SocketAddr = config.http.listen.parse()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
+    let addr = listener.local_addr()?;
+    let mut delivery = config.delivery.clone();
+    delivery.tracking_base_url = if config.tracking.base_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        config.tracking.base_url.clone()
+    };
     // Delivery uses a caching resolver (MX answers are kept for their TTL); domain
     // verification does not (a record just published must be seen at once).
     let engine = kuvert_mta::Engine::start(
         instance.store.clone(),
-        config.delivery.clone(),
+        delivery,
         kuvert_dns::Dns::new(&config.nameservers()?, true)?,
         &config.domain_settings(),
         &instance.node_id()?,
@@ -55,11 +67,6 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
             move |out: &mut String| engine.render_metrics(out)
         })),
     });
-    let listen: SocketAddr = config.http.listen.parse()?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} ([http] listen)"))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, "http listening");
     if let Some(key) = dev_key {
         print_dev_banner(addr, &key);

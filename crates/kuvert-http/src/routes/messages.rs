@@ -71,8 +71,13 @@ pub struct AttachmentIn {
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackingIn {
+    /// A pixel records opens.
     pub opens: Option<bool>,
+    /// Links go through a redirect that records clicks.
     pub clicks: Option<bool>,
+    /// One-click `List-Unsubscribe` (RFC 8058), and `{{unsubscribe_url}}` in the body.
+    #[serde(default)]
+    pub unsubscribe: bool,
 }
 
 /// An address list may be given as one string or as an array of strings.
@@ -180,6 +185,7 @@ impl SendRequest {
             tracking: TrackingOptions {
                 opens: self.tracking.opens,
                 clicks: self.tracking.clicks,
+                unsubscribe: self.tracking.unsubscribe,
             },
             require_tls: self.require_tls,
             raw: None,

@@ -7,6 +7,7 @@ pub mod messages;
 pub mod ops;
 pub mod stats;
 pub mod suppressions;
+pub mod tracking;
 pub mod webhooks;
 
 use kuvert_core::Timestamp;

@@ -11,4 +11,5 @@ mod reports;
 mod restart;
 mod smtp;
 mod stats;
+mod tracking;
 mod webhooks;

@@ -1,0 +1,349 @@
+//! Open, click and unsubscribe tracking: signed tokens that name a recipient (and, for a
+//! click, the link), the rewriting of HTML, and the template a tracked message is kept as,
+//! so that each recipient's copy can carry links of its own.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde::{Deserialize, Serialize};
+
+use crate::id::RecipientId;
+use crate::lookup::LookupKey;
+use crate::submission::{Attachment, Submission, TrackingOptions};
+use crate::{Mailbox, Timestamp};
+
+/// What a tracking link does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    Open,
+    Click(String),
+    Unsubscribe,
+}
+
+/// Hex digits of MAC in a token: 96 bits.
+const MAC_LEN: usize = 24;
+
+fn mac(key: &LookupKey, payload: &str) -> String {
+    key.hash(&format!("track:{payload}"))[..MAC_LEN].to_owned()
+}
+
+/// `PAYLOAD.MAC`, URL-safe. The payload is `o|rcp_..`, `u|rcp_..` or `c|rcp_..|URL`.
+pub fn token(key: &LookupKey, recipient: &RecipientId, link: &Link) -> String {
+    let payload = match link {
+        Link::Open => format!("o|{recipient}"),
+        Link::Unsubscribe => format!("u|{recipient}"),
+        Link::Click(url) => format!("c|{recipient}|{url}"),
+    };
+    let encoded = B64URL.encode(payload.as_bytes());
+    format!("{encoded}.{}", mac(key, &encoded))
+}
+
+/// The recipient and link of a token, if its MAC checks.
+pub fn parse_token(key: &LookupKey, token: &str) -> Option<(RecipientId, Link)> {
+    let (encoded, given) = token.split_once('.')?;
+    let want = mac(key, encoded);
+    let same = given.len() == want.len()
+        && given
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0;
+    if !same {
+        return None;
+    }
+    let payload = String::from_utf8(B64URL.decode(encoded).ok()?).ok()?;
+    let mut parts = payload.splitn(3, '|');
+    let (kind, rcpt) = (parts.next()?, parts.next()?);
+    if !RecipientId::looks_like(rcpt) {
+        return None;
+    }
+    let link = match kind {
+        "o" => Link::Open,
+        "u" => Link::Unsubscribe,
+        "c" => Link::Click(parts.next()?.to_owned()),
+        _ => return None,
+    };
+    Some((RecipientId::from_string(rcpt.to_owned()), link))
+}
+
+/// Where one recipient's tracking links point.
+pub struct Personal<'a> {
+    pub base_url: &'a str,
+    pub key: &'a LookupKey,
+    pub recipient: &'a RecipientId,
+}
+
+impl Personal<'_> {
+    pub fn url(&self, link: &Link) -> String {
+        let path = match link {
+            Link::Open => "o",
+            Link::Click(_) => "c",
+            Link::Unsubscribe => "u",
+        };
+        format!(
+            "{}/{path}/{}",
+            self.base_url.trim_end_matches('/'),
+            token(self.key, self.recipient, link)
+        )
+    }
+}
+
+/// Rewrites the `href` of every `<a>` whose target is http(s), unless the tag carries
+/// `data-kuvert-notrack`.
+pub fn rewrite_links(html: &str, mut to: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(html.len() + html.len() / 4);
+    let mut rest = html;
+    while let Some(start) = find_ci(rest, "<a") {
+        let after = &rest[start + 2..];
+        // "<a" must start a tag of its own ("<abbr>" is not a link).
+        if !after.starts_with(|c: char| c.is_ascii_whitespace()) {
+            out.push_str(&rest[..start + 2]);
+            rest = after;
+            continue;
+        }
+        let Some(end) = after.find('>') else { break };
+        let tag = &after[..end];
+        out.push_str(&rest[..start + 2]);
+        out.push_str(&rewrite_tag(tag, &mut to));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn rewrite_tag(tag: &str, to: &mut impl FnMut(&str) -> String) -> String {
+    if find_ci(tag, "data-kuvert-notrack").is_some() {
+        return tag.to_owned();
+    }
+    let Some(h) = find_ci(tag, "href") else {
+        return tag.to_owned();
+    };
+    let after = tag[h + 4..].trim_start();
+    let Some(value) = after.strip_prefix('=') else {
+        return tag.to_owned();
+    };
+    let value = value.trim_start();
+    let (quote, body) = match value.chars().next() {
+        Some(q @ ('"' | '\'')) => (Some(q), &value[1..]),
+        _ => (None, value),
+    };
+    let len = match quote {
+        Some(q) => body.find(q),
+        None => body
+            .find(|c: char| c.is_ascii_whitespace())
+            .or(Some(body.len())),
+    };
+    let Some(len) = len else {
+        return tag.to_owned();
+    };
+    let url = html_unescape(&body[..len]);
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return tag.to_owned();
+    }
+    let start = tag.len() - body.len();
+    format!(
+        "{}{}{}",
+        &tag[..start],
+        to(&url).replace('&', "&amp;"),
+        &tag[start + len..]
+    )
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+}
+
+fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .to_ascii_lowercase()
+        .find(&needle.to_ascii_lowercase())
+}
+
+/// The body placeholder replaced by the recipient's unsubscribe link.
+pub const UNSUBSCRIBE_PLACEHOLDER: &str = "{{unsubscribe_url}}";
+
+/// A tracked message's content, kept (sealed) instead of finished MIME: each recipient's
+/// copy is built from it at delivery, with its own links.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub headers: Vec<(String, String)>,
+    /// (file name, content type, base64 content)
+    pub attachments: Vec<(String, String, String)>,
+    pub opens: bool,
+    pub clicks: bool,
+    pub unsubscribe: bool,
+}
+
+impl Template {
+    /// The template of a submission that wants tracking, or `None`.
+    pub fn of(s: &Submission) -> Option<Self> {
+        let t = &s.tracking;
+        let (opens, clicks, unsubscribe) =
+            (t.opens == Some(true), t.clicks == Some(true), t.unsubscribe);
+        if s.raw.is_some() || !(opens || clicks || unsubscribe) {
+            return None;
+        }
+        let list = |l: &[Mailbox]| l.iter().map(ToString::to_string).collect();
+        Some(Self {
+            from: s.from.to_string(),
+            to: list(&s.to),
+            cc: list(&s.cc),
+            reply_to: s.reply_to.as_ref().map(ToString::to_string),
+            subject: s.subject.clone(),
+            text: s.text.clone(),
+            html: s.html.clone(),
+            headers: s.headers.clone(),
+            attachments: s
+                .attachments
+                .iter()
+                .map(|a| {
+                    (
+                        a.filename.clone(),
+                        a.content_type.clone(),
+                        base64::engine::general_purpose::STANDARD.encode(&a.content),
+                    )
+                })
+                .collect(),
+            opens,
+            clicks,
+            unsubscribe,
+        })
+    }
+
+    /// The recipient's copy, as it will be signed and sent.
+    pub fn render(
+        &self,
+        id: &crate::id::MessageId,
+        created: Timestamp,
+        p: &Personal<'_>,
+    ) -> Vec<u8> {
+        let parse = |a: &str| Mailbox::parse(a).ok();
+        let mut s = Submission {
+            from: parse(&self.from).unwrap_or_else(|| Mailbox {
+                name: None,
+                address: crate::EmailAddress::parse("invalid@invalid.invalid").expect("valid"),
+            }),
+            to: self.to.iter().filter_map(|a| parse(a)).collect(),
+            cc: self.cc.iter().filter_map(|a| parse(a)).collect(),
+            bcc: vec![],
+            reply_to: self.reply_to.as_deref().and_then(parse),
+            subject: self.subject.clone(),
+            text: self.text.clone(),
+            html: self.html.clone(),
+            headers: self.headers.clone(),
+            attachments: self
+                .attachments
+                .iter()
+                .map(|(f, t, c)| Attachment {
+                    filename: f.clone(),
+                    content_type: t.clone(),
+                    content: base64::engine::general_purpose::STANDARD
+                        .decode(c)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            tags: vec![],
+            metadata: Default::default(),
+            send_at: None,
+            tracking: TrackingOptions::default(),
+            require_tls: false,
+            raw: None,
+        };
+        let unsubscribe = self.unsubscribe.then(|| p.url(&Link::Unsubscribe));
+        if let Some(u) = &unsubscribe {
+            s.text = s.text.map(|t| t.replace(UNSUBSCRIBE_PLACEHOLDER, u));
+            s.html = s
+                .html
+                .map(|h| h.replace(UNSUBSCRIBE_PLACEHOLDER, &u.replace('&', "&amp;")));
+            // RFC 8058: one click, by POST, with no further step.
+            s.headers
+                .push(("List-Unsubscribe".into(), format!("<{u}>")));
+            s.headers.push((
+                "List-Unsubscribe-Post".into(),
+                "List-Unsubscribe=One-Click".into(),
+            ));
+        }
+        if let Some(html) = s.html.take() {
+            let mut html = if self.clicks {
+                rewrite_links(&html, |url| p.url(&Link::Click(url.to_owned())))
+            } else {
+                html
+            };
+            if self.opens {
+                let pixel = format!(
+                    "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0;width:1px;height:1px\">",
+                    p.url(&Link::Open)
+                );
+                match find_ci(&html, "</body>") {
+                    Some(i) => html.insert_str(i, &pixel),
+                    None => html.push_str(&pixel),
+                }
+            }
+            s.html = Some(html);
+        }
+        crate::mime::build(&s, id, created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_refuse_tampering() {
+        let key = LookupKey::new([3; 32]);
+        let r = RecipientId::generate(Timestamp(1_800_000_000_000));
+        for link in [
+            Link::Open,
+            Link::Unsubscribe,
+            Link::Click("https://shop.example/a?b=1&c=|2".into()),
+        ] {
+            let t = token(&key, &r, &link);
+            assert_eq!(parse_token(&key, &t), Some((r.clone(), link.clone())));
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                "URL-safe: {t}"
+            );
+        }
+        let t = token(&key, &r, &Link::Click("https://shop.example/".into()));
+        let (payload, mac) = t.split_once('.').expect("dot");
+        let other = B64URL.encode(format!("c|{r}|https://evil.example/").as_bytes());
+        assert_eq!(
+            parse_token(&key, &format!("{other}.{mac}")),
+            None,
+            "another URL under the same MAC"
+        );
+        assert_eq!(
+            parse_token(&LookupKey::new([4; 32]), &t),
+            None,
+            "another instance's key"
+        );
+        assert_eq!(parse_token(&key, payload), None);
+        assert_eq!(parse_token(&key, "garbage"), None);
+    }
+
+    #[test]
+    fn links_are_rewritten_unless_asked_not_to() {
+        let html = r#"<p><a href="https://a.example/x?y=1&amp;z=2">A</a> <A class=b HREF='http://b.example'>B</A> <a href="mailto:x@y.z">M</a> <a data-kuvert-notrack href="https://c.example">C</a> <abbr>x</abbr></p>"#;
+        let out = rewrite_links(html, |u| format!("T({u})"));
+        assert!(
+            out.contains(r#"<a href="T(https://a.example/x?y=1&amp;z=2)">"#),
+            "{out}"
+        );
+        assert!(out.contains("HREF='T(http://b.example)'"), "{out}");
+        assert!(
+            out.contains(r#"href="mailto:x@y.z""#)
+                && out.contains(r#"href="https://c.example""#)
+                && out.contains("<abbr>"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! The public tracking endpoints: the open pixel, the click redirect and the unsubscribe
+//! page. No key is needed; the signed token in the path is the authority, so a forged or
+//! altered one is a plain 404, and the redirect can only go where a message of ours linked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use kuvert_core::tracking::{Link, parse_token};
+use kuvert_store::{Engagement, RecipientRef};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A transparent 1×1 GIF.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// The client's address with its host part cut off: /24 for IPv4, /48 for IPv6.
+fn truncated(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => truncated(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        },
+    }
+}
+
+/// A coarse class of the client, not the user agent itself.
+fn agent_class(headers: &HeaderMap) -> &'static str {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ua.is_empty() {
+        "unknown"
+    } else if ua.contains("googleimageproxy")
+        || ua.contains("yahoomailproxy")
+        || ua.contains("proxy")
+    {
+        "proxy"
+    } else if ua.contains("bot")
+        || ua.contains("crawler")
+        || ua.contains("spider")
+        || ua.contains("python")
+        || ua.contains("curl")
+    {
+        "bot"
+    } else if ua.contains("mobile") || ua.contains("android") || ua.contains("iphone") {
+        "mobile"
+    } else {
+        "desktop"
+    }
+}
+
+/// The recipient a token names, when the token is genuine and of the kind the route serves.
+async fn recipient(
+    state: &AppState,
+    token: &str,
+    kind: fn(&Link) -> bool,
+) -> Result<(RecipientRef, Link), ApiError> {
+    let (rcpt, link) = parse_token(state.store.tracking_key(), token)
+        .filter(|(_, link)| kind(link))
+        .ok_or(ApiError::not_found("link"))?;
+    let r = state
+        .store
+        .recipient_ref(&rcpt)
+        .await?
+        .ok_or(ApiError::not_found("link"))?;
+    Ok((r, link))
+}
+
+fn details(peer: SocketAddr, headers: &HeaderMap) -> Map<String, Value> {
+    let mut d = Map::new();
+    d.insert("client".into(), json!(agent_class(headers)));
+    d.insert("ip".into(), json!(truncated(peer.ip())));
+    d
+}
+
+/// The open pixel.
+pub async fn open(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let (r, _) = recipient(&state, &token, |l| *l == Link::Open).await?;
+    state
+        .store
+        .record_engagement(&r, &Engagement::Open, details(peer, &headers))
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (
+                header::CACHE_CONTROL,
+                "no-cache, no-store, must-revalidate, private",
+            ),
+            (header::PRAGMA, "no-cache"),
+            (header::EXPIRES, "0"),
+        ],
+        PIXEL,
+    )
+        .into_response())
+}
+
+/// The click redirect: records the click, then 302 to where the message linked.
+pub async fn click(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let (r, link) = recipient(&state, &token, |l| matches!(l, Link::Click(_))).await?;
+    let Link::Click(url) = link else {
+        unreachable!("the filter passed only clicks")
+    };
+    let mut data = details(peer, &headers);
+    data.insert("url".into(), json!(url));
+    state
+        .store
+        .record_engagement(&r, &Engagement::Click, data)
+        .await?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, url),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+    )
+        .into_response())
+}
+
+/// GET of an unsubscribe link: a page with a button. Mail scanners follow GET links, so a
+/// GET alone never unsubscribes anyone.
+pub async fn unsubscribe_page(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    recipient(&state, &token, |l| *l == Link::Unsubscribe).await?;
+    Ok(Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\
+         <body><h1>Unsubscribe</h1><p>Stop receiving these e-mails?</p>\
+         <form method=\"post\" action=\"{token}\"><button type=\"submit\">Unsubscribe</button></form></body></html>"
+    ))
+    .into_response())
+}
+
+/// POST of an unsubscribe link (RFC 8058 one-click, or the page's button): done at once.
+pub async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let (r, _) = recipient(&state, &token, |l| *l == Link::Unsubscribe).await?;
+    state
+        .store
+        .record_engagement(&r, &Engagement::Unsubscribe, details(peer, &headers))
+        .await?;
+    Ok(Html("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head><body><p>You are unsubscribed.</p></body></html>").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_lose_their_host_part() {
+        assert_eq!(truncated("192.0.2.77".parse().expect("ip")), "192.0.2.0/24");
+        assert_eq!(
+            truncated("2001:db8:1:2::5".parse().expect("ip")),
+            "2001:db8:1::/48"
+        );
+        assert_eq!(
+            truncated("::ffff:10.1.2.3".parse().expect("ip")),
+            "10.1.2.0/24"
+        );
+    }
+}
