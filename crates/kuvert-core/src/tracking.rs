@@ -11,6 +11,73 @@ use crate::lookup::LookupKey;
 use crate::submission::{Attachment, Submission, TrackingOptions};
 use crate::{Mailbox, Timestamp};
 
+/// What an account lets tracking record (issue 5, privacy mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackingMode {
+    /// Each open and click is an event of its recipient.
+    #[default]
+    Full,
+    /// Opens and clicks are only counted: no event names the recipient who opened or
+    /// clicked, nor their address or client.
+    Aggregate,
+    /// No pixel and no rewritten links, whatever a message asks.
+    Off,
+}
+
+/// An account's tracking settings: the privacy mode and the defaults of its messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountTracking {
+    pub mode: TrackingMode,
+    /// Messages track opens unless their domain or they themselves say otherwise.
+    pub opens: bool,
+    pub clicks: bool,
+    /// Opens and clicks keep the client's address cut to /24 (IPv4) or /48 (IPv6).
+    pub truncate_ip: bool,
+    /// Messages with one of these tags get an unsubscribe link (marketing mail).
+    pub unsubscribe_tags: Vec<String>,
+}
+
+impl Default for AccountTracking {
+    fn default() -> Self {
+        Self {
+            mode: TrackingMode::Full,
+            opens: false,
+            clicks: false,
+            truncate_ip: true,
+            unsubscribe_tags: Vec::new(),
+        }
+    }
+}
+
+/// A domain's tracking defaults; `None` leaves it to the account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainTracking {
+    pub opens: Option<bool>,
+    pub clicks: Option<bool>,
+}
+
+impl TrackingOptions {
+    /// What a message gets: its own choice, else its domain's, else its account's; nothing
+    /// when the account turned tracking off. Unsubscribe links are not tracking and stay.
+    pub fn resolve(
+        &self,
+        tags: &[String],
+        domain: &DomainTracking,
+        account: &AccountTracking,
+    ) -> TrackingOptions {
+        let on = account.mode != TrackingMode::Off;
+        let unsubscribe =
+            self.unsubscribe || tags.iter().any(|t| account.unsubscribe_tags.contains(t));
+        TrackingOptions {
+            opens: Some(on && self.opens.or(domain.opens).unwrap_or(account.opens)),
+            clicks: Some(on && self.clicks.or(domain.clicks).unwrap_or(account.clicks)),
+            unsubscribe,
+        }
+    }
+}
+
 /// What a tracking link does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Link {
@@ -295,6 +362,45 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_then_domain_then_account_decide_and_off_wins() {
+        let mut account = AccountTracking {
+            opens: true,
+            unsubscribe_tags: vec!["news".into()],
+            ..AccountTracking::default()
+        };
+        let domain = DomainTracking {
+            opens: None,
+            clicks: Some(true),
+        };
+        let asked = TrackingOptions {
+            opens: Some(false),
+            clicks: None,
+            unsubscribe: false,
+        };
+        let r = asked.resolve(&["news".into()], &domain, &account);
+        assert_eq!(
+            (r.opens, r.clicks, r.unsubscribe),
+            (Some(false), Some(true), true)
+        );
+        let r = TrackingOptions::default().resolve(&[], &DomainTracking::default(), &account);
+        assert_eq!(
+            (r.opens, r.clicks, r.unsubscribe),
+            (Some(true), Some(false), false)
+        );
+        account.mode = TrackingMode::Off;
+        let all = TrackingOptions {
+            opens: Some(true),
+            clicks: Some(true),
+            unsubscribe: true,
+        };
+        let r = all.resolve(&[], &domain, &account);
+        assert_eq!(
+            (r.opens, r.clicks, r.unsubscribe),
+            (Some(false), Some(false), true)
+        );
+    }
 
     #[test]
     fn tokens_round_trip_and_refuse_tampering() {

@@ -64,10 +64,16 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::domains::get,
         routes::domains::remove,
         routes::domains::verify,
+        routes::domains::set_tracking,
         routes::keys::list,
         routes::keys::create,
         routes::keys::revoke,
         routes::account::get,
+        routes::account::update_tracking,
+        routes::tracking::open,
+        routes::tracking::click,
+        routes::tracking::unsubscribe_page,
+        routes::tracking::unsubscribe,
         routes::ops::healthz,
         routes::ops::metrics,
     ),
@@ -142,11 +148,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/domains/{name}/verify", post(routes::domains::verify))
         .route(
+            "/v1/domains/{name}/tracking",
+            axum::routing::put(routes::domains::set_tracking),
+        )
+        .route(
             "/v1/keys",
             get(routes::keys::list).post(routes::keys::create),
         )
         .route("/v1/keys/{id}", axum::routing::delete(routes::keys::revoke))
         .route("/v1/account", get(routes::account::get))
+        .route(
+            "/v1/account/tracking",
+            axum::routing::patch(routes::account::update_tracking),
+        )
         .route(
             "/v1/openapi.json",
             get(move || {

@@ -1,6 +1,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::id::{AccountId, UserId};
+use kuvert_core::tracking::AccountTracking;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -203,13 +204,44 @@ impl Store {
 }
 
 impl Store {
-    /// Plan and status only: what every submission checks, without unsealing the profile.
-    pub async fn account_state(&self, id: &AccountId) -> Result<(Plan, AccountStatus)> {
-        let row = sqlx::query("SELECT plan, status FROM accounts WHERE id = $1")
+    /// Plan, status and tracking settings: what every submission checks, without unsealing
+    /// the profile.
+    pub async fn account_state(&self, id: &AccountId) -> Result<AccountState> {
+        let row = sqlx::query("SELECT plan, status, tracking FROM accounts WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound("account"))?;
-        Ok((parse_column(&row, "plan")?, parse_column(&row, "status")?))
+        let tracking = match row.try_get::<Option<String>, _>("tracking")? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?,
+            None => AccountTracking::default(),
+        };
+        Ok(AccountState {
+            plan: parse_column(&row, "plan")?,
+            status: parse_column(&row, "status")?,
+            tracking,
+        })
     }
+
+    pub async fn set_account_tracking(&self, id: &AccountId, t: &AccountTracking) -> Result<()> {
+        let done = sqlx::query("UPDATE accounts SET tracking = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(t).expect("settings serialise"))
+            .bind(self.now())
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        Ok(())
+    }
+}
+
+/// What an account's submissions and tracking links depend on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountState {
+    pub plan: Plan,
+    pub status: AccountStatus,
+    pub tracking: AccountTracking,
 }

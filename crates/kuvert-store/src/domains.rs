@@ -1,5 +1,6 @@
 use kuvert_core::Timestamp;
 use kuvert_core::id::{AccountId, DomainId};
+use kuvert_core::tracking::DomainTracking;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -25,6 +26,7 @@ pub struct Domain {
     pub verified_at: Option<Timestamp>,
     pub checked_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    pub tracking: DomainTracking,
 }
 
 impl Domain {
@@ -33,8 +35,7 @@ impl Domain {
     }
 }
 
-const COLUMNS: &str =
-    "id, account_id, name, selector, dkim_public, sandbox, verified_at, checked_at, created_at";
+const COLUMNS: &str = "id, account_id, name, selector, dkim_public, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks";
 
 fn from_row(row: &AnyRow) -> Result<Domain> {
     Ok(Domain {
@@ -47,6 +48,14 @@ fn from_row(row: &AnyRow) -> Result<Domain> {
         verified_at: row.try_get::<Option<i64>, _>("verified_at")?.map(Timestamp),
         checked_at: row.try_get::<Option<i64>, _>("checked_at")?.map(Timestamp),
         created_at: Timestamp(row.try_get("created_at")?),
+        tracking: DomainTracking {
+            opens: row
+                .try_get::<Option<i64>, _>("track_opens")?
+                .map(|v| v != 0),
+            clicks: row
+                .try_get::<Option<i64>, _>("track_clicks")?
+                .map(|v| v != 0),
+        },
     })
 }
 
@@ -101,6 +110,27 @@ impl Store {
             return Err(StoreError::NotFound("domain"));
         }
         Ok(d)
+    }
+
+    pub async fn set_domain_tracking(
+        &self,
+        account: &AccountId,
+        name: &str,
+        t: DomainTracking,
+    ) -> Result<Domain> {
+        let done = sqlx::query(
+            "UPDATE domains SET track_opens = $1, track_clicks = $2 WHERE name = $3 AND account_id = $4",
+        )
+        .bind(t.opens.map(i64::from))
+        .bind(t.clicks.map(i64::from))
+        .bind(name.to_ascii_lowercase())
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("domain"));
+        }
+        self.account_domain(account, name).await
     }
 
     pub async fn list_domains(&self, account: &AccountId) -> Result<Vec<Domain>> {

@@ -26,7 +26,7 @@ use kuvert_core::lookup::LookupKey;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-pub use accounts::{Account, NewAccount, NewUser, User};
+pub use accounts::{Account, AccountState, NewAccount, NewUser, User};
 pub use commit::CommitStats;
 pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};

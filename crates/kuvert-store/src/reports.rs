@@ -4,6 +4,7 @@
 
 use kuvert_core::event::{EventType, RecipientStatus, SuppressionReason};
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
+use kuvert_core::tracking::TrackingMode;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
@@ -168,12 +169,16 @@ pub enum Engagement {
 
 impl Store {
     /// Records an open, click or unsubscribe: its event, the unique counts (a recipient's
-    /// first open and first click) and, for an unsubscribe, the suppression.
+    /// first open and first click) and, for an unsubscribe, the suppression. In aggregate
+    /// mode an open or click is only counted: no event, and the recipient row keeps one bit
+    /// (that it opened or clicked, for the unique counts), not when. An unsubscribe is the
+    /// recipient's request, not tracking, and is recorded in every mode.
     pub async fn record_engagement(
         &self,
         r: &RecipientRef,
         what: &Engagement,
         data: Map<String, Value>,
+        mode: TrackingMode,
     ) -> Result<()> {
         let (key, now) = (self.account_key(&r.account_id).await?, self.now());
         let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
@@ -190,28 +195,39 @@ impl Store {
             ),
             Engagement::Unsubscribe => (EventType::Unsubscribed, "unsubscribed", None),
         };
-        let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
+        let counted_only = first_column.is_some() && mode != TrackingMode::Full;
+        if first_column.is_some() && mode == TrackingMode::Off {
+            return Ok(());
+        }
         let mut tx = self.pool().begin().await?;
         let mut rollup = Rollup::default();
+        let count = |rollup: &mut Rollup, metric| {
+            rollup.add(
+                r.account_id.as_str(),
+                Some(&r.domain_id),
+                &r.tags,
+                now,
+                metric,
+            )
+        };
         if let Some((column, unique_metric)) = first_column {
             let first = sqlx::query(&format!(
                 "UPDATE recipients SET {column} = $1 WHERE id = $2 AND {column} IS NULL"
             ))
-            .bind(now)
+            .bind(if counted_only { 0 } else { now })
             .bind(r.recipient_id.as_str())
             .execute(&mut *tx)
             .await?;
             if first.rows_affected() == 1 {
-                rollup.add(
-                    &event.account_id,
-                    event.domain_id.as_deref(),
-                    &r.tags,
-                    now,
-                    unique_metric,
-                );
+                count(&mut rollup, unique_metric);
             }
         }
-        insert_event(&mut tx, &event, &mut rollup).await?;
+        if counted_only {
+            count(&mut rollup, metric);
+        } else {
+            let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
+            insert_event(&mut tx, &event, &mut rollup).await?;
+        }
         if *what == Engagement::Unsubscribe {
             sqlx::query(UPSERT_SUPPRESSION)
                 .bind(r.account_id.as_str())

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "stats", include_str!("migrations/0004_stats.sql")),
     (5, "webhooks", include_str!("migrations/0005_webhooks.sql")),
     (6, "tracking", include_str!("migrations/0006_tracking.sql")),
+    (
+        7,
+        "tracking_settings",
+        include_str!("migrations/0007_tracking_settings.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

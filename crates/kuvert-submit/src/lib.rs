@@ -88,14 +88,15 @@ impl Acceptor {
     pub async fn accept(
         &self,
         account: &AccountId,
-        sub: Submission,
+        mut sub: Submission,
     ) -> Result<Accepted, AcceptError> {
         let now = self.clock.now();
         sub.check(&self.limits, now)?;
-        let (plan, status) = self.store.account_state(account).await?;
-        if status != AccountStatus::Active {
-            return Err(AcceptError::AccountNotActive(status));
+        let state = self.store.account_state(account).await?;
+        if state.status != AccountStatus::Active {
+            return Err(AcceptError::AccountNotActive(state.status));
         }
+        let plan = state.plan;
         let from_domain = sub.from.address.domain();
         let domain = match self.store.account_domain(account, from_domain).await {
             Ok(d) => d,
@@ -107,6 +108,9 @@ impl Acceptor {
         if !domain.can_send() {
             return Err(AcceptError::UnverifiedDomain(domain.name));
         }
+        sub.tracking = sub
+            .tracking
+            .resolve(&sub.tags, &domain.tracking, &state.tracking);
 
         // One delivery per address, whichever of to, cc and bcc it first appears in.
         let mut seen = HashSet::new();

@@ -3,12 +3,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use kuvert_core::account::{CompanyProfile, UserProfile};
-use serde::Serialize;
+use kuvert_core::tracking::{AccountTracking, TrackingMode};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::ApiError;
-use crate::extract::FullAccess;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, FullAccess};
 
 #[derive(Serialize, ToSchema)]
 pub struct AccountOut {
@@ -25,7 +26,52 @@ pub struct AccountOut {
     pub postal_address: Option<String>,
     pub created_at: String,
     pub limits: LimitsOut,
+    pub tracking: TrackingSettings,
     pub users: Vec<UserOut>,
+}
+
+/// The account's tracking: privacy mode and the defaults of its messages.
+#[derive(Serialize, ToSchema)]
+pub struct TrackingSettings {
+    /// `full` (each open and click is an event of its recipient), `aggregate` (only counted:
+    /// no event names who opened or clicked) or `off` (no pixel, no rewritten links).
+    pub mode: String,
+    /// Messages track opens unless their domain or they say otherwise.
+    pub opens: bool,
+    pub clicks: bool,
+    /// Opens and clicks keep the client's address cut to /24 or /48.
+    pub truncate_ip: bool,
+    /// Messages with one of these tags get a one-click unsubscribe link.
+    pub unsubscribe_tags: Vec<String>,
+}
+
+impl From<AccountTracking> for TrackingSettings {
+    fn from(t: AccountTracking) -> Self {
+        Self {
+            mode: match t.mode {
+                TrackingMode::Full => "full",
+                TrackingMode::Aggregate => "aggregate",
+                TrackingMode::Off => "off",
+            }
+            .into(),
+            opens: t.opens,
+            clicks: t.clicks,
+            truncate_ip: t.truncate_ip,
+            unsubscribe_tags: t.unsubscribe_tags,
+        }
+    }
+}
+
+/// Changes to the tracking settings; what is left out stays.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingPatch {
+    /// `full`, `aggregate` or `off`.
+    pub mode: Option<String>,
+    pub opens: Option<bool>,
+    pub clicks: Option<bool>,
+    pub truncate_ip: Option<bool>,
+    pub unsubscribe_tags: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,6 +104,7 @@ pub async fn get(
     let a = state.store.account(&auth.account_id).await?;
     let users = state.store.users(&auth.account_id).await?;
     let limits = state.acceptor.plan_limits(a.plan);
+    let tracking = state.store.account_state(&a.id).await?.tracking.into();
     let sent = state
         .store
         .monthly_usage(&a.id, state.store.clock().now())
@@ -83,6 +130,7 @@ pub async fn get(
             sent_this_month: sent,
             event_retention_days: limits.event_retention_days,
         },
+        tracking,
         users: users
             .into_iter()
             .map(|u| {
@@ -105,4 +153,37 @@ pub async fn get(
             })
             .collect(),
     }))
+}
+
+/// Changes the account's tracking settings (privacy mode and defaults).
+#[utoipa::path(patch, path = "/v1/account/tracking", tag = "account", request_body = TrackingPatch,
+    responses((status = 200, body = TrackingSettings), (status = 422, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn update_tracking(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    ApiJson(patch): ApiJson<TrackingPatch>,
+) -> Result<Json<TrackingSettings>, ApiError> {
+    let mut t = state.store.account_state(&auth.account_id).await?.tracking;
+    if let Some(mode) = patch.mode {
+        t.mode = match mode.as_str() {
+            "full" => TrackingMode::Full,
+            "aggregate" => TrackingMode::Aggregate,
+            "off" => TrackingMode::Off,
+            _ => {
+                return Err(ApiError::invalid("mode", "mode is full, aggregate or off"));
+            }
+        };
+    }
+    t.opens = patch.opens.unwrap_or(t.opens);
+    t.clicks = patch.clicks.unwrap_or(t.clicks);
+    t.truncate_ip = patch.truncate_ip.unwrap_or(t.truncate_ip);
+    if let Some(tags) = patch.unsubscribe_tags {
+        t.unsubscribe_tags = tags;
+    }
+    state
+        .store
+        .set_account_tracking(&auth.account_id, &t)
+        .await?;
+    Ok(Json(t.into()))
 }

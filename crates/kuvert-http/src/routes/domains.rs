@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kuvert_core::domain::DnsRecord;
+use kuvert_core::tracking::DomainTracking;
 use kuvert_store::Domain;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,7 +58,18 @@ pub struct DomainOut {
     pub verified_at: Option<String>,
     pub checked_at: Option<String>,
     pub created_at: String,
+    pub tracking: DomainTrackingIo,
     pub records: Vec<RecordOut>,
+}
+
+/// A domain's tracking defaults; `null` leaves the choice to the account's settings.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainTrackingIo {
+    #[serde(default)]
+    pub opens: Option<bool>,
+    #[serde(default)]
+    pub clicks: Option<bool>,
 }
 
 fn domain_out(d: Domain, records: Vec<RecordOut>) -> DomainOut {
@@ -75,6 +87,10 @@ fn domain_out(d: Domain, records: Vec<RecordOut>) -> DomainOut {
         verified_at: d.verified_at.map(|t| t.to_rfc3339()),
         checked_at: d.checked_at.map(|t| t.to_rfc3339()),
         created_at: d.created_at.to_rfc3339(),
+        tracking: DomainTrackingIo {
+            opens: d.tracking.opens,
+            clicks: d.tracking.clicks,
+        },
         records,
     }
 }
@@ -139,6 +155,31 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<DomainOut>, ApiError> {
     let d = state.store.account_domain(&auth.account_id, &name).await?;
+    Ok(Json(with_records(&state, d)))
+}
+
+/// Sets the domain's tracking defaults (a field left out or `null` follows the account).
+#[utoipa::path(put, path = "/v1/domains/{name}/tracking", tag = "domains", params(("name" = String, Path)),
+    request_body = DomainTrackingIo,
+    responses((status = 200, body = DomainOut), (status = 404, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn set_tracking(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    Path(name): Path<String>,
+    ApiJson(t): ApiJson<DomainTrackingIo>,
+) -> Result<Json<DomainOut>, ApiError> {
+    let d = state
+        .store
+        .set_domain_tracking(
+            &auth.account_id,
+            &name,
+            DomainTracking {
+                opens: t.opens,
+                clicks: t.clicks,
+            },
+        )
+        .await?;
     Ok(Json(with_records(&state, d)))
 }
 

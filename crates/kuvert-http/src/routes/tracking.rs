@@ -8,12 +8,12 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use kuvert_core::tracking::{Link, parse_token};
+use kuvert_core::tracking::{AccountTracking, Link, parse_token};
 use kuvert_store::{Engagement, RecipientRef};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// A transparent 1×1 GIF.
 const PIXEL: &[u8] = &[
@@ -67,12 +67,13 @@ fn agent_class(headers: &HeaderMap) -> &'static str {
     }
 }
 
-/// The recipient a token names, when the token is genuine and of the kind the route serves.
+/// The recipient a token names, when the token is genuine and of the kind the route serves,
+/// with its account's tracking settings.
 async fn recipient(
     state: &AppState,
     token: &str,
     kind: fn(&Link) -> bool,
-) -> Result<(RecipientRef, Link), ApiError> {
+) -> Result<(RecipientRef, Link, AccountTracking), ApiError> {
     let (rcpt, link) = parse_token(state.store.tracking_key(), token)
         .filter(|(_, link)| kind(link))
         .ok_or(ApiError::not_found("link"))?;
@@ -81,27 +82,39 @@ async fn recipient(
         .recipient_ref(&rcpt)
         .await?
         .ok_or(ApiError::not_found("link"))?;
-    Ok((r, link))
+    let settings = state.store.account_state(&r.account_id).await?.tracking;
+    Ok((r, link, settings))
 }
 
-fn details(peer: SocketAddr, headers: &HeaderMap) -> Map<String, Value> {
+fn details(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    settings: &AccountTracking,
+) -> Map<String, Value> {
+    let ip = match settings.truncate_ip {
+        true => truncated(peer.ip()),
+        false => peer.ip().to_canonical().to_string(),
+    };
     let mut d = Map::new();
     d.insert("client".into(), json!(agent_class(headers)));
-    d.insert("ip".into(), json!(truncated(peer.ip())));
+    d.insert("ip".into(), json!(ip));
     d
 }
 
-/// The open pixel.
+/// The open pixel: records an open, answers a 1×1 GIF that is never cached.
+#[utoipa::path(get, path = "/o/{token}", tag = "tracking", params(("token" = String, Path)),
+    responses((status = 200, content_type = "image/gif"), (status = 404, body = ErrorBody)))]
 pub async fn open(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, _) = recipient(&state, &token, |l| *l == Link::Open).await?;
+    let (r, _, settings) = recipient(&state, &token, |l| *l == Link::Open).await?;
+    let data = details(peer, &headers, &settings);
     state
         .store
-        .record_engagement(&r, &Engagement::Open, details(peer, &headers))
+        .record_engagement(&r, &Engagement::Open, data, settings.mode)
         .await?;
     Ok((
         [
@@ -119,21 +132,23 @@ pub async fn open(
 }
 
 /// The click redirect: records the click, then 302 to where the message linked.
+#[utoipa::path(get, path = "/c/{token}", tag = "tracking", params(("token" = String, Path)),
+    responses((status = 302, description = "to the link's original URL"), (status = 404, body = ErrorBody)))]
 pub async fn click(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, link) = recipient(&state, &token, |l| matches!(l, Link::Click(_))).await?;
+    let (r, link, settings) = recipient(&state, &token, |l| matches!(l, Link::Click(_))).await?;
     let Link::Click(url) = link else {
         unreachable!("the filter passed only clicks")
     };
-    let mut data = details(peer, &headers);
+    let mut data = details(peer, &headers, &settings);
     data.insert("url".into(), json!(url));
     state
         .store
-        .record_engagement(&r, &Engagement::Click, data)
+        .record_engagement(&r, &Engagement::Click, data, settings.mode)
         .await?;
     Ok((
         StatusCode::FOUND,
@@ -147,6 +162,8 @@ pub async fn click(
 
 /// GET of an unsubscribe link: a page with a button. Mail scanners follow GET links, so a
 /// GET alone never unsubscribes anyone.
+#[utoipa::path(get, path = "/u/{token}", tag = "tracking", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
 pub async fn unsubscribe_page(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -161,16 +178,19 @@ pub async fn unsubscribe_page(
 }
 
 /// POST of an unsubscribe link (RFC 8058 one-click, or the page's button): done at once.
+#[utoipa::path(post, path = "/u/{token}", tag = "tracking", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
 pub async fn unsubscribe(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, _) = recipient(&state, &token, |l| *l == Link::Unsubscribe).await?;
+    let (r, _, settings) = recipient(&state, &token, |l| *l == Link::Unsubscribe).await?;
+    let data = details(peer, &headers, &settings);
     state
         .store
-        .record_engagement(&r, &Engagement::Unsubscribe, details(peer, &headers))
+        .record_engagement(&r, &Engagement::Unsubscribe, data, settings.mode)
         .await?;
     Ok(Html("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head><body><p>You are unsubscribed.</p></body></html>").into_response())
 }

@@ -44,10 +44,25 @@ impl Api {
         self.post_with_key(path, &self.key.clone(), body).await
     }
 
+    /// A JSON request of any method (PATCH, PUT) with the server's key.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        self.request(method, path, &self.key.clone(), body).await
+    }
+
     pub async fn post_with_key(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, key, body).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> (u16, Value) {
         let r = self
             .http
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(key)
             .json(body)
             .send()

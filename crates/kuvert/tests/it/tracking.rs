@@ -233,6 +233,184 @@ async fn opens_clicks_and_one_click_unsubscribe() {
     );
 }
 
+/// Sends a message and waits for its copies at the sink; answers their unfolded texts.
+async fn deliver(api: &Api, sink: &SmtpSink, body: Value) -> Vec<String> {
+    let before = sink.received_count();
+    let want = body["to"].as_array().map_or(1, Vec::len);
+    let (status, sent) = api.post("/v1/messages", &body).await;
+    assert_eq!(status, 202, "{sent}");
+    for _ in 0..200 {
+        if sink.received_count() >= before + want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = sink.received();
+    assert_eq!(got.len(), before + want, "every copy arrives");
+    got[before..].iter().map(|m| unfolded(&m.data)).collect()
+}
+
+async fn totals(api: &Api) -> (i64, i64, i64, i64) {
+    let (_, stats) = api.get("/v1/stats").await;
+    let t = &stats["totals"];
+    let n = |k: &str| t[k].as_i64().unwrap_or(0);
+    (
+        n("opened"),
+        n("opened_unique"),
+        n("clicked"),
+        n("clicked_unique"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_and_domain_defaults_and_privacy_modes() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "");
+    let base = api.server.base_url.clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let message = |to: &[&str], tags: &[&str]| {
+        json!({
+            "from": "news@sandbox.kuvert.test", "to": to, "subject": "News", "tags": tags,
+            "html": "<p><a href=\"https://shop.example/\">Shop</a></p>"
+        })
+    };
+
+    // The account's defaults apply to a message that says nothing, a tag in
+    // `unsubscribe_tags` adds the unsubscribe link, and the full address is kept when the
+    // account turns truncation off.
+    let (status, t) = api
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/account/tracking",
+            &json!({"opens": true, "clicks": true, "truncate_ip": false, "unsubscribe_tags": ["newsletter"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["mode"], "full");
+    let (_, account) = api.get("/v1/account").await;
+    assert_eq!(account["tracking"]["unsubscribe_tags"][0], "newsletter");
+    let copy = &deliver(&api, &sink, message(&["a@example.com"], &["newsletter"])).await[0];
+    assert!(copy.contains(&format!("{base}/c/")), "{copy}");
+    assert!(copy.contains("List-Unsubscribe-Post"), "{copy}");
+    http.get(url_after(copy, &format!("{base}/o/")))
+        .send()
+        .await
+        .expect("pixel");
+    assert_eq!(events(&api, "opened").await[0]["data"]["ip"], "127.0.0.1");
+
+    // The domain's setting wins over the account's; the message's over both.
+    let (status, d) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/domains/sandbox.kuvert.test/tracking",
+            &json!({"clicks": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["tracking"], json!({"opens": null, "clicks": false}));
+    let copy = &deliver(&api, &sink, message(&["b@example.com"], &[])).await[0];
+    assert!(copy.contains(&format!("{base}/o/")), "{copy}");
+    assert!(!copy.contains(&format!("{base}/c/")), "{copy}");
+    assert!(!copy.contains("List-Unsubscribe"), "{copy}");
+    let mut asked = message(&["c@example.com"], &[]);
+    asked["tracking"] = json!({"clicks": true, "opens": false});
+    let copy = &deliver(&api, &sink, asked).await[0];
+    assert!(!copy.contains(&format!("{base}/o/")), "{copy}");
+    assert!(copy.contains(&format!("{base}/c/")), "{copy}");
+
+    // Aggregate mode: opens and clicks are counted, totals and uniques, and no event names
+    // who opened or clicked. (The domain goes back to following the account.)
+    let (status, _) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/domains/sandbox.kuvert.test/tracking",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, t) = api
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/account/tracking",
+            &json!({"mode": "aggregate", "clicks": true}),
+        )
+        .await;
+    assert_eq!((status, t["mode"].as_str()), (200, Some("aggregate")));
+    let before = totals(&api).await;
+    let copies = deliver(
+        &api,
+        &sink,
+        message(&["d@example.com", "e@example.com"], &[]),
+    )
+    .await;
+    let opened_events = events(&api, "opened").await.len();
+    let clicked_events = events(&api, "clicked").await.len();
+    for (copy, opens) in copies.iter().zip([2, 1]) {
+        for _ in 0..opens {
+            let r = http
+                .get(url_after(copy, &format!("{base}/o/")))
+                .send()
+                .await
+                .expect("pixel");
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    let r = http
+        .get(url_after(&copies[0], &format!("{base}/c/")))
+        .send()
+        .await
+        .expect("click");
+    assert_eq!(r.status().as_u16(), 302);
+    let after = totals(&api).await;
+    assert_eq!(
+        (
+            after.0 - before.0,
+            after.1 - before.1,
+            after.2 - before.2,
+            after.3 - before.3
+        ),
+        (3, 2, 1, 1),
+        "counts stay correct"
+    );
+    assert_eq!(events(&api, "opened").await.len(), opened_events);
+    assert_eq!(events(&api, "clicked").await.len(), clicked_events);
+
+    // Off: no pixel and no rewritten link, even when the message asks; links already sent
+    // still answer, and count nothing.
+    let (status, _) = api
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/account/tracking",
+            &json!({"mode": "off"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut asked = message(&["f@example.com"], &[]);
+    asked["tracking"] = json!({"clicks": true, "opens": true});
+    let copy = &deliver(&api, &sink, asked).await[0];
+    assert!(!copy.contains(&format!("{base}/o/")), "{copy}");
+    assert!(copy.contains("href=\"https://shop.example/\""), "{copy}");
+    let r = http
+        .get(url_after(&copies[1], &format!("{base}/o/")))
+        .send()
+        .await
+        .expect("old pixel");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(totals(&api).await, after);
+
+    let bad = api
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/account/tracking",
+            &json!({"mode": "sometimes"}),
+        )
+        .await;
+    crate::common::assert_error(&bad, 422, "invalid_field", Some("mode"));
+}
+
 fn base64url(s: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let b = s.as_bytes();
