@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kuvert_core::account::Plan;
-use kuvert_core::domain::DomainSettings;
-use kuvert_core::submission::{Limits, Submission};
-use kuvert_core::{Clock, Mailbox, Timestamp};
-use kuvert_store::{Store, StoreOptions};
-use kuvert_submit::Acceptor;
+use kuvert_core::{Clock, Timestamp};
 use kuvert_testkit::{KuvertServer, ServerOptions, SinkOptions, SmtpSink};
+use support::{Bench, ms, peak_rss_mib, percentile, rss_mib};
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kuvert");
 
@@ -54,32 +52,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Peak resident memory of a process, from /proc (Linux).
-fn peak_rss_mib(pid: u32) -> f64 {
-    proc_status_mib(pid, "VmHWM:")
-}
-
-/// Resident memory now.
-fn rss_mib(pid: u32) -> f64 {
-    proc_status_mib(pid, "VmRSS:")
-}
-
-fn proc_status_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() {
@@ -205,73 +177,13 @@ async fn http_to_smtp(a: &Args) {
 async fn picking(deferred: usize) {
     let dir = tempfile::tempdir().expect("dir");
     let clock = Arc::new(kuvert_core::SystemClock);
-    let store = Store::open(StoreOptions {
-        url: StoreOptions::sqlite_url(dir.path()),
-        master_key: [3; 32],
-        clock: clock.clone(),
-    })
-    .await
-    .expect("store");
-    let (account, _) = kuvert_admin::create_account(
-        &store,
-        kuvert_admin::AccountRequest {
-            email: "bench@bench.test".into(),
-            password: "b3nch-mark".into(),
-            plan: Plan::Premium,
-            region: Default::default(),
-            company: Default::default(),
-            owner: Default::default(),
-        },
-    )
-    .await
-    .expect("account");
-    kuvert_admin::add_domain(
-        &store,
-        &account.id,
-        "bench.test",
-        &DomainSettings::default(),
-        true,
-    )
-    .await
-    .expect("domain");
-    let plans = [(
-        Plan::Premium,
-        kuvert_core::account::PlanLimits {
-            event_retention_days: 396,
-            monthly_quota: u64::MAX,
-        },
-    )]
-    .into();
-    let acceptor = Acceptor::new(store.clone(), Limits::default(), plans);
-    let submission = |n: usize, at: Option<Timestamp>, offset: usize| Submission {
-        from: Mailbox::parse("b@bench.test").expect("from"),
-        to: (0..n)
-            .map(|i| Mailbox::parse(&format!("r{}@example.com", offset + i)).expect("to"))
-            .collect(),
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: "later".into(),
-        text: Some("x".into()),
-        html: None,
-        headers: vec![],
-        attachments: vec![],
-        tags: vec![],
-        metadata: Default::default(),
-        send_at: at,
-        tracking: Default::default(),
-        require_tls: false,
-        raw: None,
-    };
+    let bench = Bench::open(dir.path(), clock.clone()).await;
     let fill_start = Instant::now();
     let week = Timestamp(clock.now().millis() + 6 * 86_400_000);
     let mut filled = 0;
     while filled < deferred {
         let n = (deferred - filled).min(1000);
-        acceptor
-            .accept(&account.id, submission(n, Some(week), filled))
-            .await
-            .expect("accept");
+        bench.accept(n, filled, Some(week), &[]).await;
         filled += n;
     }
     let fill = fill_start.elapsed();
@@ -280,18 +192,23 @@ async fn picking(deferred: usize) {
     let mut empty = Vec::new();
     for _ in 0..21 {
         let t = Instant::now();
-        let got = store.lease_due("bench", 200, lease).await.expect("lease");
+        let got = bench
+            .store
+            .lease_due("bench", 200, lease)
+            .await
+            .expect("lease");
         empty.push(t.elapsed());
         assert!(got.is_empty());
     }
     let mut due = Vec::new();
     for round in 0..21 {
-        acceptor
-            .accept(&account.id, submission(200, None, deferred + round * 200))
-            .await
-            .expect("accept");
+        bench.accept(200, deferred + round * 200, None, &[]).await;
         let t = Instant::now();
-        let got = store.lease_due("bench", 200, lease).await.expect("lease");
+        let got = bench
+            .store
+            .lease_due("bench", 200, lease)
+            .await
+            .expect("lease");
         due.push(t.elapsed());
         assert_eq!(got.len(), 200);
     }
@@ -308,10 +225,10 @@ async fn picking(deferred: usize) {
     println!("|---|---|---|---|");
     println!(
         "| {:.2} ms | {:.2} ms | {:.0} MiB | {:.0} MiB |",
-        percentile(&empty, 0.5).as_secs_f64() * 1000.0,
-        percentile(&due, 0.5).as_secs_f64() * 1000.0,
+        ms(percentile(&empty, 0.5)),
+        ms(percentile(&due, 0.5)),
         rss_before,
         rss_after
     );
-    store.close().await;
+    bench.store.close().await;
 }

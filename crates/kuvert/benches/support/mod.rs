@@ -1,0 +1,134 @@
+//! What the benchmarks share: percentiles, memory from /proc, and a store with a premium
+//! account (no quota to speak of), a sandbox domain and an acceptor.
+
+#![allow(dead_code)] // each bench uses its own part
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kuvert_core::account::{Plan, PlanLimits};
+use kuvert_core::domain::DomainSettings;
+use kuvert_core::id::AccountId;
+use kuvert_core::submission::{Limits, Submission};
+use kuvert_core::{Clock, Mailbox, Timestamp};
+use kuvert_store::{Domain, Store, StoreOptions};
+use kuvert_submit::Acceptor;
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// Resident memory now.
+pub fn rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A SQLite store in `dir` with one premium account and the sandbox domain `bench.test`.
+pub struct Bench {
+    pub store: Store,
+    pub account: AccountId,
+    pub domain: Domain,
+    pub acceptor: Acceptor,
+}
+
+impl Bench {
+    pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> Self {
+        let store = Store::open(StoreOptions {
+            url: StoreOptions::sqlite_url(dir),
+            master_key: [3; 32],
+            clock,
+        })
+        .await
+        .expect("store");
+        let (account, _) = kuvert_admin::create_account(
+            &store,
+            kuvert_admin::AccountRequest {
+                email: "bench@bench.test".into(),
+                password: "b3nch-mark".into(),
+                plan: Plan::Premium,
+                region: Default::default(),
+                company: Default::default(),
+                owner: Default::default(),
+            },
+        )
+        .await
+        .expect("account");
+        let (domain, _) = kuvert_admin::add_domain(
+            &store,
+            &account.id,
+            "bench.test",
+            &DomainSettings::default(),
+            true,
+        )
+        .await
+        .expect("domain");
+        let plans = [(
+            Plan::Premium,
+            PlanLimits {
+                event_retention_days: 396,
+                monthly_quota: u64::MAX,
+            },
+        )]
+        .into();
+        let acceptor = Acceptor::new(store.clone(), Limits::default(), plans);
+        Self {
+            store,
+            account: account.id,
+            domain,
+            acceptor,
+        }
+    }
+
+    /// Accepts one message to `n` recipients `r{offset}@example.com` and on.
+    pub async fn accept(&self, n: usize, offset: usize, at: Option<Timestamp>, tags: &[&str]) {
+        self.acceptor
+            .accept(&self.account, submission(n, offset, at, tags))
+            .await
+            .expect("accept");
+    }
+}
+
+pub fn submission(n: usize, offset: usize, at: Option<Timestamp>, tags: &[&str]) -> Submission {
+    Submission {
+        from: Mailbox::parse("b@bench.test").expect("from"),
+        to: (offset..offset + n)
+            .map(|i| Mailbox::parse(&format!("r{i}@example.com")).expect("to"))
+            .collect(),
+        cc: vec![],
+        bcc: vec![],
+        reply_to: None,
+        subject: "bench".into(),
+        text: Some("x".into()),
+        html: None,
+        headers: vec![],
+        attachments: vec![],
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        metadata: Default::default(),
+        send_at: at,
+        tracking: Default::default(),
+        require_tls: false,
+        raw: None,
+    }
+}
