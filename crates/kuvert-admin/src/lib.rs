@@ -2,6 +2,8 @@
 //! call these, so a rule (the password rule, a domain's key and records) holds the same way
 //! whichever door an operator or user comes through.
 
+pub mod retention;
+
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::address::{AddressError, is_host_name};

@@ -64,7 +64,7 @@ string_enum! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanLimits {
     /// How long event data is kept (seed 000: 3 months, 13 on premium plans).
-    pub event_retention_days: u32,
+    pub event_retention_months: u32,
     /// Recipients an account may send to per calendar month.
     pub monthly_quota: u64,
 }
@@ -73,11 +73,11 @@ impl Plan {
     pub fn default_limits(self) -> PlanLimits {
         match self {
             Self::Free => PlanLimits {
-                event_retention_days: 92,
+                event_retention_months: 3,
                 monthly_quota: 6_000,
             },
             Self::Premium => PlanLimits {
-                event_retention_days: 396,
+                event_retention_months: 13,
                 monthly_quota: 1_000_000,
             },
         }

@@ -55,6 +55,14 @@ impl Timestamp {
             .unwrap_or(self.0);
         Self(first)
     }
+
+    /// The same moment `months` calendar months earlier (UTC), the day clamped to the
+    /// shorter month (31 May less 3 months is 28 or 29 February): retention is in months.
+    pub fn months_before(self, months: u32) -> Self {
+        let d = DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default();
+        d.checked_sub_months(chrono::Months::new(months))
+            .map_or(Self(i64::MIN), |d| Self(d.timestamp_millis()))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -104,6 +112,25 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_before_clamps_the_day() {
+        let at = |s: &str| {
+            Timestamp(
+                DateTime::parse_from_rfc3339(s)
+                    .expect("date")
+                    .timestamp_millis(),
+            )
+        };
+        assert_eq!(
+            at("2026-05-31T10:00:00Z").months_before(3),
+            at("2026-02-28T10:00:00Z")
+        );
+        assert_eq!(
+            at("2027-01-15T00:00:00Z").months_before(13),
+            at("2025-12-15T00:00:00Z")
+        );
+    }
 
     #[test]
     fn rfc3339_round_trip_and_month_start() {

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tracking_settings",
         include_str!("migrations/0007_tracking_settings.sql"),
     ),
+    (
+        8,
+        "retention",
+        include_str!("migrations/0008_retention.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -129,12 +129,17 @@ both_backends!(
     outcomes_update_state_events_and_suppressions,
     captures_are_kept_sealed,
     stats_count_the_events_and_outlive_them,
+    retention_follows_the_plan_and_keeps_statistics,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
+    account_on(store, email, Plan::Free).await
+}
+
+async fn account_on(store: &Store, email: &str, plan: Plan) -> Account {
     store
         .create_account(NewAccount {
-            plan: Plan::Free,
+            plan,
             region: Region::Eu,
             profile: CompanyProfile {
                 company: Some("Acme GmbH".into()),
@@ -329,10 +334,22 @@ async fn message(
     rcpts: &[(&str, RecipientStatus)],
     now: Timestamp,
 ) -> MessageId {
-    let domain = match s.account_domain(account, "send.example").await {
+    message_from(s, account, "send.example", tags, rcpts, now).await
+}
+
+/// A message from `domain` (a name belongs to one account), made when first used.
+async fn message_from(
+    s: &Store,
+    account: &AccountId,
+    domain: &str,
+    tags: &[&str],
+    rcpts: &[(&str, RecipientStatus)],
+    now: Timestamp,
+) -> MessageId {
+    let domain = match s.account_domain(account, domain).await {
         Ok(d) => d,
         Err(_) => s
-            .add_domain(account, new_domain("send.example", true))
+            .add_domain(account, new_domain(domain, true))
             .await
             .expect("domain"),
     };
@@ -1217,4 +1234,143 @@ async fn stats_count_the_events_and_outlive_them(f: &Fixture) {
         totals(&s.stats(&a.id, &window).await.expect("stats")),
         counted
     );
+}
+
+async fn retention_follows_the_plan_and_keeps_statistics(f: &Fixture) {
+    const DAY: i64 = 86_400_000;
+    let s = &f.store;
+    let free = account_on(s, "free@acme.example", Plan::Free).await;
+    let premium = account_on(s, "premium@acme.example", Plan::Premium).await;
+    let dropped = RecipientStatus::Dropped;
+    // Finished messages (their one recipient dropped), and one still waiting for delivery.
+    let free_done = message_from(
+        s,
+        &free.id,
+        "free.example",
+        &[],
+        &[("a@example.com", dropped)],
+        START,
+    )
+    .await;
+    let free_waiting = message_from(
+        s,
+        &free.id,
+        "free.example",
+        &[],
+        &[("b@example.com", RecipientStatus::Queued)],
+        START,
+    )
+    .await;
+    let premium_done = message_from(
+        s,
+        &premium.id,
+        "premium.example",
+        &[],
+        &[("c@example.com", dropped)],
+        START,
+    )
+    .await;
+    let policy = kuvert_store::RetentionPolicy {
+        event_months: [(Plan::Free, 3), (Plan::Premium, 13)].into(),
+        content_ms: 7 * DAY,
+        batch: 1,
+    };
+    let events = |a: AccountId| async move {
+        let all = EventFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        s.list_events(&a, &all).await.expect("events").items.len()
+    };
+    let content = |a: AccountId, m: MessageId| async move {
+        s.message(&a, m.as_str())
+            .await
+            .expect("message")
+            .mime
+            .is_some()
+    };
+    let at = |days: i64| f.clock.set(Timestamp(START.millis() + days * DAY));
+
+    // Content: kept 7 days after the last attempt, and as long as a recipient waits.
+    at(6);
+    assert_eq!(
+        s.purge(&policy, false)
+            .await
+            .expect("purge")
+            .message_contents,
+        0
+    );
+    assert!(content(free.id.clone(), free_done.clone()).await);
+    at(8);
+    let c = s.purge(&policy, false).await.expect("purge");
+    assert_eq!((c.message_contents, c.events), (2, 0), "{c:?}");
+    assert!(!content(free.id.clone(), free_done.clone()).await);
+    assert!(!content(premium.id.clone(), premium_done.clone()).await);
+    assert!(content(free.id.clone(), free_waiting.clone()).await);
+
+    // Events: 18 November plus 3 months is 18 February, 92 days later.
+    at(92);
+    s.purge(&policy, false).await.expect("purge");
+    assert_eq!(
+        events(free.id.clone()).await,
+        2,
+        "kept for exactly 3 months"
+    );
+    at(93);
+    let dry = s.purge(&policy, true).await.expect("dry run");
+    assert_eq!(
+        (dry.events, dry.messages, dry.recipients),
+        (2, 1, 1),
+        "{dry:?}"
+    );
+    assert_eq!(
+        events(free.id.clone()).await,
+        2,
+        "a dry run deletes nothing"
+    );
+    let c = s.purge(&policy, false).await.expect("purge");
+    assert_eq!((c.events, c.messages, c.recipients), (2, 1, 1), "{c:?}");
+    assert_eq!(
+        events(free.id.clone()).await,
+        0,
+        "gone after 3 months and a day"
+    );
+    assert!(
+        s.message(&free.id, free_waiting.as_str()).await.is_ok(),
+        "a message still waiting for delivery stays"
+    );
+    assert_eq!(events(premium.id.clone()).await, 1);
+
+    // Premium: still there after 12 months, gone after 13 months and a day.
+    at(365);
+    s.purge(&policy, false).await.expect("purge");
+    assert_eq!(events(premium.id.clone()).await, 1, "kept after 12 months");
+    at(396);
+    s.purge(&policy, false).await.expect("purge");
+    assert_eq!(
+        events(premium.id.clone()).await,
+        0,
+        "gone after 13 months and a day"
+    );
+
+    // The statistics stay, and every run left its counts.
+    let window = StatsQuery {
+        from: START,
+        to: Timestamp(START.millis() + DAY),
+        domain_id: None,
+        tag: None,
+    };
+    let stats = s.stats(&free.id, &window).await.expect("stats");
+    let count = |metric: &str| -> i64 {
+        stats
+            .iter()
+            .filter(|(_, m, _)| m == metric)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    assert_eq!((count("dropped"), count("accepted")), (1, 1), "{stats:?}");
+    let runs = s.purge_runs(10).await.expect("runs");
+    assert_eq!(runs.len(), 6, "dry runs leave no record");
+    assert_eq!(runs[2].counts.events, 2);
+    assert_eq!(runs[4].counts.message_contents, 2);
 }

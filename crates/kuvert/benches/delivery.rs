@@ -72,7 +72,7 @@ async fn http_to_smtp(a: &Args) {
     let sink = SmtpSink::start(SinkOptions::default());
     // The demo account is on the free plan: lift its monthly quota for the run.
     let config = format!(
-        "[plans.free]\nevent_retention_days = 92\nmonthly_quota = 100000000\n\
+        "[plans.free]\nevent_retention_months = 3\nmonthly_quota = 100000000\n\
          [delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n",
         sink.addr()
     );

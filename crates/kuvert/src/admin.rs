@@ -393,3 +393,22 @@ pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> 
     }
     Ok(())
 }
+
+/// `kuvert purge`: deletes what is past its retention now, or with `--dry-run` says what
+/// would go.
+pub async fn purge(i: &Instance, dry_run: bool, json_out: bool) -> Result<()> {
+    let c = i.store.purge(&i.config.retention_policy(), dry_run).await?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    print(json_out, json!({"dry_run": dry_run, "counts": c}), || {
+        format!(
+            "{verb}: {} events, {} message contents, {} messages with {} recipients, {} captured messages, {} webhook deliveries",
+            c.events,
+            c.message_contents,
+            c.messages,
+            c.recipients,
+            c.captures,
+            c.webhook_deliveries
+        )
+    });
+    Ok(())
+}

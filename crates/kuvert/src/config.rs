@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use kuvert_core::account::{Plan, PlanLimits};
 use kuvert_core::domain::DomainSettings;
+use kuvert_core::duration::HumanDuration;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -26,6 +27,29 @@ pub struct Config {
     pub smtp: kuvert_smtpd::SmtpConfig,
     pub webhooks: kuvert_webhooks::WebhookConfig,
     pub tracking: Tracking,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// How long a message's content is kept after its last delivery attempt; its metadata
+    /// stays as long as its events. (Event retention is per plan: `[plans.*]`.)
+    pub message_content: HumanDuration,
+    /// How often the purge runs.
+    pub purge_interval: HumanDuration,
+    /// Rows per delete statement: small enough that sending keeps its latency.
+    pub batch: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            message_content: HumanDuration::secs(7 * 86_400),
+            purge_interval: HumanDuration::secs(86_400),
+            batch: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -75,7 +99,7 @@ pub struct DomainSettingsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
-    pub event_retention_days: u32,
+    pub event_retention_months: u32,
     pub monthly_quota: u64,
 }
 
@@ -126,7 +150,7 @@ impl Default for Config {
                 (
                     p.to_string(),
                     PlanConfig {
-                        event_retention_days: l.event_retention_days,
+                        event_retention_months: l.event_retention_months,
                         monthly_quota: l.monthly_quota,
                     },
                 )
@@ -144,6 +168,7 @@ impl Default for Config {
             smtp: kuvert_smtpd::SmtpConfig::default(),
             webhooks: kuvert_webhooks::WebhookConfig::default(),
             tracking: Tracking::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -256,6 +281,18 @@ impl Config {
             .collect()
     }
 
+    pub fn retention_policy(&self) -> kuvert_store::RetentionPolicy {
+        kuvert_store::RetentionPolicy {
+            event_months: self
+                .plan_limits()
+                .into_iter()
+                .map(|(plan, l)| (plan, l.event_retention_months))
+                .collect(),
+            content_ms: self.retention.message_content.millis(),
+            batch: self.retention.batch.max(1),
+        }
+    }
+
     pub fn plan_limits(&self) -> std::collections::HashMap<Plan, PlanLimits> {
         self.plans
             .iter()
@@ -263,7 +300,7 @@ impl Config {
                 Some((
                     name.parse().ok()?,
                     PlanLimits {
-                        event_retention_days: p.event_retention_days,
+                        event_retention_months: p.event_retention_months,
                         monthly_quota: p.monthly_quota,
                     },
                 ))
@@ -409,7 +446,7 @@ mod tests {
     fn environment_overrides_file_and_defaults() {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("k.toml");
-        std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:9000\"\n[plans.free]\nevent_retention_days = 92\nmonthly_quota = 10\n").expect("write");
+        std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:9000\"\n[plans.free]\nevent_retention_months = 3\nmonthly_quota = 10\n").expect("write");
         let c = Config::load(
             Some(&file),
             env(&[

@@ -70,6 +70,12 @@ enum Command {
     /// Sending domains.
     #[command(subcommand)]
     Domain(admin::DomainCmd),
+    /// Delete what is past its retention (the server also does this daily).
+    Purge {
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -106,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             Command::Account(cmd) => admin::account(&instance, cmd, cli.json).await,
             Command::Key(cmd) => admin::key(&instance, cmd, cli.json).await,
             Command::Domain(cmd) => admin::domain(&instance, cmd, cli.json).await,
+            Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),
         };
         instance.store.close().await;

@@ -46,6 +46,11 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     tracing::info!(mode = ?config.delivery.mode, "delivery started");
     let _webhooks =
         kuvert_webhooks::Dispatcher::start(instance.store.clone(), config.webhooks.clone());
+    let _purge = kuvert_admin::retention::start_purge_job(
+        instance.store.clone(),
+        config.retention_policy(),
+        config.retention.purge_interval.0,
+    );
     let acceptor = Acceptor::new(
         instance.store.clone(),
         config.submission_limits(),

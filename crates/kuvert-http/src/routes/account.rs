@@ -78,7 +78,7 @@ pub struct TrackingPatch {
 pub struct LimitsOut {
     pub monthly_quota: u64,
     pub sent_this_month: u64,
-    pub event_retention_days: u32,
+    pub event_retention_months: u32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -128,7 +128,7 @@ pub async fn get(
         limits: LimitsOut {
             monthly_quota: limits.monthly_quota,
             sent_this_month: sent,
-            event_retention_days: limits.event_retention_days,
+            event_retention_months: limits.event_retention_months,
         },
         tracking,
         users: users

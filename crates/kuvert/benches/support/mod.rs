@@ -87,7 +87,7 @@ impl Bench {
         let plans = [(
             Plan::Premium,
             PlanLimits {
-                event_retention_days: 396,
+                event_retention_months: 13,
                 monthly_quota: u64::MAX,
             },
         )]

@@ -9,6 +9,7 @@ mod live;
 mod quickstart;
 mod reports;
 mod restart;
+mod retention;
 mod smtp;
 mod stats;
 mod tracking;

@@ -1,0 +1,302 @@
+//! Retention (seed 000, "Fristen"): events are kept as long as the account's plan says, a
+//! message's content a few days after its last delivery attempt, and then they are deleted,
+//! in bounded batches so that sending keeps its latency. Statistics stay: they hold no
+//! personal data. Each run leaves its counts in `purge_runs`.
+
+use std::collections::HashMap;
+
+use kuvert_core::Timestamp;
+use kuvert_core::account::Plan;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::accounts::parse_column;
+use crate::{Result, Store};
+
+/// How long things are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Event retention per plan, in calendar months.
+    pub event_months: HashMap<Plan, u32>,
+    /// Message content, after the message's last delivery attempt.
+    pub content_ms: i64,
+    /// Rows per delete statement.
+    pub batch: u32,
+}
+
+impl RetentionPolicy {
+    fn months(&self, plan: Plan) -> u32 {
+        self.event_months
+            .get(&plan)
+            .copied()
+            .unwrap_or_else(|| plan.default_limits().event_retention_months)
+    }
+}
+
+/// What a purge deleted (or, on a dry run, would delete).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeCounts {
+    pub events: u64,
+    pub webhook_deliveries: u64,
+    /// Messages whose content (MIME, tracking template) went; their metadata stays.
+    pub message_contents: u64,
+    /// Messages (with their recipients) older than the event retention.
+    pub messages: u64,
+    pub recipients: u64,
+    pub captures: u64,
+}
+
+/// A past purge run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgeRun {
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub counts: PurgeCounts,
+}
+
+/// A message is finished when none of its recipients waits for an attempt.
+const FINISHED: &str = "NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.next_attempt_at IS NOT NULL)";
+
+impl Store {
+    /// Deletes what is past its retention; with `dry_run`, only counts it.
+    pub async fn purge(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<PurgeCounts> {
+        let started = self.now();
+        let mut c = PurgeCounts::default();
+        let content_cutoff = started - policy.content_ms;
+        let accounts = sqlx::query("SELECT id, plan FROM accounts")
+            .fetch_all(self.pool())
+            .await?;
+        for row in accounts {
+            let account: String = row.try_get("id")?;
+            let plan: Plan = parse_column(&row, "plan")?;
+            let cutoff = Timestamp(started)
+                .months_before(policy.months(plan))
+                .millis();
+            c.events += self
+                .purge_rows(
+                    "SELECT seq FROM events WHERE account_id = $1 AND created_at < $2",
+                    "DELETE FROM events WHERE seq IN",
+                    &account,
+                    cutoff,
+                    policy.batch,
+                    dry_run,
+                )
+                .await?;
+            c.webhook_deliveries += self
+                .purge_rows(
+                    "SELECT id FROM webhook_outbox WHERE account_id = $1 AND created_at < $2",
+                    "DELETE FROM webhook_outbox WHERE id IN",
+                    &account,
+                    cutoff,
+                    policy.batch,
+                    dry_run,
+                )
+                .await?;
+            let (messages, recipients) = self
+                .purge_messages(&account, cutoff, policy.batch, dry_run)
+                .await?;
+            c.messages += messages;
+            c.recipients += recipients;
+            // Captured mail is message content.
+            c.captures += self
+                .purge_rows(
+                    "SELECT seq FROM captures WHERE account_id = $1 AND created_at < $2",
+                    "DELETE FROM captures WHERE seq IN",
+                    &account,
+                    content_cutoff,
+                    policy.batch,
+                    dry_run,
+                )
+                .await?;
+        }
+        c.message_contents = self
+            .purge_contents(content_cutoff, policy.batch, dry_run)
+            .await?;
+        if !dry_run {
+            sqlx::query(
+                "INSERT INTO purge_runs (started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(started)
+            .bind(self.now())
+            .bind(c.events as i64)
+            .bind(c.webhook_deliveries as i64)
+            .bind(c.message_contents as i64)
+            .bind(c.messages as i64)
+            .bind(c.recipients as i64)
+            .bind(c.captures as i64)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(c)
+    }
+
+    /// Deletes, `batch` at a time, the rows that `select` (binding `$1` = account, `$2` =
+    /// cutoff, and a `LIMIT`) finds; on a dry run counts them.
+    async fn purge_rows(
+        &self,
+        select: &str,
+        delete: &str,
+        account: &str,
+        cutoff: i64,
+        batch: u32,
+        dry_run: bool,
+    ) -> Result<u64> {
+        if dry_run {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({select}) t"))
+                .bind(account)
+                .bind(cutoff)
+                .fetch_one(self.pool())
+                .await?;
+            return Ok(n as u64);
+        }
+        let sql = format!("{delete} ({select} LIMIT $3)");
+        until_short(batch, || {
+            sqlx::query(&sql)
+                .bind(account)
+                .bind(cutoff)
+                .bind(i64::from(batch))
+                .execute(self.pool())
+        })
+        .await
+    }
+
+    /// Messages older than the account's event retention, with every recipient finished, go
+    /// with their recipients. Returns (messages, recipients).
+    async fn purge_messages(
+        &self,
+        account: &str,
+        cutoff: i64,
+        batch: u32,
+        dry_run: bool,
+    ) -> Result<(u64, u64)> {
+        let select = format!(
+            "SELECT id FROM messages WHERE account_id = $1 AND created_at < $2 AND {FINISHED}"
+        );
+        let (mut messages, mut recipients) = (0, 0);
+        if dry_run {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({select}) t"))
+                .bind(account)
+                .bind(cutoff)
+                .fetch_one(self.pool())
+                .await?;
+            let r: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM recipients WHERE message_id IN ({select})"
+            ))
+            .bind(account)
+            .bind(cutoff)
+            .fetch_one(self.pool())
+            .await?;
+            return Ok((n as u64, r as u64));
+        }
+        loop {
+            let ids: Vec<String> = sqlx::query_scalar(&format!("{select} LIMIT $3"))
+                .bind(account)
+                .bind(cutoff)
+                .bind(i64::from(batch.min(500)))
+                .fetch_all(self.pool())
+                .await?;
+            if ids.is_empty() {
+                return Ok((messages, recipients));
+            }
+            let list = placeholders(ids.len());
+            let mut tx = self.pool().begin().await?;
+            let (del_recipients, del_messages) = (
+                format!("DELETE FROM recipients WHERE message_id IN ({list})"),
+                format!("DELETE FROM messages WHERE id IN ({list})"),
+            );
+            let mut del = sqlx::query(&del_recipients);
+            for id in &ids {
+                del = del.bind(id);
+            }
+            recipients += del.execute(&mut *tx).await?.rows_affected();
+            let mut del = sqlx::query(&del_messages);
+            for id in &ids {
+                del = del.bind(id);
+            }
+            messages += del.execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+        }
+    }
+
+    /// Content of finished messages whose last attempt is older than `cutoff`: MIME and
+    /// template go, metadata (sender, subject, size, tags, states) stays.
+    async fn purge_contents(&self, cutoff: i64, batch: u32, dry_run: bool) -> Result<u64> {
+        let select = format!(
+            "SELECT id FROM messages WHERE content_purged_at IS NULL AND created_at < $1 AND {FINISHED} \
+             AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.updated_at >= $1)"
+        );
+        if dry_run {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({select}) t"))
+                .bind(cutoff)
+                .fetch_one(self.pool())
+                .await?;
+            return Ok(n as u64);
+        }
+        let sql = format!(
+            "UPDATE messages SET mime = NULL, template = NULL, content_purged_at = $2 WHERE id IN ({select} LIMIT $3)"
+        );
+        let now = self.now();
+        until_short(batch, || {
+            sqlx::query(&sql)
+                .bind(cutoff)
+                .bind(now)
+                .bind(i64::from(batch))
+                .execute(self.pool())
+        })
+        .await
+    }
+
+    /// The most recent purge runs, newest first.
+    pub async fn purge_runs(&self, limit: u32) -> Result<Vec<PurgeRun>> {
+        let rows = sqlx::query(
+            "SELECT started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures \
+             FROM purge_runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n = |c: &str| -> Result<u64> { Ok(r.try_get::<i64, _>(c)? as u64) };
+                Ok(PurgeRun {
+                    started_at: Timestamp(r.try_get("started_at")?),
+                    finished_at: Timestamp(r.try_get("finished_at")?),
+                    counts: PurgeCounts {
+                        events: n("events")?,
+                        webhook_deliveries: n("webhook_deliveries")?,
+                        message_contents: n("message_contents")?,
+                        messages: n("messages")?,
+                        recipients: n("recipients")?,
+                        captures: n("captures")?,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs one bounded statement again and again until it affects fewer than `batch` rows;
+/// answers the rows affected in all.
+async fn until_short<F, Fut>(batch: u32, mut statement: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let done = statement().await?.rows_affected();
+        total += done;
+        if done < u64::from(batch) {
+            return Ok(total);
+        }
+    }
+}
+
+/// `$1, $2, ...` for an IN list.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
