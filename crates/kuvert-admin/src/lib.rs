@@ -2,6 +2,8 @@
 //! call these, so a rule (the password rule, a domain's key and records) holds the same way
 //! whichever door an operator or user comes through.
 
+pub mod deletion;
+pub mod notices;
 pub mod retention;
 
 use kuvert_core::EmailAddress;
@@ -25,6 +27,10 @@ pub enum AdminError {
     InvalidEmail(#[from] AddressError),
     #[error("{0:?} is not a valid domain name")]
     InvalidDomain(String),
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("the notice could not be sent: {0}")]
+    Notice(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

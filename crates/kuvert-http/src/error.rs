@@ -167,6 +167,9 @@ impl From<AdminError> for ApiError {
                     .field("email")
             }
             AdminError::InvalidDomain(_) => Self::invalid("name", message),
+            AdminError::WrongPassword => {
+                Self::new(StatusCode::FORBIDDEN, "wrong_password", message).field("password")
+            }
             AdminError::Store(s) => s.into(),
             _ => Self::internal(),
         }

@@ -35,6 +35,10 @@ pub struct AppState {
     /// Turns true when the server stops: long requests (the live log) end then, so that a
     /// graceful shutdown does not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Kuvert's own mail to account holders.
+    pub notices: kuvert_admin::notices::Notices,
+    /// `[retention] deleted_accounts`: how long a deleted account's rows remain.
+    pub account_purge_after: std::time::Duration,
 }
 
 /// Appends Prometheus text to `/metrics`.
@@ -70,6 +74,7 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::keys::revoke,
         routes::account::get,
         routes::account::update_tracking,
+        routes::account::delete,
         routes::tracking::open,
         routes::tracking::click,
         routes::tracking::unsubscribe_page,
@@ -156,7 +161,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::keys::list).post(routes::keys::create),
         )
         .route("/v1/keys/{id}", axum::routing::delete(routes::keys::revoke))
-        .route("/v1/account", get(routes::account::get))
+        .route(
+            "/v1/account",
+            get(routes::account::get).delete(routes::account::delete),
+        )
         .route(
             "/v1/account/tracking",
             axum::routing::patch(routes::account::update_tracking),

@@ -3,6 +3,7 @@
 //! query is written once. Personal values are sealed here, on their way in and out.
 
 mod accounts;
+mod closure;
 mod commit;
 mod domains;
 mod events;
@@ -28,6 +29,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub use accounts::{Account, AccountState, NewAccount, NewUser, User};
+pub use closure::{ACCOUNT_TABLES, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
 pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};

@@ -44,6 +44,8 @@ pub struct PurgeCounts {
     pub messages: u64,
     pub recipients: u64,
     pub captures: u64,
+    /// Closed accounts whose every row went (their deletion period is over).
+    pub accounts: u64,
 }
 
 /// A past purge run.
@@ -63,6 +65,7 @@ impl Store {
         let started = self.now();
         let mut c = PurgeCounts::default();
         let content_cutoff = started - policy.content_ms;
+        c.accounts = self.purge_closed_accounts(policy.batch, dry_run).await?;
         let accounts = sqlx::query("SELECT id, plan FROM accounts")
             .fetch_all(self.pool())
             .await?;
@@ -114,8 +117,8 @@ impl Store {
             .await?;
         if !dry_run {
             sqlx::query(
-                "INSERT INTO purge_runs (started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO purge_runs (started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(started)
             .bind(self.now())
@@ -125,6 +128,7 @@ impl Store {
             .bind(c.messages as i64)
             .bind(c.recipients as i64)
             .bind(c.captures as i64)
+            .bind(c.accounts as i64)
             .execute(self.pool())
             .await?;
         }
@@ -250,7 +254,7 @@ impl Store {
     /// The most recent purge runs, newest first.
     pub async fn purge_runs(&self, limit: u32) -> Result<Vec<PurgeRun>> {
         let rows = sqlx::query(
-            "SELECT started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures \
+            "SELECT started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts \
              FROM purge_runs ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -269,6 +273,7 @@ impl Store {
                         messages: n("messages")?,
                         recipients: n("recipients")?,
                         captures: n("captures")?,
+                        accounts: n("accounts")?,
                     },
                 })
             })
@@ -278,7 +283,7 @@ impl Store {
 
 /// Runs one bounded statement again and again until it affects fewer than `batch` rows;
 /// answers the rows affected in all.
-async fn until_short<F, Fut>(batch: u32, mut statement: F) -> Result<u64>
+pub(crate) async fn until_short<F, Fut>(batch: u32, mut statement: F) -> Result<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>>,

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("migrations/0008_retention.sql"),
     ),
+    (
+        9,
+        "account_deletion",
+        include_str!("migrations/0009_account_deletion.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

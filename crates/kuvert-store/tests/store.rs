@@ -130,6 +130,7 @@ both_backends!(
     captures_are_kept_sealed,
     stats_count_the_events_and_outlive_them,
     retention_follows_the_plan_and_keeps_statistics,
+    a_closed_account_is_unreadable_at_once_and_gone_after_its_period,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -1373,4 +1374,113 @@ async fn retention_follows_the_plan_and_keeps_statistics(f: &Fixture) {
     assert_eq!(runs.len(), 6, "dry runs leave no record");
     assert_eq!(runs[2].counts.events, 2);
     assert_eq!(runs[4].counts.message_contents, 2);
+}
+
+async fn a_closed_account_is_unreadable_at_once_and_gone_after_its_period(f: &Fixture) {
+    const DAY: i64 = 86_400_000;
+    let s = &f.store;
+    let gone = account(s, "gone@acme.example").await;
+    let stays = account(s, "stays@acme.example").await;
+    let secret = NewApiKey::generate();
+    s.create_key(&gone.id, "k", Scope::Full, &secret)
+        .await
+        .expect("key");
+    let queued = RecipientStatus::Queued;
+    message_from(
+        s,
+        &gone.id,
+        "gone.example",
+        &["t"],
+        &[("a@example.com", queued)],
+        START,
+    )
+    .await;
+    message_from(
+        s,
+        &stays.id,
+        "stays.example",
+        &[],
+        &[("b@example.com", queued)],
+        START,
+    )
+    .await;
+    s.add_suppression(&gone.id, "x@example.com", SuppressionReason::Manual)
+        .await
+        .expect("suppression");
+    s.create_webhook(&gone.id, "https://hooks.example/", &[], "k")
+        .await
+        .expect("webhook");
+    assert_eq!(
+        s.owner(&gone.id).await.expect("owner").0,
+        "gone@acme.example"
+    );
+
+    s.close_account(&gone.id, 30 * DAY).await.expect("close");
+    assert!(
+        matches!(s.account(&gone.id).await, Err(StoreError::KeyDestroyed)),
+        "its sealed data can no longer be opened"
+    );
+    assert!(matches!(
+        s.owner(&gone.id).await,
+        Err(StoreError::KeyDestroyed)
+    ));
+    assert!(
+        s.authenticate(&secret.hash).await.expect("query").is_none(),
+        "its keys are revoked"
+    );
+    let leased = s.lease_due("n", 10, LEASE).await.expect("lease");
+    assert_eq!(
+        leased
+            .iter()
+            .map(|l| l.address.as_str())
+            .collect::<Vec<_>>(),
+        ["b@example.com"],
+        "its mail no longer leaves; the other account's does"
+    );
+
+    // Every table of the schema is either purged by account or holds no account's rows.
+    let known: Vec<&str> = kuvert_store::ACCOUNT_TABLES
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(kuvert_store::NO_ACCOUNT_DATA.iter().copied())
+        .collect();
+    for table in s.table_names().await.expect("tables") {
+        assert!(
+            known.contains(&table.as_str()),
+            "table {table} is in neither ACCOUNT_TABLES nor NO_ACCOUNT_DATA"
+        );
+    }
+    let rows = |a: AccountId| async move {
+        s.account_rows(&a)
+            .await
+            .expect("rows")
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect::<Vec<_>>()
+    };
+    let policy = kuvert_store::RetentionPolicy {
+        event_months: Default::default(),
+        content_ms: 7 * DAY,
+        batch: 1,
+    };
+    f.clock.set(Timestamp(START.millis() + 29 * DAY));
+    assert_eq!(s.purge(&policy, false).await.expect("purge").accounts, 0);
+    assert!(
+        !rows(gone.id.clone()).await.is_empty(),
+        "not before its period"
+    );
+    f.clock.set(Timestamp(START.millis() + 30 * DAY));
+    assert_eq!(s.purge(&policy, false).await.expect("purge").accounts, 1);
+    assert_eq!(rows(gone.id.clone()).await, [], "no row of it is left");
+    let kept = rows(stays.id.clone()).await;
+    for table in [
+        "accounts",
+        "users",
+        "domains",
+        "messages",
+        "recipients",
+        "events",
+    ] {
+        assert!(kept.iter().any(|(t, _)| *t == table), "{table}: {kept:?}");
+    }
 }

@@ -30,6 +30,15 @@ pub enum AccountCmd {
     },
     /// Show an account.
     Show { account: String },
+    /// Delete an account at its holder's request: it stops at once, its data key is
+    /// destroyed, the owner is told by e-mail, its rows go after [retention]
+    /// deleted_accounts.
+    Delete {
+        account: String,
+        /// Confirms that this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Send the account's mail from an IP pool of [delivery.pools]; without POOL, from the
     /// default address again.
     Pool {
@@ -177,6 +186,36 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             print(json_out, v.clone(), || {
                 serde_json::to_string_pretty(&v).expect("serialises")
             });
+        }
+        AccountCmd::Delete { account, yes } => {
+            if !yes {
+                bail!("deleting an account cannot be undone: add --yes");
+            }
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let notices = i.notices().await?;
+            let purged_by = kuvert_admin::deletion::delete_account(
+                &i.store,
+                &notices,
+                &a.id,
+                kuvert_admin::deletion::Requester::Operator,
+                i.config.retention.deleted_accounts.0,
+            )
+            .await?;
+            print(
+                json_out,
+                json!({"id": a.id, "status": "closed", "purged_by": purged_by.to_rfc3339()}),
+                || {
+                    format!(
+                        "{} is deleted: its data is unreadable now, its rows go by {}",
+                        a.id,
+                        purged_by.to_rfc3339()
+                    )
+                },
+            );
         }
         AccountCmd::Pool { account, pool } => {
             known_pool(i, pool.as_deref())?;

@@ -28,6 +28,7 @@ pub struct Config {
     pub webhooks: kuvert_webhooks::WebhookConfig,
     pub tracking: Tracking,
     pub retention: Retention,
+    pub notices: Notices,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,6 +41,18 @@ pub struct Retention {
     pub purge_interval: HumanDuration,
     /// Rows per delete statement: small enough that sending keeps its latency.
     pub batch: u32,
+    /// How long a deleted account's rows remain (unreadable: its key is destroyed at once)
+    /// before the purge removes them. At most 90 days (seed 003 §7).
+    pub deleted_accounts: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notices {
+    /// Sender of Kuvert's own mail to account holders (deletion, inactivity). Empty:
+    /// `Kuvert <notices@[domains] hostname>`. Its domain belongs to a system account made on
+    /// first start; publish that domain's DKIM record (`kuvert domain list --account ...`).
+    pub from: String,
 }
 
 impl Default for Retention {
@@ -48,6 +61,7 @@ impl Default for Retention {
             message_content: HumanDuration::secs(7 * 86_400),
             purge_interval: HumanDuration::secs(86_400),
             batch: 10_000,
+            deleted_accounts: HumanDuration::secs(90 * 86_400),
         }
     }
 }
@@ -169,6 +183,7 @@ impl Default for Config {
             webhooks: kuvert_webhooks::WebhookConfig::default(),
             tracking: Tracking::default(),
             retention: Retention::default(),
+            notices: Notices::default(),
         }
     }
 }
@@ -227,7 +242,22 @@ impl Config {
         Ok(config)
     }
 
+    /// The sender of Kuvert's own notices.
+    pub fn notices_from(&self) -> String {
+        if self.notices.from.is_empty() {
+            format!("Kuvert <notices@{}>", self.domains.hostname)
+        } else {
+            self.notices.from.clone()
+        }
+    }
+
     fn check(&self) -> Result<()> {
+        if self.retention.deleted_accounts.0 > kuvert_admin::deletion::MAX_PURGE_AFTER {
+            bail!("[retention] deleted_accounts is at most 90d (seed 003 §7)");
+        }
+        kuvert_core::Mailbox::parse(&self.notices_from()).with_context(|| {
+            format!("[notices] from = {:?} is not an address", self.notices.from)
+        })?;
         self.http
             .listen
             .parse::<SocketAddr>()

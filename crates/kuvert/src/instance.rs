@@ -52,6 +52,26 @@ impl Instance {
 
     /// This node's name in delivery leases, kept in the data directory: a restarted node
     /// knows its old leases, and nodes sharing PostgreSQL tell theirs apart.
+    /// The acceptor every entrance (HTTP, SMTP, notices, the CLI) hands messages to.
+    pub fn acceptor(&self) -> kuvert_submit::Acceptor {
+        kuvert_submit::Acceptor::new(
+            self.store.clone(),
+            self.config.submission_limits(),
+            self.config.plan_limits(),
+        )
+    }
+
+    /// Kuvert's own mail to account holders, from the system account.
+    pub async fn notices(&self) -> Result<kuvert_admin::notices::Notices> {
+        Ok(kuvert_admin::notices::Notices::open(
+            &self.store,
+            self.acceptor(),
+            &self.config.notices_from(),
+            &self.config.domain_settings(),
+        )
+        .await?)
+    }
+
     pub fn node_id(&self) -> Result<String> {
         let path = self.data_dir.join("node-id");
         if let Ok(id) = std::fs::read_to_string(&path) {

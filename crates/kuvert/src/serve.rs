@@ -51,12 +51,14 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         config.retention_policy(),
         config.retention.purge_interval.0,
     );
-    let acceptor = Acceptor::new(
-        instance.store.clone(),
-        config.submission_limits(),
-        config.plan_limits(),
+    let acceptor = instance.acceptor().notify_on_queue(engine.waker());
+    let notices = kuvert_admin::notices::Notices::open(
+        &instance.store,
+        acceptor.clone(),
+        &config.notices_from(),
+        &config.domain_settings(),
     )
-    .notify_on_queue(engine.waker());
+    .await?;
     let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
     let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped).await?;
     let state = Arc::new(AppState {
@@ -67,6 +69,8 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         metrics: Metrics::default(),
         allow_private_webhooks: config.webhooks.allow_private,
         stopping: tokio::sync::watch::channel(false).0,
+        notices,
+        account_purge_after: config.retention.deleted_accounts.0,
         more_metrics: Some(Box::new({
             let engine = engine.clone();
             move |out: &mut String| engine.render_metrics(out)

@@ -187,3 +187,46 @@ pub async fn update_tracking(
         .await?;
     Ok(Json(t.into()))
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    /// The owner's password.
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    /// `closed`: nothing works any more for the account, and its data can no longer be read.
+    pub status: String,
+    /// When the last of its rows is removed (at most 90 days later).
+    pub purged_by: String,
+}
+
+/// Deletes the account, confirmed with the owner's password: it stops sending at once, its
+/// keys are revoked, its data key is destroyed, and the owner gets a confirmation e-mail.
+#[utoipa::path(delete, path = "/v1/account", tag = "account", request_body = DeleteAccount,
+    responses((status = 200, body = Deleted), (status = 403, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    ApiJson(req): ApiJson<DeleteAccount>,
+) -> Result<Json<Deleted>, ApiError> {
+    let purged_by = kuvert_admin::deletion::delete_account(
+        &state.store,
+        &state.notices,
+        &auth.account_id,
+        kuvert_admin::deletion::Requester::Owner {
+            password: &req.password,
+        },
+        state.account_purge_after,
+    )
+    .await?;
+    Ok(Json(Deleted {
+        id: auth.account_id.to_string(),
+        status: "closed".into(),
+        purged_by: purged_by.to_rfc3339(),
+    }))
+}

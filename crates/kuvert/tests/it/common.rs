@@ -53,7 +53,7 @@ impl Api {
         self.request(reqwest::Method::POST, path, key, body).await
     }
 
-    async fn request(
+    pub async fn request(
         &self,
         method: reqwest::Method,
         path: &str,

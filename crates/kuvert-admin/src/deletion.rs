@@ -1,0 +1,63 @@
+//! Deleting an account (seed 003 §7): the owner confirms with the password, a confirmation
+//! goes to the owner, then the account is closed and its data key destroyed at once; its
+//! rows go at the purge within the deletion period (never more than 90 days).
+
+use std::time::Duration;
+
+use kuvert_core::Timestamp;
+use kuvert_core::id::AccountId;
+use kuvert_core::password;
+use kuvert_store::Store;
+
+use crate::AdminError;
+use crate::notices::Notices;
+
+/// The longest an account's rows may outlive its deletion (seed 003 §7).
+pub const MAX_PURGE_AFTER: Duration = Duration::from_secs(90 * 86_400);
+
+/// Who asks for the deletion.
+pub enum Requester<'a> {
+    /// The owner, who must give the password.
+    Owner { password: &'a str },
+    /// The operator, answering a request that came by other means (the CLI).
+    Operator,
+}
+
+/// Deletes `account`: checks the requester, sends the owner a confirmation (while the
+/// address can still be read), then closes the account. Its rows go after `purge_after`
+/// (clamped to 90 days).
+pub async fn delete_account(
+    store: &Store,
+    notices: &Notices,
+    account: &AccountId,
+    requester: Requester<'_>,
+    purge_after: Duration,
+) -> Result<Timestamp, AdminError> {
+    let (owner_email, hash) = store.owner(account).await?;
+    if let Requester::Owner { password } = requester
+        && !password::verify(password, &hash)
+    {
+        return Err(AdminError::WrongPassword);
+    }
+    let purge_after = purge_after.min(MAX_PURGE_AFTER);
+    let purge_at = Timestamp(store.clock().now().millis() + purge_after.as_millis() as i64);
+    let text = format!(
+        "Your Kuvert account {account} has been deleted, as you asked.\n\n\
+         It can no longer send, its API keys no longer work, and its data is encrypted under a \
+         key that has now been destroyed, so it can no longer be read. What is left of it is \
+         removed from our databases by {}.\n",
+        purge_at.to_rfc3339()
+    );
+    notices
+        .send(
+            &owner_email,
+            "Your Kuvert account has been deleted",
+            &text,
+            &["kuvert-account-deleted"],
+        )
+        .await?;
+    store
+        .close_account(account, purge_after.as_millis() as i64)
+        .await?;
+    Ok(purge_at)
+}

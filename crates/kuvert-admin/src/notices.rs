@@ -1,0 +1,100 @@
+//! Kuvert's own mail to account holders (seed 003 §9): notices of deletion and inactivity
+//! go through Kuvert itself, from a system account that owns the notice sender's domain,
+//! down the one path every message takes (accepted, queued, signed, delivered, logged).
+
+use kuvert_core::account::{Plan, Region};
+use kuvert_core::domain::DomainSettings;
+use kuvert_core::id::{AccountId, MessageId};
+use kuvert_core::submission::Submission;
+use kuvert_core::{Mailbox, apikey::NewApiKey};
+use kuvert_store::{Store, StoreError};
+use kuvert_submit::Acceptor;
+
+use crate::{AccountRequest, AdminError, add_domain, create_account};
+
+/// Sends notices from `from`, as the system account.
+#[derive(Clone)]
+pub struct Notices {
+    acceptor: Acceptor,
+    account: AccountId,
+    from: Mailbox,
+}
+
+impl Notices {
+    /// Finds the system account by the sender's domain, or makes it (with that domain, which
+    /// sends without DNS verification: the operator's own; publish its DKIM record).
+    pub async fn open(
+        store: &Store,
+        acceptor: Acceptor,
+        from: &str,
+        settings: &DomainSettings,
+    ) -> Result<Self, AdminError> {
+        let from = Mailbox::parse(from).map_err(AdminError::InvalidEmail)?;
+        let domain = from.address.domain().to_owned();
+        let account = match store.domain(&domain).await {
+            Ok(d) => d.account_id,
+            Err(StoreError::NotFound(_)) => {
+                let (account, _) = create_account(
+                    store,
+                    AccountRequest {
+                        email: from.address.to_string(),
+                        // Nobody logs in to the system account.
+                        password: format!("Sys-{}", NewApiKey::generate().secret),
+                        plan: Plan::Premium,
+                        region: Region::default(),
+                        company: Default::default(),
+                        owner: Default::default(),
+                    },
+                )
+                .await?;
+                add_domain(store, &account.id, &domain, settings, true).await?;
+                account.id
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self {
+            acceptor,
+            account,
+            from,
+        })
+    }
+
+    /// The system account's id (its mail is the platform's, not a customer's).
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// Queues a plain-text notice; answers when it is durably accepted.
+    pub async fn send(
+        &self,
+        to: &str,
+        subject: &str,
+        text: &str,
+        tags: &[&str],
+    ) -> Result<MessageId, AdminError> {
+        let to = Mailbox::parse(to).map_err(AdminError::InvalidEmail)?;
+        let submission = Submission {
+            from: self.from.clone(),
+            to: vec![to],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: None,
+            subject: subject.into(),
+            text: Some(text.into()),
+            html: None,
+            headers: vec![],
+            attachments: vec![],
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            metadata: Default::default(),
+            send_at: None,
+            tracking: Default::default(),
+            require_tls: false,
+            raw: None,
+        };
+        self.acceptor
+            .accept(&self.account, submission)
+            .await
+            .map(|a| a.id)
+            .map_err(|e| AdminError::Notice(e.to_string()))
+    }
+}

@@ -1,0 +1,171 @@
+//! Account deletion (seed 003 §7): closing stops everything at once and destroys the
+//! account's data key; the rows themselves go at the purge, within the configured period.
+
+use kuvert_core::account::AccountStatus;
+use kuvert_core::id::AccountId;
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError};
+
+/// Tables holding an account's rows, in the order a purge deletes them (children first),
+/// with the column naming the account. A test checks that every table of the schema is here
+/// or in [`NO_ACCOUNT_DATA`], so that a new table cannot be forgotten by the deletion.
+pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
+    ("webhook_outbox", "account_id"),
+    ("webhooks", "account_id"),
+    ("events", "account_id"),
+    ("captures", "account_id"),
+    ("recipients", "account_id"),
+    ("messages", "account_id"),
+    ("suppressions", "account_id"),
+    ("stats", "account_id"),
+    ("usage", "account_id"),
+    ("api_keys", "account_id"),
+    ("domains", "account_id"),
+    ("users", "account_id"),
+    ("accounts", "id"),
+];
+
+/// Tables without rows of any account.
+pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations"];
+
+/// Large tables are deleted from in batches, by their key column.
+fn batch_key(table: &str) -> Option<&'static str> {
+    match table {
+        "events" | "captures" => Some("seq"),
+        "webhook_outbox" => Some("id"),
+        "recipients" | "messages" => Some("id"),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// The owner's e-mail and password hash.
+    pub async fn owner(&self, account: &AccountId) -> Result<(String, String)> {
+        let key = self.account_key(account).await?;
+        let row = sqlx::query(
+            "SELECT email, password_hash FROM users WHERE account_id = $1 AND role = 'owner' ORDER BY created_at LIMIT 1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("owner"))?;
+        Ok((
+            key.open_string(&row.try_get::<Vec<u8>, _>("email")?)?,
+            row.try_get("password_hash")?,
+        ))
+    }
+
+    /// Closes an account for good, in one transaction: it stops sending (pending recipients
+    /// fail, webhooks and their pending deliveries go), its keys are revoked, and its data
+    /// key is destroyed, so that nothing sealed under it can be read again. Its rows are
+    /// deleted by the purge at `purge_after_ms` from now.
+    pub async fn close_account(&self, account: &AccountId, purge_after_ms: i64) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE accounts SET status = $1, data_key = NULL, closed_at = $2, purge_due_at = $3, updated_at = $2 WHERE id = $4",
+        )
+        .bind(AccountStatus::Closed.as_str())
+        .bind(now)
+        .bind(now + purge_after_ms)
+        .bind(account.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        for sql in [
+            "UPDATE api_keys SET revoked_at = $2 WHERE account_id = $1 AND revoked_at IS NULL",
+            "UPDATE recipients SET status = 'failed', next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 \
+             WHERE account_id = $1 AND next_attempt_at IS NOT NULL",
+        ] {
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for sql in [
+            "DELETE FROM webhook_outbox WHERE account_id = $1",
+            "DELETE FROM webhooks WHERE account_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.0
+            .account_keys
+            .lock()
+            .expect("key cache lock")
+            .remove(account);
+        Ok(())
+    }
+
+    /// The tables of the schema (for the tests that keep [`ACCOUNT_TABLES`] complete).
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let sql = match self.0.backend {
+            crate::Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            }
+            crate::Backend::Postgres => {
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name"
+            }
+        };
+        Ok(sqlx::query_scalar(sql).fetch_all(self.pool()).await?)
+    }
+
+    /// Rows of `account` in each table of [`ACCOUNT_TABLES`].
+    pub async fn account_rows(&self, account: &AccountId) -> Result<Vec<(&'static str, i64)>> {
+        let mut out = Vec::new();
+        for (table, column) in ACCOUNT_TABLES {
+            let n: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1"))
+                    .bind(account.as_str())
+                    .fetch_one(self.pool())
+                    .await?;
+            out.push((*table, n));
+        }
+        Ok(out)
+    }
+
+    /// Deletes every row of the closed accounts whose purge is due; answers how many.
+    pub(crate) async fn purge_closed_accounts(&self, batch: u32, dry_run: bool) -> Result<u64> {
+        let due: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE status = $1 AND purge_due_at <= $2")
+                .bind(AccountStatus::Closed.as_str())
+                .bind(self.now())
+                .fetch_all(self.pool())
+                .await?;
+        if dry_run {
+            return Ok(due.len() as u64);
+        }
+        for account in &due {
+            for (table, column) in ACCOUNT_TABLES {
+                match batch_key(table) {
+                    Some(key) => {
+                        let sql = format!(
+                            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {column} = $1 LIMIT $2)"
+                        );
+                        crate::retention::until_short(batch, || {
+                            sqlx::query(&sql)
+                                .bind(account)
+                                .bind(i64::from(batch))
+                                .execute(self.pool())
+                        })
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+                            .bind(account)
+                            .execute(self.pool())
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(due.len() as u64)
+    }
+}
