@@ -21,6 +21,8 @@ pub enum Requester<'a> {
     Owner { password: &'a str },
     /// The operator, answering a request that came by other means (the CLI).
     Operator,
+    /// Nobody: the account stayed inactive after its notice.
+    Inactivity,
 }
 
 /// Deletes `account`: checks the requester, sends the owner a confirmation (while the
@@ -41,8 +43,12 @@ pub async fn delete_account(
     }
     let purge_after = purge_after.min(MAX_PURGE_AFTER);
     let purge_at = Timestamp(store.clock().now().millis() + purge_after.as_millis() as i64);
+    let why = match requester {
+        Requester::Inactivity => "because it was not used after our notice",
+        _ => "as you asked",
+    };
     let text = format!(
-        "Your Kuvert account {account} has been deleted, as you asked.\n\n\
+        "Your Kuvert account {account} has been deleted, {why}.\n\n\
          It can no longer send, its API keys no longer work, and its data is encrypted under a \
          key that has now been destroyed, so it can no longer be read. What is left of it is \
          removed from our databases by {}.\n",

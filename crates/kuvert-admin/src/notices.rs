@@ -73,24 +73,8 @@ impl Notices {
         tags: &[&str],
     ) -> Result<MessageId, AdminError> {
         let to = Mailbox::parse(to).map_err(AdminError::InvalidEmail)?;
-        let submission = Submission {
-            from: self.from.clone(),
-            to: vec![to],
-            cc: vec![],
-            bcc: vec![],
-            reply_to: None,
-            subject: subject.into(),
-            text: Some(text.into()),
-            html: None,
-            headers: vec![],
-            attachments: vec![],
-            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-            metadata: Default::default(),
-            send_at: None,
-            tracking: Default::default(),
-            require_tls: false,
-            raw: None,
-        };
+        let mut submission = Submission::plain(self.from.clone(), vec![to], subject, text);
+        submission.tags = tags.iter().map(|t| (*t).to_owned()).collect();
         self.acceptor
             .accept(&self.account, submission)
             .await

@@ -63,6 +63,13 @@ impl Timestamp {
         d.checked_sub_months(chrono::Months::new(months))
             .map_or(Self(i64::MIN), |d| Self(d.timestamp_millis()))
     }
+
+    /// The same moment `months` calendar months later, the day clamped likewise.
+    pub fn months_after(self, months: u32) -> Self {
+        let d = DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default();
+        d.checked_add_months(chrono::Months::new(months))
+            .map_or(Self(i64::MAX), |d| Self(d.timestamp_millis()))
+    }
 }
 
 impl fmt::Display for Timestamp {

@@ -242,19 +242,17 @@ impl Submission {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    pub fn sample() -> Submission {
-        Submission {
-            from: Mailbox::parse("Shop <news@shop.example>").expect("valid"),
-            to: vec![Mailbox::parse("ann@example.com").expect("valid")],
+impl Submission {
+    /// A plain-text message with nothing else set: Kuvert's own notices, tests, benchmarks.
+    pub fn plain(from: Mailbox, to: Vec<Mailbox>, subject: &str, text: &str) -> Self {
+        Self {
+            from,
+            to,
             cc: vec![],
             bcc: vec![],
             reply_to: None,
-            subject: "Hello".into(),
-            text: Some("Hi Ann".into()),
+            subject: subject.into(),
+            text: Some(text.into()),
             html: None,
             headers: vec![],
             attachments: vec![],
@@ -265,6 +263,20 @@ pub(crate) mod tests {
             require_tls: false,
             raw: None,
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> Submission {
+        Submission::plain(
+            Mailbox::parse("Shop <news@shop.example>").expect("valid"),
+            vec![Mailbox::parse("ann@example.com").expect("valid")],
+            "Hello",
+            "Hi Ann",
+        )
     }
 
     fn field_of(s: &Submission) -> Option<String> {

@@ -102,24 +102,14 @@ async fn world(
 }
 
 fn submission(to: &[&str]) -> Submission {
-    Submission {
-        from: Mailbox::parse(&format!("News <news@{FROM_DOMAIN}>")).expect("from"),
-        to: to.iter().map(|t| Mailbox::parse(t).expect("to")).collect(),
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: "Hello there".into(),
-        text: Some("First line.\r\n.A line that starts with a dot.\r\n".into()),
-        html: None,
-        headers: vec![],
-        attachments: vec![],
-        tags: vec!["t1".into()],
-        metadata: Default::default(),
-        send_at: None,
-        tracking: Default::default(),
-        require_tls: false,
-        raw: None,
-    }
+    let mut s = Submission::plain(
+        Mailbox::parse(&format!("News <news@{FROM_DOMAIN}>")).expect("from"),
+        to.iter().map(|t| Mailbox::parse(t).expect("to")).collect(),
+        "Hello there",
+        "First line.\r\n.A line that starts with a dot.\r\n",
+    );
+    s.tags = vec!["t1".into()];
+    s
 }
 
 impl World {

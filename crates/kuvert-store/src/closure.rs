@@ -169,3 +169,61 @@ impl Store {
         Ok(due.len() as u64)
     }
 }
+
+/// An account that has been inactive long enough to hear about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InactiveAccount {
+    pub id: AccountId,
+    pub last_activity_at: kuvert_core::Timestamp,
+    /// When it was told; `None`: not yet.
+    pub notice_at: Option<kuvert_core::Timestamp>,
+}
+
+impl Store {
+    /// Active accounts whose last activity is at or before `inactive_since`, with their notice.
+    pub async fn inactive_accounts(
+        &self,
+        inactive_since: kuvert_core::Timestamp,
+    ) -> Result<Vec<InactiveAccount>> {
+        let rows = sqlx::query(
+            "SELECT id, last_activity_at, inactivity_notice_at FROM accounts WHERE status = $1 AND last_activity_at <= $2 ORDER BY id",
+        )
+        .bind(AccountStatus::Active.as_str())
+        .bind(inactive_since.millis())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InactiveAccount {
+                    id: AccountId::from_string(r.try_get("id")?),
+                    last_activity_at: kuvert_core::Timestamp(r.try_get("last_activity_at")?),
+                    notice_at: r
+                        .try_get::<Option<i64>, _>("inactivity_notice_at")?
+                        .map(kuvert_core::Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    /// Records that the account was told of its coming deletion.
+    pub async fn set_inactivity_notice(&self, account: &AccountId) -> Result<()> {
+        sqlx::query("UPDATE accounts SET inactivity_notice_at = $1 WHERE id = $2")
+            .bind(self.now())
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Activity other than sending (a login): clears a pending inactivity notice.
+    pub async fn record_activity(&self, account: &AccountId) -> Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET last_activity_at = $1, inactivity_notice_at = NULL WHERE id = $2",
+        )
+        .bind(self.now())
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

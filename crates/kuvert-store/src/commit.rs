@@ -158,6 +158,9 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
     }
 }
 
+/// How stale `accounts.last_activity_at` may be.
+const ACTIVITY_GRANULARITY_MS: i64 = 3_600_000;
+
 async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     let mut tx = pool.begin().await?;
     let mut rollup = Rollup::default();
@@ -215,6 +218,16 @@ async fn insert_message(
     for e in &m.events {
         insert_event(tx, e, rollup).await?;
     }
+    // Sending is activity (inactive accounts are deleted, seed 000). Kept to the hour, so
+    // that the account's row is written about once an hour, not with every message.
+    sqlx::query(
+        "UPDATE accounts SET last_activity_at = $1, inactivity_notice_at = NULL WHERE id = $2 AND last_activity_at < $3",
+    )
+    .bind(m.created_at)
+    .bind(&m.account_id)
+    .bind(m.created_at - ACTIVITY_GRANULARITY_MS)
+    .execute(&mut **tx)
+    .await?;
     if m.queued > 0 {
         sqlx::query(
             "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, $3) \

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account_deletion",
         include_str!("migrations/0009_account_deletion.sql"),
     ),
+    (
+        10,
+        "inactivity",
+        include_str!("migrations/0010_inactivity.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

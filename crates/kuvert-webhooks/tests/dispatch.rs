@@ -38,24 +38,14 @@ async fn receive(State(r): State<Arc<Receiver>>, Json(body): Json<Value>) -> Sta
 }
 
 fn submission(to: &str) -> Submission {
-    Submission {
-        from: Mailbox::parse("news@hooks.test").expect("from"),
-        to: vec![Mailbox::parse(to).expect("to")],
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: "s".into(),
-        text: Some("t".into()),
-        html: None,
-        headers: vec![],
-        attachments: vec![],
-        tags: vec!["t1".into()],
-        metadata: Default::default(),
-        send_at: None,
-        tracking: Default::default(),
-        require_tls: false,
-        raw: None,
-    }
+    let mut s = Submission::plain(
+        Mailbox::parse("news@hooks.test").expect("from"),
+        vec![Mailbox::parse(to).expect("to")],
+        "s",
+        "t",
+    );
+    s.tags = vec!["t1".into()];
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,11 @@ pub struct Retention {
     /// How long a deleted account's rows remain (unreadable: its key is destroyed at once)
     /// before the purge removes them. At most 90 days (seed 003 §7).
     pub deleted_accounts: HumanDuration,
+    /// Months without activity (sending, logging in) before an account is told that it
+    /// will be deleted (seed 000: 12).
+    pub inactive_months: u32,
+    /// Time after that notice before an account still inactive is deleted (seed 000: 30d).
+    pub inactive_grace: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -62,6 +67,8 @@ impl Default for Retention {
             purge_interval: HumanDuration::secs(86_400),
             batch: 10_000,
             deleted_accounts: HumanDuration::secs(90 * 86_400),
+            inactive_months: 12,
+            inactive_grace: HumanDuration::secs(30 * 86_400),
         }
     }
 }
@@ -320,6 +327,14 @@ impl Config {
                 .collect(),
             content_ms: self.retention.message_content.millis(),
             batch: self.retention.batch.max(1),
+        }
+    }
+
+    pub fn inactivity_policy(&self) -> kuvert_admin::inactivity::InactivityPolicy {
+        kuvert_admin::inactivity::InactivityPolicy {
+            notice_after_months: self.retention.inactive_months,
+            delete_after: self.retention.inactive_grace.0,
+            purge_after: self.retention.deleted_accounts.0,
         }
     }
 

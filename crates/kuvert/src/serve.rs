@@ -46,11 +46,6 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     tracing::info!(mode = ?config.delivery.mode, "delivery started");
     let _webhooks =
         kuvert_webhooks::Dispatcher::start(instance.store.clone(), config.webhooks.clone());
-    let _purge = kuvert_admin::retention::start_purge_job(
-        instance.store.clone(),
-        config.retention_policy(),
-        config.retention.purge_interval.0,
-    );
     let acceptor = instance.acceptor().notify_on_queue(engine.waker());
     let notices = kuvert_admin::notices::Notices::open(
         &instance.store,
@@ -59,6 +54,14 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         &config.domain_settings(),
     )
     .await?;
+    let _housekeeping = kuvert_admin::retention::Housekeeping {
+        store: instance.store.clone(),
+        retention: config.retention_policy(),
+        inactivity: config.inactivity_policy(),
+        notices: notices.clone(),
+        interval: config.retention.purge_interval.0,
+    }
+    .start();
     let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
     let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped).await?;
     let state = Arc::new(AppState {

@@ -111,24 +111,16 @@ impl Bench {
 }
 
 pub fn submission(n: usize, offset: usize, at: Option<Timestamp>, tags: &[&str]) -> Submission {
-    Submission {
-        from: Mailbox::parse("b@bench.test").expect("from"),
-        to: (offset..offset + n)
-            .map(|i| Mailbox::parse(&format!("r{i}@example.com")).expect("to"))
-            .collect(),
-        cc: vec![],
-        bcc: vec![],
-        reply_to: None,
-        subject: "bench".into(),
-        text: Some("x".into()),
-        html: None,
-        headers: vec![],
-        attachments: vec![],
-        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-        metadata: Default::default(),
-        send_at: at,
-        tracking: Default::default(),
-        require_tls: false,
-        raw: None,
-    }
+    let to = (offset..offset + n)
+        .map(|i| Mailbox::parse(&format!("r{i}@example.com")).expect("to"))
+        .collect();
+    let mut s = Submission::plain(
+        Mailbox::parse("b@bench.test").expect("from"),
+        to,
+        "bench",
+        "x",
+    );
+    s.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+    s.send_at = at;
+    s
 }
