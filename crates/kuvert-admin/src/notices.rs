@@ -2,11 +2,11 @@
 //! go through Kuvert itself, from a system account that owns the notice sender's domain,
 //! down the one path every message takes (accepted, queued, signed, delivered, logged).
 
+use kuvert_core::Mailbox;
 use kuvert_core::account::{Plan, Region};
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::id::{AccountId, MessageId};
 use kuvert_core::submission::Submission;
-use kuvert_core::{Mailbox, apikey::NewApiKey};
 use kuvert_store::{Store, StoreError};
 use kuvert_submit::Acceptor;
 
@@ -39,7 +39,7 @@ impl Notices {
                     AccountRequest {
                         email: from.address.to_string(),
                         // Nobody logs in to the system account.
-                        password: format!("Sys-{}", NewApiKey::generate().secret),
+                        password: kuvert_core::password::random(),
                         plan: Plan::Premium,
                         region: Region::default(),
                         company: Default::default(),

@@ -177,7 +177,7 @@ async fn dev_setup(instance: &Instance) -> Result<String> {
     let account = match store.find_account(DEV_EMAIL).await {
         Ok(a) => a,
         Err(StoreError::NotFound(_)) => {
-            let password = format!("Dev-{}", kuvert_core::apikey::NewApiKey::generate().secret);
+            let password = kuvert_core::password::random();
             let (account, _) = kuvert_admin::create_account(
                 store,
                 kuvert_admin::AccountRequest {
