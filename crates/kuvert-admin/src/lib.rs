@@ -3,6 +3,7 @@
 //! whichever door an operator or user comes through.
 
 pub mod deletion;
+pub mod export;
 pub mod inactivity;
 pub mod notices;
 pub mod retention;

@@ -75,6 +75,7 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::account::get,
         routes::account::update_tracking,
         routes::account::delete,
+        routes::account::export,
         routes::tracking::open,
         routes::tracking::click,
         routes::tracking::unsubscribe_page,
@@ -165,6 +166,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/account",
             get(routes::account::get).delete(routes::account::delete),
         )
+        .route("/v1/account/export", get(routes::account::export))
         .route(
             "/v1/account/tracking",
             axum::routing::patch(routes::account::update_tracking),

@@ -59,6 +59,8 @@ pub struct MessageView {
     pub created_at: Timestamp,
     /// `None` once retention removed the content.
     pub mime: Option<Vec<u8>>,
+    /// A tracked message's parts before tracking (JSON); `None` when untracked or removed.
+    pub template: Option<String>,
     pub recipients: Vec<RecipientView>,
 }
 
@@ -135,7 +137,7 @@ impl Store {
 
     pub async fn message(&self, account: &AccountId, id: &str) -> Result<MessageView> {
         let row = sqlx::query(
-            "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, mime FROM messages WHERE id = $1 AND account_id = $2",
+            "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, mime, template FROM messages WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
         .bind(account.as_str())
@@ -184,8 +186,27 @@ impl Store {
                 .try_get::<Option<Vec<u8>>, _>("mime")?
                 .map(|m| key.open(&m))
                 .transpose()?,
+            template: key.open_opt(row.try_get("template")?)?,
             recipients,
         })
+    }
+
+    /// The ids of an account's messages in id order, `limit` after `after` (for the export).
+    pub async fn message_ids(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MessageId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(MessageId::from_string).collect())
     }
 
     /// Recipients sent to this calendar month (the quota counts recipients, not messages).

@@ -32,6 +32,20 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("messages", "template"),
 ];
 
+/// Sealed columns that are secrets of the platform's or the account's machinery, not
+/// personal data: they are not part of an account's export.
+pub const SECRET_COLUMNS: &[(&str, &str)] =
+    &[("domains", "dkim_private"), ("webhooks", "signing_key")];
+
+/// Columns holding personal data: every one is in the account's export under the same
+/// table and column name (a test fills each and finds it there).
+pub fn personal_columns() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SEALED_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !SECRET_COLUMNS.contains(c))
+}
+
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "delivery", include_str!("migrations/0002_delivery.sql")),

@@ -30,6 +30,8 @@ pub enum AccountCmd {
     },
     /// Show an account.
     Show { account: String },
+    /// Print a copy of every personal datum held about the account (JSON), for its holder.
+    Export { account: String },
     /// Delete an account at its holder's request: it stops at once, its data key is
     /// destroyed, the owner is told by e-mail, its rows go after [retention]
     /// deleted_accounts.
@@ -186,6 +188,15 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             print(json_out, v.clone(), || {
                 serde_json::to_string_pretty(&v).expect("serialises")
             });
+        }
+        AccountCmd::Export { account } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let export = kuvert_admin::export::export_account(&i.store, &a.id).await?;
+            println!("{}", serde_json::to_string_pretty(&export)?);
         }
         AccountCmd::Delete { account, yes } => {
             if !yes {

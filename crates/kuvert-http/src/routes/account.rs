@@ -230,3 +230,29 @@ pub async fn delete(
         purged_by: purged_by.to_rfc3339(),
     }))
 }
+
+/// A copy of every personal datum held about the account and its users (access and
+/// portability, seed 000 §8): profile, users, keys' metadata, domains, webhooks,
+/// suppressions, messages and recipients, events within retention, captured mail.
+#[utoipa::path(get, path = "/v1/account/export", tag = "account",
+    responses((status = 200, content_type = "application/json", description = "the export; sections are named after tables, fields after columns")),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let export = kuvert_admin::export::export_account(&state.store, &auth.account_id).await?;
+    let name = format!("attachment; filename=\"kuvert-{}.json\"", auth.account_id);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, name),
+        ],
+        Json(export),
+    )
+        .into_response())
+}

@@ -11,6 +11,7 @@ mod quickstart;
 mod reports;
 mod restart;
 mod retention;
+mod rights;
 mod smtp;
 mod stats;
 mod tracking;
