@@ -54,6 +54,21 @@ pub async fn delete_account(
          removed from our databases by {}.\n",
         purge_at.to_rfc3339()
     );
+    let by = match requester {
+        Requester::Owner { .. } => Some("the owner, with the password"),
+        Requester::Operator => Some("the operator"),
+        Requester::Inactivity => None,
+    };
+    if let Some(by) = by {
+        store
+            .record_privacy_request(
+                account,
+                kuvert_core::account::PrivacyRight::Erasure,
+                by,
+                true,
+            )
+            .await?;
+    }
     notices
         .send(
             &owner_email,

@@ -130,6 +130,16 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
         }));
     }
 
+    let requests: Vec<Value> = store
+        .privacy_requests(Some(account))
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({"id": r.id, "right_kind": r.right, "requested_by": r.requested_by, "state": r.state,
+                "created_at": time(r.created_at), "due_at": time(r.due_at), "done_at": r.done_at.map(time)})
+        })
+        .collect();
+
     Ok(json!({
         "exported_at": time(store.clock().now()),
         "accounts": {
@@ -148,5 +158,6 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
         "recipients": recipients,
         "events": events,
         "captures": captures,
+        "privacy_requests": requests,
     }))
 }

@@ -7,6 +7,7 @@ pub mod export;
 pub mod inactivity;
 pub mod notices;
 pub mod retention;
+pub mod rights;
 
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};

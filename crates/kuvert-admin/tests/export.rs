@@ -126,6 +126,16 @@ async fn the_export_holds_every_personal_column() {
         .await
         .expect("capture");
 
+    store
+        .record_privacy_request(
+            &account.id,
+            kuvert_core::account::PrivacyRight::Objection,
+            &m("privacy_requests", "requested_by"),
+            false,
+        )
+        .await
+        .expect("request");
+
     let export = kuvert_admin::export::export_account(&store, &account.id)
         .await
         .expect("export");

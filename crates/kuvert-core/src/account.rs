@@ -52,8 +52,29 @@ string_enum! {
 }
 
 string_enum! {
-    AccountStatus { Active = "active", Suspended = "suspended", Closed = "closed" }
+    /// `restricted`: on hold at its holder's request (seed 000 §8): data is stored, nothing
+    /// is processed (no sending, no tracking) until the restriction is lifted.
+    AccountStatus { Active = "active", Restricted = "restricted", Suspended = "suspended", Closed = "closed" }
 }
+
+string_enum! {
+    /// A data subject's right that a privacy request invokes (seed 000 §8, seed 003 §9).
+    PrivacyRight {
+        Access = "access",
+        Rectification = "rectification",
+        Erasure = "erasure",
+        Restriction = "restriction",
+        Objection = "objection",
+    }
+}
+
+string_enum! {
+    /// Where a privacy request stands.
+    RequestState { Open = "open", Done = "done", Refused = "refused" }
+}
+
+/// Days within which a privacy request must be answered (seed 000 §8: one month).
+pub const PRIVACY_REQUEST_DAYS: i64 = 30;
 
 string_enum! {
     /// A user's role within an account.

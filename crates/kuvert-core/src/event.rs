@@ -26,6 +26,8 @@ string_enum! {
         Bounced = "bounced",
         Failed = "failed",
         Dropped = "dropped",
+        /// Waiting, without a next attempt, while its account is restricted.
+        Held = "held",
     }
 }
 

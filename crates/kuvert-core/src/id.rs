@@ -71,6 +71,7 @@ ids! {
     RecipientId = "rcp";
     EventId = "evt";
     WebhookId = "whk";
+    PrivacyRequestId = "prq";
 }
 
 #[cfg(test)]

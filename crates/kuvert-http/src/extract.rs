@@ -110,7 +110,12 @@ impl FromRequestParts<Arc<AppState>> for Auth {
             .authenticate(&hash_key(&key))
             .await?
             .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
-        if auth.account_status != AccountStatus::Active {
+        // A restricted account may still read and rectify its data and lift the
+        // restriction; sending refuses it (`accept`).
+        if !matches!(
+            auth.account_status,
+            AccountStatus::Active | AccountStatus::Restricted
+        ) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "account_inactive",

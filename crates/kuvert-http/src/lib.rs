@@ -76,6 +76,10 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::account::update_tracking,
         routes::account::delete,
         routes::account::export,
+        routes::account::update,
+        routes::account::update_user,
+        routes::account::restrict,
+        routes::account::privacy_requests,
         routes::tracking::open,
         routes::tracking::click,
         routes::tracking::unsubscribe_page,
@@ -164,7 +168,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keys/{id}", axum::routing::delete(routes::keys::revoke))
         .route(
             "/v1/account",
-            get(routes::account::get).delete(routes::account::delete),
+            get(routes::account::get)
+                .patch(routes::account::update)
+                .delete(routes::account::delete),
+        )
+        .route(
+            "/v1/users/{id}",
+            axum::routing::patch(routes::account::update_user),
+        )
+        .route(
+            "/v1/account/restriction",
+            axum::routing::put(routes::account::restrict),
+        )
+        .route(
+            "/v1/privacy/requests",
+            get(routes::account::privacy_requests),
         )
         .route("/v1/account/export", get(routes::account::export))
         .route(

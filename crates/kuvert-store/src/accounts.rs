@@ -245,3 +245,56 @@ pub struct AccountState {
     pub status: AccountStatus,
     pub tracking: AccountTracking,
 }
+
+impl Store {
+    /// Rectification (seed 000 §8): replaces the account's company fields.
+    pub async fn update_account_profile(&self, id: &AccountId, p: &CompanyProfile) -> Result<()> {
+        let key = self.account_key(id).await?;
+        sqlx::query(
+            "UPDATE accounts SET company = $1, country = $2, vat_id = $3, postal_address = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(key.seal_opt(p.company.as_deref()))
+        .bind(key.seal_opt(p.country.as_deref()))
+        .bind(key.seal_opt(p.vat_id.as_deref()))
+        .bind(key.seal_opt(p.postal_address.as_deref()))
+        .bind(self.now())
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Rectification of a user of the account: e-mail and personal fields. `Conflict("user")`
+    /// when the new e-mail belongs to another user.
+    pub async fn update_user(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        email: &str,
+        p: &UserProfile,
+    ) -> Result<()> {
+        let key = self.account_key(account).await?;
+        let done = sqlx::query(
+            "UPDATE users SET email_lookup = $1, email = $2, salutation = $3, first_name = $4, last_name = $5, phone = $6 \
+             WHERE id = $7 AND account_id = $8",
+        )
+        .bind(self.lookup_hash(email))
+        .bind(key.seal(email.as_bytes()))
+        .bind(key.seal_opt(p.salutation.as_deref()))
+        .bind(key.seal_opt(p.first_name.as_deref()))
+        .bind(key.seal_opt(p.last_name.as_deref()))
+        .bind(key.seal_opt(p.phone.as_deref()))
+        .bind(user.as_str())
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict("user"),
+            _ => e.into(),
+        })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+}

@@ -12,6 +12,7 @@ use crate::{Result, Store, StoreError};
 /// or in [`NO_ACCOUNT_DATA`], so that a new table cannot be forgotten by the deletion.
 pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
     ("webhook_outbox", "account_id"),
+    ("privacy_requests", "account_id"),
     ("webhooks", "account_id"),
     ("events", "account_id"),
     ("captures", "account_id"),
@@ -225,5 +226,50 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Restricts an account (its holder's right, seed 000 §8) or lifts the restriction.
+    /// Restricted, it keeps its data but processes nothing: its waiting recipients are held
+    /// (no next attempt) and go back to the queue, due at once, when it is lifted. Answers
+    /// whether the status changed.
+    pub async fn set_restricted(&self, account: &AccountId, restricted: bool) -> Result<bool> {
+        let now = self.now();
+        let (from, to) = if restricted {
+            (AccountStatus::Active, AccountStatus::Restricted)
+        } else {
+            (AccountStatus::Restricted, AccountStatus::Active)
+        };
+        let mut tx = self.pool().begin().await?;
+        let changed = sqlx::query(
+            "UPDATE accounts SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(account.as_str())
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let recipients = if restricted {
+            // Recipients on the wire keep their live lease (next_attempt_at is its end) and
+            // finish; the rest, and leases whose worker died, wait.
+            "UPDATE recipients SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 \
+             WHERE account_id = $1 AND next_attempt_at IS NOT NULL AND (lease_owner IS NULL OR next_attempt_at <= $2)"
+        } else {
+            "UPDATE recipients SET status = 'queued', next_attempt_at = $2, updated_at = $2 \
+             WHERE account_id = $1 AND status = 'held'"
+        };
+        if changed {
+            sqlx::query(recipients)
+                .bind(account.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 }

@@ -56,8 +56,8 @@ pub struct PurgeRun {
     pub counts: PurgeCounts,
 }
 
-/// A message is finished when none of its recipients waits for an attempt.
-const FINISHED: &str = "NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.next_attempt_at IS NOT NULL)";
+/// A message is finished when none of its recipients waits for an attempt (or is held).
+const FINISHED: &str = "NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND (r.next_attempt_at IS NOT NULL OR r.status = 'held'))";
 
 impl Store {
     /// Deletes what is past its retention; with `dry_run`, only counts it.

@@ -30,6 +30,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("captures", "mime"),
     ("webhooks", "signing_key"),
     ("messages", "template"),
+    ("privacy_requests", "requested_by"),
 ];
 
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
@@ -72,6 +73,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "inactivity",
         include_str!("migrations/0010_inactivity.sql"),
+    ),
+    (
+        11,
+        "privacy_requests",
+        include_str!("migrations/0011_privacy_requests.sql"),
     ),
 ];
 

@@ -131,6 +131,7 @@ both_backends!(
     stats_count_the_events_and_outlive_them,
     retention_follows_the_plan_and_keeps_statistics,
     a_closed_account_is_unreadable_at_once_and_gone_after_its_period,
+    restriction_holds_mail_and_requests_fall_due,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -1483,4 +1484,87 @@ async fn a_closed_account_is_unreadable_at_once_and_gone_after_its_period(f: &Fi
     ] {
         assert!(kept.iter().any(|(t, _)| *t == table), "{table}: {kept:?}");
     }
+}
+
+async fn restriction_holds_mail_and_requests_fall_due(f: &Fixture) {
+    use kuvert_core::account::{AccountStatus, PrivacyRight, RequestState};
+    const DAY: i64 = 86_400_000;
+    let s = &f.store;
+    let a = account(s, "held@acme.example").await;
+    let queued = RecipientStatus::Queued;
+    let id = message_from(
+        s,
+        &a.id,
+        "held.example",
+        &[],
+        &[("a@example.com", queued)],
+        START,
+    )
+    .await;
+    assert!(s.set_restricted(&a.id, true).await.expect("restrict"));
+    assert!(
+        !s.set_restricted(&a.id, true).await.expect("again"),
+        "already restricted"
+    );
+    assert_eq!(
+        s.account_state(&a.id).await.expect("state").status,
+        AccountStatus::Restricted
+    );
+    assert!(
+        s.lease_due("n", 10, LEASE).await.expect("lease").is_empty(),
+        "nothing of a restricted account is processed"
+    );
+    let policy = kuvert_store::RetentionPolicy {
+        event_months: Default::default(),
+        content_ms: 0,
+        batch: 10,
+    };
+    f.clock.set(Timestamp(START.millis() + 8 * DAY));
+    s.purge(&policy, false).await.expect("purge");
+    assert!(
+        s.message(&a.id, id.as_str())
+            .await
+            .expect("message")
+            .mime
+            .is_some(),
+        "held mail keeps its content"
+    );
+    assert!(s.set_restricted(&a.id, false).await.expect("lift"));
+    let leased = s.lease_due("n", 10, LEASE).await.expect("lease");
+    assert_eq!(leased.len(), 1, "lifted: the mail is due at once");
+
+    // Requests: a month to answer; open ones first, the most overdue on top.
+    f.clock.set(START);
+    let old = s
+        .record_privacy_request(&a.id, PrivacyRight::Objection, "ann, by e-mail", false)
+        .await
+        .expect("record");
+    f.clock.set(Timestamp(START.millis() + 10 * DAY));
+    let newer = s
+        .record_privacy_request(&a.id, PrivacyRight::Access, "API key", false)
+        .await
+        .expect("record");
+    let done = s
+        .record_privacy_request(&a.id, PrivacyRight::Rectification, "API key", true)
+        .await
+        .expect("record");
+    f.clock.set(Timestamp(START.millis() + 31 * DAY));
+    let list = s.privacy_requests(Some(&a.id)).await.expect("list");
+    let now = f.clock.now();
+    assert_eq!(
+        list.iter()
+            .map(|r| (r.id.clone(), r.overdue(now)))
+            .collect::<Vec<_>>(),
+        [(old.clone(), true), (newer.clone(), false), (done, false)]
+    );
+    assert_eq!(list[0].requested_by.as_deref(), Some("ann, by e-mail"));
+    s.close_privacy_request(&old, RequestState::Done)
+        .await
+        .expect("close");
+    assert!(matches!(
+        s.close_privacy_request(&old, RequestState::Done).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let list = s.privacy_requests(None).await.expect("all");
+    assert_eq!(list[0].id, newer, "{list:?}");
 }

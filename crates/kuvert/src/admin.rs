@@ -32,6 +32,13 @@ pub enum AccountCmd {
     Show { account: String },
     /// Print a copy of every personal datum held about the account (JSON), for its holder.
     Export { account: String },
+    /// Put the account on hold at its holder's request (nothing is processed, data is
+    /// stored), or with --lift take it off.
+    Restrict {
+        account: String,
+        #[arg(long)]
+        lift: bool,
+    },
     /// Delete an account at its holder's request: it stops at once, its data key is
     /// destroyed, the owner is told by e-mail, its rows go after [retention]
     /// deleted_accounts.
@@ -195,8 +202,20 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
                 .find_account(&account)
                 .await
                 .context("no such account")?;
-            let export = kuvert_admin::export::export_account(&i.store, &a.id).await?;
+            let export = kuvert_admin::rights::access(&i.store, &a.id, "the operator").await?;
             println!("{}", serde_json::to_string_pretty(&export)?);
+        }
+        AccountCmd::Restrict { account, lift } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            kuvert_admin::rights::restrict(&i.store, &a.id, !lift, "the operator").await?;
+            let status = i.store.account_state(&a.id).await?.status;
+            print(json_out, json!({"id": a.id, "status": status}), || {
+                format!("{} is {status}", a.id)
+            });
         }
         AccountCmd::Delete { account, yes } => {
             if !yes {
@@ -460,5 +479,104 @@ pub async fn purge(i: &Instance, dry_run: bool, json_out: bool) -> Result<()> {
             c.webhook_deliveries
         )
     });
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum PrivacyCmd {
+    /// Privacy requests of all accounts (or one), open ones first, the most overdue on top.
+    Requests {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Record a request that came by other means (e-mail, letter); it is due in a month.
+    Record {
+        #[arg(long)]
+        account: String,
+        /// access, rectification, erasure, restriction or objection.
+        #[arg(long)]
+        right: kuvert_core::account::PrivacyRight,
+        /// Who asked, and how ("ann@acme.example, by e-mail").
+        #[arg(long)]
+        by: String,
+    },
+    /// Close an open request as answered (or --refused).
+    Close {
+        id: String,
+        #[arg(long)]
+        refused: bool,
+    },
+}
+
+pub async fn privacy(i: &Instance, cmd: PrivacyCmd, json_out: bool) -> Result<()> {
+    use kuvert_core::account::RequestState;
+    match cmd {
+        PrivacyCmd::Requests { account } => {
+            let account = match account {
+                Some(a) => Some(
+                    i.store
+                        .find_account(&a)
+                        .await
+                        .context("no such account")?
+                        .id,
+                ),
+                None => None,
+            };
+            let now = i.store.clock().now();
+            let list = i.store.privacy_requests(account.as_ref()).await?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|r| {
+                    json!({"id": r.id, "account": r.account_id, "right": r.right, "state": r.state,
+                        "requested_by": r.requested_by, "created_at": r.created_at.to_rfc3339(),
+                        "due_at": r.due_at.to_rfc3339(), "overdue": r.overdue(now)})
+                })
+                .collect();
+            print(json_out, json!(rows), || {
+                list.iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} {:<13} {:<8} due {}{}",
+                            r.id,
+                            r.account_id,
+                            r.right,
+                            r.state,
+                            r.due_at.to_rfc3339(),
+                            if r.overdue(now) { "  OVERDUE" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        PrivacyCmd::Record { account, right, by } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let id = i
+                .store
+                .record_privacy_request(&a.id, right, &by, false)
+                .await?;
+            print(json_out, json!({"id": id}), || format!("recorded {id}"));
+        }
+        PrivacyCmd::Close { id, refused } => {
+            let state = if refused {
+                RequestState::Refused
+            } else {
+                RequestState::Done
+            };
+            i.store
+                .close_privacy_request(
+                    &kuvert_core::id::PrivacyRequestId::from_string(id.clone()),
+                    state,
+                )
+                .await?;
+            print(json_out, json!({"id": id, "state": state}), || {
+                format!("{id} is {state}")
+            });
+        }
+    }
     Ok(())
 }

@@ -70,6 +70,9 @@ enum Command {
     /// Sending domains.
     #[command(subcommand)]
     Domain(admin::DomainCmd),
+    /// Privacy requests of account holders.
+    #[command(subcommand)]
+    Privacy(admin::PrivacyCmd),
     /// Delete what is past its retention (the server also does this daily).
     Purge {
         /// Only count what would be deleted.
@@ -112,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             Command::Account(cmd) => admin::account(&instance, cmd, cli.json).await,
             Command::Key(cmd) => admin::key(&instance, cmd, cli.json).await,
             Command::Domain(cmd) => admin::domain(&instance, cmd, cli.json).await,
+            Command::Privacy(cmd) => admin::privacy(&instance, cmd, cli.json).await,
             Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),
         };

@@ -242,7 +242,8 @@ pub async fn export(
     FullAccess(auth): FullAccess,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let export = kuvert_admin::export::export_account(&state.store, &auth.account_id).await?;
+    let by = format!("API key {}", auth.key_id);
+    let export = kuvert_admin::rights::access(&state.store, &auth.account_id, &by).await?;
     let name = format!("attachment; filename=\"kuvert-{}.json\"", auth.account_id);
     Ok((
         [
@@ -255,4 +256,166 @@ pub async fn export(
         Json(export),
     )
         .into_response())
+}
+
+/// Changes to the account's company fields; a field left out stays, `""` clears it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPatch {
+    pub company: Option<String>,
+    pub country: Option<String>,
+    pub vat_id: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+/// `Some("")` clears, `Some(v)` sets, `None` keeps.
+fn patched(old: Option<String>, new: Option<String>) -> Option<String> {
+    match new {
+        Some(v) if v.is_empty() => None,
+        Some(v) => Some(v),
+        None => old,
+    }
+}
+
+/// Rectifies the account's company fields (seed 000 §8).
+#[utoipa::path(patch, path = "/v1/account", tag = "account", request_body = AccountPatch,
+    responses((status = 200, body = AccountOut)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    ApiJson(patch): ApiJson<AccountPatch>,
+) -> Result<Json<AccountOut>, ApiError> {
+    let old = state.store.account(&auth.account_id).await?.profile;
+    let profile = CompanyProfile {
+        company: patched(old.company, patch.company),
+        country: patched(old.country, patch.country),
+        vat_id: patched(old.vat_id, patch.vat_id),
+        postal_address: patched(old.postal_address, patch.postal_address),
+    };
+    let by = format!("API key {}", auth.key_id);
+    kuvert_admin::rights::rectify_account(&state.store, &auth.account_id, &profile, &by).await?;
+    get(State(state), FullAccess(auth)).await
+}
+
+/// Changes to a user; a field left out stays, `""` clears it (not the e-mail).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub email: Option<String>,
+    pub salutation: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// Rectifies a user of the account (seed 000 §8).
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "account", params(("id" = String, Path)),
+    request_body = UserPatch,
+    responses((status = 200, body = AccountOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn update_user(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> Result<Json<AccountOut>, ApiError> {
+    let user = state
+        .store
+        .users(&auth.account_id)
+        .await?
+        .into_iter()
+        .find(|u| u.id.as_str() == id)
+        .ok_or(ApiError::not_found("user"))?;
+    let p = user.profile;
+    let profile = UserProfile {
+        salutation: patched(p.salutation, patch.salutation),
+        first_name: patched(p.first_name, patch.first_name),
+        last_name: patched(p.last_name, patch.last_name),
+        phone: patched(p.phone, patch.phone),
+    };
+    let email = patch.email.unwrap_or(user.email);
+    let by = format!("API key {}", auth.key_id);
+    kuvert_admin::rights::rectify_user(
+        &state.store,
+        &auth.account_id,
+        &user.id,
+        &email,
+        &profile,
+        &by,
+    )
+    .await?;
+    get(State(state), FullAccess(auth)).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Restriction {
+    /// `true`: on hold (data stored, nothing processed); `false`: active again.
+    pub restricted: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatusOut {
+    /// `active` or `restricted`.
+    pub status: String,
+}
+
+/// Puts the account on hold (restriction of processing, seed 000 §8) or takes it off:
+/// while on hold it stores its data and sends, tracks and delivers nothing.
+#[utoipa::path(put, path = "/v1/account/restriction", tag = "account", request_body = Restriction,
+    responses((status = 200, body = StatusOut)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn restrict(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    ApiJson(req): ApiJson<Restriction>,
+) -> Result<Json<StatusOut>, ApiError> {
+    let by = format!("API key {}", auth.key_id);
+    kuvert_admin::rights::restrict(&state.store, &auth.account_id, req.restricted, &by).await?;
+    let status = state.store.account_state(&auth.account_id).await?.status;
+    Ok(Json(StatusOut {
+        status: status.to_string(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrivacyRequestOut {
+    pub id: String,
+    /// `access`, `rectification`, `erasure`, `restriction` or `objection`.
+    pub right: String,
+    pub requested_by: Option<String>,
+    /// `open`, `done` or `refused`.
+    pub state: String,
+    pub created_at: String,
+    /// A month after it came in (seed 000 §8).
+    pub due_at: String,
+    pub done_at: Option<String>,
+    pub overdue: bool,
+}
+
+/// The account's privacy requests, open ones first (the most overdue at the top).
+#[utoipa::path(get, path = "/v1/privacy/requests", tag = "account",
+    responses((status = 200, body = Vec<PrivacyRequestOut>)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn privacy_requests(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+) -> Result<Json<Vec<PrivacyRequestOut>>, ApiError> {
+    let now = state.store.clock().now();
+    let list = state.store.privacy_requests(Some(&auth.account_id)).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|r| PrivacyRequestOut {
+                overdue: r.overdue(now),
+                id: r.id.to_string(),
+                right: r.right.to_string(),
+                requested_by: r.requested_by,
+                state: r.state.to_string(),
+                created_at: r.created_at.to_rfc3339(),
+                due_at: r.due_at.to_rfc3339(),
+                done_at: r.done_at.map(|t| t.to_rfc3339()),
+            })
+            .collect(),
+    ))
 }

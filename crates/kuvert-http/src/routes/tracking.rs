@@ -82,7 +82,12 @@ async fn recipient(
         .recipient_ref(&rcpt)
         .await?
         .ok_or(ApiError::not_found("link"))?;
-    let settings = state.store.account_state(&r.account_id).await?.tracking;
+    let account = state.store.account_state(&r.account_id).await?;
+    let mut settings = account.tracking;
+    if account.status != kuvert_core::account::AccountStatus::Active {
+        // A restricted account processes nothing: the links still answer, and count nothing.
+        settings.mode = kuvert_core::tracking::TrackingMode::Off;
+    }
     Ok((r, link, settings))
 }
 

@@ -48,3 +48,98 @@ async fn the_export_is_a_download_and_a_cli_command() {
     assert_eq!(by_cli["users"], http["users"]);
     assert_eq!(by_cli["messages"][0]["id"], sent["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rectification_restriction_and_the_requests_they_leave() {
+    use reqwest::Method;
+    let api = dev_server("");
+    let (status, account) = api
+        .send(
+            Method::PATCH,
+            "/v1/account",
+            &json!({"company": "Acme GmbH", "vat_id": "DE999"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(
+        (account["company"].as_str(), account["vat_id"].as_str()),
+        (Some("Acme GmbH"), Some("DE999"))
+    );
+    let user = account["users"][0]["id"].as_str().expect("user").to_owned();
+    let (status, account) = api
+        .send(
+            Method::PATCH,
+            &format!("/v1/users/{user}"),
+            &json!({"first_name": "Ann", "phone": "+49 30 1234"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(account["users"][0]["first_name"], "Ann");
+    let bad = api
+        .send(
+            Method::PATCH,
+            "/v1/users/usr_nobody",
+            &json!({"first_name": "X"}),
+        )
+        .await;
+    assert_eq!(bad.0, 404, "{}", bad.1);
+
+    // On hold: sending is refused, reading works; lifted, sending works again.
+    let (status, out) = api
+        .send(
+            Method::PUT,
+            "/v1/account/restriction",
+            &json!({"restricted": true}),
+        )
+        .await;
+    assert_eq!((status, out["status"].as_str()), (200, Some("restricted")));
+    let message = json!({"from": "demo@sandbox.kuvert.test", "to": ["r@example.com"], "subject": "S", "text": "T"});
+    let refused = api.post("/v1/messages", &message).await;
+    crate::common::assert_error(&refused, 403, "account_inactive", None);
+    assert_eq!(api.get("/v1/account").await.0, 200);
+    let (status, out) = api
+        .send(
+            Method::PUT,
+            "/v1/account/restriction",
+            &json!({"restricted": false}),
+        )
+        .await;
+    assert_eq!((status, out["status"].as_str()), (200, Some("active")));
+    assert_eq!(api.post("/v1/messages", &message).await.0, 202);
+
+    // A request by e-mail, recorded by the operator, is open and due in 30 days; those
+    // answered by the API are done.
+    let recorded = api.server.cli(&[
+        "privacy",
+        "record",
+        "--account",
+        account["id"].as_str().expect("id"),
+        "--right",
+        "objection",
+        "--by",
+        "ann@acme.example, by e-mail",
+        "--json",
+    ]);
+    assert!(recorded.ok(), "{}", recorded.stderr());
+    let (status, list) = api.get("/v1/privacy/requests").await;
+    assert_eq!(status, 200);
+    let rights: Vec<(&str, &str)> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| {
+            (
+                r["right"].as_str().unwrap_or(""),
+                r["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(rights[0], ("objection", "open"), "open first: {list}");
+    assert!(rights.contains(&("rectification", "done")), "{list}");
+    assert!(rights.contains(&("restriction", "done")), "{list}");
+    let due = &list[0];
+    assert_eq!(due["overdue"], false);
+    let all = api.server.cli(&["privacy", "requests", "--json"]);
+    assert!(all.ok(), "{}", all.stderr());
+    assert_eq!(all.json()[0]["id"], due["id"]);
+}
