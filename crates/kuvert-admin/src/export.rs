@@ -140,6 +140,18 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
         })
         .collect();
 
+    let mut audit = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.audit_log(account, before, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        audit.extend(page.into_iter().map(|e| {
+            json!({"actor_kind": e.actor_kind, "actor": e.actor, "action": e.action, "ip": e.ip,
+                "created_at": time(e.created_at)})
+        }));
+    }
+
     Ok(json!({
         "exported_at": time(store.clock().now()),
         "accounts": {
@@ -159,5 +171,6 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
         "events": events,
         "captures": captures,
         "privacy_requests": requests,
+        "audit_log": audit,
     }))
 }

@@ -8,6 +8,7 @@ pub mod inactivity;
 pub mod notices;
 pub mod retention;
 pub mod rights;
+pub mod support;
 
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
@@ -32,6 +33,8 @@ pub enum AdminError {
     InvalidDomain(String),
     #[error("the password is wrong")]
     WrongPassword,
+    #[error("the account has not granted support access (or the grant has expired)")]
+    NoSupportGrant,
     #[error("the notice could not be sent: {0}")]
     Notice(String),
     #[error(transparent)]

@@ -136,6 +136,17 @@ async fn the_export_holds_every_personal_column() {
         .await
         .expect("request");
 
+    store
+        .audit(
+            &account.id,
+            kuvert_store::ActorKind::Key,
+            "key_x",
+            "GET /v1/events",
+            Some(&m("audit_log", "ip")),
+        )
+        .await
+        .expect("audit");
+
     let export = kuvert_admin::export::export_account(&store, &account.id)
         .await
         .expect("export");

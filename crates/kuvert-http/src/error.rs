@@ -167,6 +167,9 @@ impl From<AdminError> for ApiError {
                     .field("email")
             }
             AdminError::InvalidDomain(_) => Self::invalid("name", message),
+            AdminError::NoSupportGrant => {
+                Self::new(StatusCode::FORBIDDEN, "no_support_grant", message)
+            }
             AdminError::WrongPassword => {
                 Self::new(StatusCode::FORBIDDEN, "wrong_password", message).field("password")
             }

@@ -144,6 +144,22 @@ impl FromRequestParts<Arc<AppState>> for FullAccess {
                 ),
             ));
         }
+        // Every use of a full key reads or changes the account's data: the audit log has it
+        // before the handler runs (and the request fails if it cannot be written).
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical().to_string());
+        state
+            .store
+            .audit(
+                &auth.account_id,
+                kuvert_store::ActorKind::Key,
+                auth.key_id.as_str(),
+                &format!("{} {}", parts.method, parts.uri.path()),
+                ip.as_deref(),
+            )
+            .await?;
         Ok(Self(auth))
     }
 }

@@ -80,6 +80,10 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::account::update_user,
         routes::account::restrict,
         routes::account::privacy_requests,
+        routes::account::audit,
+        routes::account::grant_support,
+        routes::account::support_grant,
+        routes::account::revoke_support,
         routes::tracking::open,
         routes::tracking::click,
         routes::tracking::unsubscribe_page,
@@ -179,6 +183,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/account/restriction",
             axum::routing::put(routes::account::restrict),
+        )
+        .route("/v1/audit", get(routes::account::audit))
+        .route(
+            "/v1/support/grant",
+            get(routes::account::support_grant)
+                .put(routes::account::grant_support)
+                .delete(routes::account::revoke_support),
         )
         .route(
             "/v1/privacy/requests",

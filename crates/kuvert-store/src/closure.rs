@@ -13,6 +13,8 @@ use crate::{Result, Store, StoreError};
 pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
     ("webhook_outbox", "account_id"),
     ("privacy_requests", "account_id"),
+    ("audit_log", "account_id"),
+    ("support_grants", "account_id"),
     ("webhooks", "account_id"),
     ("events", "account_id"),
     ("captures", "account_id"),
@@ -33,7 +35,7 @@ pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations"];
 /// Large tables are deleted from in batches, by their key column.
 fn batch_key(table: &str) -> Option<&'static str> {
     match table {
-        "events" | "captures" => Some("seq"),
+        "events" | "captures" | "audit_log" => Some("seq"),
         "webhook_outbox" => Some("id"),
         "recipients" | "messages" => Some("id"),
         _ => None,

@@ -3,6 +3,7 @@
 //! query is written once. Personal values are sealed here, on their way in and out.
 
 mod accounts;
+mod audit;
 mod closure;
 mod commit;
 mod domains;
@@ -30,6 +31,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub use accounts::{Account, AccountState, NewAccount, NewUser, User};
+pub use audit::{ActorKind, AuditEntry, SupportGrant};
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
 pub use domains::{Domain, NewDomain};

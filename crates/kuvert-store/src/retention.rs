@@ -46,6 +46,8 @@ pub struct PurgeCounts {
     pub captures: u64,
     /// Closed accounts whose every row went (their deletion period is over).
     pub accounts: u64,
+    /// Audit log entries past the plan's retention.
+    pub audit_entries: u64,
 }
 
 /// A past purge run.
@@ -85,6 +87,16 @@ impl Store {
                     dry_run,
                 )
                 .await?;
+            c.audit_entries += self
+                .purge_rows(
+                    "SELECT seq FROM audit_log WHERE account_id = $1 AND created_at < $2",
+                    "DELETE FROM audit_log WHERE seq IN",
+                    &account,
+                    cutoff,
+                    policy.batch,
+                    dry_run,
+                )
+                .await?;
             c.webhook_deliveries += self
                 .purge_rows(
                     "SELECT id FROM webhook_outbox WHERE account_id = $1 AND created_at < $2",
@@ -117,8 +129,8 @@ impl Store {
             .await?;
         if !dry_run {
             sqlx::query(
-                "INSERT INTO purge_runs (started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO purge_runs (started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts, audit_entries) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(started)
             .bind(self.now())
@@ -129,6 +141,7 @@ impl Store {
             .bind(c.recipients as i64)
             .bind(c.captures as i64)
             .bind(c.accounts as i64)
+            .bind(c.audit_entries as i64)
             .execute(self.pool())
             .await?;
         }
@@ -254,7 +267,7 @@ impl Store {
     /// The most recent purge runs, newest first.
     pub async fn purge_runs(&self, limit: u32) -> Result<Vec<PurgeRun>> {
         let rows = sqlx::query(
-            "SELECT started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts \
+            "SELECT started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts, audit_entries \
              FROM purge_runs ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -274,6 +287,7 @@ impl Store {
                         recipients: n("recipients")?,
                         captures: n("captures")?,
                         accounts: n("accounts")?,
+                        audit_entries: n("audit_entries")?,
                     },
                 })
             })

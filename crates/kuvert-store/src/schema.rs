@@ -31,6 +31,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("webhooks", "signing_key"),
     ("messages", "template"),
     ("privacy_requests", "requested_by"),
+    ("audit_log", "ip"),
 ];
 
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
@@ -79,6 +80,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "privacy_requests",
         include_str!("migrations/0011_privacy_requests.sql"),
     ),
+    (12, "audit", include_str!("migrations/0012_audit.sql")),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

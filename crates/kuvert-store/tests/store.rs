@@ -132,6 +132,7 @@ both_backends!(
     retention_follows_the_plan_and_keeps_statistics,
     a_closed_account_is_unreadable_at_once_and_gone_after_its_period,
     restriction_holds_mail_and_requests_fall_due,
+    support_grants_expire_and_the_audit_log_follows_retention,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -1567,4 +1568,76 @@ async fn restriction_holds_mail_and_requests_fall_due(f: &Fixture) {
     ));
     let list = s.privacy_requests(None).await.expect("all");
     assert_eq!(list[0].id, newer, "{list:?}");
+}
+
+async fn support_grants_expire_and_the_audit_log_follows_retention(f: &Fixture) {
+    use kuvert_store::ActorKind;
+    const HOUR: i64 = 3_600_000;
+    let s = &f.store;
+    let a = account(s, "audited@acme.example").await;
+    assert_eq!(s.support_grant(&a.id).await.expect("grant"), None);
+    s.grant_support(&a.id, "API key k", Timestamp(START.millis() + 2 * HOUR))
+        .await
+        .expect("grant");
+    assert!(s.support_grant(&a.id).await.expect("grant").is_some());
+    f.clock.set(Timestamp(START.millis() + 2 * HOUR));
+    assert_eq!(
+        s.support_grant(&a.id).await.expect("grant"),
+        None,
+        "expired at its hour"
+    );
+    s.grant_support(&a.id, "API key k", Timestamp(START.millis() + 5 * HOUR))
+        .await
+        .expect("grant");
+    s.revoke_support_grants(&a.id).await.expect("revoke");
+    assert_eq!(
+        s.support_grant(&a.id).await.expect("grant"),
+        None,
+        "revoked"
+    );
+
+    s.audit(
+        &a.id,
+        ActorKind::Key,
+        "key_1",
+        "GET /v1/events",
+        Some("192.0.2.7"),
+    )
+    .await
+    .expect("audit");
+    s.audit(
+        &a.id,
+        ActorKind::Support,
+        "bob",
+        "support access refused: no grant",
+        None,
+    )
+    .await
+    .expect("audit");
+    let log = s.audit_log(&a.id, None, 10).await.expect("log");
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.actor_kind.as_str(), e.ip.as_deref()))
+            .collect::<Vec<_>>(),
+        [("support", None), ("key", Some("192.0.2.7"))],
+        "newest first, the address sealed and opened"
+    );
+    assert_eq!(
+        s.audit_log(&a.id, Some(log[0].seq), 10)
+            .await
+            .expect("page")
+            .len(),
+        1
+    );
+    let policy = kuvert_store::RetentionPolicy {
+        event_months: [(Plan::Free, 3)].into(),
+        content_ms: 0,
+        batch: 1,
+    };
+    f.clock.set(Timestamp(START.millis() + 93 * 86_400_000));
+    let c = s.purge(&policy, false).await.expect("purge");
+    assert_eq!(
+        c.audit_entries, 2,
+        "kept for the plan's retention, then gone"
+    );
 }

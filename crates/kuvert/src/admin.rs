@@ -185,6 +185,7 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
                 .find_account(&account)
                 .await
                 .context("no such account")?;
+            operator_audit(i, &a.id, "read the account").await?;
             let users = i.store.users(&a.id).await?;
             let users: Vec<_> = users
                 .iter()
@@ -202,6 +203,7 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
                 .find_account(&account)
                 .await
                 .context("no such account")?;
+            operator_audit(i, &a.id, "exported the account's data").await?;
             let export = kuvert_admin::rights::access(&i.store, &a.id, "the operator").await?;
             println!("{}", serde_json::to_string_pretty(&export)?);
         }
@@ -211,6 +213,16 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
                 .find_account(&account)
                 .await
                 .context("no such account")?;
+            operator_audit(
+                i,
+                &a.id,
+                if lift {
+                    "lifted the restriction"
+                } else {
+                    "restricted the account"
+                },
+            )
+            .await?;
             kuvert_admin::rights::restrict(&i.store, &a.id, !lift, "the operator").await?;
             let status = i.store.account_state(&a.id).await?.status;
             print(json_out, json!({"id": a.id, "status": status}), || {
@@ -226,6 +238,7 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
                 .find_account(&account)
                 .await
                 .context("no such account")?;
+            operator_audit(i, &a.id, "deleted the account").await?;
             let notices = i.notices().await?;
             let purged_by = kuvert_admin::deletion::delete_account(
                 &i.store,
@@ -555,6 +568,7 @@ pub async fn privacy(i: &Instance, cmd: PrivacyCmd, json_out: bool) -> Result<()
                 .find_account(&account)
                 .await
                 .context("no such account")?;
+            operator_audit(i, &a.id, &format!("recorded a {right} request")).await?;
             let id = i
                 .store
                 .record_privacy_request(&a.id, right, &by, false)
@@ -576,6 +590,52 @@ pub async fn privacy(i: &Instance, cmd: PrivacyCmd, json_out: bool) -> Result<()
             print(json_out, json!({"id": id, "state": state}), || {
                 format!("{id} is {state}")
             });
+        }
+    }
+    Ok(())
+}
+
+/// Records an operator's access to an account's data in its audit log.
+async fn operator_audit(
+    i: &Instance,
+    account: &kuvert_core::id::AccountId,
+    action: &str,
+) -> Result<()> {
+    let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    i.store
+        .audit(
+            account,
+            kuvert_store::ActorKind::Operator,
+            &who,
+            action,
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum SupportCmd {
+    /// Show an account's data to support: refused unless the account granted access
+    /// (PUT /v1/support/grant); logged either way.
+    Show {
+        account: String,
+        /// Who is looking.
+        #[arg(long)]
+        agent: String,
+    },
+}
+
+pub async fn support(i: &Instance, cmd: SupportCmd) -> Result<()> {
+    match cmd {
+        SupportCmd::Show { account, agent } => {
+            let a = i
+                .store
+                .find_account(&account)
+                .await
+                .context("no such account")?;
+            let data = kuvert_admin::support::support_access(&i.store, &a.id, &agent).await?;
+            println!("{}", serde_json::to_string_pretty(&data)?);
         }
     }
     Ok(())

@@ -70,6 +70,9 @@ enum Command {
     /// Sending domains.
     #[command(subcommand)]
     Domain(admin::DomainCmd),
+    /// Support's access to account data (needs the account's grant).
+    #[command(subcommand)]
+    Support(admin::SupportCmd),
     /// Privacy requests of account holders.
     #[command(subcommand)]
     Privacy(admin::PrivacyCmd),
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             Command::Account(cmd) => admin::account(&instance, cmd, cli.json).await,
             Command::Key(cmd) => admin::key(&instance, cmd, cli.json).await,
             Command::Domain(cmd) => admin::domain(&instance, cmd, cli.json).await,
+            Command::Support(cmd) => admin::support(&instance, cmd).await,
             Command::Privacy(cmd) => admin::privacy(&instance, cmd, cli.json).await,
             Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),

@@ -419,3 +419,112 @@ pub async fn privacy_requests(
             .collect(),
     ))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditOut {
+    pub seq: i64,
+    /// `key`, `user`, `operator`, `support` or `system`.
+    pub actor_kind: String,
+    pub actor: String,
+    pub action: String,
+    pub ip: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    /// Entries before this `seq` (the last of the previous page).
+    pub before: Option<i64>,
+    /// At most 1,000; default 100.
+    pub limit: Option<u32>,
+}
+
+/// The account's audit log, newest first: who read or changed what, when, from where.
+#[utoipa::path(get, path = "/v1/audit", tag = "account", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditOut>)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Result<Json<Vec<AuditOut>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = state
+        .store
+        .audit_log(&auth.account_id, q.before, limit)
+        .await?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| AuditOut {
+                seq: e.seq,
+                actor_kind: e.actor_kind,
+                actor: e.actor,
+                action: e.action,
+                ip: e.ip,
+                created_at: e.created_at.to_rfc3339(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantIn {
+    /// How long support may see the account's data: 1 to 720 hours.
+    pub hours: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantOut {
+    /// `None`: support cannot see the account's data.
+    pub expires_at: Option<String>,
+}
+
+/// Lets support see the account's data for some hours (seed 000 §2); every look is in the
+/// audit log.
+#[utoipa::path(put, path = "/v1/support/grant", tag = "account", request_body = GrantIn,
+    responses((status = 200, body = GrantOut), (status = 422, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn grant_support(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    ApiJson(req): ApiJson<GrantIn>,
+) -> Result<Json<GrantOut>, ApiError> {
+    if !(1..=720).contains(&req.hours) {
+        return Err(ApiError::invalid("hours", "hours is 1 to 720"));
+    }
+    let now = state.store.clock().now();
+    let until = kuvert_core::Timestamp(now.millis() + i64::from(req.hours) * 3_600_000);
+    state
+        .store
+        .grant_support(&auth.account_id, &format!("API key {}", auth.key_id), until)
+        .await?;
+    support_grant(State(state), FullAccess(auth)).await
+}
+
+/// The support grant in force, if any.
+#[utoipa::path(get, path = "/v1/support/grant", tag = "account",
+    responses((status = 200, body = GrantOut)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn support_grant(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+) -> Result<Json<GrantOut>, ApiError> {
+    let grant = state.store.support_grant(&auth.account_id).await?;
+    Ok(Json(GrantOut {
+        expires_at: grant.map(|g| g.expires_at.to_rfc3339()),
+    }))
+}
+
+/// Ends support's access now.
+#[utoipa::path(delete, path = "/v1/support/grant", tag = "account",
+    responses((status = 204)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn revoke_support(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.store.revoke_support_grants(&auth.account_id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

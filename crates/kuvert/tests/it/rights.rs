@@ -143,3 +143,88 @@ async fn rectification_restriction_and_the_requests_they_leave() {
     assert!(all.ok(), "{}", all.stderr());
     assert_eq!(all.json()[0]["id"], due["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_needs_a_grant_and_every_access_is_audited() {
+    use reqwest::Method;
+    let api = dev_server("");
+    let (_, account) = api.get("/v1/account").await;
+    let id = account["id"].as_str().expect("id").to_owned();
+
+    let refused = api.server.cli(&["support", "show", &id, "--agent", "bob"]);
+    assert!(!refused.ok(), "no grant, no access: {}", refused.stdout());
+    assert!(
+        refused.stderr().contains("not granted support access"),
+        "{}",
+        refused.stderr()
+    );
+
+    let (status, grant) = api
+        .send(Method::PUT, "/v1/support/grant", &json!({"hours": 2}))
+        .await;
+    assert_eq!(status, 200, "{grant}");
+    assert!(grant["expires_at"].is_string());
+    let bad = api
+        .send(Method::PUT, "/v1/support/grant", &json!({"hours": 0}))
+        .await;
+    crate::common::assert_error(&bad, 422, "invalid_field", Some("hours"));
+    let allowed = api.server.cli(&["support", "show", &id, "--agent", "bob"]);
+    assert!(allowed.ok(), "{}", allowed.stderr());
+    assert_eq!(allowed.json()["accounts"]["id"], id.as_str());
+    assert_eq!(
+        api.http
+            .delete(api.url("/v1/support/grant"))
+            .bearer_auth(&api.key)
+            .send()
+            .await
+            .expect("revoke")
+            .status()
+            .as_u16(),
+        204
+    );
+    assert!(
+        !api.server
+            .cli(&["support", "show", &id, "--agent", "bob"])
+            .ok()
+    );
+
+    let (status, log) = api.get("/v1/audit?limit=50").await;
+    assert_eq!(status, 200);
+    let actions: Vec<(String, String)> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| {
+            (
+                e["actor_kind"].as_str().unwrap_or("").to_owned(),
+                e["action"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let support: Vec<&str> = actions
+        .iter()
+        .filter(|(k, _)| k == "support")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert_eq!(support.len(), 3, "{actions:?}");
+    assert!(
+        support[0].starts_with("support access refused"),
+        "newest first: {support:?}"
+    );
+    assert!(
+        support[1].starts_with("support read the account's data"),
+        "{support:?}"
+    );
+    assert!(
+        support[2].starts_with("support access refused"),
+        "{support:?}"
+    );
+    let key_use = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .find(|e| e["action"] == "PUT /v1/support/grant")
+        .expect("the grant itself is audited");
+    assert_eq!(key_use["actor_kind"], "key");
+    assert_eq!(key_use["ip"], "127.0.0.1");
+}

@@ -1,0 +1,42 @@
+//! Support's access to an account's data (seed 000 §2): only under a grant the account
+//! gave, until it expires; every attempt, allowed or refused, is in the account's audit log.
+
+use kuvert_core::id::AccountId;
+use kuvert_store::{ActorKind, Store};
+use serde_json::Value;
+
+use crate::AdminError;
+
+/// The account's data as support sees it (its export), if a grant is in force.
+pub async fn support_access(
+    store: &Store,
+    account: &AccountId,
+    agent: &str,
+) -> Result<Value, AdminError> {
+    let Some(grant) = store.support_grant(account).await? else {
+        store
+            .audit(
+                account,
+                ActorKind::Support,
+                agent,
+                "support access refused: no grant",
+                None,
+            )
+            .await?;
+        return Err(AdminError::NoSupportGrant);
+    };
+    store
+        .audit(
+            account,
+            ActorKind::Support,
+            agent,
+            &format!(
+                "support read the account's data (grant by {} until {})",
+                grant.granted_by,
+                grant.expires_at.to_rfc3339()
+            ),
+            None,
+        )
+        .await?;
+    crate::export::export_account(store, account).await
+}

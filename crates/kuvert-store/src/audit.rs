@@ -1,0 +1,162 @@
+//! The audit log (issue 6, seed 000 §2) and support grants: every read or change of an
+//! account's data by a key, the operator or support is a row here, and support may look
+//! only while the account's grant runs.
+
+use kuvert_core::Timestamp;
+use kuvert_core::id::AccountId;
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError};
+
+/// Who acted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActorKind {
+    User,
+    Key,
+    Operator,
+    Support,
+    System,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Key => "key",
+            Self::Operator => "operator",
+            Self::Support => "support",
+            Self::System => "system",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub actor_kind: String,
+    pub actor: String,
+    pub action: String,
+    /// `None` for the CLI, or once the account's key is destroyed.
+    pub ip: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupportGrant {
+    pub granted_by: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Store {
+    /// Appends to the account's audit log.
+    pub async fn audit(
+        &self,
+        account: &AccountId,
+        kind: ActorKind,
+        actor: &str,
+        action: &str,
+        ip: Option<&str>,
+    ) -> Result<()> {
+        let sealed_ip = match ip {
+            Some(ip) => Some(self.account_key(account).await?.seal(ip.as_bytes())),
+            None => None,
+        };
+        sqlx::query(
+            "INSERT INTO audit_log (account_id, actor_kind, actor, action, ip, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(account.as_str())
+        .bind(kind.as_str())
+        .bind(actor)
+        .bind(action)
+        .bind(sealed_ip)
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The account's audit log, newest first, `limit` entries before position `before`.
+    pub async fn audit_log(
+        &self,
+        account: &AccountId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let key = self.account_key(account).await?;
+        let rows = sqlx::query(
+            "SELECT seq, actor_kind, actor, action, ip, created_at FROM audit_log WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    seq: r.try_get("seq")?,
+                    actor_kind: r.try_get("actor_kind")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    ip: key.open_opt(r.try_get("ip")?)?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The account lets support see its data until `expires_at`.
+    pub async fn grant_support(
+        &self,
+        account: &AccountId,
+        granted_by: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        if expires_at.millis() <= self.now() {
+            return Err(StoreError::NotFound("future expiry"));
+        }
+        sqlx::query(
+            "INSERT INTO support_grants (account_id, granted_by, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(account.as_str())
+        .bind(granted_by)
+        .bind(self.now())
+        .bind(expires_at.millis())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every grant of the account now.
+    pub async fn revoke_support_grants(&self, account: &AccountId) -> Result<()> {
+        sqlx::query(
+            "UPDATE support_grants SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The grant in force now, if any (the one that runs longest).
+    pub async fn support_grant(&self, account: &AccountId) -> Result<Option<SupportGrant>> {
+        let row = sqlx::query(
+            "SELECT granted_by, created_at, expires_at FROM support_grants \
+             WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(account.as_str())
+        .bind(self.now())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(SupportGrant {
+                granted_by: r.try_get("granted_by")?,
+                created_at: Timestamp(r.try_get("created_at")?),
+                expires_at: Timestamp(r.try_get("expires_at")?),
+            })
+        })
+        .transpose()
+    }
+}
