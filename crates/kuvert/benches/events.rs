@@ -5,8 +5,10 @@
 //!    endpoint and with two endpoints that want every event.
 //! 2. Statistics over many events: N `accepted` events spread over a year (4 tags, 2
 //!    domains), then `GET /v1/stats`'s query timed over 30 days and a year, for the account,
-//!    a tag and a domain; then every raw event is purged in bounded batches and the
-//!    statistics are checked again.
+//!    a tag and a domain.
+//! 3. The retention purge of those N events (`Store::purge`, batches of 10,000) while 4
+//!    tasks send one-recipient messages, with their accept latency beside that of 20 s of
+//!    sending without the purge; then the statistics are checked again.
 //!
 //! ```text
 //! cargo bench -p kuvert --bench events                      # 10,000,000 events
@@ -126,6 +128,53 @@ async fn appends(total: usize) {
     );
 }
 
+/// How long sending is measured without the purge.
+const SEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
+
+enum SendUntil {
+    For(std::time::Duration),
+    Done(tokio::task::JoinHandle<(u64, std::time::Duration)>),
+}
+
+/// Accept latencies of one-recipient messages sent from 4 tasks until the window ends or
+/// the task finishes (whose result comes back too).
+async fn send_latencies(
+    bench: Arc<Bench>,
+    until: SendUntil,
+) -> (Vec<std::time::Duration>, Option<(u64, std::time::Duration)>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(50_000_000));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (bench, stop, next) = (bench.clone(), stop.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut l = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    bench.accept(1, i, None, &["news"]).await;
+                    l.push(t.elapsed());
+                }
+                l
+            })
+        })
+        .collect();
+    let result = match until {
+        SendUntil::For(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        SendUntil::Done(task) => Some(task.await.expect("task")),
+    };
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for s in senders {
+        all.extend(s.await.expect("sender"));
+    }
+    all.sort();
+    (all, result)
+}
+
 async fn statistics(total: usize) {
     let dir = tempfile::tempdir().expect("dir");
     let year_ago = Timestamp(1_764_547_200_000); // 2025-12-01
@@ -228,21 +277,26 @@ async fn statistics(total: usize) {
     );
     assert_eq!(before, total as i64, "the counters match the events");
 
-    // Purge every raw event in bounded batches; the statistics stay.
-    let purge_start = Instant::now();
-    let mut purged = 0;
-    loop {
-        let n = bench
-            .store
-            .purge_events_before(Timestamp(now.millis() + 1), 10_000)
-            .await
-            .expect("purge");
-        if n == 0 {
-            break;
-        }
-        purged += n;
-    }
-    let purge = purge_start.elapsed();
+    // Sending alone, then sending while the retention purge deletes every one of the
+    // events (a policy of zero months), in batches of 10,000; the statistics stay.
+    let bench = Arc::new(bench);
+    let quiet = send_latencies(bench.clone(), SendUntil::For(SEND_WINDOW)).await;
+    let policy = kuvert_store::RetentionPolicy {
+        event_months: [(kuvert_core::account::Plan::Premium, 0)].into(),
+        content_ms: i64::MAX / 2,
+        batch: 10_000,
+    };
+    let purging = {
+        let bench = bench.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let c = bench.store.purge(&policy, false).await.expect("purge");
+            (c.events, start.elapsed())
+        })
+    };
+    let during = send_latencies(bench.clone(), SendUntil::Done(purging)).await;
+    let (purged, purge) = during.1.expect("purge result");
+    let during = during.0;
     assert_eq!(purged, total as u64);
     let after = accepted(
         &bench
@@ -265,10 +319,22 @@ async fn statistics(total: usize) {
         println!("| {name} | {got} | {:.2} ms | {:.2} ms |", ms(p50), ms(p99));
     }
     println!(
-        "purged {purged} events in {:.1} s ({:.0}/s, batches of 10,000); totals after: {after} \
-         accepted, as before; bench RSS {rss:.0} MiB",
+        "\n## Retention purge of {purged} events (batches of 10,000) in {:.1} s ({:.0}/s); totals after: {after} accepted, as before; bench RSS {rss:.0} MiB",
         purge.as_secs_f64(),
         purged as f64 / purge.as_secs_f64().max(f64::EPSILON)
     );
+    println!("| sends (1 recipient, 4 tasks) | messages | accept p50 | accept p99 |");
+    println!("|---|---|---|---|");
+    for (name, l) in [
+        ("without the purge", &quiet.0),
+        ("during the purge", &during),
+    ] {
+        println!(
+            "| {name} | {} | {:.2} ms | {:.2} ms |",
+            l.len(),
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.99))
+        );
+    }
     bench.store.close().await;
 }
