@@ -6,6 +6,7 @@ pub mod deletion;
 pub mod export;
 pub mod inactivity;
 pub mod notices;
+pub mod policy;
 pub mod retention;
 pub mod rights;
 pub mod support;
@@ -33,6 +34,8 @@ pub enum AdminError {
     InvalidDomain(String),
     #[error("the password is wrong")]
     WrongPassword,
+    #[error(transparent)]
+    PolicyTooSoon(#[from] kuvert_core::policy::TooSoon),
     #[error("the account has not granted support access (or the grant has expired)")]
     NoSupportGrant,
     #[error("the notice could not be sent: {0}")]

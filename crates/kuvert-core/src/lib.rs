@@ -13,6 +13,7 @@ pub mod lookup;
 pub mod mime;
 pub mod net;
 pub mod password;
+pub mod policy;
 pub mod submission;
 pub mod tracking;
 pub mod verp;

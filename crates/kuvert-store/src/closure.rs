@@ -30,7 +30,7 @@ pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
 ];
 
 /// Tables without rows of any account.
-pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations"];
+pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations", "policy_versions"];
 
 /// Large tables are deleted from in batches, by their key column.
 fn batch_key(table: &str) -> Option<&'static str> {

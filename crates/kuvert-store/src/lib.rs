@@ -10,6 +10,7 @@ mod domains;
 mod events;
 mod keys;
 mod messages;
+mod policies;
 mod privacy;
 mod queue;
 mod reports;

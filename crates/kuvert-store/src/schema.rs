@@ -81,6 +81,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0011_privacy_requests.sql"),
     ),
     (12, "audit", include_str!("migrations/0012_audit.sql")),
+    (13, "policies", include_str!("migrations/0013_policies.sql")),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

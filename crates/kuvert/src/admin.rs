@@ -640,3 +640,83 @@ pub async fn support(i: &Instance, cmd: SupportCmd) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Publish a new version of the privacy policy or the terms; every account owner is
+    /// told. It takes effect 30 days after today at the earliest.
+    Publish {
+        /// privacy or terms.
+        #[arg(long)]
+        document: kuvert_core::policy::PolicyDocument,
+        #[arg(long)]
+        version: String,
+        /// The day it takes effect (YYYY-MM-DD, UTC) or an RFC 3339 time.
+        #[arg(long)]
+        effective: String,
+        /// Where the text can be read.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Every published version.
+    List,
+}
+
+pub async fn policy(i: &Instance, cmd: PolicyCmd, json_out: bool) -> Result<()> {
+    match cmd {
+        PolicyCmd::Publish {
+            document,
+            version,
+            effective,
+            url,
+        } => {
+            let effective_at = kuvert_core::Timestamp::parse_rfc3339(&effective)
+                .or_else(|| {
+                    kuvert_core::Timestamp::parse_rfc3339(&format!("{effective}T00:00:00Z"))
+                })
+                .with_context(|| format!("--effective {effective:?} is not YYYY-MM-DD"))?;
+            let notices = i.notices().await?;
+            let told = kuvert_admin::policy::publish(
+                &i.store,
+                &notices,
+                document,
+                &version,
+                effective_at,
+                url,
+            )
+            .await?;
+            print(
+                json_out,
+                json!({"document": document, "version": version, "effective_at": effective_at.to_rfc3339(), "notified": told}),
+                || {
+                    format!(
+                        "{document} {version} takes effect on {}; {told} account owners are told",
+                        effective_at.to_rfc3339()
+                    )
+                },
+            );
+        }
+        PolicyCmd::List => {
+            let versions = i.store.policy_versions().await?;
+            let rows: Vec<_> = versions
+                .iter()
+                .map(|v| json!({"document": v.document, "version": v.version, "effective_at": v.effective_at.to_rfc3339(), "published_at": v.published_at.to_rfc3339(), "url": v.url}))
+                .collect();
+            print(json_out, json!(rows), || {
+                versions
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} {} effective {}",
+                            v.document,
+                            v.version,
+                            v.effective_at.to_rfc3339()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}

@@ -73,6 +73,9 @@ enum Command {
     /// Support's access to account data (needs the account's grant).
     #[command(subcommand)]
     Support(admin::SupportCmd),
+    /// Privacy policy and terms versions.
+    #[command(subcommand)]
+    Policy(admin::PolicyCmd),
     /// Privacy requests of account holders.
     #[command(subcommand)]
     Privacy(admin::PrivacyCmd),
@@ -119,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             Command::Key(cmd) => admin::key(&instance, cmd, cli.json).await,
             Command::Domain(cmd) => admin::domain(&instance, cmd, cli.json).await,
             Command::Support(cmd) => admin::support(&instance, cmd).await,
+            Command::Policy(cmd) => admin::policy(&instance, cmd, cli.json).await,
             Command::Privacy(cmd) => admin::privacy(&instance, cmd, cli.json).await,
             Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),

@@ -27,7 +27,25 @@ pub struct AccountOut {
     pub created_at: String,
     pub limits: LimitsOut,
     pub tracking: TrackingSettings,
+    /// The privacy policy's and the terms' versions in force and pending.
+    pub policies: Vec<PolicyOut>,
     pub users: Vec<UserOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyOut {
+    /// `privacy` or `terms`.
+    pub document: String,
+    pub in_force: Option<PolicyVersionOut>,
+    /// Published, taking effect later (at least 30 days after its publication).
+    pub pending: Option<PolicyVersionOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyVersionOut {
+    pub version: String,
+    pub effective_at: String,
+    pub url: Option<String>,
 }
 
 /// The account's tracking: privacy mode and the defaults of its messages.
@@ -105,6 +123,29 @@ pub async fn get(
     let users = state.store.users(&auth.account_id).await?;
     let limits = state.acceptor.plan_limits(a.plan);
     let tracking = state.store.account_state(&a.id).await?.tracking.into();
+    let versions = state.store.policy_versions().await?;
+    let now = state.store.clock().now();
+    let out = |v: Option<&kuvert_core::policy::PolicyVersion>| {
+        v.map(|v| PolicyVersionOut {
+            version: v.version.clone(),
+            effective_at: v.effective_at.to_rfc3339(),
+            url: v.url.clone(),
+        })
+    };
+    let policies = [
+        kuvert_core::policy::PolicyDocument::Privacy,
+        kuvert_core::policy::PolicyDocument::Terms,
+    ]
+    .into_iter()
+    .map(|d| {
+        let (in_force, pending) = kuvert_core::policy::standing(&versions, d, now);
+        PolicyOut {
+            document: d.to_string(),
+            in_force: out(in_force),
+            pending: out(pending),
+        }
+    })
+    .collect();
     let sent = state
         .store
         .monthly_usage(&a.id, state.store.clock().now())
@@ -131,6 +172,7 @@ pub async fn get(
             event_retention_months: limits.event_retention_months,
         },
         tracking,
+        policies,
         users: users
             .into_iter()
             .map(|u| {

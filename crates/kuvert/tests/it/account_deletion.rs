@@ -2,8 +2,6 @@
 //! the owner gets a confirmation through Kuvert itself, the keys stop working at once, and
 //! the database no longer holds the key that opens the account's sealed data.
 
-use std::time::Duration;
-
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use reqwest::Method;
 use serde_json::json;
@@ -69,18 +67,7 @@ async fn the_owner_deletes_the_account_with_the_password() {
     assert_eq!(status, 200, "other accounts go on");
 
     // The confirmation went through Kuvert itself: signed, from the notices address.
-    let mut confirmation = None;
-    for _ in 0..200 {
-        confirmation = sink
-            .received()
-            .into_iter()
-            .find(|m| m.rcpt_to.iter().any(|r| r == "ann@acme.example"));
-        if confirmation.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let confirmation = confirmation.expect("the owner is told");
+    let confirmation = crate::common::mail_to(&sink, "ann@acme.example").await;
     let text = String::from_utf8_lossy(&confirmation.data);
     assert!(text.starts_with("DKIM-Signature:"), "{text}");
     assert!(

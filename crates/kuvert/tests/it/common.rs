@@ -118,3 +118,18 @@ pub fn server_with_sink(sink: &kuvert_testkit::SmtpSink, extra: &str) -> Api {
         sink.addr()
     ))
 }
+
+/// The first message the sink received for `rcpt`, waiting up to 10 s for it.
+pub async fn mail_to(sink: &kuvert_testkit::SmtpSink, rcpt: &str) -> kuvert_testkit::Received {
+    for _ in 0..200 {
+        if let Some(m) = sink
+            .received()
+            .into_iter()
+            .find(|m| m.rcpt_to.iter().any(|r| r == rcpt))
+        {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no mail for {rcpt} at the sink")
+}

@@ -228,3 +228,64 @@ async fn support_needs_a_grant_and_every_access_is_audited() {
     assert_eq!(key_use["actor_kind"], "key");
     assert_eq!(key_use["ip"], "127.0.0.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_policy_version_gives_30_days_notice_to_every_owner() {
+    use kuvert_core::Clock;
+    let sink = kuvert_testkit::SmtpSink::start(kuvert_testkit::SinkOptions::default());
+    let api = crate::common::server_with_sink(&sink, "");
+    let now = kuvert_core::SystemClock.now();
+
+    let early = now.plus_days(10).to_rfc3339();
+    let refused = api.server.cli(&[
+        "policy",
+        "publish",
+        "--document",
+        "privacy",
+        "--version",
+        "2",
+        "--effective",
+        &early,
+    ]);
+    assert!(
+        !refused.ok(),
+        "less than 30 days' notice: {}",
+        refused.stdout()
+    );
+    assert!(refused.stderr().contains("30 days"), "{}", refused.stderr());
+
+    let effective = now.plus_days(31).to_rfc3339();
+    let published = api.server.cli(&[
+        "policy",
+        "publish",
+        "--document",
+        "privacy",
+        "--version",
+        "2",
+        "--effective",
+        &effective,
+        "--url",
+        "https://kuvert.example/privacy/2",
+        "--json",
+    ]);
+    assert!(published.ok(), "{}", published.stderr());
+    assert_eq!(published.json()["notified"], 1, "the demo account's owner");
+
+    let (_, account) = api.get("/v1/account").await;
+    let privacy = &account["policies"][0];
+    assert_eq!(privacy["document"], "privacy");
+    assert_eq!(privacy["pending"]["version"], "2", "{account}");
+    assert!(privacy["in_force"].is_null(), "{account}");
+
+    let owner = account["users"][0]["email"]
+        .as_str()
+        .expect("owner")
+        .to_owned();
+    let notice = crate::common::mail_to(&sink, &owner).await;
+    let text = String::from_utf8_lossy(&notice.data);
+    assert!(
+        text.contains("Subject: Our privacy policy changes on"),
+        "{text}"
+    );
+    assert!(text.contains("https://kuvert.example/privacy/2"), "{text}");
+}

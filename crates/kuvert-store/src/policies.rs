@@ -1,0 +1,56 @@
+//! Published policy and terms versions (`kuvert_core::policy`).
+
+use kuvert_core::Timestamp;
+use kuvert_core::account::AccountStatus;
+use kuvert_core::id::AccountId;
+use kuvert_core::policy::PolicyVersion;
+use sqlx::Row;
+
+use crate::accounts::parse_column;
+use crate::{Result, Store};
+
+impl Store {
+    pub async fn publish_policy(&self, v: &PolicyVersion) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO policy_versions (document, version, effective_at, published_at, url) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(v.document.as_str())
+        .bind(&v.version)
+        .bind(v.effective_at.millis())
+        .bind(v.published_at.millis())
+        .bind(v.url.as_deref())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Every published version, oldest first.
+    pub async fn policy_versions(&self) -> Result<Vec<PolicyVersion>> {
+        let rows = sqlx::query(
+            "SELECT document, version, effective_at, published_at, url FROM policy_versions ORDER BY effective_at, id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PolicyVersion {
+                    document: parse_column(r, "document")?,
+                    version: r.try_get("version")?,
+                    effective_at: Timestamp(r.try_get("effective_at")?),
+                    published_at: Timestamp(r.try_get("published_at")?),
+                    url: r.try_get("url")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Accounts in a status, by id (who must hear of a policy change).
+    pub async fn accounts_in(&self, status: AccountStatus) -> Result<Vec<AccountId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE status = $1 ORDER BY id")
+                .bind(status.as_str())
+                .fetch_all(self.pool())
+                .await?;
+        Ok(ids.into_iter().map(AccountId::from_string).collect())
+    }
+}
