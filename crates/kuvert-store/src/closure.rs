@@ -135,7 +135,11 @@ impl Store {
     }
 
     /// Deletes every row of the closed accounts whose purge is due; answers how many.
-    pub(crate) async fn purge_closed_accounts(&self, batch: u32, dry_run: bool) -> Result<u64> {
+    pub(crate) async fn purge_closed_accounts(
+        &self,
+        batch: crate::retention::Batches,
+        dry_run: bool,
+    ) -> Result<u64> {
         let due: Vec<String> =
             sqlx::query_scalar("SELECT id FROM accounts WHERE status = $1 AND purge_due_at <= $2")
                 .bind(AccountStatus::Closed.as_str())
@@ -155,7 +159,7 @@ impl Store {
                         crate::retention::until_short(batch, || {
                             sqlx::query(&sql)
                                 .bind(account)
-                                .bind(i64::from(batch))
+                                .bind(i64::from(batch.rows))
                                 .execute(self.pool())
                         })
                         .await?;

@@ -22,9 +22,25 @@ pub struct RetentionPolicy {
     pub content_ms: i64,
     /// Rows per delete statement.
     pub batch: u32,
+    /// Rest between two statements, so that the writes of sending get the database.
+    pub pause: std::time::Duration,
+}
+
+/// How a purge deletes: `rows` per statement, `pause` between statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Batches {
+    pub rows: u32,
+    pub pause: std::time::Duration,
 }
 
 impl RetentionPolicy {
+    pub(crate) fn batches(&self) -> Batches {
+        Batches {
+            rows: self.batch.max(1),
+            pause: self.pause,
+        }
+    }
+
     fn months(&self, plan: Plan) -> u32 {
         self.event_months
             .get(&plan)
@@ -67,7 +83,9 @@ impl Store {
         let started = self.now();
         let mut c = PurgeCounts::default();
         let content_cutoff = started - policy.content_ms;
-        c.accounts = self.purge_closed_accounts(policy.batch, dry_run).await?;
+        c.accounts = self
+            .purge_closed_accounts(policy.batches(), dry_run)
+            .await?;
         let accounts = sqlx::query("SELECT id, plan FROM accounts")
             .fetch_all(self.pool())
             .await?;
@@ -83,7 +101,7 @@ impl Store {
                     "DELETE FROM events WHERE seq IN",
                     &account,
                     cutoff,
-                    policy.batch,
+                    policy.batches(),
                     dry_run,
                 )
                 .await?;
@@ -93,7 +111,7 @@ impl Store {
                     "DELETE FROM audit_log WHERE seq IN",
                     &account,
                     cutoff,
-                    policy.batch,
+                    policy.batches(),
                     dry_run,
                 )
                 .await?;
@@ -103,12 +121,12 @@ impl Store {
                     "DELETE FROM webhook_outbox WHERE id IN",
                     &account,
                     cutoff,
-                    policy.batch,
+                    policy.batches(),
                     dry_run,
                 )
                 .await?;
             let (messages, recipients) = self
-                .purge_messages(&account, cutoff, policy.batch, dry_run)
+                .purge_messages(&account, cutoff, policy.batches(), dry_run)
                 .await?;
             c.messages += messages;
             c.recipients += recipients;
@@ -119,13 +137,13 @@ impl Store {
                     "DELETE FROM captures WHERE seq IN",
                     &account,
                     content_cutoff,
-                    policy.batch,
+                    policy.batches(),
                     dry_run,
                 )
                 .await?;
         }
         c.message_contents = self
-            .purge_contents(content_cutoff, policy.batch, dry_run)
+            .purge_contents(content_cutoff, policy.batches(), dry_run)
             .await?;
         if !dry_run {
             sqlx::query(
@@ -156,7 +174,7 @@ impl Store {
         delete: &str,
         account: &str,
         cutoff: i64,
-        batch: u32,
+        batch: Batches,
         dry_run: bool,
     ) -> Result<u64> {
         if dry_run {
@@ -172,7 +190,7 @@ impl Store {
             sqlx::query(&sql)
                 .bind(account)
                 .bind(cutoff)
-                .bind(i64::from(batch))
+                .bind(i64::from(batch.rows))
                 .execute(self.pool())
         })
         .await
@@ -184,7 +202,7 @@ impl Store {
         &self,
         account: &str,
         cutoff: i64,
-        batch: u32,
+        batch: Batches,
         dry_run: bool,
     ) -> Result<(u64, u64)> {
         let select = format!(
@@ -210,7 +228,7 @@ impl Store {
             let ids: Vec<String> = sqlx::query_scalar(&format!("{select} LIMIT $3"))
                 .bind(account)
                 .bind(cutoff)
-                .bind(i64::from(batch.min(500)))
+                .bind(i64::from(batch.rows.min(500)))
                 .fetch_all(self.pool())
                 .await?;
             if ids.is_empty() {
@@ -238,7 +256,7 @@ impl Store {
 
     /// Content of finished messages whose last attempt is older than `cutoff`: MIME and
     /// template go, metadata (sender, subject, size, tags, states) stays.
-    async fn purge_contents(&self, cutoff: i64, batch: u32, dry_run: bool) -> Result<u64> {
+    async fn purge_contents(&self, cutoff: i64, batch: Batches, dry_run: bool) -> Result<u64> {
         let select = format!(
             "SELECT id FROM messages WHERE content_purged_at IS NULL AND created_at < $1 AND {FINISHED} \
              AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.updated_at >= $1)"
@@ -258,7 +276,7 @@ impl Store {
             sqlx::query(&sql)
                 .bind(cutoff)
                 .bind(now)
-                .bind(i64::from(batch))
+                .bind(i64::from(batch.rows))
                 .execute(self.pool())
         })
         .await
@@ -297,7 +315,7 @@ impl Store {
 
 /// Runs one bounded statement again and again until it affects fewer than `batch` rows;
 /// answers the rows affected in all.
-pub(crate) async fn until_short<F, Fut>(batch: u32, mut statement: F) -> Result<u64>
+pub(crate) async fn until_short<F, Fut>(batch: Batches, mut statement: F) -> Result<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>>,
@@ -306,8 +324,11 @@ where
     loop {
         let done = statement().await?.rows_affected();
         total += done;
-        if done < u64::from(batch) {
+        if done < u64::from(batch.rows) {
             return Ok(total);
+        }
+        if !batch.pause.is_zero() {
+            tokio::time::sleep(batch.pause).await;
         }
     }
 }

@@ -1277,6 +1277,7 @@ async fn retention_follows_the_plan_and_keeps_statistics(f: &Fixture) {
         event_months: [(Plan::Free, 3), (Plan::Premium, 13)].into(),
         content_ms: 7 * DAY,
         batch: 1,
+        pause: std::time::Duration::ZERO,
     };
     let events = |a: AccountId| async move {
         let all = EventFilter {
@@ -1464,6 +1465,7 @@ async fn a_closed_account_is_unreadable_at_once_and_gone_after_its_period(f: &Fi
         event_months: Default::default(),
         content_ms: 7 * DAY,
         batch: 1,
+        pause: std::time::Duration::ZERO,
     };
     f.clock.set(Timestamp(START.millis() + 29 * DAY));
     assert_eq!(s.purge(&policy, false).await.expect("purge").accounts, 0);
@@ -1519,6 +1521,7 @@ async fn restriction_holds_mail_and_requests_fall_due(f: &Fixture) {
         event_months: Default::default(),
         content_ms: 0,
         batch: 10,
+        pause: std::time::Duration::ZERO,
     };
     f.clock.set(Timestamp(START.millis() + 8 * DAY));
     s.purge(&policy, false).await.expect("purge");
@@ -1633,6 +1636,7 @@ async fn support_grants_expire_and_the_audit_log_follows_retention(f: &Fixture) 
         event_months: [(Plan::Free, 3)].into(),
         content_ms: 0,
         batch: 1,
+        pause: std::time::Duration::ZERO,
     };
     f.clock.set(Timestamp(START.millis() + 93 * 86_400_000));
     let c = s.purge(&policy, false).await.expect("purge");

@@ -6,7 +6,7 @@
 //! 2. Statistics over many events: N `accepted` events spread over a year (4 tags, 2
 //!    domains), then `GET /v1/stats`'s query timed over 30 days and a year, for the account,
 //!    a tag and a domain.
-//! 3. The retention purge of those N events (`Store::purge`, batches of 10,000) while 4
+//! 3. The retention purge of those N events (`Store::purge`, in batches) while 4
 //!    tasks send one-recipient messages, with their accept latency beside that of 20 s of
 //!    sending without the purge; then the statistics are checked again.
 //!
@@ -34,12 +34,16 @@ const TAGS: [&str; 4] = ["news", "billing", "alerts", "welcome"];
 struct Args {
     events: usize,
     append: usize,
+    purge_batch: usize,
+    purge_pause_ms: usize,
 }
 
 fn args() -> Args {
     let mut a = Args {
         events: 10_000_000,
         append: 200_000,
+        purge_batch: 1_000,
+        purge_pause_ms: 10,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -52,6 +56,8 @@ fn args() -> Args {
         match flag.as_str() {
             "--events" => a.events = value(),
             "--append" => a.append = value(),
+            "--purge-batch" => a.purge_batch = value(),
+            "--purge-pause-ms" => a.purge_pause_ms = value(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -67,7 +73,7 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         appends(a.append).await;
-        statistics(a.events).await;
+        statistics(a.events, a.purge_batch, a.purge_pause_ms).await;
     });
 }
 
@@ -175,7 +181,7 @@ async fn send_latencies(
     (all, result)
 }
 
-async fn statistics(total: usize) {
+async fn statistics(total: usize, purge_batch: usize, purge_pause_ms: usize) {
     let dir = tempfile::tempdir().expect("dir");
     let year_ago = Timestamp(1_764_547_200_000); // 2025-12-01
     let clock = ManualClock::new(year_ago);
@@ -278,13 +284,14 @@ async fn statistics(total: usize) {
     assert_eq!(before, total as i64, "the counters match the events");
 
     // Sending alone, then sending while the retention purge deletes every one of the
-    // events (a policy of zero months), in batches of 10,000; the statistics stay.
+    // events (a policy of zero months), in batches; the statistics stay.
     let bench = Arc::new(bench);
     let quiet = send_latencies(bench.clone(), SendUntil::For(SEND_WINDOW)).await;
     let policy = kuvert_store::RetentionPolicy {
         event_months: [(kuvert_core::account::Plan::Premium, 0)].into(),
         content_ms: i64::MAX / 2,
-        batch: 10_000,
+        batch: purge_batch as u32,
+        pause: std::time::Duration::from_millis(purge_pause_ms as u64),
     };
     let purging = {
         let bench = bench.clone();
@@ -319,7 +326,7 @@ async fn statistics(total: usize) {
         println!("| {name} | {got} | {:.2} ms | {:.2} ms |", ms(p50), ms(p99));
     }
     println!(
-        "\n## Retention purge of {purged} events (batches of 10,000) in {:.1} s ({:.0}/s); totals after: {after} accepted, as before; bench RSS {rss:.0} MiB",
+        "\n## Retention purge of {purged} events (batches of {purge_batch}, {purge_pause_ms} ms apart) in {:.1} s ({:.0}/s); totals after: {after} accepted, as before; bench RSS {rss:.0} MiB",
         purge.as_secs_f64(),
         purged as f64 / purge.as_secs_f64().max(f64::EPSILON)
     );

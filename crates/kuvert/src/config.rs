@@ -41,6 +41,9 @@ pub struct Retention {
     pub purge_interval: HumanDuration,
     /// Rows per delete statement: small enough that sending keeps its latency.
     pub batch: u32,
+    /// Milliseconds of rest between two delete statements, so that sending gets the
+    /// database in between.
+    pub batch_pause_ms: u64,
     /// How long a deleted account's rows remain (unreadable: its key is destroyed at once)
     /// before the purge removes them. At most 90 days (seed 003 §7).
     pub deleted_accounts: HumanDuration,
@@ -65,7 +68,8 @@ impl Default for Retention {
         Self {
             message_content: HumanDuration::secs(7 * 86_400),
             purge_interval: HumanDuration::secs(86_400),
-            batch: 10_000,
+            batch: 1_000,
+            batch_pause_ms: 10,
             deleted_accounts: HumanDuration::secs(90 * 86_400),
             inactive_months: 12,
             inactive_grace: HumanDuration::secs(30 * 86_400),
@@ -327,6 +331,7 @@ impl Config {
                 .collect(),
             content_ms: self.retention.message_content.millis(),
             batch: self.retention.batch.max(1),
+            pause: std::time::Duration::from_millis(self.retention.batch_pause_ms),
         }
     }
 
