@@ -167,6 +167,25 @@ async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     for m in messages {
         insert_message(&mut tx, m, &mut rollup).await?;
     }
+    // Sending is activity (inactive accounts are deleted, seed 000): one statement per
+    // account in the batch, and a write only when the mark is an hour old.
+    let mut latest: Vec<(&str, i64)> = Vec::new();
+    for m in messages {
+        match latest.iter_mut().find(|(a, _)| *a == m.account_id) {
+            Some((_, at)) => *at = (*at).max(m.created_at),
+            None => latest.push((&m.account_id, m.created_at)),
+        }
+    }
+    for (account, at) in latest {
+        sqlx::query(
+            "UPDATE accounts SET last_activity_at = $1, inactivity_notice_at = NULL WHERE id = $2 AND last_activity_at < $3",
+        )
+        .bind(at)
+        .bind(account)
+        .bind(at - ACTIVITY_GRANULARITY_MS)
+        .execute(&mut *tx)
+        .await?;
+    }
     rollup.apply(&mut tx).await?;
     tx.commit().await?;
     Ok(())
@@ -218,16 +237,6 @@ async fn insert_message(
     for e in &m.events {
         insert_event(tx, e, rollup).await?;
     }
-    // Sending is activity (inactive accounts are deleted, seed 000). Kept to the hour, so
-    // that the account's row is written about once an hour, not with every message.
-    sqlx::query(
-        "UPDATE accounts SET last_activity_at = $1, inactivity_notice_at = NULL WHERE id = $2 AND last_activity_at < $3",
-    )
-    .bind(m.created_at)
-    .bind(&m.account_id)
-    .bind(m.created_at - ACTIVITY_GRANULARITY_MS)
-    .execute(&mut **tx)
-    .await?;
     if m.queued > 0 {
         sqlx::query(
             "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, $3) \

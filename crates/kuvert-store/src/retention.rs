@@ -178,12 +178,9 @@ impl Store {
         dry_run: bool,
     ) -> Result<u64> {
         if dry_run {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({select}) t"))
-                .bind(account)
-                .bind(cutoff)
-                .fetch_one(self.pool())
-                .await?;
-            return Ok(n as u64);
+            return self
+                .count_of(&select_count(select), &[account], cutoff)
+                .await;
         }
         let sql = format!("{delete} ({select} LIMIT $3)");
         until_short(batch, || {
@@ -210,19 +207,17 @@ impl Store {
         );
         let (mut messages, mut recipients) = (0, 0);
         if dry_run {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({select}) t"))
-                .bind(account)
-                .bind(cutoff)
-                .fetch_one(self.pool())
+            let n = self
+                .count_of(&select_count(&select), &[account], cutoff)
                 .await?;
-            let r: i64 = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM recipients WHERE message_id IN ({select})"
-            ))
-            .bind(account)
-            .bind(cutoff)
-            .fetch_one(self.pool())
-            .await?;
-            return Ok((n as u64, r as u64));
+            let r = self
+                .count_of(
+                    &format!("SELECT COUNT(*) FROM recipients WHERE message_id IN ({select})"),
+                    &[account],
+                    cutoff,
+                )
+                .await?;
+            return Ok((n, r));
         }
         loop {
             let ids: Vec<String> = sqlx::query_scalar(&format!("{select} LIMIT $3"))
@@ -262,11 +257,7 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.updated_at >= $1)"
         );
         if dry_run {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({select}) t"))
-                .bind(cutoff)
-                .fetch_one(self.pool())
-                .await?;
-            return Ok(n as u64);
+            return self.count_of(&select_count(&select), &[], cutoff).await;
         }
         let sql = format!(
             "UPDATE messages SET mime = NULL, template = NULL, content_purged_at = $2 WHERE id IN ({select} LIMIT $3)"
@@ -280,6 +271,15 @@ impl Store {
                 .execute(self.pool())
         })
         .await
+    }
+
+    /// A dry run's count: `sql` binds the account (when given), then the cutoff.
+    async fn count_of(&self, sql: &str, account: &[&str], cutoff: i64) -> Result<u64> {
+        let mut q = sqlx::query_scalar::<_, i64>(sql);
+        for a in account {
+            q = q.bind(*a);
+        }
+        Ok(q.bind(cutoff).fetch_one(self.pool()).await? as u64)
     }
 
     /// The most recent purge runs, newest first.
@@ -311,6 +311,11 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// How many rows `select` finds.
+fn select_count(select: &str) -> String {
+    format!("SELECT COUNT(*) FROM ({select}) t")
 }
 
 /// Runs one bounded statement again and again until it affects fewer than `batch` rows;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kuvert_core::{Clock, Timestamp};
 use kuvert_testkit::{KuvertServer, ServerOptions, SinkOptions, SmtpSink};
-use support::{Bench, ms, peak_rss_mib, percentile, rss_mib};
+use support::{Bench, ms, peak_rss_mib, percentile, read_flags, rss_mib};
 
 mod support;
 
@@ -33,24 +33,12 @@ fn args() -> Args {
         concurrency: 32,
         deferred: 1_000_000,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or_else(|| panic!("{flag} needs a number"))
-        };
-        match flag.as_str() {
-            "--messages" => a.messages = value(),
-            "--size" => a.size = value(),
-            "--concurrency" => a.concurrency = value(),
-            "--deferred" => a.deferred = value(),
-            // cargo bench passes --bench; nothing else is expected.
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    read_flags(&mut [
+        ("--messages", &mut a.messages),
+        ("--size", &mut a.size),
+        ("--concurrency", &mut a.concurrency),
+        ("--deferred", &mut a.deferred),
+    ]);
     a
 }
 

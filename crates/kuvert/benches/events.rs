@@ -24,7 +24,7 @@ use std::time::Instant;
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::{Clock, ManualClock, Timestamp};
 use kuvert_store::StatsQuery;
-use support::{Bench, ms, percentile, rss_mib, submission};
+use support::{Bench, ms, percentile, read_flags, rss_mib, submission};
 
 mod support;
 
@@ -45,23 +45,12 @@ fn args() -> Args {
         purge_batch: 1_000,
         purge_pause_ms: 10,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .and_then(|v| v.replace('_', "").parse::<usize>().ok())
-                .unwrap_or_else(|| panic!("{flag} needs a number"))
-        };
-        match flag.as_str() {
-            "--events" => a.events = value(),
-            "--append" => a.append = value(),
-            "--purge-batch" => a.purge_batch = value(),
-            "--purge-pause-ms" => a.purge_pause_ms = value(),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    read_flags(&mut [
+        ("--events", &mut a.events),
+        ("--append", &mut a.append),
+        ("--purge-batch", &mut a.purge_batch),
+        ("--purge-pause-ms", &mut a.purge_pause_ms),
+    ]);
     a
 }
 

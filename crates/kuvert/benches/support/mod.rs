@@ -15,6 +15,25 @@ use kuvert_core::{Clock, Mailbox, Timestamp};
 use kuvert_store::{Domain, Store, StoreOptions};
 use kuvert_submit::Acceptor;
 
+/// Reads `--name NUMBER` flags (`_` allowed in numbers) into their places; `--bench`, which
+/// cargo passes, is skipped, and anything else stops the bench.
+pub fn read_flags(flags: &mut [(&str, &mut usize)]) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue;
+        }
+        let Some((_, slot)) = flags.iter_mut().find(|(name, _)| name == flag) else {
+            panic!("unknown argument {flag}");
+        };
+        **slot = it
+            .next()
+            .and_then(|v| v.replace('_', "").parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number"));
+    }
+}
+
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
