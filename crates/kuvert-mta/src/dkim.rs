@@ -7,10 +7,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kuvert_core::Timestamp;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use sha2::{Digest, Sha256};
+use ring::digest::{Context, SHA256};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 /// Header fields signed when present, as the product promises; From always is.
 pub const SIGNED_HEADERS: &[&str] = &[
@@ -35,20 +34,27 @@ pub enum DkimError {
 
 /// A domain's parsed key, ready to sign; parsed once and kept (parsing an RSA key costs more
 /// than signing with it).
+///
+/// RSA through ring: on these machines it signs about three times as fast as the pure-Rust
+/// `rsa` crate and as fast as aws-lc-rs and OpenSSL (`bench/rsa-backends`), and it is
+/// already in the build for TLS.
 pub struct DkimSigner {
     domain: String,
     selector: String,
-    key: SigningKey<Sha256>,
+    key: RsaKeyPair,
+    /// For the blinding of each signature.
+    rng: SystemRandom,
 }
 
 impl DkimSigner {
     pub fn from_pkcs8_der(domain: &str, selector: &str, der: &[u8]) -> Result<Self, DkimError> {
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(der)
+        let key = RsaKeyPair::from_pkcs8(der)
             .map_err(|e| DkimError::Key(domain.to_owned(), e.to_string()))?;
         Ok(Self {
             domain: domain.to_ascii_lowercase(),
             selector: selector.to_owned(),
-            key: SigningKey::new(key),
+            key,
+            rng: SystemRandom::new(),
         })
     }
 
@@ -74,7 +80,9 @@ impl DkimSigner {
                 signed.extend_from_slice(b"\r\n");
             }
         }
-        let body_hash = B64.encode(Sha256::digest(relaxed_body(body)));
+        let mut body_hash = Context::new(&SHA256);
+        relaxed_body(body, |part| body_hash.update(part));
+        let body_hash = B64.encode(body_hash.finish());
         let value = format!(
             "v=1; a=rsa-sha256; c=relaxed/relaxed; d={}; s={}; t={}; h={}; bh={}; b=",
             self.domain,
@@ -87,7 +95,11 @@ impl DkimSigner {
         let folded = value.replace("; ", ";\r\n\t");
         let field = format!("DKIM-Signature: {folded}");
         signed.extend_from_slice(&relaxed_header(field.as_bytes()));
-        let signature = B64.encode(self.key.sign(&signed).to_bytes());
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &self.rng, &signed, &mut signature)
+            .expect("an RSA signature of a buffer the size of the modulus");
+        let signature = B64.encode(signature);
         let mut out = Vec::with_capacity(message.len() + field.len() + signature.len() + 64);
         out.extend_from_slice(field.as_bytes());
         for (i, chunk) in signature.as_bytes().chunks(72).enumerate() {
@@ -176,41 +188,51 @@ fn relaxed_header(raw: &[u8]) -> Vec<u8> {
 }
 
 /// RFC 6376 §3.4.4: runs of white space as one space, none at line ends, no empty lines at the
-/// end, and a final CRLF unless the body is empty.
-fn relaxed_body(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
+/// end, and a final CRLF unless the body is empty. Given to `emit` in pieces (straight to the
+/// hash, no copy of the body); a line with no white space to fold is passed through as it is.
+fn relaxed_body(body: &[u8], mut emit: impl FnMut(&[u8])) {
     let mut pending_blank_lines = 0usize;
     let text = body.strip_suffix(b"\r\n").unwrap_or(body);
     if body.is_empty() {
-        return out;
+        return;
     }
+    let mut canon = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut canon = Vec::with_capacity(line.len());
-        let mut space = false;
-        for &b in line {
-            if b == b' ' || b == b'\t' {
-                space = true;
-            } else {
-                if space {
-                    canon.push(b' ');
+        let needs_folding = line.last().is_some_and(|&b| b == b' ' || b == b'\t')
+            || line
+                .windows(2)
+                .any(|w| (w[0] == b' ' || w[0] == b'\t') && (w[1] == b' ' || w[1] == b'\t'))
+            || line.contains(&b'\t');
+        let canonical: &[u8] = if needs_folding {
+            canon.clear();
+            let mut space = false;
+            for &b in line {
+                if b == b' ' || b == b'\t' {
+                    space = true;
+                } else {
+                    if space {
+                        canon.push(b' ');
+                    }
+                    space = false;
+                    canon.push(b);
                 }
-                space = false;
-                canon.push(b);
             }
-        }
-        if canon.is_empty() {
+            &canon
+        } else {
+            line
+        };
+        if canonical.is_empty() {
             pending_blank_lines += 1;
             continue;
         }
         for _ in 0..pending_blank_lines {
-            out.extend_from_slice(b"\r\n");
+            emit(b"\r\n");
         }
         pending_blank_lines = 0;
-        out.extend_from_slice(&canon);
-        out.extend_from_slice(b"\r\n");
+        emit(canonical);
+        emit(b"\r\n");
     }
-    out
 }
 
 #[cfg(test)]
@@ -226,14 +248,24 @@ mod tests {
         assert_eq!(relaxed_header(b"To: a@example.com"), b"to:a@example.com");
     }
 
+    fn relaxed(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        relaxed_body(body, |part| out.extend_from_slice(part));
+        out
+    }
+
     #[test]
     fn relaxed_body_canonicalisation() {
         // RFC 6376 §3.4.6's example, and the edge cases around the end.
-        assert_eq!(relaxed_body(b" C \r\nD \t E\r\n\r\n\r\n"), b" C\r\nD E\r\n");
-        assert_eq!(relaxed_body(b""), b"");
-        assert_eq!(relaxed_body(b"\r\n\r\n"), b"");
-        assert_eq!(relaxed_body(b"a"), b"a\r\n");
-        assert_eq!(relaxed_body(b"a\r\n\r\nb\r\n"), b"a\r\n\r\nb\r\n");
+        assert_eq!(relaxed(b" C \r\nD \t E\r\n\r\n\r\n"), b" C\r\nD E\r\n");
+        assert_eq!(relaxed(b""), b"");
+        assert_eq!(relaxed(b"\r\n\r\n"), b"");
+        assert_eq!(relaxed(b"a"), b"a\r\n");
+        assert_eq!(relaxed(b"a\r\n\r\nb\r\n"), b"a\r\n\r\nb\r\n");
+        // Only runs of white space and white space at line ends change a line.
+        assert_eq!(relaxed(b"a b\r\n"), b"a b\r\n");
+        assert_eq!(relaxed(b"a\tb \r\n \r\n"), b"a b\r\n");
+        assert_eq!(relaxed(b" a  b\t\r\n"), b" a b\r\n");
     }
 
     #[test]
