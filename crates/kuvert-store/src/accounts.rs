@@ -5,7 +5,8 @@ use kuvert_core::tracking::AccountTracking;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError};
+use crate::domains::{self, JOINED_COLUMNS};
+use crate::{Domain, Result, Store, StoreError};
 
 pub struct NewUser {
     pub email: String,
@@ -61,7 +62,7 @@ impl Store {
         let (key, wrapped) = self.0.master.new_account_key(account_id.as_str());
         let p = &new.profile;
         let u = &new.owner;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, plan, region, status, data_key, company, country, vat_id, postal_address, created_at, updated_at, last_activity_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)",
@@ -212,15 +213,37 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound("account"))?;
-        let tracking = match row.try_get::<Option<String>, _>("tracking")? {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?,
-            None => AccountTracking::default(),
+        state_from_row(&row)
+    }
+
+    /// What accepting a message needs to know of its account, in one statement (it runs
+    /// for every message): its state, the sending domain `domain` if this account owns it,
+    /// and the recipients it has sent in the month of `at`.
+    pub async fn sending_context(
+        &self,
+        id: &AccountId,
+        domain: &str,
+        at: Timestamp,
+    ) -> Result<SendingContext> {
+        let row = sqlx::query(&format!(
+            "SELECT a.plan, a.status, a.tracking, {JOINED_COLUMNS}, \
+             (SELECT u.recipients FROM usage u WHERE u.account_id = a.id AND u.month_start = $3) AS used \
+             FROM accounts a LEFT JOIN domains d ON d.name = $2 AND d.account_id = a.id WHERE a.id = $1"
+        ))
+        .bind(id.as_str())
+        .bind(domain.to_ascii_lowercase())
+        .bind(at.month_start().millis())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+        let domain = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(domains::from_row(&row)?),
+            None => None,
         };
-        Ok(AccountState {
-            plan: parse_column(&row, "plan")?,
-            status: parse_column(&row, "status")?,
-            tracking,
+        Ok(SendingContext {
+            state: state_from_row(&row)?,
+            domain,
+            used_this_month: row.try_get::<Option<i64>, _>("used")?.unwrap_or(0).max(0) as u64,
         })
     }
 
@@ -229,7 +252,7 @@ impl Store {
             .bind(serde_json::to_string(t).expect("settings serialise"))
             .bind(self.now())
             .bind(id.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("account"));
@@ -259,7 +282,7 @@ impl Store {
         .bind(key.seal_opt(p.postal_address.as_deref()))
         .bind(self.now())
         .bind(id.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -286,7 +309,7 @@ impl Store {
         .bind(key.seal_opt(p.phone.as_deref()))
         .bind(user.as_str())
         .bind(account.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict("user"),
@@ -297,4 +320,26 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// See [`Store::sending_context`].
+#[derive(Clone, Debug)]
+pub struct SendingContext {
+    pub state: AccountState,
+    /// `None`: the account has no such domain.
+    pub domain: Option<Domain>,
+    pub used_this_month: u64,
+}
+
+fn state_from_row(row: &AnyRow) -> Result<AccountState> {
+    let tracking = match row.try_get::<Option<String>, _>("tracking")? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?,
+        None => AccountTracking::default(),
+    };
+    Ok(AccountState {
+        plan: parse_column(row, "plan")?,
+        status: parse_column(row, "status")?,
+        tracking,
+    })
 }

@@ -71,7 +71,7 @@ impl Store {
         .bind(action)
         .bind(sealed_ip)
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -123,7 +123,7 @@ impl Store {
         .bind(granted_by)
         .bind(self.now())
         .bind(expires_at.millis())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Store {
         )
         .bind(self.now())
         .bind(account.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

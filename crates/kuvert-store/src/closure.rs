@@ -65,7 +65,7 @@ impl Store {
     /// deleted by the purge at `purge_after_ms` from now.
     pub async fn close_account(&self, account: &AccountId, purge_after_ms: i64) -> Result<()> {
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let done = sqlx::query(
             "UPDATE accounts SET status = $1, data_key = NULL, closed_at = $2, purge_due_at = $3, updated_at = $2 WHERE id = $4",
         )
@@ -160,14 +160,14 @@ impl Store {
                             sqlx::query(&sql)
                                 .bind(account)
                                 .bind(i64::from(batch.rows))
-                                .execute(self.pool())
+                                .execute(self.writer())
                         })
                         .await?;
                     }
                     None => {
                         sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
                             .bind(account)
-                            .execute(self.pool())
+                            .execute(self.writer())
                             .await?;
                     }
                 }
@@ -217,7 +217,7 @@ impl Store {
         sqlx::query("UPDATE accounts SET inactivity_notice_at = $1 WHERE id = $2")
             .bind(self.now())
             .bind(account.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -229,7 +229,7 @@ impl Store {
         )
         .bind(self.now())
         .bind(account.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -247,7 +247,7 @@ impl Store {
         } else {
             (AccountStatus::Restricted, AccountStatus::Active)
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let changed = sqlx::query(
             "UPDATE accounts SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
         )

@@ -6,7 +6,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::{Any, AnyPool, Transaction};
+use std::collections::BTreeMap;
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -164,18 +168,82 @@ const ACTIVITY_GRANULARITY_MS: i64 = 3_600_000;
 async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     let mut tx = pool.begin().await?;
     let mut rollup = Rollup::default();
+    // A handful of statements per batch, not per message: the rows of each table go in
+    // multi-row INSERTs.
+    insert_rows(
+        &mut tx,
+        "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at, template)",
+        15,
+        "",
+        messages,
+        |q, m| {
+            q.bind(&m.id)
+                .bind(&m.account_id)
+                .bind(&m.domain_id)
+                .bind(&m.sender)
+                .bind(&m.subject)
+                .bind(&m.mime)
+                .bind(m.size)
+                .bind(&m.tags)
+                .bind(&m.metadata)
+                .bind(m.require_tls)
+                .bind(m.track_opens)
+                .bind(m.track_clicks)
+                .bind(m.send_at)
+                .bind(m.created_at)
+                .bind(&m.template)
+        },
+    )
+    .await?;
+    let recipients: Vec<(&SealedMessage, &SealedRecipient)> = messages
+        .iter()
+        .flat_map(|m| m.recipients.iter().map(move |r| (*m, r)))
+        .collect();
+    insert_rows(
+        &mut tx,
+        "INSERT INTO recipients (id, message_id, account_id, address, address_lookup, kind, status, attempts, next_attempt_at, updated_at)",
+        10,
+        "",
+        &recipients,
+        |q, (m, r)| {
+            q.bind(&r.id)
+                .bind(&m.id)
+                .bind(&m.account_id)
+                .bind(&r.address)
+                .bind(&r.address_lookup)
+                .bind(r.kind)
+                .bind(r.status)
+                .bind(0_i64)
+                .bind(r.next_attempt_at)
+                .bind(m.created_at)
+        },
+    )
+    .await?;
+    let events: Vec<&SealedEvent> = messages.iter().flat_map(|m| &m.events).collect();
+    insert_events(&mut tx, &events, &mut rollup).await?;
+    // Quota usage and activity: one statement per account in the batch.
+    let mut usage: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
     for m in messages {
-        insert_message(&mut tx, m, &mut rollup).await?;
-    }
-    // Sending is activity (inactive accounts are deleted, seed 000): one statement per
-    // account in the batch, and a write only when the mark is an hour old.
-    let mut latest: Vec<(&str, i64)> = Vec::new();
-    for m in messages {
-        match latest.iter_mut().find(|(a, _)| *a == m.account_id) {
-            Some((_, at)) => *at = (*at).max(m.created_at),
-            None => latest.push((&m.account_id, m.created_at)),
+        if m.queued > 0 {
+            *usage.entry((&m.account_id, m.month_start)).or_default() += m.queued;
         }
+        let at = latest.entry(&m.account_id).or_insert(m.created_at);
+        *at = (*at).max(m.created_at);
     }
+    for ((account, month_start), queued) in usage {
+        sqlx::query(
+            "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, month_start) DO UPDATE SET recipients = usage.recipients + excluded.recipients",
+        )
+        .bind(account)
+        .bind(month_start)
+        .bind(queued)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Sending is activity (inactive accounts are deleted, seed 000); written only when the
+    // mark is an hour old.
     for (account, at) in latest {
         sqlx::query(
             "UPDATE accounts SET last_activity_at = $1, inactivity_notice_at = NULL WHERE id = $2 AND last_activity_at < $3",
@@ -191,107 +259,121 @@ async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     Ok(())
 }
 
-async fn insert_message(
+/// Most values bound in one statement, well within SQLite's (32,766) and PostgreSQL's
+/// (65,535) limits.
+const MAX_BINDS: usize = 8_000;
+
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// `head VALUES (..), (..) tail` for `rows`, `width` values each, bound by `bind`, in as
+/// many statements as the bind limit needs; returns what `tail` (a RETURNING) gives back.
+/// Each row count is its own prepared statement; batches come in a few common sizes.
+pub(crate) async fn insert_rows<T>(
     tx: &mut Transaction<'_, Any>,
-    m: &SealedMessage,
-    rollup: &mut Rollup,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at, template) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(&m.id)
-    .bind(&m.account_id)
-    .bind(&m.domain_id)
-    .bind(&m.sender)
-    .bind(&m.subject)
-    .bind(&m.mime)
-    .bind(m.size)
-    .bind(&m.tags)
-    .bind(&m.metadata)
-    .bind(m.require_tls)
-    .bind(m.track_opens)
-    .bind(m.track_clicks)
-    .bind(m.send_at)
-    .bind(m.created_at)
-    .bind(&m.template)
-    .execute(&mut **tx)
-    .await?;
-    for r in &m.recipients {
-        sqlx::query(
-            "INSERT INTO recipients (id, message_id, account_id, address, address_lookup, kind, status, attempts, next_attempt_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
-        )
-        .bind(&r.id)
-        .bind(&m.id)
-        .bind(&m.account_id)
-        .bind(&r.address)
-        .bind(&r.address_lookup)
-        .bind(r.kind)
-        .bind(r.status)
-        .bind(r.next_attempt_at)
-        .bind(m.created_at)
-        .execute(&mut **tx)
-        .await?;
+    head: &str,
+    width: usize,
+    tail: &str,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> Result<Vec<AnyRow>> {
+    let mut returned = Vec::new();
+    for chunk in rows.chunks((MAX_BINDS / width).max(1)) {
+        let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * width * 5);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for row in 0..chunk.len() {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            sql.push_str(&placeholders(row * width + 1, width));
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            q = bind(q, row);
+        }
+        if tail.is_empty() {
+            q.execute(&mut **tx).await?;
+        } else {
+            returned.extend(q.fetch_all(&mut **tx).await?);
+        }
     }
-    for e in &m.events {
-        insert_event(tx, e, rollup).await?;
-    }
-    if m.queued > 0 {
-        sqlx::query(
-            "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id, month_start) DO UPDATE SET recipients = usage.recipients + excluded.recipients",
-        )
-        .bind(&m.account_id)
-        .bind(m.month_start)
-        .bind(m.queued)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+    Ok(returned)
 }
 
-/// Appends an event and counts it in `rollup` (applied by the caller before it commits).
+/// `$first, $first+1, ...`: `n` numbered placeholders.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Appends one event and counts it in `rollup` (applied by the caller before it commits).
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
     e: &SealedEvent,
     rollup: &mut Rollup,
 ) -> Result<()> {
-    let tags: Vec<String> = serde_json::from_str(&e.tags).unwrap_or_default();
-    rollup.add(
-        &e.account_id,
-        e.domain_id.as_deref(),
-        &tags,
-        e.created_at,
-        e.metric,
-    );
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (account_id, type, message_id, recipient_id, recipient, recipient_lookup, tags, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+    insert_events(tx, &[e], rollup).await
+}
+
+/// Appends events, counts them in `rollup`, and writes the outbox row of every webhook of
+/// their accounts that wants them (an empty list wants all), in the same transaction: a
+/// webhook never misses one. Outbox rows follow the events' order.
+pub(crate) async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    events: &[&SealedEvent],
+    rollup: &mut Rollup,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    for e in events {
+        let tags: Vec<String> = serde_json::from_str(&e.tags).unwrap_or_default();
+        rollup.add(
+            &e.account_id,
+            e.domain_id.as_deref(),
+            &tags,
+            e.created_at,
+            e.metric,
+        );
+    }
+    let rows = insert_rows(
+        tx,
+        "INSERT INTO events (account_id, type, message_id, recipient_id, recipient, recipient_lookup, tags, data, created_at)",
+        9,
+        "RETURNING seq",
+        events,
+        |q, e| {
+            q.bind(&e.account_id)
+                .bind(e.event_type)
+                .bind(&e.message_id)
+                .bind(&e.recipient_id)
+                .bind(&e.recipient)
+                .bind(&e.recipient_lookup)
+                .bind(&e.tags)
+                .bind(&e.data)
+                .bind(e.created_at)
+        },
     )
-    .bind(&e.account_id)
-    .bind(e.event_type)
-    .bind(&e.message_id)
-    .bind(&e.recipient_id)
-    .bind(&e.recipient)
-    .bind(&e.recipient_lookup)
-    .bind(&e.tags)
-    .bind(&e.data)
-    .bind(e.created_at)
-    .fetch_one(&mut **tx)
     .await?;
-    // The outbox of every webhook of the account that wants this type (an empty list wants
-    // all), written with the event: a webhook never misses one.
-    sqlx::query(
-        "INSERT INTO webhook_outbox (webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, created_at) \
-         SELECT id, account_id, $1, $2, 0, $3, $3 FROM webhooks WHERE account_id = $4 AND (events = '[]' OR events LIKE $5)",
-    )
-    .bind(seq)
-    .bind(e.event_type)
-    .bind(e.created_at)
-    .bind(&e.account_id)
-    .bind(format!("%\"{}\"%", e.event_type))
-    .execute(&mut **tx)
-    .await?;
+    let seqs: Vec<i64> = rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    for chunk in seqs.chunks(MAX_BINDS) {
+        let sql = format!(
+            "INSERT INTO webhook_outbox (webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, created_at) \
+             SELECT w.id, w.account_id, e.seq, e.type, 0, e.created_at, e.created_at FROM events e JOIN webhooks w ON w.account_id = e.account_id \
+             WHERE e.seq IN ({}) AND (w.events = '[]' OR w.events LIKE '%\"' || e.type || '\"%') ORDER BY e.seq, w.id",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for seq in chunk {
+            q = q.bind(*seq);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }

@@ -36,8 +36,10 @@ impl Domain {
 }
 
 const COLUMNS: &str = "id, account_id, name, selector, dkim_public, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks";
+/// `COLUMNS` of a table aliased `d`, in a join.
+pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.selector, d.dkim_public, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks";
 
-fn from_row(row: &AnyRow) -> Result<Domain> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<Domain> {
     Ok(Domain {
         id: DomainId::from_string(row.try_get("id")?),
         account_id: AccountId::from_string(row.try_get("account_id")?),
@@ -77,7 +79,7 @@ impl Store {
         .bind(&new.dkim_public)
         .bind(i64::from(new.sandbox))
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(StoreError::conflict("domain"))?;
         self.domain(&name).await
@@ -125,7 +127,7 @@ impl Store {
         .bind(t.clicks.map(i64::from))
         .bind(name.to_ascii_lowercase())
         .bind(account.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("domain"));
@@ -147,7 +149,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM domains WHERE name = $1 AND account_id = $2")
             .bind(name.to_ascii_lowercase())
             .bind(account.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("domain"));
@@ -165,7 +167,7 @@ impl Store {
         .bind(now)
         .bind(i64::from(passed))
         .bind(name.to_ascii_lowercase())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.domain(name).await
     }

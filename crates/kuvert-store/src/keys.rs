@@ -72,7 +72,7 @@ impl Store {
             .bind(&key.hash)
             .bind(scope.as_str())
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(StoreError::conflict("API key"))?;
         Ok(ApiKey {
@@ -109,7 +109,7 @@ impl Store {
             sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(auth.key_id.as_str())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         }
         Ok(Some(auth))
@@ -126,7 +126,7 @@ impl Store {
         sqlx::query("UPDATE api_keys SET smtp_networks = $1 WHERE id = $2")
             .bind(list)
             .bind(key.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -174,7 +174,7 @@ impl Store {
             .bind(self.now())
             .bind(id)
             .bind(account.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         let row = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND account_id = $2"

@@ -31,7 +31,7 @@ use kuvert_core::lookup::LookupKey;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-pub use accounts::{Account, AccountState, NewAccount, NewUser, User};
+pub use accounts::{Account, AccountState, NewAccount, NewUser, SendingContext, User};
 pub use audit::{ActorKind, AuditEntry, SupportGrant};
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
@@ -106,6 +106,8 @@ impl StoreOptions {
 
 struct Inner {
     pool: AnyPool,
+    /// Where writes go: on SQLite one connection of its own, on PostgreSQL the pool.
+    writer: AnyPool,
     backend: Backend,
     master: MasterKey,
     lookup: LookupKey,
@@ -133,34 +135,49 @@ impl Store {
                 opts.url
             )));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 16,
-            })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL sync makes a commit
-                        // durable before it returns, which every acknowledgement relies on.
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA journal_mode = WAL").await?;
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = FULL").await?;
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout = 10000").await?;
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
+        let connect = |max| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL lets readers run beside the writer; FULL sync makes a
+                            // commit durable before it returns, which every acknowledgement
+                            // relies on.
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA busy_timeout = 10000",
+                                "PRAGMA foreign_keys = ON",
+                            ] {
+                                sqlx::Executor::execute(&mut *conn, pragma).await?;
+                            }
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&opts.url)
-            .await?;
+                .connect(&opts.url)
+        };
+        let (pool, writer) = match backend {
+            // SQLite has one writer at a time; writers on several connections would wait for
+            // its lock by sleeping and polling (the busy timeout), which under load costs
+            // more than the writes. So every write goes through one connection, and writers
+            // queue for it in order, awake.
+            Backend::Sqlite => (connect(4).await?, connect(1).await?),
+            Backend::Postgres => {
+                let pool = connect(16).await?;
+                (pool.clone(), pool)
+            }
+        };
         let now = opts.clock.now().millis();
         {
-            let mut conn = pool.acquire().await?;
+            let mut conn = writer.acquire().await?;
             schema::migrate(&mut conn, backend, now).await?;
         }
-        let committer = commit::Committer::start(pool.clone());
+        let committer = commit::Committer::start(writer.clone());
         Ok(Self(Arc::new(Inner {
             pool,
+            writer,
             backend,
             master: MasterKey::new(&opts.master_key),
             lookup: LookupKey::derive(&opts.master_key, "lookup"),
@@ -182,6 +199,10 @@ impl Store {
 
     fn pool(&self) -> &AnyPool {
         &self.0.pool
+    }
+
+    fn writer(&self) -> &AnyPool {
+        &self.0.writer
     }
 
     fn now(&self) -> i64 {
@@ -234,6 +255,7 @@ impl Store {
     /// Waits for queued commits, then closes the pool: for graceful shutdown.
     pub async fn close(&self) {
         self.0.committer.shutdown().await;
+        self.0.writer.close().await;
         self.0.pool.close().await;
     }
 }
@@ -241,7 +263,7 @@ impl Store {
 impl Store {
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        sqlx::query("SELECT 1").execute(self.writer()).await?;
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ impl Store {
         .bind(v.effective_at.millis())
         .bind(v.published_at.millis())
         .bind(v.url.as_deref())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

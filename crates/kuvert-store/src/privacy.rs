@@ -63,7 +63,7 @@ impl Store {
         .bind(now)
         .bind(now + PRIVACY_REQUEST_DAYS * 86_400_000)
         .bind(done.then_some(now))
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(id)
     }
@@ -81,7 +81,7 @@ impl Store {
         .bind(self.now())
         .bind(id.as_str())
         .bind(RequestState::Open.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("open privacy request"));

@@ -15,7 +15,9 @@ use rand::Rng;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use crate::commit::{SealedEvent, insert_event};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::commit::{SealedEvent, insert_events, placeholders};
 use crate::stats::Rollup;
 use crate::suppressions::UPSERT_SUPPRESSION;
 use crate::{Backend, Result, Store, StoreError};
@@ -153,7 +155,7 @@ impl Store {
             .bind(until)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(self.pool())
+            .fetch_all(self.writer())
             .await?;
         let mut leases = Vec::with_capacity(rows.len());
         for r in rows {
@@ -174,14 +176,39 @@ impl Store {
 
     /// The message a lease belongs to, with its content unsealed.
     pub async fn outgoing(&self, id: &MessageId) -> Result<Outgoing> {
-        let r = sqlx::query(
-            "SELECT m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, m.template, COALESCE(d.pool, a.pool) AS pool \
-             FROM messages m JOIN accounts a ON a.id = m.account_id LEFT JOIN domains d ON d.id = m.domain_id WHERE m.id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or(StoreError::NotFound("message"))?;
+        self.outgoing_many(std::slice::from_ref(id))
+            .await?
+            .remove(id)
+            .ok_or(StoreError::NotFound("message"))?
+    }
+
+    /// The messages of a batch of leases in one query; one that cannot be opened is an
+    /// error in its place, one that is gone is missing.
+    pub async fn outgoing_many(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<HashMap<MessageId, Result<Outgoing>>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let sql = format!(
+                "SELECT m.id, m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, m.template, COALESCE(d.pool, a.pool) AS pool \
+                 FROM messages m JOIN accounts a ON a.id = m.account_id LEFT JOIN domains d ON d.id = m.domain_id WHERE m.id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                let id = MessageId::from_string(r.try_get("id")?);
+                let message = self.outgoing_from_row(&id, &r).await;
+                out.insert(id, message);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn outgoing_from_row(&self, id: &MessageId, r: &sqlx::any::AnyRow) -> Result<Outgoing> {
         let account_id = AccountId::from_string(r.try_get("account_id")?);
         let key = self.account_key(&account_id).await?;
         let mime: Option<Vec<u8>> = r.try_get("mime")?;
@@ -207,17 +234,24 @@ impl Store {
     /// recipient to the lease's new holder.
     pub async fn record_outcomes(&self, records: &[OutcomeRecord]) -> Result<Vec<bool>> {
         let now = self.now();
-        let mut domains: std::collections::HashMap<&str, Option<String>> =
-            std::collections::HashMap::new();
-        for rec in records {
-            let id = rec.lease.message_id.as_str();
-            if !domains.contains_key(id) {
-                let d: Option<String> =
-                    sqlx::query_scalar("SELECT domain_id FROM messages WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(self.pool())
-                        .await?;
-                domains.insert(id, d);
+        let mut message_ids: Vec<&str> = records
+            .iter()
+            .map(|r| r.lease.message_id.as_str())
+            .collect();
+        message_ids.sort_unstable();
+        message_ids.dedup();
+        let mut domains: HashMap<String, Option<String>> = HashMap::new();
+        for chunk in message_ids.chunks(1000) {
+            let sql = format!(
+                "SELECT id, domain_id FROM messages WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                domains.insert(r.try_get("id")?, r.try_get("domain_id")?);
             }
         }
         let mut sealed = Vec::with_capacity(records.len());
@@ -251,27 +285,45 @@ impl Store {
             };
             sealed.push((event, address, lookup));
         }
-        let mut tx = self.pool().begin().await?;
-        let mut rollup = Rollup::default();
-        let mut held = Vec::with_capacity(records.len());
-        for (rec, (event, address, lookup)) in records.iter().zip(&sealed) {
+        // Recipients with the same new state under the same lease: one UPDATE, which says
+        // (RETURNING) whose lease still held.
+        let mut groups: BTreeMap<(&str, Option<i64>, &str), Vec<&str>> = BTreeMap::new();
+        for rec in records {
             let next = match rec.outcome {
                 Outcome::Deferred { next_attempt_at } => Some(next_attempt_at.millis()),
                 _ => None,
             };
-            let done = sqlx::query(
-                "UPDATE recipients SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, updated_at = $3 \
-                 WHERE id = $4 AND lease_owner = $5",
-            )
-            .bind(rec.outcome.status().as_str())
-            .bind(next)
-            .bind(now)
-            .bind(rec.lease.recipient_id.as_str())
-            .bind(&rec.lease.token)
-            .execute(&mut *tx)
-            .await?;
-            held.push(done.rows_affected() == 1);
-            insert_event(&mut tx, event, &mut rollup).await?;
+            groups
+                .entry((rec.outcome.status().as_str(), next, &rec.lease.token))
+                .or_default()
+                .push(rec.lease.recipient_id.as_str());
+        }
+        let mut tx = self.writer().begin().await?;
+        let mut updated: HashSet<String> = HashSet::new();
+        for ((status, next, token), ids) in &groups {
+            for chunk in ids.chunks(1000) {
+                let sql = format!(
+                    "UPDATE recipients SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, updated_at = $3 \
+                     WHERE lease_owner = $4 AND id IN ({}) RETURNING id",
+                    placeholders(5, chunk.len())
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(*status)
+                    .bind(*next)
+                    .bind(now)
+                    .bind(*token);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    updated.insert(r.try_get(0)?);
+                }
+            }
+        }
+        let mut rollup = Rollup::default();
+        let events: Vec<&SealedEvent> = sealed.iter().map(|(e, _, _)| e).collect();
+        insert_events(&mut tx, &events, &mut rollup).await?;
+        for (rec, (_, address, lookup)) in records.iter().zip(&sealed) {
             if rec.outcome == (Outcome::Bounced { suppress: true }) {
                 sqlx::query(UPSERT_SUPPRESSION)
                     .bind(rec.lease.account_id.as_str())
@@ -285,7 +337,10 @@ impl Store {
         }
         rollup.apply(&mut tx).await?;
         tx.commit().await?;
-        Ok(held)
+        Ok(records
+            .iter()
+            .map(|r| updated.contains(r.lease.recipient_id.as_str()))
+            .collect())
     }
 
     /// Gives a domain (by name) an IP pool, or takes it away (`None`).
@@ -293,7 +348,7 @@ impl Store {
         let done = sqlx::query("UPDATE domains SET pool = $1 WHERE name = $2")
             .bind(pool)
             .bind(domain.to_ascii_lowercase())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("domain"));
@@ -306,7 +361,7 @@ impl Store {
         let done = sqlx::query("UPDATE accounts SET pool = $1 WHERE id = $2")
             .bind(pool)
             .bind(account.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("account"));
@@ -323,7 +378,7 @@ impl Store {
         )
         .bind(self.now())
         .bind(format!("{node}.%"))
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
     }
@@ -338,7 +393,7 @@ impl Store {
             .bind(now)
             .bind(l.recipient_id.as_str())
             .bind(&l.token)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         Ok(())
@@ -364,7 +419,7 @@ impl Store {
         .bind(key.seal(rcpts.as_bytes()))
         .bind(key.seal(mime))
         .bind(self.now())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

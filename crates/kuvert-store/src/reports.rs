@@ -105,7 +105,7 @@ impl Store {
             ),
         };
         let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if matches!(report, Report::Bounce { .. }) {
             sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
                 .bind(RecipientStatus::Bounced.as_str())
@@ -199,7 +199,7 @@ impl Store {
         if first_column.is_some() && mode == TrackingMode::Off {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut rollup = Rollup::default();
         let count = |rollup: &mut Rollup, metric| {
             rollup.add(

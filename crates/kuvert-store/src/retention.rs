@@ -160,7 +160,7 @@ impl Store {
             .bind(c.captures as i64)
             .bind(c.accounts as i64)
             .bind(c.audit_entries as i64)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         Ok(c)
@@ -188,7 +188,7 @@ impl Store {
                 .bind(account)
                 .bind(cutoff)
                 .bind(i64::from(batch.rows))
-                .execute(self.pool())
+                .execute(self.writer())
         })
         .await
     }
@@ -230,7 +230,7 @@ impl Store {
                 return Ok((messages, recipients));
             }
             let list = placeholders(ids.len());
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.writer().begin().await?;
             let (del_recipients, del_messages) = (
                 format!("DELETE FROM recipients WHERE message_id IN ({list})"),
                 format!("DELETE FROM messages WHERE id IN ({list})"),
@@ -268,7 +268,7 @@ impl Store {
                 .bind(cutoff)
                 .bind(now)
                 .bind(i64::from(batch.rows))
-                .execute(self.pool())
+                .execute(self.writer())
         })
         .await
     }

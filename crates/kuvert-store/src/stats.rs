@@ -110,7 +110,7 @@ impl Store {
         )
         .bind(cutoff.millis())
         .bind(i64::from(batch))
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
     }

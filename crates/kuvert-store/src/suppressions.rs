@@ -43,7 +43,7 @@ impl Store {
             .bind(key.seal(address.as_bytes()))
             .bind(reason.as_str())
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(Suppression {
             address: Some(address.to_owned()),
@@ -57,7 +57,7 @@ impl Store {
             sqlx::query("DELETE FROM suppressions WHERE account_id = $1 AND address_lookup = $2")
                 .bind(account.as_str())
                 .bind(self.lookup_hash(address))
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("suppression"));

@@ -101,7 +101,7 @@ impl Store {
         .bind(list)
         .bind(key.seal(signing_key.as_bytes()))
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.webhook(account, id.as_str()).await
     }
@@ -154,14 +154,14 @@ impl Store {
             .bind(self.now())
             .bind(id)
             .bind(account.as_str())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         self.webhook(account, id).await
     }
 
     /// Removes an endpoint and whatever it had not yet received.
     pub async fn delete_webhook(&self, account: &AccountId, id: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
             .bind(id)
             .bind(account.as_str())
@@ -213,7 +213,7 @@ impl Store {
                 .bind(now + hold_ms)
                 .bind(d.id)
                 .bind(now)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             if claimed.rows_affected() == 1 {
                 taken.push(d);
@@ -243,7 +243,7 @@ impl Store {
             .bind(done_at)
             .bind(ok)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
