@@ -36,6 +36,9 @@ pub struct DeliveryConfig {
     pub max_in_flight: u32,
     /// How often the queue is looked at when nothing wakes the scheduler.
     pub poll_interval: HumanDuration,
+    /// Threads that may sign DKIM at once, off the threads that serve requests, so signing
+    /// never holds up accepting. 0: one less than the cores, at least one.
+    pub signing_threads: u32,
     pub timeouts: Timeouts,
     pub relay: Relay,
     /// Destination domain (or `*`) to `host:port`, instead of its MX hosts.
@@ -124,6 +127,18 @@ impl Default for Timeouts {
     }
 }
 
+impl DeliveryConfig {
+    /// `signing_threads`, with 0 resolved for this machine.
+    pub fn signing_threads(&self) -> usize {
+        match self.signing_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .max(1),
+            n => n as usize,
+        }
+    }
+}
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
         let m = |min: u64| HumanDuration::secs(min * 60);
@@ -137,6 +152,7 @@ impl Default for DeliveryConfig {
             batch: 200,
             max_in_flight: 2000,
             poll_interval: HumanDuration::secs(1),
+            signing_threads: 0,
             timeouts: Timeouts::default(),
             relay: Relay::default(),
             routes: BTreeMap::new(),

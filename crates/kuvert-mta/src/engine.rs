@@ -55,6 +55,8 @@ struct Inner {
     router: Router,
     tls: Arc<rustls::ClientConfig>,
     signers: Mutex<HashMap<DomainId, Arc<DkimSigner>>>,
+    /// Signatures being made now, at most `signing_threads`.
+    signing: Semaphore,
     destinations: Mutex<HashMap<String, Arc<DestQueue>>>,
     in_flight: AtomicUsize,
     /// Round-robin over the addresses of a pool, one step per new connection.
@@ -100,6 +102,7 @@ impl Engine {
             config.ehlo_name.clone()
         };
         let stats = Arc::new(EngineStats::default());
+        let signing_threads = config.signing_threads();
         let (outcomes, rx) = mpsc::channel(1024);
         tokio::spawn(write_outcomes(store.clone(), stats.clone(), rx));
         let inner = Arc::new(Inner {
@@ -111,6 +114,7 @@ impl Engine {
             config,
             tls: tls::opportunistic(),
             signers: Mutex::default(),
+            signing: Semaphore::new(signing_threads),
             destinations: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             next_source: AtomicUsize::new(0),
@@ -269,11 +273,24 @@ impl Inner {
             for l in leases {
                 by_message.entry(l.message_id.clone()).or_default().push(l);
             }
+            let ids: Vec<MessageId> = by_message.keys().cloned().collect();
+            let mut messages = match self.store.outgoing_many(&ids).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot load queued messages; they stay queued");
+                    self.finish(taken);
+                    return;
+                }
+            };
             for (id, leases) in by_message {
-                let message = match self.store.outgoing(&id).await {
-                    Ok(m) => Arc::new(m),
-                    Err(e) => {
-                        tracing::warn!(message = %id, error = %e, "cannot load a queued message; it stays queued");
+                let message = match messages.remove(&id) {
+                    Some(Ok(m)) => Arc::new(m),
+                    found => {
+                        let error = match found {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "message not found".to_owned(),
+                        };
+                        tracing::warn!(message = %id, error, "cannot load a queued message; it stays queued");
                         self.finish(leases.len());
                         continue;
                     }
@@ -349,7 +366,8 @@ impl Inner {
             }
         };
         let now = self.store.clock().now();
-        let signed = match (&job.message.template, job.leases.as_slice()) {
+        // A tracked message is rendered for its one recipient first.
+        let rendered = match (&job.message.template, job.leases.as_slice()) {
             (Some(template), [lease]) => match serde_json::from_slice::<Template>(template) {
                 Ok(t) => {
                     let personal = Personal {
@@ -357,14 +375,27 @@ impl Inner {
                         key: self.store.tracking_key(),
                         recipient: &lease.recipient_id,
                     };
-                    signer.sign(
-                        &t.render(&job.message.id, job.message.created_at, &personal),
-                        now,
-                    )
+                    Some(t.render(&job.message.id, job.message.created_at, &personal))
                 }
                 Err(e) => return self.all(job, |_| failed("template", &e.to_string())),
             },
-            _ => signer.sign(&job.message.mime, now),
+            _ => None,
+        };
+        let signed = {
+            // RSA takes most of a millisecond: on the blocking threads, `signing_threads` at
+            // a time, so that the request-serving threads stay free to accept.
+            let Ok(_permit) = self.signing.acquire().await else {
+                return vec![];
+            };
+            let (signer, message) = (signer.clone(), job.message.clone());
+            let signing = tokio::task::spawn_blocking(move || match rendered {
+                Some(r) => signer.sign(&r, now),
+                None => signer.sign(&message.mime, now),
+            });
+            match signing.await {
+                Ok(signed) => signed,
+                Err(e) => return self.all(job, |_| failed("dkim", &e.to_string())),
+            }
         };
         let host = format!("{}.{}", self.return_path_prefix, signer.domain());
         let target = match job.leases.as_slice() {
