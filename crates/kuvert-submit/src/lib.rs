@@ -10,6 +10,7 @@ use std::sync::Arc;
 use kuvert_core::Clock;
 use kuvert_core::account::{AccountStatus, Plan, PlanLimits};
 use kuvert_core::event::{RecipientKind, RecipientStatus, SuppressionReason};
+use kuvert_core::histogram::Histogram;
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::mime;
 use kuvert_core::submission::{Limits, Submission, SubmissionError, SubmissionErrorKind};
@@ -55,6 +56,8 @@ pub struct Acceptor {
     limits: Limits,
     plans: Arc<HashMap<Plan, PlanLimits>>,
     queued: Option<Arc<tokio::sync::Notify>>,
+    /// From the call to the durable commit, of every accepted message.
+    latency: Arc<Histogram>,
 }
 
 impl Acceptor {
@@ -65,6 +68,7 @@ impl Acceptor {
             limits,
             plans: Arc::new(plans),
             queued: None,
+            latency: Arc::default(),
         }
     }
 
@@ -85,25 +89,45 @@ impl Acceptor {
             .unwrap_or_else(|| plan.default_limits())
     }
 
+    /// The accept latency histogram, for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.latency.render(
+            "kuvert_accept_duration_seconds",
+            "Time to accept a message, from its submission to its durable commit, over HTTP and SMTP.",
+            out,
+        );
+    }
+
     pub async fn accept(
+        &self,
+        account: &AccountId,
+        sub: Submission,
+    ) -> Result<Accepted, AcceptError> {
+        let started = std::time::Instant::now();
+        let accepted = self.check_and_commit(account, sub).await?;
+        self.latency.record(started.elapsed());
+        Ok(accepted)
+    }
+
+    async fn check_and_commit(
         &self,
         account: &AccountId,
         mut sub: Submission,
     ) -> Result<Accepted, AcceptError> {
         let now = self.clock.now();
         sub.check(&self.limits, now)?;
-        let state = self.store.account_state(account).await?;
+        let from_domain = sub.from.address.domain();
+        let context = self
+            .store
+            .sending_context(account, from_domain, now)
+            .await?;
+        let state = context.state;
         if state.status != AccountStatus::Active {
             return Err(AcceptError::AccountNotActive(state.status));
         }
         let plan = state.plan;
-        let from_domain = sub.from.address.domain();
-        let domain = match self.store.account_domain(account, from_domain).await {
-            Ok(d) => d,
-            Err(StoreError::NotFound(_)) => {
-                return Err(AcceptError::UnknownDomain(from_domain.to_owned()));
-            }
-            Err(e) => return Err(e.into()),
+        let Some(domain) = context.domain else {
+            return Err(AcceptError::UnknownDomain(from_domain.to_owned()));
         };
         if !domain.can_send() {
             return Err(AcceptError::UnverifiedDomain(domain.name));
@@ -130,7 +154,7 @@ impl Acceptor {
         // The quota is checked before the commit, so concurrent requests can pass it by a
         // little; it is a plan limit, not a security boundary.
         let quota = self.plan_limits(plan).monthly_quota;
-        let used = self.store.monthly_usage(account, now).await?;
+        let used = context.used_this_month;
         if queued > 0 && used + queued > quota {
             return Err(AcceptError::QuotaExceeded { used, quota });
         }

@@ -8,12 +8,13 @@
 //! Results go to standard output as Markdown rows for BENCHMARKS.md.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kuvert_core::{Clock, Timestamp};
 use kuvert_testkit::{KuvertServer, ServerOptions, SinkOptions, SmtpSink};
-use support::{Bench, ms, peak_rss_mib, percentile, read_flags, rss_mib};
+use support::{
+    Bench, HttpLoad, dev_key, http_load, ms, peak_rss_mib, percentile, read_flags, rss_mib,
+};
 
 mod support;
 
@@ -65,66 +66,12 @@ async fn http_to_smtp(a: &Args) {
         sink.addr()
     );
     let server = KuvertServer::start(ServerOptions::new(BIN).arg("--dev").config(&config));
-    let key = server
-        .stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("API key:"))
-        .map(|k| k.trim().to_owned())
-        .expect("the dev banner shows the key");
-    let http = reqwest::Client::new();
-    let url = server.url("/v1/messages");
-    // A 5 KB text body of ordinary words, with line breaks, as a newsletter would have.
-    let text: String = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. "
-        .repeat(a.size / 57 + 1)
-        .as_bytes()[..a.size]
-        .chunks(76)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let next = Arc::new(AtomicUsize::new(0));
+    let key = dev_key(&server);
     let start = Instant::now();
-    let workers: Vec<_> = (0..a.concurrency)
-        .map(|_| {
-            let (http, url, key, text, next, n) = (
-                http.clone(),
-                url.clone(),
-                key.clone(),
-                text.clone(),
-                next.clone(),
-                a.messages,
-            );
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return latencies;
-                    }
-                    let body = serde_json::json!({
-                        "from": "Bench <bench@sandbox.kuvert.test>",
-                        "to": [format!("reader{i}@example.com")],
-                        "subject": format!("Issue {i}"),
-                        "text": text,
-                    });
-                    let t = Instant::now();
-                    let r = http
-                        .post(&url)
-                        .bearer_auth(&key)
-                        .json(&body)
-                        .send()
-                        .await
-                        .expect("request");
-                    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
-                    latencies.push(t.elapsed());
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(a.messages);
-    for w in workers {
-        latencies.extend(w.await.expect("worker"));
-    }
-    let accepted_in = start.elapsed();
+    let HttpLoad {
+        latencies,
+        took: accepted_in,
+    } = http_load(&server.base_url, &key, a.messages, a.size, a.concurrency).await;
     while sink.received_count() < a.messages {
         assert!(
             start.elapsed() < Duration::from_secs(1800),
@@ -140,7 +87,6 @@ async fn http_to_smtp(a: &Args) {
         .filter(|r| r.data.starts_with(b"DKIM-Signature:"))
         .count();
     assert_eq!(signed, a.messages, "every message arrives signed");
-    latencies.sort();
     let rss = server.pid().map_or(0.0, peak_rss_mib);
     let n = a.messages as f64;
     println!(

@@ -28,6 +28,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Some(more) = &state.more_metrics {
         more(&mut out);
     }
+    state.acceptor.render_metrics(&mut out);
     let commits = state.store.commit_stats();
     let _ = writeln!(
         out,

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use kuvert_core::account::{Plan, PlanLimits};
 use kuvert_core::domain::DomainSettings;
@@ -142,4 +143,90 @@ pub fn submission(n: usize, offset: usize, at: Option<Timestamp>, tags: &[&str])
     s.tags = tags.iter().map(|t| (*t).to_owned()).collect();
     s.send_at = at;
     s
+}
+
+/// The API key the `--dev` banner shows.
+pub fn dev_key(server: &kuvert_testkit::KuvertServer) -> String {
+    server
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API key:"))
+        .map(|k| k.trim().to_owned())
+        .expect("the dev banner shows the key")
+}
+
+/// About `size` bytes of ordinary words in lines of 76, as a newsletter's text would be.
+pub fn newsletter_text(size: usize) -> String {
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit. "
+        .repeat(size / 57 + 1)
+        .as_bytes()[..size]
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What `http_load` measured: every request's latency (sorted) and the time to the last 202.
+pub struct HttpLoad {
+    pub latencies: Vec<Duration>,
+    pub took: Duration,
+}
+
+/// Sends `n` messages of `size` bytes of text, one recipient each (`reader{i}@example.com`),
+/// through `POST /v1/messages` from `clients` concurrent clients; every answer must be 202.
+pub async fn http_load(
+    base_url: &str,
+    key: &str,
+    n: usize,
+    size: usize,
+    clients: usize,
+) -> HttpLoad {
+    let http = reqwest::Client::new();
+    let url = format!("{base_url}/v1/messages");
+    let text = newsletter_text(size);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, url, key, text, next) = (
+                http.clone(),
+                url.clone(),
+                key.to_owned(),
+                text.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return latencies;
+                    }
+                    let body = serde_json::json!({
+                        "from": "Bench <bench@sandbox.kuvert.test>",
+                        "to": [format!("reader{i}@example.com")],
+                        "subject": format!("Issue {i}"),
+                        "text": text,
+                    });
+                    let t = Instant::now();
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(n);
+    for w in workers {
+        latencies.extend(w.await.expect("worker"));
+    }
+    let took = start.elapsed();
+    latencies.sort();
+    HttpLoad { latencies, took }
 }

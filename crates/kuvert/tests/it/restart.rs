@@ -102,3 +102,82 @@ async fn sigterm_exits_zero_and_keeps_everything_acknowledged() {
     assert_all_present(&api, &acked).await;
     assert_eq!(acked.len(), 100);
 }
+
+/// A crash in the middle of a run: 32 clients send one-recipient messages to a sink on
+/// loopback, the server is killed (SIGKILL) when half are acknowledged, started again, and
+/// every acknowledged message must reach the sink (some may arrive twice: at least once).
+/// `KILL_TEST_MESSAGES` sets the size (2,000 by default; 10,000 for the full run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_every_acknowledged_message_reaches_the_sink() {
+    let n: usize = std::env::var("KILL_TEST_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let sink = kuvert_testkit::SmtpSink::start(kuvert_testkit::SinkOptions::default());
+    let mut api = crate::common::server_with_sink(&sink, "[plans.free]\nmonthly_quota = 1000000");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..32 {
+        let (http, url, key, tx, next) = (
+            api.http.clone(),
+            api.url("/v1/messages"),
+            api.key.clone(),
+            tx.clone(),
+            next.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let to = format!("k{i}@example.com");
+                let sent = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&message(&[&to]))
+                    .send()
+                    .await;
+                let acked = matches!(&sent, Ok(r) if r.status().as_u16() == 202);
+                // After the kill every request fails; the senders stop.
+                if tx.send(acked.then_some(to)).is_err() || sent.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut acked = BTreeSet::new();
+    while let Some(result) = rx.recv().await {
+        acked.extend(result);
+        if acked.len() == n / 2 {
+            api.server.kill();
+        }
+    }
+    assert!(
+        acked.len() >= n / 2,
+        "killed after {} acknowledgements",
+        acked.len()
+    );
+    assert!(acked.len() < n, "the kill came before the end of the run");
+    api.server.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let arrived: BTreeSet<String> = sink
+            .received()
+            .into_iter()
+            .flat_map(|m| m.rcpt_to)
+            .collect();
+        let missing: Vec<&String> = acked.difference(&arrived).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} acknowledged messages never arrived, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
