@@ -431,28 +431,33 @@ impl<'a> Session<'a> {
         let deadline = tokio::time::Instant::now() + self.ctx.config.data_timeout.0;
         let mut data = Vec::new();
         let (mut bare, mut long, mut too_big, mut nul) = (false, false, false, false);
-        // The previous line ended in CRLF: only then can a "." line end the data.
-        let mut after_crlf = true;
-        loop {
-            let line = tokio::time::timeout_at(deadline, read_raw_line(io, limit))
-                .await
-                .map_err(|_| ReadError::Timeout)??;
-            if after_crlf && line.crlf && line.text == b"." {
-                break;
+        // One deadline and one line buffer for the whole message, not one per line.
+        let read = async {
+            let mut line = RawLine::default();
+            // The previous line ended in CRLF: only then can a "." line end the data.
+            let mut after_crlf = true;
+            loop {
+                read_raw_line_into(io, limit, &mut line).await?;
+                if after_crlf && line.crlf && line.text == b"." {
+                    return Ok::<(), ReadError>(());
+                }
+                long |= line.too_long;
+                bare |= !line.crlf || line.text.contains(&b'\r');
+                nul |= line.text.contains(&0);
+                after_crlf = line.crlf;
+                // A line starting with "." had it doubled by the client (RFC 5321 §4.5.2).
+                let text = line.text.strip_prefix(b".").unwrap_or(&line.text);
+                if data.len() + text.len() + 2 > max {
+                    too_big = true;
+                } else if !too_big {
+                    data.extend_from_slice(text);
+                    data.extend_from_slice(b"\r\n");
+                }
             }
-            long |= line.too_long;
-            bare |= !line.crlf || line.text.contains(&b'\r');
-            nul |= line.text.contains(&0);
-            after_crlf = line.crlf;
-            // A line starting with "." had it doubled by the client (RFC 5321 §4.5.2).
-            let text = line.text.strip_prefix(b".").unwrap_or(&line.text);
-            if data.len() + text.len() + 2 > max {
-                too_big = true;
-            } else if !too_big {
-                data.extend_from_slice(text);
-                data.extend_from_slice(b"\r\n");
-            }
-        }
+        };
+        tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| ReadError::Timeout)??;
         if bare {
             return Ok(
                 "550 5.6.0 Message refused: it holds a bare CR or LF; lines must end with CRLF"
@@ -543,6 +548,7 @@ async fn reply(io: &mut BufReader<Box<dyn Io>>, text: &str) -> std::io::Result<(
 
 /// One line as read: its text without the line end (at most `limit` bytes of it kept),
 /// whether it ended in CRLF (else in a bare LF), and whether it was longer than `limit`.
+#[derive(Default)]
 struct RawLine {
     text: Vec<u8>,
     crlf: bool,
@@ -553,8 +559,20 @@ async fn read_raw_line(
     io: &mut BufReader<Box<dyn Io>>,
     limit: usize,
 ) -> Result<RawLine, ReadError> {
-    let mut text = Vec::new();
-    let mut too_long = false;
+    let mut line = RawLine::default();
+    read_raw_line_into(io, limit, &mut line).await?;
+    Ok(line)
+}
+
+/// Reads one line into `line` (its buffer reused), without the LF, and without the CR of a
+/// CRLF; text past `limit` is skipped and marked.
+async fn read_raw_line_into(
+    io: &mut BufReader<Box<dyn Io>>,
+    limit: usize,
+    line: &mut RawLine,
+) -> Result<(), ReadError> {
+    line.text.clear();
+    line.too_long = false;
     let mut last = 0u8;
     loop {
         let buf = io.fill_buf().await.map_err(|_| ReadError::Io)?;
@@ -570,22 +588,18 @@ async fn read_raw_line(
             last = b;
         }
         // Room for the text and its CR; the LF makes the limit.
-        let room = limit.saturating_sub(1).saturating_sub(text.len());
+        let room = limit.saturating_sub(1).saturating_sub(line.text.len());
         if chunk.len() > room {
-            too_long = true;
+            line.too_long = true;
         }
-        text.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        line.text.extend_from_slice(&chunk[..chunk.len().min(room)]);
         io.consume(take);
         if done {
-            let crlf = last == b'\r';
-            if crlf && !too_long {
-                text.pop();
+            line.crlf = last == b'\r';
+            if line.crlf && !line.too_long {
+                line.text.pop();
             }
-            return Ok(RawLine {
-                text,
-                crlf,
-                too_long,
-            });
+            return Ok(());
         }
     }
 }
