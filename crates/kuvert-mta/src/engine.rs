@@ -28,7 +28,7 @@ use crate::bounce::classify;
 use crate::config::{DeliveryConfig, DestinationLimits};
 use crate::dkim::DkimSigner;
 use crate::route::{Destination, RouteFailure, Router};
-use crate::smtp::{ClientError, ConnectOptions, Connection, Envelope, Reply, tls};
+use crate::smtp::{ClientError, ConnectOptions, Connection, Envelope, Reply, Stage, tls};
 
 /// Counts since start, for `/metrics` and the tests.
 #[derive(Default, Debug)]
@@ -469,6 +469,7 @@ impl Inner {
         };
         q.pace().await;
         let reused = q.idle.lock().expect("idle").pop();
+        let was_reused = reused.is_some();
         let mut conn = match reused {
             Some((c, _)) => c,
             None => match self.connect(hosts, relay, pool.map(|(_, p)| p)).await {
@@ -481,8 +482,6 @@ impl Inner {
                 }
             },
         };
-        let mx = json!(conn.host);
-        let tls = json!(conn.tls_version);
         if job.message.require_tls && conn.tls_version.is_none() {
             let text = format!(
                 "{} does not offer STARTTLS and the message requires TLS",
@@ -497,7 +496,26 @@ impl Inner {
             rcpt_to: rcpts,
             size: signed.len(),
         };
-        let result = conn.send(&envelope, signed).await;
+        let mut result = conn.send(&envelope, signed).await;
+        // An idle connection the server has closed meanwhile fails at its first command,
+        // before anything was taken: send once more on a new one rather than defer.
+        if was_reused
+            && let Err(
+                ClientError::Io {
+                    stage: Stage::MailFrom,
+                    ..
+                }
+                | ClientError::Closed {
+                    stage: Stage::MailFrom,
+                },
+            ) = &result
+            && let Ok(fresh) = self.connect(hosts, relay, pool.map(|(_, p)| p)).await
+            && (!job.message.require_tls || fresh.tls_version.is_some())
+        {
+            conn = fresh;
+            result = conn.send(&envelope, signed).await;
+        }
+        let (mx, tls) = (json!(conn.host), json!(conn.tls_version));
         let records = match result {
             Ok(replies) => {
                 let records = job

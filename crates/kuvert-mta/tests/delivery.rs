@@ -677,3 +677,29 @@ async fn scheduled_messages_leave_at_their_time() {
     w.wait_for(&sent, "later@example.test", RecipientStatus::Delivered)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_the_server_closed_is_replaced_not_deferred() {
+    let mut w = world(SinkOptions::default(), |_, _| {}).await;
+    let first = w.send(submission(&["one@example.test"])).await;
+    w.wait_for(&first, "one@example.test", RecipientStatus::Delivered)
+        .await;
+    // The server restarts on the same address: the connection kept for reuse is dead.
+    let addr = w.sink.addr();
+    drop(std::mem::replace(
+        &mut w.sink,
+        SmtpSink::start(SinkOptions::default()),
+    ));
+    while std::net::TcpListener::bind(addr).is_err() {
+        tokio::task::yield_now().await;
+    }
+    w.sink = SmtpSink::start(SinkOptions {
+        listen: addr,
+        ..Default::default()
+    });
+    let second = w.send(submission(&["two@example.test"])).await;
+    w.wait_for(&second, "two@example.test", RecipientStatus::Delivered)
+        .await;
+    assert!(w.events(EventType::Deferred).await.is_empty());
+    assert_eq!(w.sink.received().len(), 1);
+}
