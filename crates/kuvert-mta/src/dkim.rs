@@ -199,12 +199,7 @@ fn relaxed_body(body: &[u8], mut emit: impl FnMut(&[u8])) {
     let mut canon = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let needs_folding = line.last().is_some_and(|&b| b == b' ' || b == b'\t')
-            || line
-                .windows(2)
-                .any(|w| (w[0] == b' ' || w[0] == b'\t') && (w[1] == b' ' || w[1] == b'\t'))
-            || line.contains(&b'\t');
-        let canonical: &[u8] = if needs_folding {
+        let canonical: &[u8] = if needs_folding(line) {
             canon.clear();
             let mut space = false;
             for &b in line {
@@ -233,6 +228,20 @@ fn relaxed_body(body: &[u8], mut emit: impl FnMut(&[u8])) {
         emit(canonical);
         emit(b"\r\n");
     }
+}
+
+/// Whether relaxed canonicalisation changes this line: a tab, a run of white space, or white
+/// space at its end. One pass; most lines of text have none of these.
+fn needs_folding(line: &[u8]) -> bool {
+    let mut after_space = false;
+    for &b in line {
+        let space = b == b' ' || b == b'\t';
+        if b == b'\t' || (space && after_space) {
+            return true;
+        }
+        after_space = space;
+    }
+    after_space
 }
 
 #[cfg(test)]

@@ -551,27 +551,32 @@ impl Connection {
 /// can smuggle an end of data), dot-stuffed (RFC 5321 §4.5.2), ending in `CRLF.CRLF`.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 5);
+    let mut rest = message;
     let mut at_line_start = true;
-    let mut i = 0;
-    while i < message.len() {
-        let b = message[i];
-        match b {
-            b'\r' | b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                if b == b'\r' && message.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                at_line_start = true;
+    // Line by line: each line's text is copied in one piece.
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(rest.len());
+        if end > 0 {
+            if rest[0] == b'.' {
+                out.push(b'.');
             }
-            _ => {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                at_line_start = false;
-            }
+            out.extend_from_slice(&rest[..end]);
+            at_line_start = false;
         }
-        i += 1;
+        rest = &rest[end..];
+        if let Some(&b) = rest.first() {
+            out.extend_from_slice(b"\r\n");
+            let skip = if b == b'\r' && rest.get(1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+            rest = &rest[skip..];
+            at_line_start = true;
+        }
     }
     if !at_line_start {
         out.extend_from_slice(b"\r\n");
