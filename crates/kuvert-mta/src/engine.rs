@@ -385,6 +385,9 @@ impl Inner {
             // RSA takes most of a millisecond: on the blocking threads, `signing_threads` at
             // a time, so that the request-serving threads stay free to accept.
             let Ok(_permit) = self.signing.acquire().await else {
+                if let Err(e) = self.store.release(&job.leases).await {
+                    tracing::warn!(error = %e, "cannot give leases back");
+                }
                 return vec![];
             };
             let (signer, message) = (signer.clone(), job.message.clone());

@@ -170,31 +170,36 @@ async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     let mut rollup = Rollup::default();
     // A handful of statements per batch, not per message: the rows of each table go in
     // multi-row INSERTs.
-    insert_rows(
-        &mut tx,
-        "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at, template)",
-        15,
-        "",
-        messages,
-        |q, m| {
-            q.bind(&m.id)
-                .bind(&m.account_id)
-                .bind(&m.domain_id)
-                .bind(&m.sender)
-                .bind(&m.subject)
-                .bind(&m.mime)
-                .bind(m.size)
-                .bind(&m.tags)
-                .bind(&m.metadata)
-                .bind(m.require_tls)
-                .bind(m.track_opens)
-                .bind(m.track_clicks)
-                .bind(m.send_at)
-                .bind(m.created_at)
-                .bind(&m.template)
-        },
-    )
-    .await?;
+    // Bodies are large: a statement takes at most `MAX_STATEMENT_BYTES` of them.
+    for part in by_bytes(messages, |m| {
+        m.mime.len() + m.template.as_ref().map_or(0, Vec::len)
+    }) {
+        insert_rows(
+            &mut tx,
+            "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at, template)",
+            15,
+            "",
+            part,
+            |q, m| {
+                q.bind(&m.id)
+                    .bind(&m.account_id)
+                    .bind(&m.domain_id)
+                    .bind(&m.sender)
+                    .bind(&m.subject)
+                    .bind(&m.mime)
+                    .bind(m.size)
+                    .bind(&m.tags)
+                    .bind(&m.metadata)
+                    .bind(m.require_tls)
+                    .bind(m.track_opens)
+                    .bind(m.track_clicks)
+                    .bind(m.send_at)
+                    .bind(m.created_at)
+                    .bind(&m.template)
+            },
+        )
+        .await?;
+    }
     let recipients: Vec<(&SealedMessage, &SealedRecipient)> = messages
         .iter()
         .flat_map(|m| m.recipients.iter().map(move |r| (*m, r)))
@@ -257,6 +262,29 @@ async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     rollup.apply(&mut tx).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Most bytes of message content in one statement: far below PostgreSQL's limit of a
+/// protocol message (1 GiB), and bounding the copy the bound arguments make.
+const MAX_STATEMENT_BYTES: usize = 32 << 20;
+
+/// `rows` in consecutive parts whose `size` adds up to at most `MAX_STATEMENT_BYTES` (a
+/// larger row is a part of its own).
+fn by_bytes<T>(rows: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let n = size(row);
+        if i > start && bytes + n > MAX_STATEMENT_BYTES {
+            parts.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < rows.len() {
+        parts.push(&rows[start..]);
+    }
+    parts
 }
 
 /// Most values bound in one statement, well within SQLite's (32,766) and PostgreSQL's
@@ -376,4 +404,22 @@ pub(crate) async fn insert_events(
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_stay_under_the_byte_limit() {
+        let mb = 1 << 20;
+        let sizes = [10 * mb, 10 * mb, 10 * mb, 10 * mb, 40 * mb, mb];
+        let parts: Vec<usize> = by_bytes(&sizes, |&n| n).iter().map(|p| p.len()).collect();
+        assert_eq!(
+            parts,
+            [3, 1, 1, 1],
+            "30 MB, then 10, then the 40 MB row alone, then 1"
+        );
+        assert!(by_bytes(&[] as &[usize], |&n| n).is_empty());
+    }
 }

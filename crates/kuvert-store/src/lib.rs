@@ -263,7 +263,7 @@ impl Store {
 impl Store {
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(self.writer()).await?;
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
     }
 }

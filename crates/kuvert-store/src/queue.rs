@@ -299,7 +299,9 @@ impl Store {
                 .push(rec.lease.recipient_id.as_str());
         }
         let mut tx = self.writer().begin().await?;
-        let mut updated: HashSet<String> = HashSet::new();
+        // Whose lease held: (token, recipient), as a recipient may come twice in one batch,
+        // under its old lease and its new one.
+        let mut updated: HashSet<(&str, String)> = HashSet::new();
         for ((status, next, token), ids) in &groups {
             for chunk in ids.chunks(1000) {
                 let sql = format!(
@@ -316,7 +318,7 @@ impl Store {
                     q = q.bind(*id);
                 }
                 for r in q.fetch_all(&mut *tx).await? {
-                    updated.insert(r.try_get(0)?);
+                    updated.insert((*token, r.try_get(0)?));
                 }
             }
         }
@@ -339,7 +341,7 @@ impl Store {
         tx.commit().await?;
         Ok(records
             .iter()
-            .map(|r| updated.contains(r.lease.recipient_id.as_str()))
+            .map(|r| updated.contains(&(r.lease.token.as_str(), r.lease.recipient_id.to_string())))
             .collect())
     }
 
