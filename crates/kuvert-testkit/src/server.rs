@@ -161,6 +161,15 @@ impl KuvertServer {
         self.child = Some(child);
     }
 
+    /// The API key the `--dev` banner showed.
+    pub fn dev_key(&self) -> String {
+        self.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("API key:"))
+            .map(|k| k.trim().to_owned())
+            .unwrap_or_else(|| panic!("the --dev banner shows the API key:\n{}", self.stdout))
+    }
+
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

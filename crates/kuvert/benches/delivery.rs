@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use kuvert_core::{Clock, Timestamp};
 use kuvert_testkit::{KuvertServer, ServerOptions, SinkOptions, SmtpSink};
-use support::{
-    Bench, HttpLoad, dev_key, http_load, ms, peak_rss_mib, percentile, read_flags, rss_mib,
-};
+use support::{Bench, HttpLoad, http_load, ms, peak_rss_mib, percentile, read_flags, rss_mib};
 
 mod support;
 
@@ -66,7 +64,7 @@ async fn http_to_smtp(a: &Args) {
         sink.addr()
     );
     let server = KuvertServer::start(ServerOptions::new(BIN).arg("--dev").config(&config));
-    let key = dev_key(&server);
+    let key = server.dev_key();
     let start = Instant::now();
     let HttpLoad {
         latencies,

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kuvert_testkit::{KuvertServer, ServerOptions};
-use support::{HttpLoad, dev_key, http_load, peak_rss_mib, percentile, read_flags};
+use support::{HttpLoad, http_load, peak_rss_mib, percentile, read_flags};
 
 mod support;
 
@@ -96,11 +96,25 @@ fn main() {
     }
 }
 
-/// What one run measured.
-struct Run {
+/// Messages a second: accepted, and end to end.
+struct Rates {
     accepted_per_s: f64,
     end_to_end_per_s: f64,
-    /// Kuvert only: accept latency p50 and p99 in ms, and peak RSS in MiB.
+}
+
+impl Rates {
+    fn of(messages: usize, accepted: Duration, delivered: Duration) -> Self {
+        let n = messages as f64;
+        Self {
+            accepted_per_s: n / accepted.as_secs_f64(),
+            end_to_end_per_s: n / delivered.as_secs_f64(),
+        }
+    }
+}
+
+/// What one run of Kuvert measured: its rates, accept latency p50 and p99 in ms, peak RSS.
+struct Run {
+    rates: Rates,
     p50_ms: f64,
     p99_ms: f64,
     peak_rss_mib: f64,
@@ -129,10 +143,8 @@ async fn kuvert_smtp(a: &Args, size: usize, root: bool) -> Run {
         .text()
         .await
         .expect("metrics");
-    let n = a.messages as f64;
     Run {
-        accepted_per_s: n / accepted.as_secs_f64(),
-        end_to_end_per_s: n / delivered.as_secs_f64(),
+        rates: Rates::of(a.messages, accepted, delivered),
         p50_ms: histogram_quantile(&metrics, "kuvert_accept_duration_seconds", 0.50) * 1000.0,
         p99_ms: histogram_quantile(&metrics, "kuvert_accept_duration_seconds", 0.99) * 1000.0,
         peak_rss_mib: server.pid().map_or(0.0, peak_rss_mib),
@@ -142,15 +154,13 @@ async fn kuvert_smtp(a: &Args, size: usize, root: bool) -> Run {
 async fn kuvert_http(a: &Args, root: bool) -> Run {
     let sink = Sink::start(root);
     let server = kuvert(&sink);
-    let key = dev_key(&server);
+    let key = server.dev_key();
     let start = Instant::now();
     let HttpLoad { latencies, took } =
         http_load(&server.base_url, &key, a.messages, 5 * 1024, a.clients).await;
     let delivered = sink.wait_for(a.messages) - start;
-    let n = a.messages as f64;
     Run {
-        accepted_per_s: n / took.as_secs_f64(),
-        end_to_end_per_s: n / delivered.as_secs_f64(),
+        rates: Rates::of(a.messages, took, delivered),
         p50_ms: percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         p99_ms: percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         peak_rss_mib: server.pid().map_or(0.0, peak_rss_mib),
@@ -170,21 +180,14 @@ fn kuvert(sink: &Sink) -> KuvertServer {
     KuvertServer::start(ServerOptions::new(BIN).arg("--dev").config(&config))
 }
 
-fn postfix_smtp(a: &Args, size: usize, root: bool) -> Run {
+fn postfix_smtp(a: &Args, size: usize, root: bool) -> Rates {
     let sink = Sink::start(root);
     let relay = Postfix::start(sink.port);
     let start = Instant::now();
     smtp_source(a, size, &format!("127.0.0.1:{}", relay.port));
     let accepted = start.elapsed();
     let delivered = sink.wait_for(a.messages) - start;
-    let n = a.messages as f64;
-    Run {
-        accepted_per_s: n / accepted.as_secs_f64(),
-        end_to_end_per_s: n / delivered.as_secs_f64(),
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        peak_rss_mib: f64::NAN,
-    }
+    Rates::of(a.messages, accepted, delivered)
 }
 
 fn smtp_source(a: &Args, size: usize, addr: &str) {
@@ -236,15 +239,16 @@ impl Sink {
             .spawn()
             .expect("smtp-sink (Debian package postfix)");
         let received = Arc::new(Mutex::new((0, Instant::now())));
-        let mut out = child.stdout.take().expect("stdout");
+        let out = child.stdout.take().expect("stdout");
         let counts = received.clone();
         // It rewrites "sess=.. quit=.. mesg=N" after each message, separated by CR.
         std::thread::spawn(move || {
+            // Buffered: the bench shares the cores it measures.
             let mut line = Vec::new();
-            let mut byte = [0u8];
-            while out.read(&mut byte).is_ok_and(|n| n == 1) {
-                if byte[0] != b'\r' && byte[0] != b'\n' {
-                    line.push(byte[0]);
+            for byte in std::io::BufReader::new(out).bytes() {
+                let Ok(byte) = byte else { break };
+                if byte != b'\r' && byte != b'\n' {
+                    line.push(byte);
                     continue;
                 }
                 let text = String::from_utf8_lossy(&line);
@@ -428,7 +432,7 @@ fn machine() -> String {
     format!("{cores} × {model}, {gib:.0} GiB")
 }
 
-fn report(a: &Args, rows: &[(usize, Run, Option<Run>)], http: Option<&Run>) -> String {
+fn report(a: &Args, rows: &[(usize, Run, Option<Rates>)], http: Option<&Run>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
@@ -449,7 +453,7 @@ fn report(a: &Args, rows: &[(usize, Run, Option<Run>)], http: Option<&Run>) -> S
             Some(p) => (
                 format!("{:.0}/s", p.end_to_end_per_s),
                 format!("{:.0}", p.accepted_per_s),
-                format!("{:.2}", k.end_to_end_per_s / p.end_to_end_per_s),
+                format!("{:.2}", k.rates.end_to_end_per_s / p.end_to_end_per_s),
             ),
             None => ("not run".into(), "not run".into(), "".into()),
         };
@@ -457,8 +461,8 @@ fn report(a: &Args, rows: &[(usize, Run, Option<Run>)], http: Option<&Run>) -> S
             out,
             "| {} KB | {:.0}/s | {pe} | {ratio} | {:.0} | {pa} | {:.1} ms | {:.1} ms | {:.0} MiB |",
             size / 1024,
-            k.end_to_end_per_s,
-            k.accepted_per_s,
+            k.rates.end_to_end_per_s,
+            k.rates.accepted_per_s,
             k.p50_ms,
             k.p99_ms,
             k.peak_rss_mib
@@ -468,7 +472,12 @@ fn report(a: &Args, rows: &[(usize, Run, Option<Run>)], http: Option<&Run>) -> S
         let _ = writeln!(
             out,
             "\nHTTP (`POST /v1/messages`, {} clients, 5 KB): {:.0} accepted/s, {:.0}/s end to end, accept p50 {:.1} ms, p99 {:.1} ms, peak RSS {:.0} MiB.",
-            a.clients, h.accepted_per_s, h.end_to_end_per_s, h.p50_ms, h.p99_ms, h.peak_rss_mib
+            a.clients,
+            h.rates.accepted_per_s,
+            h.rates.end_to_end_per_s,
+            h.p50_ms,
+            h.p99_ms,
+            h.peak_rss_mib
         );
     }
     out

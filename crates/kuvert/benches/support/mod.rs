@@ -145,16 +145,6 @@ pub fn submission(n: usize, offset: usize, at: Option<Timestamp>, tags: &[&str])
     s
 }
 
-/// The API key the `--dev` banner shows.
-pub fn dev_key(server: &kuvert_testkit::KuvertServer) -> String {
-    server
-        .stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("API key:"))
-        .map(|k| k.trim().to_owned())
-        .expect("the dev banner shows the key")
-}
-
 /// About `size` bytes of ordinary words in lines of 76, as a newsletter's text would be.
 pub fn newsletter_text(size: usize) -> String {
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit. "

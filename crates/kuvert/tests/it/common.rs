@@ -15,20 +15,12 @@ pub struct Api {
 /// `kuvert serve --dev` with extra config; the dev key comes from the banner it prints.
 pub fn dev_server(extra_config: &str) -> Api {
     let server = KuvertServer::start(ServerOptions::new(BIN).arg("--dev").config(extra_config));
-    let key = dev_key(&server.stdout);
+    let key = server.dev_key();
     Api {
         server,
         key,
         http: reqwest::Client::new(),
     }
-}
-
-pub fn dev_key(banner: &str) -> String {
-    banner
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("API key:"))
-        .map(|k| k.trim().to_owned())
-        .unwrap_or_else(|| panic!("the --dev banner shows the API key:\n{banner}"))
 }
 
 pub fn message(to: &[&str]) -> Value {

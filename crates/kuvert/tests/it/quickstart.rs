@@ -132,11 +132,7 @@ async fn the_dev_instance_keeps_its_key_across_restarts() {
     let mut api = dev_server("");
     let first = api.key.clone();
     api.server.restart();
-    assert_eq!(
-        crate::common::dev_key(&api.server.stdout),
-        first,
-        "same demo account and key"
-    );
+    assert_eq!(api.server.dev_key(), first, "same demo account and key");
     let (status, account) = api.get("/v1/account").await;
     assert_eq!(status, 200);
     assert_eq!(
