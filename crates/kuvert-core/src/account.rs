@@ -88,6 +88,8 @@ pub struct PlanLimits {
     pub event_retention_months: u32,
     /// Recipients an account may send to per calendar month.
     pub monthly_quota: u64,
+    /// Sending domains an account may add (each costs an RSA key generation).
+    pub max_domains: u32,
 }
 
 impl Plan {
@@ -96,10 +98,12 @@ impl Plan {
             Self::Free => PlanLimits {
                 event_retention_months: 3,
                 monthly_quota: 6_000,
+                max_domains: 10,
             },
             Self::Premium => PlanLimits {
                 event_retention_months: 13,
                 monthly_quota: 1_000_000,
+                max_domains: 1_000,
             },
         }
     }

@@ -15,6 +15,7 @@ pub mod mime;
 pub mod net;
 pub mod password;
 pub mod policy;
+pub mod ratelimit;
 pub mod submission;
 pub mod tracking;
 pub mod verp;

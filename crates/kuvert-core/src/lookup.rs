@@ -28,6 +28,13 @@ impl LookupKey {
         Self(mac.finalize().into_bytes().into())
     }
 
+    /// Hex HMAC-SHA256 of exactly these bytes, for MACs where case matters (tokens).
+    pub fn mac(&self, bytes: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(bytes);
+        hex(&mac.finalize().into_bytes())
+    }
+
     /// Hex HMAC-SHA256 of the normalised value (trimmed, lower case).
     pub fn hash(&self, value: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};
 
-use crate::id::RecipientId;
+use crate::id::{AccountId, RecipientId};
 use crate::lookup::LookupKey;
 use crate::submission::{Attachment, Submission, TrackingOptions};
 use crate::{Mailbox, Timestamp};
@@ -86,26 +86,41 @@ pub enum Link {
     Unsubscribe,
 }
 
+/// What a genuine token names: the account whose message carried it, the recipient, the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub account: AccountId,
+    pub recipient: RecipientId,
+    pub link: Link,
+}
+
 /// Hex digits of MAC in a token: 96 bits.
 const MAC_LEN: usize = 24;
 
-fn mac(key: &LookupKey, payload: &str) -> String {
-    key.hash(&format!("track:{payload}"))[..MAC_LEN].to_owned()
+/// The MAC covers the exact bytes of the encoded payload: base64 is case-sensitive, so a
+/// case variant of a token is another payload and must not keep a valid MAC.
+fn mac(key: &LookupKey, encoded: &str) -> String {
+    let mut input = Vec::with_capacity(encoded.len() + 9);
+    input.extend_from_slice(b"track/v2:");
+    input.extend_from_slice(encoded.as_bytes());
+    key.mac(&input)[..MAC_LEN].to_owned()
 }
 
-/// `PAYLOAD.MAC`, URL-safe. The payload is `o|rcp_..`, `u|rcp_..` or `c|rcp_..|URL`.
-pub fn token(key: &LookupKey, recipient: &RecipientId, link: &Link) -> String {
+/// `PAYLOAD.MAC`, URL-safe. The payload is `o|acc_..|rcp_..`, `u|acc_..|rcp_..` or
+/// `c|acc_..|rcp_..|URL`: the account is in it so that a link only works for the account
+/// whose message carried it.
+pub fn token(key: &LookupKey, account: &AccountId, recipient: &RecipientId, link: &Link) -> String {
     let payload = match link {
-        Link::Open => format!("o|{recipient}"),
-        Link::Unsubscribe => format!("u|{recipient}"),
-        Link::Click(url) => format!("c|{recipient}|{url}"),
+        Link::Open => format!("o|{account}|{recipient}"),
+        Link::Unsubscribe => format!("u|{account}|{recipient}"),
+        Link::Click(url) => format!("c|{account}|{recipient}|{url}"),
     };
     let encoded = B64URL.encode(payload.as_bytes());
     format!("{encoded}.{}", mac(key, &encoded))
 }
 
-/// The recipient and link of a token, if its MAC checks.
-pub fn parse_token(key: &LookupKey, token: &str) -> Option<(RecipientId, Link)> {
+/// What a token names, if its MAC checks.
+pub fn parse_token(key: &LookupKey, token: &str) -> Option<Token> {
     let (encoded, given) = token.split_once('.')?;
     let want = mac(key, encoded);
     let same = given.len() == want.len()
@@ -118,24 +133,29 @@ pub fn parse_token(key: &LookupKey, token: &str) -> Option<(RecipientId, Link)> 
         return None;
     }
     let payload = String::from_utf8(B64URL.decode(encoded).ok()?).ok()?;
-    let mut parts = payload.splitn(3, '|');
-    let (kind, rcpt) = (parts.next()?, parts.next()?);
-    if !RecipientId::looks_like(rcpt) {
+    let mut parts = payload.splitn(4, '|');
+    let (kind, account, rcpt) = (parts.next()?, parts.next()?, parts.next()?);
+    if !AccountId::looks_like(account) || !RecipientId::looks_like(rcpt) {
         return None;
     }
-    let link = match kind {
-        "o" => Link::Open,
-        "u" => Link::Unsubscribe,
-        "c" => Link::Click(parts.next()?.to_owned()),
+    let link = match (kind, parts.next()) {
+        ("o", None) => Link::Open,
+        ("u", None) => Link::Unsubscribe,
+        ("c", Some(url)) => Link::Click(url.to_owned()),
         _ => return None,
     };
-    Some((RecipientId::from_string(rcpt.to_owned()), link))
+    Some(Token {
+        account: AccountId::from_string(account.to_owned()),
+        recipient: RecipientId::from_string(rcpt.to_owned()),
+        link,
+    })
 }
 
 /// Where one recipient's tracking links point.
 pub struct Personal<'a> {
     pub base_url: &'a str,
     pub key: &'a LookupKey,
+    pub account: &'a AccountId,
     pub recipient: &'a RecipientId,
 }
 
@@ -149,71 +169,90 @@ impl Personal<'_> {
         format!(
             "{}/{path}/{}",
             self.base_url.trim_end_matches('/'),
-            token(self.key, self.recipient, link)
+            token(self.key, self.account, self.recipient, link)
         )
     }
 }
 
+/// At most this many links of one message are rewritten; later ones are left as they are.
+/// Each rewritten link grows by a token, so this bounds what one render can add to a copy.
+pub const MAX_TRACKED_LINKS: usize = 2_000;
+
 /// Rewrites the `href` of every `<a>` whose target is http(s), unless the tag carries
-/// `data-kuvert-notrack`.
+/// `data-kuvert-notrack`, up to [`MAX_TRACKED_LINKS`]. One pass: the HTML is lower-cased once
+/// (ASCII only, so offsets stay the same) and every search moves forward, so the work is
+/// linear in the size of the HTML whatever it holds.
 pub fn rewrite_links(html: &str, mut to: impl FnMut(&str) -> String) -> String {
+    let lower = html.to_ascii_lowercase();
     let mut out = String::with_capacity(html.len() + html.len() / 4);
-    let mut rest = html;
-    while let Some(start) = find_ci(rest, "<a") {
-        let after = &rest[start + 2..];
+    let mut copied = 0;
+    let mut at = 0;
+    let mut rewritten = 0;
+    while rewritten < MAX_TRACKED_LINKS {
+        let Some(found) = lower[at..].find("<a") else {
+            break;
+        };
+        let tag_start = at + found + 2;
         // "<a" must start a tag of its own ("<abbr>" is not a link).
-        if !after.starts_with(|c: char| c.is_ascii_whitespace()) {
-            out.push_str(&rest[..start + 2]);
-            rest = after;
+        if !lower[tag_start..].starts_with(|c: char| c.is_ascii_whitespace()) {
+            at = tag_start;
             continue;
         }
-        let Some(end) = after.find('>') else { break };
-        let tag = &after[..end];
-        out.push_str(&rest[..start + 2]);
-        out.push_str(&rewrite_tag(tag, &mut to));
-        rest = &after[end..];
+        let Some(len) = lower[tag_start..].find('>') else {
+            break;
+        };
+        let tag_end = tag_start + len;
+        if let Some(new) = rewrite_tag(
+            &html[tag_start..tag_end],
+            &lower[tag_start..tag_end],
+            &mut to,
+        ) {
+            out.push_str(&html[copied..tag_start]);
+            out.push_str(&new);
+            copied = tag_end;
+            rewritten += 1;
+        }
+        at = tag_end;
     }
-    out.push_str(rest);
+    out.push_str(&html[copied..]);
     out
 }
 
-fn rewrite_tag(tag: &str, to: &mut impl FnMut(&str) -> String) -> String {
-    if find_ci(tag, "data-kuvert-notrack").is_some() {
-        return tag.to_owned();
+/// The tag with its link rewritten, or `None` when it stays as it is. `lower` is `tag`
+/// lower-cased.
+fn rewrite_tag(tag: &str, lower: &str, to: &mut impl FnMut(&str) -> String) -> Option<String> {
+    if lower.contains("data-kuvert-notrack") {
+        return None;
     }
-    let Some(h) = find_ci(tag, "href") else {
-        return tag.to_owned();
-    };
+    let h = lower.find("href")?;
     let after = tag[h + 4..].trim_start();
-    let Some(value) = after.strip_prefix('=') else {
-        return tag.to_owned();
-    };
-    let value = value.trim_start();
+    let value = after.strip_prefix('=')?.trim_start();
     let (quote, body) = match value.chars().next() {
         Some(q @ ('"' | '\'')) => (Some(q), &value[1..]),
         _ => (None, value),
     };
     let len = match quote {
-        Some(q) => body.find(q),
+        Some(q) => body.find(q)?,
         None => body
             .find(|c: char| c.is_ascii_whitespace())
-            .or(Some(body.len())),
-    };
-    let Some(len) = len else {
-        return tag.to_owned();
+            .unwrap_or(body.len()),
     };
     let url = html_unescape(&body[..len]);
-    let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return tag.to_owned();
+    // A link with control characters cannot be a redirect's Location: it stays as written.
+    if url.chars().any(char::is_control) {
+        return None;
+    }
+    let lower_url = url.get(..8).unwrap_or(&url).to_ascii_lowercase();
+    if !(lower_url.starts_with("http://") || lower_url.starts_with("https://")) {
+        return None;
     }
     let start = tag.len() - body.len();
-    format!(
+    Some(format!(
         "{}{}{}",
         &tag[..start],
         to(&url).replace('&', "&amp;"),
         &tag[start + len..]
-    )
+    ))
 }
 
 fn html_unescape(s: &str) -> String {
@@ -406,22 +445,28 @@ mod tests {
     fn tokens_round_trip_and_refuse_tampering() {
         let key = LookupKey::new([3; 32]);
         let r = RecipientId::generate(Timestamp(1_800_000_000_000));
+        let a = AccountId::generate(Timestamp(1_800_000_000_000));
         for link in [
             Link::Open,
             Link::Unsubscribe,
             Link::Click("https://shop.example/a?b=1&c=|2".into()),
         ] {
-            let t = token(&key, &r, &link);
-            assert_eq!(parse_token(&key, &t), Some((r.clone(), link.clone())));
+            let t = token(&key, &a, &r, &link);
+            let want = Token {
+                account: a.clone(),
+                recipient: r.clone(),
+                link: link.clone(),
+            };
+            assert_eq!(parse_token(&key, &t), Some(want));
             assert!(
                 t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
                 "URL-safe: {t}"
             );
         }
-        let t = token(&key, &r, &Link::Click("https://shop.example/".into()));
+        let t = token(&key, &a, &r, &Link::Click("https://shop.example/".into()));
         let (payload, mac) = t.split_once('.').expect("dot");
-        let other = B64URL.encode(format!("c|{r}|https://evil.example/").as_bytes());
+        let other = B64URL.encode(format!("c|{a}|{r}|https://evil.example/").as_bytes());
         assert_eq!(
             parse_token(&key, &format!("{other}.{mac}")),
             None,
@@ -434,6 +479,54 @@ mod tests {
         );
         assert_eq!(parse_token(&key, payload), None);
         assert_eq!(parse_token(&key, "garbage"), None);
+    }
+
+    #[test]
+    fn a_case_variant_of_a_genuine_token_is_refused() {
+        let key = LookupKey::new([3; 32]);
+        let r = RecipientId::generate(Timestamp(1_800_000_000_000));
+        let a = AccountId::generate(Timestamp(1_800_000_000_000));
+        let t = token(
+            &key,
+            &a,
+            &r,
+            &Link::Click("https://shop.example/path".into()),
+        );
+        let (encoded, mac) = t.split_once('.').expect("dot");
+        let mut variants = 0;
+        for (i, c) in encoded.char_indices() {
+            let flipped = if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else if c.is_ascii_uppercase() {
+                c.to_ascii_lowercase()
+            } else {
+                continue;
+            };
+            let mut v = encoded.to_owned();
+            v.replace_range(i..i + 1, &flipped.to_string());
+            variants += 1;
+            assert_eq!(
+                parse_token(&key, &format!("{v}.{mac}")),
+                None,
+                "variant {v}"
+            );
+        }
+        assert!(variants > 20, "the token has letters to flip");
+    }
+
+    #[test]
+    fn rewriting_stops_at_the_bound_and_leaves_the_rest() {
+        let one = r#"<a href="https://a.example/">x</a>"#;
+        let html = one.repeat(MAX_TRACKED_LINKS + 5);
+        let out = rewrite_links(&html, |u| format!("T({u})"));
+        assert_eq!(
+            out.matches("T(https://a.example/)").count(),
+            MAX_TRACKED_LINKS
+        );
+        assert_eq!(out.matches(one).count(), 5);
+        // Unclosed and look-alike tags pass through unchanged.
+        let odd = "<a".repeat(100_000) + &"<abbr ".repeat(1000);
+        assert_eq!(rewrite_links(&odd, |u| format!("T({u})")), odd);
     }
 
     #[test]

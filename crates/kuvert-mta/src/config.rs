@@ -91,6 +91,12 @@ pub struct Relay {
     /// AUTH PLAIN, when set (sent only over TLS).
     pub username: String,
     pub password: String,
+    /// PEM file of the certificates that may sign the smarthost's; empty: the public web
+    /// roots built into Kuvert. The smarthost's certificate is always checked against its
+    /// name, so that the password goes to it and no one else.
+    pub ca_file: String,
+    /// Accepts any certificate from the smarthost: for tests only.
+    pub insecure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,6 +190,9 @@ impl DeliveryConfig {
         }
         if self.mode == Mode::Relay && self.relay.host.is_empty() {
             out.push("[delivery] mode = \"relay\" needs [delivery.relay] host".into());
+        }
+        if let Err(e) = crate::smtp::tls::verified(&self.relay.ca_file) {
+            out.push(format!("[delivery.relay] ca_file: {e}"));
         }
         for (pattern, target) in &self.routes {
             if split_host_port(target).is_none() {

@@ -11,6 +11,11 @@ use ring::digest::{Context, SHA256};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
+/// Fields named once more in `h=` than they occur ("over-signed"): a verifier then counts a
+/// copy added later, say a second From or Subject, as part of what was signed, so adding one
+/// breaks the signature.
+pub const OVERSIGNED_HEADERS: &[&str] = &["From", "To", "Subject", "List-Unsubscribe"];
+
 /// Header fields signed when present, as the product promises; From always is.
 pub const SIGNED_HEADERS: &[&str] = &[
     "From",
@@ -66,18 +71,23 @@ impl DkimSigner {
     pub fn sign(&self, message: &[u8], now: Timestamp) -> Vec<u8> {
         let (head, body) = split_message(message);
         let fields = header_fields(head);
-        // Each present name once: a verifier takes the bottom-most instance of each.
+        // Every instance of a signed name, bottom-most first as a verifier takes them; an
+        // over-signed name once more, which stands for a field that is not there (it
+        // contributes nothing to the hash, RFC 6376 5.4.2).
         let mut names = Vec::new();
         let mut signed = Vec::new();
         for want in SIGNED_HEADERS {
-            if let Some(field) = fields
+            let present = fields
                 .iter()
                 .rev()
-                .find(|f| f.name.eq_ignore_ascii_case(want))
-            {
+                .filter(|f| f.name.eq_ignore_ascii_case(want));
+            for field in present {
                 names.push(*want);
                 signed.extend_from_slice(&relaxed_header(field.raw));
                 signed.extend_from_slice(b"\r\n");
+            }
+            if OVERSIGNED_HEADERS.contains(want) {
+                names.push(*want);
             }
         }
         let mut body_hash = Context::new(&SHA256);

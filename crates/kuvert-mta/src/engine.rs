@@ -30,6 +30,32 @@ use crate::dkim::DkimSigner;
 use crate::route::{Destination, RouteFailure, Router};
 use crate::smtp::{ClientError, ConnectOptions, Connection, Envelope, Reply, Stage, tls};
 
+/// The smarthost's TLS: checked at start by `DeliveryConfig::problems`; should the file
+/// have gone since, nothing is trusted rather than everything.
+fn relay_tls(relay: &crate::config::Relay) -> Arc<rustls::ClientConfig> {
+    if relay.insecure {
+        return tls::opportunistic();
+    }
+    tls::verified(&relay.ca_file).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the smarthost's CA file cannot be read; no smarthost certificate will be trusted");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+    })
+}
+
+/// How often the scheduler forgets destinations and keys it no longer needs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Parsed DKIM keys kept; past this the cache starts again (parsing one costs about a
+/// millisecond).
+const MAX_SIGNERS: usize = 1_000;
+
 /// Counts since start, for `/metrics` and the tests.
 #[derive(Default, Debug)]
 pub struct EngineStats {
@@ -53,8 +79,14 @@ struct Inner {
     ehlo_name: String,
     return_path_prefix: String,
     router: Router,
+    /// Opportunistic STARTTLS to MX hosts.
     tls: Arc<rustls::ClientConfig>,
-    signers: Mutex<HashMap<DomainId, Arc<DkimSigner>>>,
+    /// STARTTLS to the smarthost, its certificate checked.
+    relay_tls: Arc<rustls::ClientConfig>,
+    /// Parsed DKIM keys, with when (store clock, ms) each was read: after
+    /// `kuvert_store::KEY_RECHECK_MS` it is read again, so a key whose account was deleted
+    /// (here or by another process) stops being used.
+    signers: Mutex<HashMap<DomainId, (Arc<DkimSigner>, i64)>>,
     /// Signatures being made now, at most `signing_threads`.
     signing: Semaphore,
     destinations: Mutex<HashMap<String, Arc<DestQueue>>>,
@@ -105,7 +137,9 @@ impl Engine {
         let signing_threads = config.signing_threads();
         let (outcomes, rx) = mpsc::channel(1024);
         tokio::spawn(write_outcomes(store.clone(), stats.clone(), rx));
+        let relay_tls = relay_tls(&config.relay);
         let inner = Arc::new(Inner {
+            relay_tls,
             router: Router::new(&config, dns),
             store,
             node: node.to_owned(),
@@ -231,8 +265,13 @@ impl Inner {
             }
         }
         let poll = self.config.poll_interval.0;
+        let mut pruned = Instant::now();
         while !self.stopping.load(Ordering::SeqCst) {
             self.fill().await;
+            if pruned.elapsed() >= PRUNE_EVERY {
+                self.prune();
+                pruned = Instant::now();
+            }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
@@ -366,24 +405,10 @@ impl Inner {
             }
         };
         let now = self.store.clock().now();
-        // A tracked message is rendered for its one recipient first.
-        let rendered = match (&job.message.template, job.leases.as_slice()) {
-            (Some(template), [lease]) => match serde_json::from_slice::<Template>(template) {
-                Ok(t) => {
-                    let personal = Personal {
-                        base_url: &self.config.tracking_base_url,
-                        key: self.store.tracking_key(),
-                        recipient: &lease.recipient_id,
-                    };
-                    Some(t.render(&job.message.id, job.message.created_at, &personal))
-                }
-                Err(e) => return self.all(job, |_| failed("template", &e.to_string())),
-            },
-            _ => None,
-        };
         let signed = {
-            // RSA takes most of a millisecond: on the blocking threads, `signing_threads` at
-            // a time, so that the request-serving threads stay free to accept.
+            // Rendering a tracked copy and RSA both take CPU in proportion to the message:
+            // on the blocking threads, `signing_threads` at a time, so that the
+            // request-serving threads stay free to accept.
             let Ok(_permit) = self.signing.acquire().await else {
                 if let Err(e) = self.store.release(&job.leases).await {
                     tracing::warn!(error = %e, "cannot give leases back");
@@ -391,12 +416,33 @@ impl Inner {
                 return vec![];
             };
             let (signer, message) = (signer.clone(), job.message.clone());
-            let signing = tokio::task::spawn_blocking(move || match rendered {
-                Some(r) => signer.sign(&r, now),
-                None => signer.sign(&message.mime, now),
+            let personal = match (&job.message.template, job.leases.as_slice()) {
+                (Some(_), [lease]) => Some((
+                    self.config.tracking_base_url.clone(),
+                    self.store.tracking_key().clone(),
+                    lease.recipient_id.clone(),
+                )),
+                _ => None,
+            };
+            let signing = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+                let Some((base_url, key, recipient)) = personal else {
+                    return Ok(signer.sign(&message.mime, now));
+                };
+                let template = message.template.as_deref().unwrap_or_default();
+                // A tracked message is rendered for its one recipient first.
+                let t = serde_json::from_slice::<Template>(template).map_err(|e| e.to_string())?;
+                let personal = Personal {
+                    base_url: &base_url,
+                    key: &key,
+                    account: &message.account_id,
+                    recipient: &recipient,
+                };
+                let rendered = t.render(&message.id, message.created_at, &personal);
+                Ok(signer.sign(&rendered, now))
             });
             match signing.await {
-                Ok(signed) => signed,
+                Ok(Ok(signed)) => signed,
+                Ok(Err(e)) => return self.all(job, |_| failed("template", &e)),
                 Err(e) => return self.all(job, |_| failed("dkim", &e.to_string())),
             }
         };
@@ -601,7 +647,11 @@ impl Inner {
                     source,
                     ehlo_name,
                     timeouts: &self.config.timeouts,
-                    tls: Some(self.tls.clone()),
+                    tls: Some(if relay {
+                        self.relay_tls.clone()
+                    } else {
+                        self.tls.clone()
+                    }),
                 };
                 match Connection::open(options).await {
                     Ok(mut c) => {
@@ -651,6 +701,22 @@ impl Inner {
         });
     }
 
+    /// Forgets destinations that hold nothing (no job, no connection, no pace to keep) and,
+    /// past [`MAX_SIGNERS`], the parsed DKIM keys: both maps are keyed by what senders
+    /// choose (recipient domains, sending domains), so they must not only grow.
+    fn prune(&self) {
+        prune_destinations(
+            &mut self.destinations.lock().expect("destinations"),
+            Instant::now(),
+        );
+        let now_ms = self.store.clock().now().millis();
+        let mut signers = self.signers.lock().expect("signers");
+        signers.retain(|_, (_, at)| (0..kuvert_store::KEY_RECHECK_MS).contains(&(now_ms - *at)));
+        if signers.len() > MAX_SIGNERS {
+            signers.clear();
+        }
+    }
+
     fn destination(&self, key: &str, domain: &str) -> Arc<DestQueue> {
         let mut all = self.destinations.lock().expect("destinations");
         all.entry(key.to_owned())
@@ -667,9 +733,15 @@ impl Inner {
     }
 
     async fn signer(&self, domain: &DomainId) -> Result<Arc<DkimSigner>, String> {
-        if let Some(s) = self.signers.lock().expect("signers").get(domain) {
+        let now = self.store.clock().now().millis();
+        let fresh = |at: i64| (0..kuvert_store::KEY_RECHECK_MS).contains(&(now - at));
+        if let Some((s, at)) = self.signers.lock().expect("signers").get(domain)
+            && fresh(*at)
+        {
             return Ok(s.clone());
         }
+        // Read again: a key whose account is gone must fail here, not sign from the cache.
+        self.signers.lock().expect("signers").remove(domain);
         let d = self
             .store
             .domain_by_id(domain)
@@ -690,7 +762,7 @@ impl Inner {
         self.signers
             .lock()
             .expect("signers")
-            .insert(domain.clone(), signer.clone());
+            .insert(domain.clone(), (signer.clone(), now));
         Ok(signer)
     }
 
@@ -705,6 +777,10 @@ impl Inner {
         let next = Timestamp(now.millis() + self.config.retry_after(lease.attempts + 1).millis());
         let expires = Timestamp(job.message.created_at.millis() + self.config.max_age.millis());
         if next > expires {
+            // The last failure stays beside the end: it is what a sender needs to know.
+            if let Some(last) = data.remove("reason") {
+                data.insert("last_reason".into(), last);
+            }
             data.insert("reason".into(), json!("expired"));
             data.insert(
                 "detail".into(),
@@ -799,6 +875,18 @@ fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
     }
 }
 
+/// Drops the destinations nothing holds: no job has it, no connection is open, and its pace
+/// has no slot ahead to keep.
+fn prune_destinations(all: &mut HashMap<String, Arc<DestQueue>>, now: Instant) {
+    all.retain(|_, q| {
+        let unused = Arc::strong_count(q) == 1
+            && q.permits.available_permits() == q.limits.connections as usize
+            && q.idle.lock().expect("idle").is_empty()
+            && q.next_slot.try_lock().is_ok_and(|at| *at <= now);
+        !unused
+    });
+}
+
 impl DestQueue {
     /// Waits for this destination's next slot under `messages_per_minute`.
     async fn pace(&self) {
@@ -847,15 +935,38 @@ mod tests {
     use super::*;
 
     fn queue(per_minute: u32) -> DestQueue {
+        let limits = DestinationLimits {
+            messages_per_minute: per_minute,
+            ..Default::default()
+        };
         DestQueue {
-            limits: DestinationLimits {
-                messages_per_minute: per_minute,
-                ..Default::default()
-            },
-            permits: Semaphore::new(1),
+            permits: Semaphore::new(limits.connections as usize),
+            limits,
             idle: Mutex::default(),
             next_slot: tokio::sync::Mutex::new(Instant::now()),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn destinations_nothing_holds_are_forgotten() {
+        let mut all: HashMap<String, Arc<DestQueue>> = HashMap::new();
+        for i in 0..1000 {
+            all.insert(format!("mx{i}.example"), Arc::new(queue(0)));
+        }
+        let held = Arc::new(queue(0));
+        all.insert("held".into(), held.clone());
+        let paced = Arc::new(queue(6));
+        paced.pace().await;
+        all.insert("paced".into(), paced.clone());
+        drop(paced);
+        prune_destinations(&mut all, Instant::now());
+        let mut left: Vec<&str> = all.keys().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left, ["held", "paced"], "one in use, one with a slot ahead");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        prune_destinations(&mut all, Instant::now());
+        assert_eq!(all.len(), 1);
+        drop(held);
     }
 
     /// Tokio's paused clock stands in for time: the pacing is measured, not slept through.

@@ -34,7 +34,7 @@ struct World {
 
 async fn world(
     sink: SinkOptions,
-    tweak: impl FnOnce(&mut DeliveryConfig, std::net::SocketAddr),
+    tweak: impl FnOnce(&mut DeliveryConfig, &SmtpSink, &std::path::Path),
 ) -> World {
     let dir = tempfile::tempdir().expect("dir");
     let clock = ManualClock::new(Timestamp(1_795_000_000_000));
@@ -69,13 +69,14 @@ async fn world(
     dns.add_mx("other.test", 10, "mx.example.test");
     dns.add_a("mx.example.test", Ipv4Addr::LOCALHOST);
     dns.add_null_mx("nullmx.test");
+    dns.add_mx("noaddress.test", 10, "mx.noaddress.test");
 
     let mut config = DeliveryConfig {
         mx_port: sink.addr().port(),
         ..DeliveryConfig::default()
     };
     config.timeouts.idle = kuvert_core::duration::HumanDuration::secs(30);
-    tweak(&mut config, sink.addr());
+    tweak(&mut config, &sink, dir.path());
     let engine = Engine::start(
         store.clone(),
         config,
@@ -172,7 +173,7 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_signed_with_a_verp_return_path() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     let sent = w.send(submission(&["Reader <reader@example.test>"])).await;
     w.wait_for(&sent, "reader@example.test", RecipientStatus::Delivered)
         .await;
@@ -217,6 +218,33 @@ async fn delivered_signed_with_a_verp_return_path() {
     );
     assert_eq!(delivered[0].tags, ["t1"]);
     dkimpy_verifies(&w, &got[0].data).await;
+
+    // From, To, Subject and List-Unsubscribe are over-signed: a copy of one added on the
+    // way, above the genuine field, breaks the signature.
+    let domain = w.store.domain(FROM_DOMAIN).await.expect("domain");
+    let record = format!("v=DKIM1; k=rsa; p={}", domain.dkim_public);
+    let body_at = text.find("\r\n\r\n").expect("a header block");
+    let first_field = text[..body_at]
+        .match_indices("\r\n")
+        .map(|(i, _)| i + 2)
+        .find(|&i| !text[i..].starts_with(['\t', ' ']))
+        .expect("a field after the signature");
+    for added in [
+        "From: ceo@bank.example",
+        "To: other@example.test",
+        "Subject: Pay this invoice",
+        "List-Unsubscribe: <https://evil.example/u>",
+    ] {
+        let forged = format!(
+            "{}{added}\r\n{}",
+            &text[..first_field],
+            &text[first_field..]
+        );
+        assert!(
+            kuvert_testkit::dkimpy_verify(forged.as_bytes(), &record).is_err(),
+            "dkimpy accepted the signature with {added:?} added"
+        );
+    }
 }
 
 /// An implementation no one here wrote checks the signature: dkimpy, given the domain's
@@ -236,7 +264,7 @@ async fn starttls_when_offered_and_recorded() {
             starttls: true,
             ..Default::default()
         },
-        |_, _| {},
+        |_, _, _| {},
     )
     .await;
     let sent = w.send(submission(&["reader@example.test"])).await;
@@ -256,7 +284,7 @@ async fn starttls_when_offered_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_then_delivered_when_the_clock_reaches_the_retry() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink
         .on("later@example.test", Behaviour::TempFail { times: 1 });
     let sent = w.send(submission(&["later@example.test"])).await;
@@ -297,7 +325,7 @@ async fn deferred_then_delivered_when_the_clock_reaches_the_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink.on(
         "gone@example.test",
         Behaviour::RejectRcpt("550 5.1.1 <gone@example.test>: no such user".into()),
@@ -326,7 +354,7 @@ async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_bounce_is_recorded_but_not_suppressed() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink.on(
         "strict@example.test",
         Behaviour::RejectData("550 5.7.1 Message rejected by policy".into()),
@@ -353,7 +381,7 @@ async fn policy_bounce_is_recorded_but_not_suppressed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expires_after_the_maximum_age() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink
         .on("full@example.test", Behaviour::TempFail { times: u32::MAX });
     let sent = w.send(submission(&["full@example.test"])).await;
@@ -397,9 +425,30 @@ async fn expires_after_the_maximum_age() {
     );
 }
 
+/// Expiry used to overwrite the last failure's reason with `expired`: both are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_keeps_the_last_failure_beside_it() {
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
+    let sent = w.send(submission(&["x@noaddress.test"])).await;
+    w.wait_for(&sent, "x@noaddress.test", RecipientStatus::Deferred)
+        .await;
+    w.advance(Duration::from_secs(73 * 3600));
+    w.wait_for(&sent, "x@noaddress.test", RecipientStatus::Failed)
+        .await;
+    let failed = w.events(EventType::Failed).await;
+    assert_eq!(failed[0].data["reason"], "expired", "{:?}", failed[0].data);
+    assert!(
+        failed[0].data["last_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("mx.noaddress.test")),
+        "{:?}",
+        failed[0].data
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_in_data_is_deferred() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink.on("flaky@example.test", Behaviour::DisconnectInData);
     let sent = w.send(submission(&["flaky@example.test"])).await;
     w.wait_for(&sent, "flaky@example.test", RecipientStatus::Deferred)
@@ -417,7 +466,7 @@ async fn a_connection_lost_in_data_is_deferred() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_times_out_and_is_deferred() {
-    let w = world(SinkOptions::default(), |c, _| {
+    let w = world(SinkOptions::default(), |c, _, _| {
         c.timeouts.rcpt = kuvert_core::duration::HumanDuration::secs(1)
     })
     .await;
@@ -437,7 +486,7 @@ async fn a_stalled_server_times_out_and_is_deferred() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_required_but_not_offered_fails() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     let mut sub = submission(&["secret@example.test"]);
     sub.require_tls = true;
     let sent = w.send(sub).await;
@@ -450,7 +499,7 @@ async fn tls_required_but_not_offered_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_mx_bounces_at_once() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     let sent = w.send(submission(&["anyone@nullmx.test"])).await;
     w.wait_for(&sent, "anyone@nullmx.test", RecipientStatus::Bounced)
         .await;
@@ -467,7 +516,7 @@ async fn null_mx_bounces_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipients_share_transactions_and_domains_share_connections() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     let sent = w
         .send(submission(&[
             "a@example.test",
@@ -513,7 +562,7 @@ async fn ip_pools_choose_the_source_address_and_its_ehlo_name() {
         ip: Ipv4Addr::from(ip).into(),
         ehlo: ehlo.into(),
     };
-    let w = world(SinkOptions::default(), |c, _| {
+    let w = world(SinkOptions::default(), |c, _, _| {
         c.pools.insert(
             "dedicated".into(),
             Pool {
@@ -572,19 +621,48 @@ async fn ip_pools_choose_the_source_address_and_its_ehlo_name() {
 /// A smarthost (the sink, with STARTTLS and AUTH) and an engine relaying through it with
 /// `password`.
 async fn relay_world(password: &str) -> World {
+    relay_world_trusting(password, true).await
+}
+
+/// The same, with the smarthost's certificate in `[delivery.relay] ca_file` when `trusted`.
+async fn relay_world_trusting(password: &str, trusted: bool) -> World {
     let auth = ("relay-user".to_owned(), "relay-pass".to_owned());
     let sink = SinkOptions {
         starttls: true,
         auth: Some(auth.clone()),
         ..Default::default()
     };
-    world(sink, |c, sink| {
+    world(sink, |c, sink, dir| {
         c.mode = kuvert_mta::Mode::Relay;
-        c.relay.host = sink.to_string();
+        c.relay.host = sink.addr().to_string();
         c.relay.username = auth.0;
         c.relay.password = password.to_owned();
+        if trusted {
+            let ca = dir.join("relay-ca.pem");
+            std::fs::write(&ca, sink.certificate_pem().expect("STARTTLS")).expect("CA file");
+            c.relay.ca_file = ca.display().to_string();
+        }
     })
     .await
+}
+
+/// The relay password goes only to a smarthost whose certificate checks: one that no
+/// configured authority signed gets no AUTH, and the mail waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_smarthost_certificate_gets_no_password() {
+    let w = relay_world_trusting("relay-pass", false).await;
+    let sent = w.send(submission(&["a@example.test"])).await;
+    w.wait_for(&sent, "a@example.test", RecipientStatus::Deferred)
+        .await;
+    let deferred = w.events(EventType::Deferred).await;
+    assert!(
+        deferred[0].data["reason"]
+            .as_str()
+            .is_some_and(|r| r.to_ascii_lowercase().contains("certificate")),
+        "{:?}",
+        deferred[0].data
+    );
+    assert!(w.sink.received().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,7 +708,7 @@ async fn without_pipelining_each_recipient_gets_its_own_answer() {
             pipelining: false,
             ..Default::default()
         },
-        |_, _| {},
+        |_, _, _| {},
     )
     .await;
     w.sink.on(
@@ -663,7 +741,7 @@ async fn without_pipelining_each_recipient_gets_its_own_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_messages_leave_at_their_time() {
-    let w = world(SinkOptions::default(), |_, _| {}).await;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
     let mut sub = submission(&["later@example.test"]);
     sub.send_at = Some(Timestamp(w.clock.now().millis() + 3_600_000));
     let sent = w.send(sub).await;
@@ -680,7 +758,7 @@ async fn scheduled_messages_leave_at_their_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_the_server_closed_is_replaced_not_deferred() {
-    let mut w = world(SinkOptions::default(), |_, _| {}).await;
+    let mut w = world(SinkOptions::default(), |_, _, _| {}).await;
     let first = w.send(submission(&["one@example.test"])).await;
     w.wait_for(&first, "one@example.test", RecipientStatus::Delivered)
         .await;

@@ -85,6 +85,8 @@ struct State {
 
 pub struct SmtpSink {
     addr: SocketAddr,
+    /// The self-signed certificate it presents after STARTTLS (PEM), for clients that check.
+    certificate: Option<String>,
     state: Arc<Mutex<State>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -100,6 +102,13 @@ impl SmtpSink {
         let state: Arc<Mutex<State>> = Arc::default();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let st = state.clone();
+        let (tls, certificate) = match options.starttls {
+            true => {
+                let (acceptor, pem) = tls_acceptor();
+                (Some(acceptor), Some(pem))
+            }
+            false => (None, None),
+        };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -107,7 +116,6 @@ impl SmtpSink {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).expect("listener");
-                let tls = options.starttls.then(tls_acceptor);
                 let serve = async {
                     loop {
                         let Ok((stream, peer)) = listener.accept().await else {
@@ -131,6 +139,7 @@ impl SmtpSink {
         });
         Self {
             addr,
+            certificate,
             state,
             shutdown: Some(tx),
         }
@@ -138,6 +147,11 @@ impl SmtpSink {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The certificate (PEM) presented after STARTTLS, for `localhost` and `127.0.0.1`.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate.as_deref()
     }
 
     /// What to do for `rcpt` (compared case-insensitively); others are accepted.
@@ -188,7 +202,7 @@ impl Drop for SmtpSink {
     }
 }
 
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
@@ -199,7 +213,10 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
         .with_no_client_auth()
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .expect("server config");
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        cert.cert.pem(),
+    )
 }
 
 async fn session(

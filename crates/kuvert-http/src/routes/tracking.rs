@@ -71,17 +71,32 @@ fn agent_class(headers: &HeaderMap) -> &'static str {
 /// with its account's tracking settings.
 async fn recipient(
     state: &AppState,
+    peer: SocketAddr,
     token: &str,
     kind: fn(&Link) -> bool,
 ) -> Result<(RecipientRef, Link, AccountTracking), ApiError> {
-    let (rcpt, link) = parse_token(state.store.tracking_key(), token)
-        .filter(|(_, link)| kind(link))
+    // Anyone may follow these links, and each one is a write: a rate per client network.
+    if !state
+        .tracking_hits
+        .allow(peer.ip(), std::time::Instant::now())
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from your network; try again in a minute",
+        ));
+    }
+    let t = parse_token(state.store.tracking_key(), token)
+        .filter(|t| kind(&t.link))
         .ok_or(ApiError::not_found("link"))?;
     let r = state
         .store
-        .recipient_ref(&rcpt)
+        .recipient_ref(&t.recipient)
         .await?
+        // A token is good only for the account whose message carried it.
+        .filter(|r| r.account_id == t.account)
         .ok_or(ApiError::not_found("link"))?;
+    let link = t.link;
     let account = state.store.account_state(&r.account_id).await?;
     let mut settings = account.tracking;
     if account.status != kuvert_core::account::AccountStatus::Active {
@@ -108,14 +123,14 @@ fn details(
 
 /// The open pixel: records an open, answers a 1×1 GIF that is never cached.
 #[utoipa::path(get, path = "/o/{token}", tag = "tracking", params(("token" = String, Path)),
-    responses((status = 200, content_type = "image/gif"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "image/gif"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn open(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, _, settings) = recipient(&state, &token, |l| *l == Link::Open).await?;
+    let (r, _, settings) = recipient(&state, peer, &token, |l| *l == Link::Open).await?;
     let data = details(peer, &headers, &settings);
     state
         .store
@@ -138,17 +153,21 @@ pub async fn open(
 
 /// The click redirect: records the click, then 302 to where the message linked.
 #[utoipa::path(get, path = "/c/{token}", tag = "tracking", params(("token" = String, Path)),
-    responses((status = 302, description = "to the link's original URL"), (status = 404, body = ErrorBody)))]
+    responses((status = 302, description = "to the link's original URL"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn click(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, link, settings) = recipient(&state, &token, |l| matches!(l, Link::Click(_))).await?;
+    let (r, link, settings) =
+        recipient(&state, peer, &token, |l| matches!(l, Link::Click(_))).await?;
     let Link::Click(url) = link else {
         unreachable!("the filter passed only clicks")
     };
+    // Links are checked when rewritten; one that still cannot be a header is no link.
+    let location =
+        header::HeaderValue::try_from(url.as_str()).map_err(|_| ApiError::not_found("link"))?;
     let mut data = details(peer, &headers, &settings);
     data.insert("url".into(), json!(url));
     state
@@ -158,8 +177,11 @@ pub async fn click(
     Ok((
         StatusCode::FOUND,
         [
-            (header::LOCATION, url),
-            (header::CACHE_CONTROL, "no-store".into()),
+            (header::LOCATION, location),
+            (
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            ),
         ],
     )
         .into_response())
@@ -168,12 +190,13 @@ pub async fn click(
 /// GET of an unsubscribe link: a page with a button. Mail scanners follow GET links, so a
 /// GET alone never unsubscribes anyone.
 #[utoipa::path(get, path = "/u/{token}", tag = "tracking", params(("token" = String, Path)),
-    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn unsubscribe_page(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    recipient(&state, &token, |l| *l == Link::Unsubscribe).await?;
+    recipient(&state, peer, &token, |l| *l == Link::Unsubscribe).await?;
     Ok(Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\
          <body><h1>Unsubscribe</h1><p>Stop receiving these e-mails?</p>\
@@ -184,14 +207,14 @@ pub async fn unsubscribe_page(
 
 /// POST of an unsubscribe link (RFC 8058 one-click, or the page's button): done at once.
 #[utoipa::path(post, path = "/u/{token}", tag = "tracking", params(("token" = String, Path)),
-    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn unsubscribe(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, _, settings) = recipient(&state, &token, |l| *l == Link::Unsubscribe).await?;
+    let (r, _, settings) = recipient(&state, peer, &token, |l| *l == Link::Unsubscribe).await?;
     let data = details(peer, &headers, &settings);
     state
         .store

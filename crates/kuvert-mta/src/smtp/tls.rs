@@ -4,6 +4,9 @@
 //! the handshake is still verified (the server proves it holds the key it presented), and the
 //! negotiated version is recorded with each delivery. Certificate checking belongs to
 //! MTA-STS and DANE, which can come later.
+//!
+//! A smarthost is different: it is configured, it takes a password, and its certificate
+//! is checked ([`verified`]).
 
 use std::sync::Arc;
 
@@ -61,4 +64,32 @@ pub fn opportunistic() -> Arc<ClientConfig> {
         .with_custom_certificate_verifier(Arc::new(Opportunistic(algorithms)))
         .with_no_client_auth();
     Arc::new(config)
+}
+
+/// The client configuration for a smarthost: its certificate must chain to `ca_file` (PEM)
+/// or, when that is empty, to the public web roots, and name the host.
+pub fn verified(ca_file: &str) -> Result<Arc<ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        let certs = CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| format!("{ca_file}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{ca_file}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{ca_file} holds no certificate"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| format!("{ca_file}: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
