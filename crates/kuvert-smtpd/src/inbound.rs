@@ -3,14 +3,14 @@
 //! whose MAC does not check is refused too: no one can make Kuvert record a bounce it did not
 //! cause.
 
-use kuvert_core::id::MessageId;
+use kuvert_core::id::RecipientId;
 use kuvert_core::verp::{self, VerpTarget};
 use kuvert_mta::bounce::classify;
 use kuvert_mta::smtp::Reply;
 use kuvert_store::{RecipientRef, Report as Recorded};
 use serde_json::{Map, Value, json};
 
-use crate::report::{self, DsnRecipient, Original, Report};
+use crate::report::{self, DsnRecipient, MAX_DSN_RECIPIENTS, Original, Report};
 use crate::server::SmtpContext;
 
 /// Local parts taken at a return-path host besides VERP addresses: where feedback loops and
@@ -88,43 +88,61 @@ pub(crate) async fn handle(ctx: &SmtpContext, rcpt_to: &[String], data: &[u8]) -
     }
 }
 
-/// The recipient a report is about: by its VERP target, or by the message and address.
-async fn find(
-    ctx: &SmtpContext,
-    target: Option<&VerpTarget>,
-    message_id: Option<&str>,
-    address: Option<&str>,
-) -> Result<Option<RecipientRef>, kuvert_store::StoreError> {
-    match target {
-        Some(VerpTarget::Recipient(id)) => return ctx.store.recipient_ref(id).await,
-        Some(VerpTarget::Message(id)) => {
-            if let Some(a) = address {
-                return ctx.store.message_recipient(id, a).await;
-            }
-        }
-        None => {}
-    }
-    // No return path to go by: Kuvert's own Message-ID (`msg_...@domain`) names the message.
-    let message = message_id
-        .and_then(|m| m.split('@').next())
-        .filter(|id| MessageId::looks_like(id))
-        .map(|id| MessageId::from_string(id.to_owned()));
-    match (message, address) {
-        (Some(m), Some(a)) => ctx.store.message_recipient(&m, a).await,
-        _ => Ok(None),
-    }
+/// What ties a report to the recipients it may affect.
+///
+/// A report that came to a VERP return path whose MAC checks is *authenticated*: that
+/// address was given only to the server that took the message, so it may affect the
+/// recipient it names (or, for a message's return path, the recipients of that message the
+/// report names). A report to `postmaster@`, `abuse@` or `fbl@` carries only what every
+/// recipient of the message saw (its copy of the original: headers, Message-ID, the return
+/// path of that recipient's own copy), so it may affect at most one recipient: the one the
+/// original's own recipient return path names (MAC checked), and only if the address the
+/// report names, when it names one, is that recipient's. A Message-ID, a message's return
+/// path or an address alone ties it to no one, and it is acknowledged and ignored.
+enum Evidence {
+    Authenticated(VerpTarget),
+    /// The recipient return path found in the report's copy of the original.
+    Unauthenticated(Option<RecipientId>),
 }
 
-/// The VERP target the report's own copy of the original points to.
-fn original_target(
+fn evidence(
     ctx: &SmtpContext,
+    targets: &[VerpTarget],
     original: &Original,
-    field: Option<&str>,
-) -> Option<VerpTarget> {
-    field
+    original_mail_from: Option<&str>,
+) -> Evidence {
+    if let Some(t) = targets.first() {
+        return Evidence::Authenticated(t.clone());
+    }
+    let recipient = original_mail_from
         .into_iter()
         .chain(original.return_path.as_deref())
-        .find_map(|a| verp::decode(ctx.store.verp_key(), a))
+        .filter_map(|a| verp::decode(ctx.store.verp_key(), a))
+        .find_map(|t| match t {
+            VerpTarget::Recipient(id) => Some(id),
+            VerpTarget::Message(_) => None,
+        });
+    Evidence::Unauthenticated(recipient)
+}
+
+/// The recipient a report names by `address`, if the evidence lets the report affect it.
+async fn find(
+    ctx: &SmtpContext,
+    evidence: &Evidence,
+    address: Option<&str>,
+) -> Result<Option<RecipientRef>, kuvert_store::StoreError> {
+    match evidence {
+        Evidence::Authenticated(VerpTarget::Recipient(id)) => ctx.store.recipient_ref(id).await,
+        Evidence::Authenticated(VerpTarget::Message(id)) => match address {
+            Some(a) => ctx.store.message_recipient(id, a).await,
+            None => Ok(None),
+        },
+        Evidence::Unauthenticated(Some(id)) => {
+            let found = ctx.store.recipient_ref(id).await?;
+            Ok(found.filter(|r| address.is_none_or(|a| r.address.eq_ignore_ascii_case(a))))
+        }
+        Evidence::Unauthenticated(None) => Ok(None),
+    }
 }
 
 async fn dsn(
@@ -134,17 +152,30 @@ async fn dsn(
     recipients: &[DsnRecipient],
     original: &Original,
 ) -> Result<usize, kuvert_store::StoreError> {
-    let fallback = original_target(ctx, original, None);
-    let mut recorded = 0;
+    let evidence = evidence(ctx, targets, original, None);
+    let most = match evidence {
+        Evidence::Authenticated(_) => MAX_DSN_RECIPIENTS,
+        Evidence::Unauthenticated(_) => 1,
+    };
+    let mut found: Vec<(RecipientRef, Recorded, Map<String, Value>)> = Vec::new();
     for r in recipients.iter().filter(|r| r.action == "failed") {
+        if found.len() >= most {
+            break;
+        }
         let address = r
             .final_recipient
             .as_deref()
             .or(r.original_recipient.as_deref());
-        let target = targets.first().or(fallback.as_ref());
-        let Some(rcpt) = find(ctx, target, original.message_id.as_deref(), address).await? else {
+        let Some(rcpt) = find(ctx, &evidence, address).await? else {
             continue;
         };
+        // Each recipient once, however often the report names it.
+        if found
+            .iter()
+            .any(|(f, _, _)| f.recipient_id == rcpt.recipient_id)
+        {
+            continue;
+        }
         let reply = reply_of(r);
         let class = classify(&reply);
         let mut data = Map::new();
@@ -155,18 +186,15 @@ async fn dsn(
         if let Some(m) = &reporting_mta {
             data.insert("reporting_mta".into(), json!(m));
         }
-        ctx.store
-            .record_report(
-                &rcpt,
-                &Recorded::Bounce {
-                    suppress: class.suppresses(),
-                },
-                data,
-            )
-            .await?;
-        recorded += 1;
+        let report = Recorded::Bounce {
+            suppress: class.suppresses(),
+        };
+        found.push((rcpt, report, data));
     }
-    Ok(recorded)
+    if !found.is_empty() {
+        ctx.store.record_reports(&found).await?;
+    }
+    Ok(found.len())
 }
 
 /// The refusal a DSN reports, as an SMTP reply: the remote server's own words when the
@@ -198,22 +226,18 @@ async fn feedback(
     original_rcpt_to: &[String],
     original: &Original,
 ) -> Result<usize, kuvert_store::StoreError> {
-    let target = targets
-        .first()
-        .cloned()
-        .or_else(|| original_target(ctx, original, original_mail_from.as_deref()));
-    let address = original_rcpt_to
-        .first()
-        .or(original.to.first())
-        .map(String::as_str);
-    let Some(rcpt) = find(
-        ctx,
-        target.as_ref(),
-        original.message_id.as_deref(),
-        address,
-    )
-    .await?
-    else {
+    let evidence = evidence(ctx, targets, original, original_mail_from.as_deref());
+    // The report's own Original-Rcpt-To names the recipient. The copy's To header is only
+    // what the message showed (a list, or redacted by the provider): it helps find the
+    // recipient of a message's return path, and is no evidence against a recipient's own.
+    let address = match &evidence {
+        Evidence::Authenticated(VerpTarget::Message(_)) => {
+            original_rcpt_to.first().or(original.to.first())
+        }
+        _ => original_rcpt_to.first(),
+    }
+    .map(String::as_str);
+    let Some(rcpt) = find(ctx, &evidence, address).await? else {
         return Ok(0);
     };
     let mut data: Map<String, Value> = Map::new();

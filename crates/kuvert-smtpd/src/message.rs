@@ -82,6 +82,20 @@ fn flag(header: &str, v: &str) -> Result<bool, ContentError> {
 /// The submission for `data` (a complete message, CRLF line ends, dot-unstuffed) sent to
 /// `rcpt_to`.
 pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, ContentError> {
+    let (header_fields, body_start) = fields(data);
+    // RFC 5322 allows one From. With two, the account's domain would be checked against one
+    // while a reader might be shown the other.
+    if header_fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("from"))
+        .count()
+        > 1
+    {
+        return Err(refuse(
+            "From",
+            "a message has one From header field, not several",
+        ));
+    }
     let parsed = MessageParser::default()
         .parse_headers(data)
         .ok_or_else(|| refuse("From", "the message has no header"))?;
@@ -122,7 +136,6 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
         }
     }
 
-    let (header_fields, body_start) = fields(data);
     let mut sub = Submission {
         from,
         to,
@@ -245,6 +258,13 @@ mod tests {
         assert_eq!(
             with("X-Kuvert-Frobnicate: 1").expect_err("refused").header,
             "X-Kuvert-Frobnicate"
+        );
+        assert_eq!(
+            with("From: victim@bank.example")
+                .expect_err("refused")
+                .header,
+            "From",
+            "a second From"
         );
         assert_eq!(
             to_submission(b"Subject: x\r\n\r\nno from", &rcpts)

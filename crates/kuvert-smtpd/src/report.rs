@@ -3,6 +3,10 @@
 
 use mail_parser::{MessageParser, MimeHeaders};
 
+/// Recipient blocks read from one DSN. A real one names the recipients of one message; the
+/// rest of a longer one is not read.
+pub const MAX_DSN_RECIPIENTS: usize = 1_000;
+
 /// One recipient block of a DSN.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DsnRecipient {
@@ -178,6 +182,7 @@ pub fn parse(data: &[u8]) -> Report {
                     }
                 })
                 .filter(|r| r.final_recipient.is_some() || r.original_recipient.is_some())
+                .take(MAX_DSN_RECIPIENTS)
                 .collect();
             return Report::Dsn {
                 reporting_mta: field(&per_message, "reporting-mta").map(address),

@@ -55,6 +55,16 @@ enum Line {
 }
 
 impl<'a> Session<'a> {
+    /// The largest message this listener takes: reports at the inbound MX are small, and
+    /// anyone may send them, so its bound is its own.
+    fn max_message_bytes(&self) -> usize {
+        if self.inbound {
+            self.ctx.config.inbound_max_message_bytes
+        } else {
+            self.ctx.acceptor.limits().max_message_bytes
+        }
+    }
+
     pub(crate) async fn new(ctx: &'a SmtpContext, peer: SocketAddr, inbound: bool) -> Self {
         let auth = if inbound {
             None
@@ -132,7 +142,7 @@ impl<'a> Session<'a> {
                     self.reset();
                     let mut r = format!(
                         "250-{host} greets {arg}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n",
-                        self.ctx.acceptor.limits().max_message_bytes
+                        self.max_message_bytes()
                     );
                     if self.ctx.tls.is_some() && !self.tls {
                         r.push_str("250-STARTTLS\r\n");
@@ -218,13 +228,26 @@ impl<'a> Session<'a> {
                         reply(&mut io, "530 5.7.0 Authentication required").await?;
                     } else if self.mail_from.is_some() {
                         reply(&mut io, "503 5.5.1 A transaction is already open").await?;
+                    } else if self.inbound
+                        && !self
+                            .ctx
+                            .reports
+                            .allow(self.peer.ip(), std::time::Instant::now())
+                    {
+                        // Anyone may send reports: each costs a write, so each client
+                        // network has its rate.
+                        reply(
+                            &mut io,
+                            "450 4.7.1 Too many reports from your network; try again later",
+                        )
+                        .await?;
                     } else {
                         let (path, params) = split_path(rest);
                         let size = params
                             .split_whitespace()
                             .find_map(|p| strip_prefix_ci(p, "SIZE="))
                             .and_then(|n| n.parse::<usize>().ok());
-                        let max = self.ctx.acceptor.limits().max_message_bytes;
+                        let max = self.max_message_bytes();
                         if size.is_some_and(|n| n > max) {
                             reply(
                                 &mut io,
@@ -427,7 +450,7 @@ impl<'a> Session<'a> {
     /// so that the conversation stays in step whatever the message holds.
     async fn data(&mut self, io: &mut BufReader<Box<dyn Io>>) -> Result<String, ReadError> {
         let limit = self.ctx.config.max_line_length;
-        let max = self.ctx.acceptor.limits().max_message_bytes;
+        let max = self.max_message_bytes();
         let deadline = tokio::time::Instant::now() + self.ctx.config.data_timeout.0;
         let mut data = Vec::new();
         let (mut bare, mut long, mut too_big, mut nul) = (false, false, false, false);
@@ -604,9 +627,15 @@ async fn read_raw_line_into(
     }
 }
 
+/// `s` after `prefix` (ASCII, any case), trimmed; bytes, not characters, are compared, so a
+/// line whose prefix ends inside a multi-byte character is simply not a match.
 fn strip_prefix_ci<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| s[prefix.len()..].trim_start())
+    let head = s.as_bytes().get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        return None;
+    }
+    // The prefix is ASCII and matched, so its end is a character boundary.
+    s.get(prefix.len()..).map(str::trim_start)
 }
 
 /// `<path> PARAMS` into the path (None when malformed) and the parameters.
@@ -621,5 +650,20 @@ fn split_path(s: &str) -> (Option<String>, &str) {
 impl From<std::io::Error> for ReadError {
     fn from(_: std::io::Error) -> Self {
         ReadError::Io
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_prefix_ci;
+
+    #[test]
+    fn a_prefix_ending_inside_a_character_is_no_match_and_no_panic() {
+        assert_eq!(strip_prefix_ci("FRéé", "FROM:"), None);
+        assert_eq!(strip_prefix_ci("TéO", "TO:"), None);
+        assert_eq!(strip_prefix_ci("SIZé=1", "SIZE="), None);
+        assert_eq!(strip_prefix_ci("from: <a@b.c>", "FROM:"), Some("<a@b.c>"));
+        assert_eq!(strip_prefix_ci("FROM:é", "FROM:"), Some("é"));
+        assert_eq!(strip_prefix_ci("FRO", "FROM:"), None);
     }
 }

@@ -35,7 +35,11 @@ pub struct AuditEntry {
     pub seq: i64,
     pub actor_kind: String,
     pub actor: String,
+    /// What was done, with no personal data in it (for a request: its method and route).
     pub action: String,
+    /// The particulars, which may name a person (a request's path, say
+    /// `/v1/suppressions/ann@example.com`): sealed, so they go with the account's key.
+    pub detail: Option<String>,
     /// `None` for the CLI, or once the account's key is destroyed.
     pub ip: Option<String>,
     pub created_at: Timestamp,
@@ -49,26 +53,34 @@ pub struct SupportGrant {
 }
 
 impl Store {
-    /// Appends to the account's audit log.
+    /// Appends to the account's audit log. `action` is kept in clear and must name no one;
+    /// `detail` and `ip` are sealed.
     pub async fn audit(
         &self,
         account: &AccountId,
         kind: ActorKind,
         actor: &str,
         action: &str,
+        detail: Option<&str>,
         ip: Option<&str>,
     ) -> Result<()> {
-        let sealed_ip = match ip {
-            Some(ip) => Some(self.account_key(account).await?.seal(ip.as_bytes())),
-            None => None,
+        let (sealed_detail, sealed_ip) = if detail.is_some() || ip.is_some() {
+            let key = self.account_key(account).await?;
+            (
+                detail.map(|d| key.seal(d.as_bytes())),
+                ip.map(|ip| key.seal(ip.as_bytes())),
+            )
+        } else {
+            (None, None)
         };
         sqlx::query(
-            "INSERT INTO audit_log (account_id, actor_kind, actor, action, ip, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_log (account_id, actor_kind, actor, action, detail, ip, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(account.as_str())
         .bind(kind.as_str())
         .bind(actor)
         .bind(action)
+        .bind(sealed_detail)
         .bind(sealed_ip)
         .bind(self.now())
         .execute(self.writer())
@@ -85,7 +97,7 @@ impl Store {
     ) -> Result<Vec<AuditEntry>> {
         let key = self.account_key(account).await?;
         let rows = sqlx::query(
-            "SELECT seq, actor_kind, actor, action, ip, created_at FROM audit_log WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            "SELECT seq, actor_kind, actor, action, detail, ip, created_at FROM audit_log WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(account.as_str())
         .bind(before.unwrap_or(i64::MAX))
@@ -99,6 +111,7 @@ impl Store {
                     actor_kind: r.try_get("actor_kind")?,
                     actor: r.try_get("actor")?,
                     action: r.try_get("action")?,
+                    detail: key.open_opt(r.try_get("detail")?)?,
                     ip: key.open_opt(r.try_get("ip")?)?,
                     created_at: Timestamp(r.try_get("created_at")?),
                 })

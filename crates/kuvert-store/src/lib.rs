@@ -38,7 +38,7 @@ pub use commit::CommitStats;
 pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};
 pub use keys::{ApiKey, KeyAuth};
-pub use messages::{MessageView, NewMessage, NewRecipient, RecipientView};
+pub use messages::{MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView};
 pub use privacy::PrivacyRequest;
 pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{Engagement, RecipientRef, Report};
@@ -114,9 +114,17 @@ struct Inner {
     verp: LookupKey,
     tracking: LookupKey,
     clock: Arc<dyn Clock>,
-    account_keys: Mutex<HashMap<AccountId, Arc<AccountKey>>>,
+    /// Unwrapped data keys, with when (store clock, ms) each was last read from the database.
+    account_keys: Mutex<HashMap<AccountId, (Arc<AccountKey>, i64)>>,
     committer: commit::Committer,
+    /// Counts this process's commits that appended events: the live log waits on it rather
+    /// than polling the database (events written by other nodes are found by a slow poll).
+    events: tokio::sync::watch::Sender<u64>,
 }
+
+/// A cached data key is trusted this long, then read again: an account deleted by another
+/// process (the CLI, another node) is unreadable here within this time.
+pub const KEY_RECHECK_MS: i64 = 5_000;
 
 /// Cheap to clone; all clones share one pool and one group committer.
 #[derive(Clone)]
@@ -186,6 +194,7 @@ impl Store {
             clock: opts.clock,
             account_keys: Mutex::new(HashMap::new()),
             committer,
+            events: tokio::sync::watch::channel(0).0,
         })))
     }
 
@@ -209,6 +218,15 @@ impl Store {
         self.0.clock.now().millis()
     }
 
+    /// Changes after each commit of this process that appended events.
+    pub fn event_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.events.subscribe()
+    }
+
+    pub(crate) fn events_written(&self) {
+        self.0.events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// The keyed hash under which a personal value (address, e-mail) is searched.
     pub fn lookup_hash(&self, value: &str) -> String {
         self.0.lookup.hash(value)
@@ -224,14 +242,17 @@ impl Store {
         &self.0.tracking
     }
 
-    /// The account's data key, unwrapped once and then cached.
+    /// The account's data key, unwrapped and cached for [`KEY_RECHECK_MS`]: then the
+    /// database is asked again whether it still exists.
     async fn account_key(&self, account: &AccountId) -> Result<Arc<AccountKey>> {
-        if let Some(k) = self
+        let now = self.now();
+        if let Some((k, at)) = self
             .0
             .account_keys
             .lock()
             .expect("key cache lock")
             .get(account)
+            && (0..KEY_RECHECK_MS).contains(&(now - at))
         {
             return Ok(k.clone());
         }
@@ -240,15 +261,23 @@ impl Store {
                 .bind(account.as_str())
                 .fetch_optional(self.pool())
                 .await?;
-        let wrapped = wrapped
-            .ok_or(StoreError::NotFound("account"))?
-            .ok_or(StoreError::KeyDestroyed)?;
+        let Some(Some(wrapped)) = wrapped else {
+            self.0
+                .account_keys
+                .lock()
+                .expect("key cache lock")
+                .remove(account);
+            return Err(match wrapped {
+                None => StoreError::NotFound("account"),
+                Some(_) => StoreError::KeyDestroyed,
+            });
+        };
         let key = Arc::new(self.0.master.unwrap(account.as_str(), &wrapped)?);
         self.0
             .account_keys
             .lock()
             .expect("key cache lock")
-            .insert(account.clone(), key.clone());
+            .insert(account.clone(), (key.clone(), now));
         Ok(key)
     }
 

@@ -158,20 +158,54 @@ impl Store {
             .fetch_all(self.writer())
             .await?;
         let mut leases = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
         for r in rows {
-            let account_id = AccountId::from_string(r.try_get("account_id")?);
-            let key = self.account_key(&account_id).await?;
-            leases.push(Lease {
-                token: token.clone(),
-                recipient_id: RecipientId::from_string(r.try_get("id")?),
-                message_id: MessageId::from_string(r.try_get("message_id")?),
-                address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
-                attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
-                account_id,
-                until: Timestamp(until),
-            });
+            match self.lease_from_row(&r, &token, until).await {
+                Ok(l) => leases.push(l),
+                Err(e) => {
+                    let id: String = r.try_get("id")?;
+                    tracing::error!(recipient = %id, error = %e, "a queued recipient cannot be read; it fails alone");
+                    unreadable.push(id);
+                }
+            }
+        }
+        // One that cannot be read would fail the same way at every lease: it fails for good
+        // now, and the rest of the batch goes on.
+        for chunk in unreadable.chunks(1000) {
+            let sql = format!(
+                "UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 \
+                 WHERE lease_owner = $3 AND id IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(RecipientStatus::Failed.as_str())
+                .bind(now)
+                .bind(&token);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(self.writer()).await?;
         }
         Ok(leases)
+    }
+
+    async fn lease_from_row(
+        &self,
+        r: &sqlx::any::AnyRow,
+        token: &str,
+        until: i64,
+    ) -> Result<Lease> {
+        let account_id = AccountId::from_string(r.try_get("account_id")?);
+        let key = self.account_key(&account_id).await?;
+        Ok(Lease {
+            token: token.to_owned(),
+            recipient_id: RecipientId::from_string(r.try_get("id")?),
+            message_id: MessageId::from_string(r.try_get("message_id")?),
+            address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
+            attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+            account_id,
+            until: Timestamp(until),
+        })
     }
 
     /// The message a lease belongs to, with its content unsealed.
@@ -339,6 +373,7 @@ impl Store {
         }
         rollup.apply(&mut tx).await?;
         tx.commit().await?;
+        self.events_written();
         Ok(records
             .iter()
             .map(|r| updated.contains(&(r.lease.token.as_str(), r.lease.recipient_id.to_string())))

@@ -89,45 +89,72 @@ impl Store {
         report: &Report,
         data: Map<String, Value>,
     ) -> Result<()> {
-        let (key, now) = (self.account_key(&r.account_id).await?, self.now());
-        let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
-        let (event_type, suppress, metric) = match report {
-            Report::Bounce { suppress: true } => (
-                EventType::Bounced,
-                Some(SuppressionReason::Bounce),
-                "bounced_hard",
-            ),
-            Report::Bounce { suppress: false } => (EventType::Bounced, None, "bounced_soft"),
-            Report::Complaint => (
-                EventType::Complained,
-                Some(SuppressionReason::Complaint),
-                "complained",
-            ),
-        };
-        let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
+        self.record_reports(&[(r.clone(), report.clone(), data)])
+            .await
+    }
+
+    /// Records what one report says of each of its recipients, all in one transaction: a
+    /// report is one write, however many recipients it names.
+    pub async fn record_reports(
+        &self,
+        reports: &[(RecipientRef, Report, Map<String, Value>)],
+    ) -> Result<()> {
+        let now = self.now();
+        let mut sealed = Vec::with_capacity(reports.len());
+        for (r, report, data) in reports {
+            let key = self.account_key(&r.account_id).await?;
+            let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
+            let (event_type, suppress, metric) = match report {
+                Report::Bounce { suppress: true } => (
+                    EventType::Bounced,
+                    Some(SuppressionReason::Bounce),
+                    "bounced_hard",
+                ),
+                Report::Bounce { suppress: false } => (EventType::Bounced, None, "bounced_soft"),
+                Report::Complaint => (
+                    EventType::Complained,
+                    Some(SuppressionReason::Complaint),
+                    "complained",
+                ),
+            };
+            let event = sealed_event(
+                &key,
+                r,
+                event_type,
+                metric,
+                data.clone(),
+                &address,
+                &lookup,
+                now,
+            );
+            sealed.push((r, report, event, suppress, lookup, address));
+        }
         let mut tx = self.writer().begin().await?;
-        if matches!(report, Report::Bounce { .. }) {
-            sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
-                .bind(RecipientStatus::Bounced.as_str())
-                .bind(now)
-                .bind(r.recipient_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
         let mut rollup = Rollup::default();
-        insert_event(&mut tx, &event, &mut rollup).await?;
-        rollup.apply(&mut tx).await?;
-        if let Some(reason) = suppress {
-            sqlx::query(UPSERT_SUPPRESSION)
-                .bind(r.account_id.as_str())
-                .bind(&lookup)
-                .bind(&address)
-                .bind(reason.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        for (r, report, event, suppress, lookup, address) in &sealed {
+            if matches!(report, Report::Bounce { .. }) {
+                sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
+                    .bind(RecipientStatus::Bounced.as_str())
+                    .bind(now)
+                    .bind(r.recipient_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            insert_event(&mut tx, event, &mut rollup).await?;
+            if let Some(reason) = suppress {
+                sqlx::query(UPSERT_SUPPRESSION)
+                    .bind(r.account_id.as_str())
+                    .bind(lookup)
+                    .bind(address)
+                    .bind(reason.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
+        rollup.apply(&mut tx).await?;
         tx.commit().await?;
+        self.events_written();
         Ok(())
     }
 }
@@ -240,6 +267,7 @@ impl Store {
         }
         rollup.apply(&mut tx).await?;
         tx.commit().await?;
+        self.events_written();
         Ok(())
     }
 }

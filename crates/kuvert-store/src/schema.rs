@@ -32,6 +32,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("messages", "template"),
     ("privacy_requests", "requested_by"),
     ("audit_log", "ip"),
+    ("audit_log", "detail"),
 ];
 
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
@@ -82,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (12, "audit", include_str!("migrations/0012_audit.sql")),
     (13, "policies", include_str!("migrations/0013_policies.sql")),
+    (
+        14,
+        "hardening",
+        include_str!("migrations/0014_hardening.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -22,13 +22,15 @@ struct Fixture {
     clock: ManualClock,
     _dir: Option<tempfile::TempDir>,
     pg_db: Option<String>,
+    url: String,
 }
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(START);
+    let url = StoreOptions::sqlite_url(dir.path());
     let store = Store::open(StoreOptions {
-        url: StoreOptions::sqlite_url(dir.path()),
+        url: url.clone(),
         master_key: MASTER,
         clock: Arc::new(clock.clone()),
     })
@@ -39,6 +41,7 @@ async fn sqlite() -> Fixture {
         clock,
         _dir: Some(dir),
         pg_db: None,
+        url,
     }
 }
 
@@ -69,7 +72,7 @@ async fn postgres() -> Fixture {
     );
     let clock = ManualClock::new(START);
     let store = Store::open(StoreOptions {
-        url,
+        url: url.clone(),
         master_key: MASTER,
         clock: Arc::new(clock.clone()),
     })
@@ -80,10 +83,38 @@ async fn postgres() -> Fixture {
         clock,
         _dir: None,
         pg_db: Some(db),
+        url,
     }
 }
 
 impl Fixture {
+    /// Overwrites one sealed column of one row with bytes that open under no key, as a
+    /// damaged row would read: `UPDATE table SET column = garbage WHERE id = id`.
+    async fn damage(&self, table: &str, column: &str, id: &str) {
+        let sql = format!("UPDATE {table} SET {column} = $1 WHERE id = $2");
+        let garbage = vec![7u8; 64];
+        let done = if self.pg_db.is_some() {
+            let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+            let r = sqlx::query(&sql)
+                .bind(garbage)
+                .bind(id)
+                .execute(&pool)
+                .await;
+            pool.close().await;
+            r.expect("damage").rows_affected()
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+            let r = sqlx::query(&sql)
+                .bind(garbage)
+                .bind(id)
+                .execute(&pool)
+                .await;
+            pool.close().await;
+            r.expect("damage").rows_affected()
+        };
+        assert_eq!(done, 1, "{table} {id}");
+    }
+
     async fn finish(self) {
         self.store.close().await;
         if let Some(db) = self.pg_db {
@@ -126,6 +157,7 @@ both_backends!(
     suppressions,
     reopening_keeps_everything,
     leases_are_exclusive_and_expire,
+    an_unreadable_recipient_fails_alone_and_its_batch_goes_on,
     outcomes_update_state_events_and_suppressions,
     captures_are_kept_sealed,
     stats_count_the_events_and_outlive_them,
@@ -884,6 +916,49 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
     assert_eq!(a, b, "exactly node-a's recipients come back");
 }
 
+async fn an_unreadable_recipient_fails_alone_and_its_batch_goes_on(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "damaged@acme.example").await;
+    let q = RecipientStatus::Queued;
+    let id = message(
+        s,
+        &a.id,
+        &[],
+        &[
+            ("one@example.com", q),
+            ("two@example.com", q),
+            ("three@example.com", q),
+        ],
+        f.clock.now(),
+    )
+    .await;
+    let m = s.message(&a.id, id.as_str()).await.expect("message");
+    let damaged = m
+        .recipients
+        .iter()
+        .find(|r| r.email == "two@example.com")
+        .expect("two")
+        .id
+        .clone();
+    f.damage("recipients", "address", damaged.as_str()).await;
+
+    let leases = s
+        .lease_due("node-a", 10, LEASE)
+        .await
+        .expect("the batch is leased");
+    let mut got: Vec<&str> = leases.iter().map(|l| l.address.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["one@example.com", "three@example.com"]);
+    // Failed for good, not leased again after the lease would have run out.
+    f.clock.advance_millis(LEASE.as_millis() as i64 + 1);
+    let again = s.lease_due("node-a", 10, LEASE).await.expect("lease");
+    assert!(
+        again.iter().all(|l| l.recipient_id != damaged),
+        "the unreadable recipient is not taken again"
+    );
+    assert_eq!(again.len(), 2, "the two readable ones fall due again");
+}
+
 async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
     let s = &f.store;
     let a = account(s, "outcome@acme.example").await;
@@ -1604,6 +1679,7 @@ async fn support_grants_expire_and_the_audit_log_follows_retention(f: &Fixture) 
         ActorKind::Key,
         "key_1",
         "GET /v1/events",
+        Some("/v1/events"),
         Some("192.0.2.7"),
     )
     .await
@@ -1613,6 +1689,7 @@ async fn support_grants_expire_and_the_audit_log_follows_retention(f: &Fixture) 
         ActorKind::Support,
         "bob",
         "support access refused: no grant",
+        None,
         None,
     )
     .await
@@ -1644,4 +1721,66 @@ async fn support_grants_expire_and_the_audit_log_follows_retention(f: &Fixture) 
         c.audit_entries, 2,
         "kept for the plan's retention, then gone"
     );
+}
+
+/// `/metrics` is public and counts the queue: through the partial index of waiting
+/// recipients, never a scan of every recipient ever sent.
+#[tokio::test]
+async fn the_queue_depth_reads_the_index_of_waiting_recipients() {
+    let f = sqlite().await;
+    let pool = sqlx::SqlitePool::connect(&f.url).await.expect("connect");
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        kuvert_store::QUEUE_DEPTH_SQL
+    ))
+    .fetch_all(&pool)
+    .await
+    .expect("plan")
+    .iter()
+    .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap_or_default())
+    .collect();
+    pool.close().await;
+    assert!(
+        plan.iter().any(|d| d.contains("recipients_next")),
+        "{plan:?}"
+    );
+    f.finish().await;
+}
+
+/// An account deleted by another process on the same database (the CLI, another node) is
+/// unreadable here within seconds, though this process had its key cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_destroyed_elsewhere_is_not_used_here_for_long() {
+    let f = sqlite().await;
+    let other = Store::open(StoreOptions {
+        url: f.url.clone(),
+        master_key: MASTER,
+        clock: Arc::new(f.clock.clone()),
+    })
+    .await
+    .expect("a second process on the same data");
+    let s = &f.store;
+    let a = account(s, "elsewhere@acme.example").await;
+    let id = message(
+        s,
+        &a.id,
+        &[],
+        &[("r@example.com", RecipientStatus::Queued)],
+        f.clock.now(),
+    )
+    .await;
+    s.message(&a.id, id.as_str())
+        .await
+        .expect("readable, key cached");
+    other
+        .close_account(&a.id, 86_400_000)
+        .await
+        .expect("deleted elsewhere");
+    f.clock.advance_millis(kuvert_store::KEY_RECHECK_MS);
+    assert!(
+        s.message(&a.id, id.as_str()).await.is_err(),
+        "the cached key is not used after the deletion"
+    );
+    other.close().await;
+    f.finish().await;
 }
