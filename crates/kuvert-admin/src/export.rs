@@ -147,7 +147,7 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
         audit.extend(page.into_iter().map(|e| {
-            json!({"actor_kind": e.actor_kind, "actor": e.actor, "action": e.action, "ip": e.ip,
+            json!({"actor_kind": e.actor_kind, "actor": e.actor, "action": e.action, "detail": e.detail, "ip": e.ip,
                 "created_at": time(e.created_at)})
         }));
     }

@@ -21,6 +21,7 @@ pub async fn support_access(
                 agent,
                 "support access refused: no grant",
                 None,
+                None,
             )
             .await?;
         return Err(AdminError::NoSupportGrant);
@@ -35,6 +36,7 @@ pub async fn support_access(
                 grant.granted_by,
                 grant.expires_at.to_rfc3339()
             ),
+            None,
             None,
         )
         .await?;

@@ -142,6 +142,7 @@ async fn the_export_holds_every_personal_column() {
             kuvert_store::ActorKind::Key,
             "key_x",
             "GET /v1/events",
+            Some(&m("audit_log", "detail")),
             Some(&m("audit_log", "ip")),
         )
         .await

@@ -170,6 +170,9 @@ impl From<AdminError> for ApiError {
             AdminError::NoSupportGrant => {
                 Self::new(StatusCode::FORBIDDEN, "no_support_grant", message)
             }
+            AdminError::DomainLimit(_) => {
+                Self::new(StatusCode::FORBIDDEN, "domain_limit", message).field("name")
+            }
             AdminError::WrongPassword => {
                 Self::new(StatusCode::FORBIDDEN, "wrong_password", message).field("password")
             }

@@ -146,17 +146,25 @@ impl FromRequestParts<Arc<AppState>> for FullAccess {
         }
         // Every use of a full key reads or changes the account's data: the audit log has it
         // before the handler runs (and the request fails if it cannot be written).
+        // The path can name a person (`/v1/suppressions/ann@example.com`): the route goes
+        // in clear, the path itself sealed.
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_canonical().to_string());
+        let path = parts.uri.path();
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(unmatched)", |m| m.as_str());
         state
             .store
             .audit(
                 &auth.account_id,
                 kuvert_store::ActorKind::Key,
                 auth.key_id.as_str(),
-                &format!("{} {}", parts.method, parts.uri.path()),
+                &format!("{} {route}", parts.method),
+                (path != route).then_some(path),
                 ip.as_deref(),
             )
             .await?;

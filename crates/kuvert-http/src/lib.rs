@@ -39,6 +39,24 @@ pub struct AppState {
     pub notices: kuvert_admin::notices::Notices,
     /// `[retention] deleted_accounts`: how long a deleted account's rows remain.
     pub account_purge_after: std::time::Duration,
+    /// Password confirmations per account (`DELETE /v1/account`).
+    pub password_attempts: kuvert_core::ratelimit::RateLimiter<kuvert_core::id::AccountId>,
+    /// Requests to the tracking links per client network.
+    pub tracking_hits: kuvert_core::ratelimit::RateLimiter,
+    /// Live logs open per account.
+    pub streams: std::sync::Mutex<std::collections::HashMap<kuvert_core::id::AccountId, u32>>,
+}
+
+/// Password confirmations an account may try: this many, then one more per three minutes.
+pub const PASSWORD_ATTEMPTS: u32 = 5;
+
+/// A fresh limiter of password confirmations per account.
+pub fn password_attempts() -> kuvert_core::ratelimit::RateLimiter<kuvert_core::id::AccountId> {
+    kuvert_core::ratelimit::RateLimiter::every(
+        PASSWORD_ATTEMPTS,
+        std::time::Duration::from_secs(15 * 60),
+        PASSWORD_ATTEMPTS,
+    )
 }
 
 /// Appends Prometheus text to `/metrics`.
@@ -253,18 +271,74 @@ async fn refuse_declared_oversize(
     next.run(req).await
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// Bounds of the HTTP server itself, before any route runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections at once; one more is closed at once (the public routes are reachable
+    /// by anyone, so a client that opens many must not starve the API).
+    pub max_connections: usize,
+    /// A request's header must arrive whole within this, or its connection is closed: a
+    /// client that trickles bytes cannot hold a connection open (slowloris).
+    pub header_read_timeout: std::time::Duration,
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    limits: ServeLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let stopping = state.stopping.clone();
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping.send(true);
-        })
-        .await
+    let app = router(state);
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many HTTP connections; closing a new one");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move {
+                    use tower_service::Service as _;
+                    app.call(req.map(axum::body::Body::new)).await
+                }
+            });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    let _ = stopping.send(true);
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

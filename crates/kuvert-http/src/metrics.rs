@@ -1,4 +1,5 @@
-//! Counters for `/metrics`. A handful of atomics: no metrics library is needed for this.
+//! HTTP's counters for `/metrics`; what is accepted is counted by the acceptor, over every
+//! entrance.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -7,8 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use kuvert_core::event::RecipientStatus;
-use kuvert_submit::Accepted;
 
 use crate::AppState;
 
@@ -16,23 +15,24 @@ use crate::AppState;
 pub struct Metrics {
     /// Responses by status class: 1xx..5xx.
     responses: [AtomicU64; 5],
-    messages_accepted: AtomicU64,
-    recipients_queued: AtomicU64,
-    recipients_dropped: AtomicU64,
+    /// The queue depth and when it was counted: `/metrics` is public, so it counts at most
+    /// once per [`QUEUE_DEPTH_EVERY`] however often it is asked, one request at a time.
+    queue_depth: tokio::sync::Mutex<Option<(std::time::Instant, i64)>>,
 }
 
+const QUEUE_DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Metrics {
-    pub fn accepted(&self, a: &Accepted) {
-        self.messages_accepted.fetch_add(1, Ordering::Relaxed);
-        let dropped = a
-            .recipients
-            .iter()
-            .filter(|r| r.status == RecipientStatus::Dropped)
-            .count() as u64;
-        self.recipients_dropped
-            .fetch_add(dropped, Ordering::Relaxed);
-        self.recipients_queued
-            .fetch_add(a.recipients.len() as u64 - dropped, Ordering::Relaxed);
+    pub async fn queue_depth(&self, store: &kuvert_store::Store) -> Option<i64> {
+        let mut cached = self.queue_depth.lock().await;
+        if let Some((at, n)) = *cached
+            && at.elapsed() < QUEUE_DEPTH_EVERY
+        {
+            return Some(n);
+        }
+        let n = store.queue_depth().await.ok()?;
+        *cached = Some((std::time::Instant::now(), n));
+        Some(n)
     }
 
     pub fn render(&self) -> String {
@@ -47,29 +47,6 @@ impl Metrics {
                 "kuvert_http_responses_total{{class=\"{}xx\"}} {}",
                 i + 1,
                 n.load(Ordering::Relaxed)
-            );
-        }
-        for (name, help, v) in [
-            (
-                "kuvert_messages_accepted_total",
-                "Messages accepted.",
-                &self.messages_accepted,
-            ),
-            (
-                "kuvert_recipients_queued_total",
-                "Recipients queued for delivery.",
-                &self.recipients_queued,
-            ),
-            (
-                "kuvert_recipients_dropped_total",
-                "Recipients dropped at acceptance (suppressed).",
-                &self.recipients_dropped,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
             );
         }
         out

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kuvert_core::Clock;
 use kuvert_core::account::{AccountStatus, Plan, PlanLimits};
@@ -58,6 +59,15 @@ pub struct Acceptor {
     queued: Option<Arc<tokio::sync::Notify>>,
     /// From the call to the durable commit, of every accepted message.
     latency: Arc<Histogram>,
+    /// What was accepted, over every entrance alike.
+    counts: Arc<AcceptCounts>,
+}
+
+#[derive(Default)]
+struct AcceptCounts {
+    messages: AtomicU64,
+    queued: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Acceptor {
@@ -69,6 +79,7 @@ impl Acceptor {
             plans: Arc::new(plans),
             queued: None,
             latency: Arc::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -89,13 +100,38 @@ impl Acceptor {
             .unwrap_or_else(|| plan.default_limits())
     }
 
-    /// The accept latency histogram, for `/metrics`.
+    /// The accept latency histogram and the accepted counts, for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
         self.latency.render(
             "kuvert_accept_duration_seconds",
             "Time to accept a message, from its submission to its durable commit, over HTTP and SMTP.",
             out,
         );
+        let c = &self.counts;
+        for (name, help, v) in [
+            (
+                "kuvert_messages_accepted_total",
+                "Messages accepted, over HTTP and SMTP.",
+                &c.messages,
+            ),
+            (
+                "kuvert_recipients_queued_total",
+                "Recipients queued for delivery.",
+                &c.queued,
+            ),
+            (
+                "kuvert_recipients_dropped_total",
+                "Recipients dropped at acceptance (suppressed).",
+                &c.dropped,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
     }
 
     pub async fn accept(
@@ -106,6 +142,18 @@ impl Acceptor {
         let started = std::time::Instant::now();
         let accepted = self.check_and_commit(account, sub).await?;
         self.latency.record(started.elapsed());
+        let dropped = accepted
+            .recipients
+            .iter()
+            .filter(|r| r.status == RecipientStatus::Dropped)
+            .count() as u64;
+        let c = &self.counts;
+        c.messages.fetch_add(1, Ordering::Relaxed);
+        c.dropped.fetch_add(dropped, Ordering::Relaxed);
+        c.queued.fetch_add(
+            accepted.recipients.len() as u64 - dropped,
+            Ordering::Relaxed,
+        );
         Ok(accepted)
     }
 

@@ -609,6 +609,7 @@ async fn operator_audit(
             &who,
             action,
             None,
+            None,
         )
         .await?;
     Ok(())

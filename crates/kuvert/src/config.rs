@@ -77,18 +77,34 @@ impl Default for Retention {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tracking {
     /// Public URL of the open, click and unsubscribe links (the HTTP listener as the world
     /// reaches it, or a domain's tracking CNAME). Empty: http://[http] listen.
     pub base_url: String,
+    /// Requests to the tracking links one client network may make a minute (each is a
+    /// write); more get 429.
+    pub requests_per_minute: u32,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            requests_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     pub listen: String,
+    /// Connections at once; more are closed as they come.
+    pub max_connections: u32,
+    /// A request's header must arrive whole within this (slow clients are cut off).
+    pub header_read_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -126,6 +142,7 @@ pub struct DomainSettingsConfig {
 pub struct PlanConfig {
     pub event_retention_months: u32,
     pub monthly_quota: u64,
+    pub max_domains: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -140,6 +157,8 @@ impl Default for Http {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            max_connections: 1024,
+            header_read_timeout: HumanDuration::secs(10),
         }
     }
 }
@@ -177,6 +196,7 @@ impl Default for Config {
                     PlanConfig {
                         event_retention_months: l.event_retention_months,
                         monthly_quota: l.monthly_quota,
+                        max_domains: l.max_domains,
                     },
                 )
             })
@@ -352,6 +372,7 @@ impl Config {
                     PlanLimits {
                         event_retention_months: p.event_retention_months,
                         monthly_quota: p.monthly_quota,
+                        max_domains: p.max_domains,
                     },
                 ))
             })

@@ -55,7 +55,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server: HTTP API now; SMTP and delivery as they are built.
+    /// Run the server: the HTTP API, SMTP submission, the inbound MX and delivery.
     Serve {
         /// A ready-to-try instance: a demo account, a sandbox domain and an API key.
         #[arg(long)]

@@ -74,6 +74,12 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         stopping: tokio::sync::watch::channel(false).0,
         notices,
         account_purge_after: config.retention.deleted_accounts.0,
+        password_attempts: kuvert_http::password_attempts(),
+        streams: Default::default(),
+        tracking_hits: kuvert_core::ratelimit::RateLimiter::per_minute(
+            config.tracking.requests_per_minute,
+            config.tracking.requests_per_minute,
+        ),
         more_metrics: Some(Box::new({
             let engine = engine.clone();
             move |out: &mut String| engine.render_metrics(out)
@@ -83,7 +89,11 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     if let Some(key) = dev_key {
         print_dev_banner(addr, &key);
     }
-    kuvert_http::serve(listener, state, shutdown_signal()).await?;
+    let limits = kuvert_http::ServeLimits {
+        max_connections: config.http.max_connections.max(1) as usize,
+        header_read_timeout: config.http.header_read_timeout.0,
+    };
+    kuvert_http::serve(listener, state, limits, shutdown_signal()).await?;
     let _ = stop_smtp.send(true);
     for listener in smtp {
         let _ = listener.await;

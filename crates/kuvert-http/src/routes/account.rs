@@ -249,13 +249,25 @@ pub struct Deleted {
 /// Deletes the account, confirmed with the owner's password: it stops sending at once, its
 /// keys are revoked, its data key is destroyed, and the owner gets a confirmation e-mail.
 #[utoipa::path(delete, path = "/v1/account", tag = "account", request_body = DeleteAccount,
-    responses((status = 200, body = Deleted), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Deleted), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     FullAccess(auth): FullAccess,
     ApiJson(req): ApiJson<DeleteAccount>,
 ) -> Result<Json<Deleted>, ApiError> {
+    // A stolen key must not be a way to guess the owner's password: a few tries per account
+    // and quarter of an hour, as SMTP AUTH is slowed.
+    if !state
+        .password_attempts
+        .allow_key(auth.account_id.clone(), std::time::Instant::now())
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many password attempts for this account; try again in 15 minutes",
+        ));
+    }
     let purged_by = kuvert_admin::deletion::delete_account(
         &state.store,
         &state.notices,
@@ -468,7 +480,11 @@ pub struct AuditOut {
     /// `key`, `user`, `operator`, `support` or `system`.
     pub actor_kind: String,
     pub actor: String,
+    /// What was done, naming no one: for a request, its method and route
+    /// (`DELETE /v1/suppressions/{address}`).
     pub action: String,
+    /// The particulars (a request's path), kept sealed.
+    pub detail: Option<String>,
     pub ip: Option<String>,
     pub created_at: String,
 }
@@ -503,6 +519,7 @@ pub async fn audit(
                 actor_kind: e.actor_kind,
                 actor: e.actor,
                 action: e.action,
+                detail: e.detail,
                 ip: e.ip,
                 created_at: e.created_at.to_rfc3339(),
             })

@@ -127,19 +127,21 @@ pub async fn list(
 
 /// Adds a sending domain with a new DKIM key; answers with the DNS records to publish.
 #[utoipa::path(post, path = "/v1/domains", tag = "domains", request_body = DomainIn,
-    responses((status = 201, body = DomainOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = DomainOut), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn add(
     State(state): State<Arc<AppState>>,
     FullAccess(auth): FullAccess,
     ApiJson(req): ApiJson<DomainIn>,
 ) -> Result<(StatusCode, Json<DomainOut>), ApiError> {
-    let (domain, _) = kuvert_admin::add_domain(
+    let plan = state.store.account_state(&auth.account_id).await?.plan;
+    let (domain, _) = kuvert_admin::add_domain_within(
         &state.store,
         &auth.account_id,
         &req.name,
         &state.domain_settings,
         false,
+        Some(state.acceptor.plan_limits(plan).max_domains),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(with_records(&state, domain))))

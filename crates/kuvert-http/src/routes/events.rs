@@ -133,12 +133,53 @@ pub struct StreamQuery {
 }
 
 /// How often the live log looks for new events.
-const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Events of other nodes (and anything the wake-up missed) are found by this slow poll; this
+/// process's own commits wake the streams at once.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// After a wake-up, how long a stream lets further commits gather before it reads.
+const STREAM_GATHER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Live logs an account may hold open at once.
+pub const MAX_STREAMS_PER_ACCOUNT: u32 = 5;
+
+/// One open live log of an account; its slot is given back when the stream is dropped.
+struct StreamSlot {
+    state: Arc<AppState>,
+    account: kuvert_core::id::AccountId,
+}
+
+impl StreamSlot {
+    fn take(state: &Arc<AppState>, account: &kuvert_core::id::AccountId) -> Option<Self> {
+        let mut open = state.streams.lock().expect("streams");
+        let n = open.entry(account.clone()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_ACCOUNT {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            state: state.clone(),
+            account: account.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.state.streams.lock().expect("streams");
+        if let Some(n) = open.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
+}
 
 /// The account's events as they happen, as server-sent events (`event:` the type, `id:` the
 /// event id, `data:` the event as in `GET /v1/events`).
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamQuery),
-    responses((status = 200, content_type = "text/event-stream"), (status = 422, body = ErrorBody)),
+    responses((status = 200, content_type = "text/event-stream"), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
@@ -146,6 +187,13 @@ pub async fn stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    let slot = StreamSlot::take(&state, &auth.account_id).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("an account may hold {MAX_STREAMS_PER_ACCOUNT} live logs open at once"),
+        )
+    })?;
     let after = match q.after {
         Some(a) => a,
         None => state.store.latest_event_seq(&auth.account_id).await?,
@@ -162,10 +210,13 @@ pub async fn stream(
     };
     let account = auth.account_id;
     let stop = state.stopping.subscribe();
+    let mut commits = state.store.event_commits();
+    // What was committed before this point is read by the first query below.
+    commits.mark_unchanged();
     let pending: std::collections::VecDeque<kuvert_store::EventRecord> = Default::default();
     let events = futures_util::stream::unfold(
-        (filter, pending, stop),
-        move |(mut filter, mut pending, mut stop)| {
+        (filter, pending, stop, commits, slot, true),
+        move |(mut filter, mut pending, mut stop, mut commits, slot, mut first)| {
             let (state, account) = (state.clone(), account.clone());
             async move {
                 loop {
@@ -175,16 +226,25 @@ pub async fn stream(
                         let kind = e.event_type.to_string();
                         let data = serde_json::to_string(&event_out(e)).unwrap_or_default();
                         let event = Event::default().id(id).event(kind).data(data);
-                        let next = (filter, pending, stop);
+                        let next = (filter, pending, stop, commits, slot, first);
                         return Some((Ok::<_, std::convert::Infallible>(event), next));
                     }
                     if *stop.borrow() {
                         return None;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(STREAM_POLL) => {}
-                        _ = stop.changed() => return None,
+                    if !first {
+                        tokio::select! {
+                            _ = tokio::time::sleep(STREAM_POLL) => {}
+                            _ = commits.changed() => {
+                                // Under load commits come in a stream: one query serves a
+                                // quarter of a second of them.
+                                tokio::time::sleep(STREAM_GATHER).await;
+                                commits.mark_unchanged();
+                            }
+                            _ = stop.changed() => return None,
+                        }
                     }
+                    first = false;
                     match state.store.list_events(&account, &filter).await {
                         Ok(page) => pending.extend(page.items),
                         // The store is closing: end the stream; the client resumes with `after`.

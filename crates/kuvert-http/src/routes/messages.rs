@@ -212,7 +212,6 @@ pub async fn send(
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
     let submission = req.into_submission()?;
     let accepted = state.acceptor.accept(&auth.account_id, submission).await?;
-    state.metrics.accepted(&accepted);
     Ok((
         StatusCode::ACCEPTED,
         Json(SendResponse {

@@ -44,7 +44,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "# HELP kuvert_commit_messages_total Messages written by group commit.\n# TYPE kuvert_commit_messages_total counter"
     );
     let _ = writeln!(out, "kuvert_commit_messages_total {}", commits.messages);
-    if let Ok(depth) = state.store.queue_depth().await {
+    if let Some(depth) = state.metrics.queue_depth(&state.store).await {
         let _ = writeln!(
             out,
             "# HELP kuvert_queue_recipients Recipients waiting for delivery.\n# TYPE kuvert_queue_recipients gauge"

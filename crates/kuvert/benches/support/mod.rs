@@ -109,6 +109,7 @@ impl Bench {
             PlanLimits {
                 event_retention_months: 13,
                 monthly_quota: u64::MAX,
+                max_domains: 1_000,
             },
         )]
         .into();

@@ -6,6 +6,7 @@ mod bad_input;
 mod common;
 mod delivery;
 mod domains;
+mod hardening;
 mod live;
 mod quickstart;
 mod reports;

@@ -244,3 +244,141 @@ async fn the_inbound_mx_takes_mail_for_return_paths_only() {
     assert!(events_of(&api, &d.rcpt).await.is_empty());
     assert_eq!(suppression_of(&api, &d.rcpt).await, None);
 }
+
+/// A DSN with `blocks` recipient blocks, each failing `rcpt`, with the original's headers.
+fn dsn_of(rcpt: &str, blocks: usize, original: &str) -> String {
+    let mut status = String::from("Reporting-MTA: dns; mx.provider.test\r\n\r\n");
+    for _ in 0..blocks {
+        status.push_str(&format!(
+            "Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        ));
+    }
+    format!(
+        "From: MAILER-DAEMON@mx.provider.test\r\nTo: postmaster@{RETURN_PATH_HOST}\r\nSubject: Undelivered\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n\r\n\
+         --b1\r\nContent-Type: message/delivery-status\r\n\r\n{status}\
+         --b1\r\nContent-Type: text/rfc822-headers\r\n\r\n{original}\r\n\r\n--b1--\r\n"
+    )
+}
+
+/// One DSN of 20,000 recipient blocks used to write 20,000 events, each in a transaction
+/// of its own on SQLite's one writer. A report is one write, and names each recipient once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_of_thousands_of_blocks_is_one_write_of_each_recipient_once() {
+    let (sink, api, inbound) = world();
+    let d = deliver(&api, &sink, "many@example.com").await;
+    let original = format!(
+        "Return-Path: <{}>\r\nMessage-ID: <{}>",
+        d.verp, d.message_id
+    );
+    let report = dsn_of(&d.rcpt, 20_000, &original);
+    let started = std::time::Instant::now();
+    let (rcpt_reply, end) = mail_in(inbound, &d.verp, &report);
+    assert!(rcpt_reply.starts_with("250"), "{rcpt_reply}");
+    assert!(end.starts_with("250 2.0.0 OK: 1 recipient"), "{end}");
+    let events = events_of(&api, &d.rcpt).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    eprintln!("20,000 blocks recorded in {:?}", started.elapsed());
+}
+
+/// Without a return path of ours, a report carries only what every recipient saw: the
+/// Message-ID and the other recipients' addresses. It must not bounce or suppress them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_without_our_return_path_cannot_touch_other_recipients() {
+    let (sink, api, inbound) = world();
+    // Two recipients at one domain: one transaction, one return path for the message.
+    let (status, sent) = api
+        .post(
+            "/v1/messages",
+            &json!({"from": "Demo <demo@sandbox.kuvert.test>",
+                "to": ["one@shared.example", "two@shared.example"], "subject": "Hello", "text": "Hi."}),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let copy = crate::common::mail_to(&sink, "one@shared.example").await;
+    let text = copy.text();
+    let message_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: <"))
+        .and_then(|v| v.strip_suffix('>'))
+        .expect("a Message-ID")
+        .to_owned();
+    // "one" forges a bounce of "two" from what its copy shows.
+    let original = format!(
+        "Return-Path: <{}>\r\nMessage-ID: <{message_id}>\r\nTo: one@shared.example, two@shared.example",
+        copy.mail_from
+    );
+    let (_, end) = mail_in(
+        inbound,
+        &format!("postmaster@{RETURN_PATH_HOST}"),
+        &dsn_of("two@shared.example", 1, &original),
+    );
+    assert!(end.starts_with("250"), "{end}");
+    // And a complaint in two's name, by the feedback address.
+    let arf = format!(
+        "From: fbl@provider.test\r\nTo: fbl@{RETURN_PATH_HOST}\r\nSubject: FBL\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"f1\"\r\n\r\n\
+         --f1\r\nContent-Type: text/plain\r\n\r\nSpam.\r\n\r\n\
+         --f1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\
+         Original-Mail-From: <{}>\r\nOriginal-Rcpt-To: <two@shared.example>\r\n\r\n\
+         --f1\r\nContent-Type: message/rfc822\r\n\r\n{original}\r\n\r\nHi.\r\n\r\n--f1--\r\n",
+        copy.mail_from
+    );
+    let (_, end) = mail_in(inbound, &format!("fbl@{RETURN_PATH_HOST}"), &arf);
+    assert!(end.starts_with("250"), "{end}");
+    assert!(events_of(&api, "two@shared.example").await.is_empty());
+    assert_eq!(suppression_of(&api, "two@shared.example").await, None);
+    let (_, m) = api
+        .get(&format!(
+            "/v1/messages/{}",
+            sent["id"].as_str().expect("id")
+        ))
+        .await;
+    assert!(
+        m["recipients"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .all(|r| r["status"] == "delivered"),
+        "{m}"
+    );
+}
+
+/// Reports are rate-limited per client network: past the limit, MAIL FROM gets 450.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_from_one_network_are_rate_limited() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = crate::common::dev_server(&format!(
+        "[delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n[smtp]\nsubmission_listen = \"127.0.0.1:0\"\nsubmission_tls_listen = \"127.0.0.1:0\"\ninbound_listen = \"127.0.0.1:0\"\ninbound_reports_per_minute = 3\n",
+        sink.addr()
+    ));
+    let inbound = *api.server.smtp.get("inbound").expect("inbound");
+    let s = TcpStream::connect(inbound).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut say = |line: &str| {
+        w.write_all(line.as_bytes()).expect("write");
+        let mut l = String::new();
+        loop {
+            l.clear();
+            r.read_line(&mut l).expect("read");
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l.clone();
+            }
+        }
+    };
+    assert!(say("").starts_with("220"));
+    assert!(say("EHLO mx.provider.test\r\n").starts_with("250"));
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let reply = say("MAIL FROM:<>\r\n");
+        codes.push(reply[..3].to_owned());
+        if reply.starts_with("250") {
+            assert!(say("RSET\r\n").starts_with("250"));
+        }
+    }
+    assert_eq!(codes, ["250", "250", "250", "450", "450"]);
+}

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::{Api, server_with_sink};
 
-fn submission_addr(api: &Api) -> SocketAddr {
+pub(crate) fn submission_addr(api: &Api) -> SocketAddr {
     *api.server
         .smtp
         .get("submission")
@@ -29,7 +29,7 @@ async fn wait_for_sink(sink: &SmtpSink, n: usize) {
 }
 
 /// Runs a Python smtplib script against `addr` with `key`; what it printed, as JSON.
-fn smtplib(script: &str, addr: SocketAddr, key: &str) -> Value {
+pub(crate) fn smtplib(script: &str, addr: SocketAddr, key: &str) -> Value {
     let out = Command::new("python3")
         .args([
             "-c",
