@@ -37,6 +37,7 @@ pub(crate) struct SealedMessage {
     pub month_start: i64,
     /// Recipients that count against the quota.
     pub queued: i64,
+    pub quota: Option<u64>,
     pub recipients: Vec<SealedRecipient>,
     pub events: Vec<SealedEvent>,
 }
@@ -90,10 +91,10 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn start(pool: AnyPool) -> Self {
+    pub fn start(pool: AnyPool, backend: crate::Backend) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(run(pool, rx, counters.clone()));
+        let task = tokio::spawn(run(pool, backend, rx, counters.clone()));
         Self {
             tx: std::sync::Mutex::new(Some(tx)),
             task: tokio::sync::Mutex::new(Some(task)),
@@ -132,29 +133,35 @@ impl Committer {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>) {
+async fn run(
+    pool: AnyPool,
+    backend: crate::Backend,
+    mut rx: mpsc::Receiver<Job>,
+    counters: Arc<Counters>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let messages: Vec<&SealedMessage> = batch.iter().map(|(m, _)| m).collect();
-        match write(&pool, &messages).await {
-            Ok(()) => {
+        match write(&pool, backend, &messages).await {
+            Ok(refused) => {
                 counters.transactions.fetch_add(1, Ordering::Relaxed);
                 counters
                     .messages
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(()));
+                for ((_, reply), refused) in batch.drain(..).zip(refused) {
+                    let _ = reply.send(refused.map_or(Ok(()), Err));
                 }
             }
             // One bad message must not fail the others: retry each on its own.
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "group commit failed; committing one by one");
                 for (m, reply) in batch.drain(..) {
-                    let result = write(&pool, &[&m]).await;
+                    let result = write(&pool, backend, &[&m]).await;
                     if result.is_ok() {
                         counters.transactions.fetch_add(1, Ordering::Relaxed);
                         counters.messages.fetch_add(1, Ordering::Relaxed);
                     }
+                    let result = result.and_then(|mut r| r.pop().flatten().map_or(Ok(()), Err));
                     let _ = reply.send(result);
                 }
             }
@@ -162,11 +169,77 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Arc<Counters>
     }
 }
 
+/// Which messages of a batch the month's quota refuses, in the batch's order: the usage
+/// rows are read in the transaction (locked on PostgreSQL, where several nodes commit; on
+/// SQLite the one writer already serialises), so concurrent senders cannot pass it together.
+async fn over_quota(
+    tx: &mut Transaction<'_, Any>,
+    backend: crate::Backend,
+    messages: &[&SealedMessage],
+) -> Result<Vec<Option<StoreError>>> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE",
+        crate::Backend::Sqlite => "",
+    };
+    let mut used: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        let Some(quota) = m.quota.filter(|_| m.queued > 0) else {
+            out.push(None);
+            continue;
+        };
+        let key = (m.account_id.as_str(), m.month_start);
+        if let std::collections::btree_map::Entry::Vacant(slot) = used.entry(key) {
+            sqlx::query(
+                "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, 0) \
+                 ON CONFLICT (account_id, month_start) DO NOTHING",
+            )
+            .bind(key.0)
+            .bind(key.1)
+            .execute(&mut **tx)
+            .await?;
+            let n: i64 = sqlx::query_scalar(&format!(
+                "SELECT recipients FROM usage WHERE account_id = $1 AND month_start = $2{lock}"
+            ))
+            .bind(key.0)
+            .bind(key.1)
+            .fetch_one(&mut **tx)
+            .await?;
+            slot.insert(n);
+        }
+        let n = used.get_mut(&key).expect("read above");
+        if (*n + m.queued) as u64 > quota {
+            out.push(Some(StoreError::QuotaExceeded {
+                used: (*n).max(0) as u64,
+                quota,
+            }));
+        } else {
+            *n += m.queued;
+            out.push(None);
+        }
+    }
+    Ok(out)
+}
+
 /// How stale `accounts.last_activity_at` may be.
 const ACTIVITY_GRANULARITY_MS: i64 = 3_600_000;
 
-async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
+/// Writes a batch in one transaction; returns, per message, the refusal of the quota (such a
+/// message is not written).
+async fn write(
+    pool: &AnyPool,
+    backend: crate::Backend,
+    all: &[&SealedMessage],
+) -> Result<Vec<Option<StoreError>>> {
     let mut tx = pool.begin().await?;
+    let refused = over_quota(&mut tx, backend, all).await?;
+    let kept: Vec<&SealedMessage> = all
+        .iter()
+        .zip(&refused)
+        .filter(|(_, r)| r.is_none())
+        .map(|(m, _)| *m)
+        .collect();
+    let messages = kept.as_slice();
     let mut rollup = Rollup::default();
     // A handful of statements per batch, not per message: the rows of each table go in
     // multi-row INSERTs.
@@ -261,7 +334,7 @@ async fn write(pool: &AnyPool, messages: &[&SealedMessage]) -> Result<()> {
     }
     rollup.apply(&mut tx).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(refused)
 }
 
 /// Most bytes of message content in one statement: far below PostgreSQL's limit of a

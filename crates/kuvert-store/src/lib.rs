@@ -68,6 +68,8 @@ pub enum StoreError {
     Closed,
     #[error("invalid database URL: {0}")]
     Url(String),
+    #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
+    QuotaExceeded { used: u64, quota: u64 },
 }
 
 impl StoreError {
@@ -182,7 +184,7 @@ impl Store {
             let mut conn = writer.acquire().await?;
             schema::migrate(&mut conn, backend, now).await?;
         }
-        let committer = commit::Committer::start(writer.clone());
+        let committer = commit::Committer::start(writer.clone(), backend);
         Ok(Self(Arc::new(Inner {
             pool,
             writer,

@@ -34,6 +34,10 @@ pub struct NewMessage {
     pub recipients: Vec<NewRecipient>,
     /// A tracked message's template (`kuvert_core::tracking::Template`, JSON).
     pub template: Option<Vec<u8>>,
+    /// The account's monthly quota: the commit refuses the message if its queued recipients
+    /// would take the month's usage past it (checked in the transaction, so concurrent
+    /// senders cannot overshoot it together). `None`: not counted against a quota.
+    pub quota: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +131,7 @@ impl Store {
             track_clicks: m.track_clicks.map(i64::from),
             send_at: m.send_at.map(Timestamp::millis),
             created_at: now,
+            quota: m.quota,
             month_start: m.created_at.month_start().millis(),
             queued,
             recipients,

@@ -407,6 +407,7 @@ async fn message_from(
         send_at: None,
         created_at: now,
         template: None,
+        quota: None,
         recipients: rcpts
             .iter()
             .map(|(addr, status)| NewRecipient {

@@ -199,8 +199,8 @@ impl Acceptor {
         let suppressed = self.store.suppressed(account, &addresses).await?;
         let queued = (recipients.len() - suppressed.len()) as u64;
 
-        // The quota is checked before the commit, so concurrent requests can pass it by a
-        // little; it is a plan limit, not a security boundary.
+        // A first look, to refuse early; the commit checks again in its transaction, where
+        // concurrent requests cannot pass it together.
         let quota = self.plan_limits(plan).monthly_quota;
         let used = context.used_this_month;
         if queued > 0 && used + queued > quota {
@@ -270,9 +270,16 @@ impl Acceptor {
                 send_at: sub.send_at,
                 created_at: now,
                 template,
+                quota: Some(quota),
                 recipients,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::QuotaExceeded { used, quota } => {
+                    AcceptError::QuotaExceeded { used, quota }
+                }
+                e => AcceptError::Store(e),
+            })?;
         if let Some(n) = &self.queued
             && answer
                 .recipients

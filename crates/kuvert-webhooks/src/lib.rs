@@ -9,12 +9,13 @@
 //! `signature == hex(HMAC-SHA256(signing_key, timestamp + token))`, and should refuse a
 //! timestamp far from their clock and a token they have seen before.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use kuvert_core::Timestamp;
 use kuvert_core::duration::HumanDuration;
+use kuvert_dns::Dns;
 use kuvert_store::{AttemptOutcome, Delivery, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -67,39 +68,74 @@ impl Default for WebhookConfig {
 #[error("{0}")]
 pub struct UrlRefused(pub String);
 
-fn is_private(ip: IpAddr) -> bool {
+/// IPv4 addresses no webhook may reach: private, loopback, link-local, CGNAT, reserved, and
+/// the cloud metadata services.
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        // 0.0.0.0/8 "this network", 100.64.0.0/10 carrier-grade NAT, 192.0.0.0/24 IETF,
+        // 198.18.0.0/15 benchmarking, 240.0.0.0/4 reserved
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || o[0] >= 240
+        // Azure's metadata and DNS service, on a public address
+        || o == [168, 63, 129, 16]
+}
+
+/// Whether `ip` is one no webhook may reach. IPv6 forms that carry an IPv4 address (mapped,
+/// NAT64 `64:ff9b::/96`, 6to4 `2002::/16`, Teredo `2001::/32`) are judged by that address.
+pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // 100.64.0.0/10, carrier-grade NAT
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_private(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    // fc00::/7 unique local, fe80::/10 link-local
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
             }
-        },
+            let s = v6.segments();
+            let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+            let embedded = match s {
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+                [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+                // Teredo: the server's address, and the client's, stored inverted.
+                [0x2001, 0, server_hi, server_lo, _, _, client_hi, client_lo] => {
+                    return is_private_v4(v4(server_hi, server_lo))
+                        || is_private_v4(v4(!client_hi, !client_lo));
+                }
+                _ => None,
+            };
+            if let Some(v4) = embedded {
+                return is_private_v4(v4);
+            }
+            let first = s[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                // fc00::/7 unique local (fd00:ec2::254, AWS's metadata, among them),
+                // fe80::/10 link-local, 2001:db8::/32 documentation
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && s[1] == 0xdb8)
+        }
     }
 }
 
-/// Checks an endpoint URL: http or https, and, unless `allow_private`, every address its host
-/// resolves to is public. Checked when an endpoint is saved and again before each request
-/// (a name can be pointed elsewhere later).
-pub async fn check_url(url: &str, allow_private: bool) -> Result<reqwest::Url, UrlRefused> {
+fn refused(host: &str, ip: IpAddr) -> UrlRefused {
+    UrlRefused(format!(
+        "{host} is a private, loopback or link-local address ({ip}); the operator can allow those with [webhooks] allow_private"
+    ))
+}
+
+/// The URL's form (http or https, a host) and, for a literal address, the address itself.
+/// Names are judged when they are resolved ([`check_url`], and the dispatcher's resolver).
+pub fn check_literal(url: &str, allow_private: bool) -> Result<reqwest::Url, UrlRefused> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| UrlRefused(format!("{url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -109,26 +145,83 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<reqwest::Url, U
         .host_str()
         .ok_or_else(|| UrlRefused("the URL has no host".into()))?
         .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    if allow_private {
-        return Ok(parsed);
-    }
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| UrlRefused(format!("{host} does not resolve: {e}")))?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    if let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
-        return Err(UrlRefused(format!(
-            "{host} is a private, loopback or link-local address ({ip}); the operator can allow those with [webhooks] allow_private"
-        )));
+        .trim_end_matches(']');
+    if !allow_private
+        && let Ok(ip) = host.parse::<IpAddr>()
+        && is_private(ip)
+    {
+        return Err(refused(host, ip));
     }
     Ok(parsed)
+}
+
+/// Checks an endpoint URL when it is saved: its form, and, unless `allow_private`, that every
+/// address its host resolves to (through `dns`) is public. Each request is checked again by
+/// the dispatcher's resolver, which is the one the connection uses: a name pointed elsewhere
+/// between the two (DNS rebinding) is caught there.
+pub async fn check_url(
+    url: &str,
+    dns: &Dns,
+    allow_private: bool,
+) -> Result<reqwest::Url, UrlRefused> {
+    let parsed = check_literal(url, allow_private)?;
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    if allow_private || host.trim_start_matches('[').parse::<IpAddr>().is_ok() {
+        return Ok(parsed);
+    }
+    let addrs = dns
+        .addresses(&host)
+        .await
+        .map_err(|e| UrlRefused(format!("{host} does not resolve: {e}")))?;
+    if addrs.is_empty() {
+        return Err(UrlRefused(format!("{host} has no address")));
+    }
+    if let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
+        return Err(refused(&host, *ip));
+    }
+    Ok(parsed)
+}
+
+/// The dispatcher's resolver: the addresses reqwest connects to are the ones it returns, and
+/// it returns none unless every one is allowed.
+struct CheckedResolver {
+    dns: Dns,
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let (dns, allow_private) = (self.dns.clone(), self.allow_private);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = dns.addresses(&host).await.map_err(Box::new)?;
+            if !allow_private && let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
+                return Err(
+                    Box::new(refused(&host, *ip)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(
+                addrs
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            Ok(addrs)
+        })
+    }
+}
+
+/// A reqwest error with its causes, which say what actually went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// `hex(HMAC-SHA256(key, timestamp + token))`.
@@ -156,8 +249,16 @@ struct Inner {
 }
 
 impl Dispatcher {
-    pub fn start(store: Store, config: WebhookConfig) -> Self {
+    /// Starts the dispatcher. Endpoint names are resolved by `dns`, through a resolver that
+    /// refuses private addresses (unless allowed): the request goes to the very addresses
+    /// that were checked.
+    pub fn start(store: Store, config: WebhookConfig, dns: Dns) -> Self {
+        let resolver = Arc::new(CheckedResolver {
+            dns,
+            allow_private: config.allow_private,
+        });
         let http = reqwest::Client::builder()
+            .dns_resolver(resolver)
             .timeout(config.timeout.0)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Kuvert-Webhooks/1")
@@ -272,8 +373,8 @@ impl Inner {
             Ok(None) => return Err(Attempt::Gone("the event no longer exists".into())),
             Err(e) => return Err(Attempt::Failed(e.to_string())),
         };
-        let url = check_url(&webhook.url, self.config.allow_private)
-            .await
+        // Literal addresses are checked here; names by the client's resolver as it connects.
+        let url = check_literal(&webhook.url, self.config.allow_private)
             .map_err(|e| Attempt::Failed(e.to_string()))?;
         let now = self.store.clock().now();
         let timestamp = (now.millis() / 1000).to_string();
@@ -297,7 +398,7 @@ impl Inner {
             .json(&body)
             .send()
             .await
-            .map_err(|e| Attempt::Failed(e.to_string()))?;
+            .map_err(|e| Attempt::Failed(error_chain(&e)))?;
         Ok(response.status().as_u16())
     }
 }
@@ -313,23 +414,40 @@ enum Attempt {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn private_addresses_are_refused_unless_allowed() {
+    #[test]
+    fn private_addresses_are_refused_unless_allowed() {
         for url in [
             "http://10.0.0.1/hook",
             "http://127.0.0.1:8080/",
             "http://[::1]/",
             "http://169.254.169.254/latest",
+            "http://168.63.129.16/",
+            "http://[fd00:ec2::254]/",
             "http://[fd00::1]/",
             "http://100.64.1.1/",
+            "http://0.1.2.3/",
             "http://[::ffff:192.168.1.1]/",
+            // NAT64, 6to4 and Teredo forms of private IPv4 addresses.
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:c0a8:101::1]/",
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+            "http://[2001:0:a00:1::1]/",
         ] {
-            assert!(check_url(url, false).await.is_err(), "{url}");
-            assert!(check_url(url, true).await.is_ok(), "{url} when allowed");
+            assert!(check_literal(url, false).is_err(), "{url}");
+            assert!(check_literal(url, true).is_ok(), "{url} when allowed");
         }
-        assert!(check_url("http://93.184.215.14/hook", false).await.is_ok());
-        assert!(check_url("ftp://93.184.215.14/", true).await.is_err());
-        assert!(check_url("not a url", true).await.is_err());
+        for url in [
+            "http://93.184.215.14/hook",
+            "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/",
+            "http://[64:ff9b::5db8:d70e]/",
+            "http://hooks.example.com/",
+        ] {
+            assert!(check_literal(url, false).is_ok(), "{url}");
+        }
+        assert!(check_literal("ftp://93.184.215.14/", true).is_err());
+        assert!(check_literal("not a url", true).is_err());
     }
 
     #[test]

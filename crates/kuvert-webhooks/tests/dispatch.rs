@@ -125,7 +125,8 @@ async fn events_arrive_signed_and_in_order_after_failures() {
         allow_private: true,
         ..WebhookConfig::default()
     };
-    let dispatcher = Dispatcher::start(store.clone(), config);
+    let dns = kuvert_dns::Dns::new(&[], false).expect("dns");
+    let dispatcher = Dispatcher::start(store.clone(), config, dns);
 
     // Two failures, each followed by a wait of the schedule: 10 s, then 30 s.
     let wait_attempts = |n: u32| {
@@ -184,4 +185,98 @@ async fn events_arrive_signed_and_in_order_after_failures() {
         .await
         .expect("deliveries");
     assert!(deliveries.is_empty(), "the drops-only endpoint got nothing");
+}
+
+/// DNS rebinding: a name that was public when the endpoint was saved, and points at
+/// loopback when the event is sent. The request must go to the addresses that were checked,
+/// so it is refused, and the receiver on loopback never hears of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_rebound_to_loopback_after_its_check_is_never_reached() {
+    let receiver = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let names = kuvert_testkit::DnsServer::start();
+    names.add_a("hook.rebind.test", "93.184.215.14".parse().expect("ip"));
+    let dns = || kuvert_dns::Dns::new(&[names.addr()], false).expect("dns");
+    let url = format!("http://hook.rebind.test:{port}/hook");
+    kuvert_webhooks::check_url(&url, &dns(), false)
+        .await
+        .expect("public when saved");
+    // The name now points elsewhere (a rebinding server answers so on its second query).
+    names.remove("hook.rebind.test", kuvert_testkit::dns::RecordType::A);
+    names.add_a("hook.rebind.test", std::net::Ipv4Addr::LOCALHOST);
+    assert!(
+        kuvert_webhooks::check_url(&url, &dns(), false)
+            .await
+            .is_err(),
+        "checked again, it is refused"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = ManualClock::new(Timestamp(1_795_000_000_000));
+    let store = Store::open(StoreOptions {
+        url: StoreOptions::sqlite_url(dir.path()),
+        master_key: [5; 32],
+        clock: Arc::new(clock.clone()),
+    })
+    .await
+    .expect("store");
+    let (account, _) = kuvert_admin::create_account(
+        &store,
+        kuvert_admin::AccountRequest {
+            email: "o@hooks.test".into(),
+            password: "s3cret-pass".into(),
+            plan: Plan::Free,
+            region: Default::default(),
+            company: Default::default(),
+            owner: Default::default(),
+        },
+    )
+    .await
+    .expect("account");
+    kuvert_admin::add_domain(
+        &store,
+        &account.id,
+        "hooks.test",
+        &DomainSettings::default(),
+        true,
+    )
+    .await
+    .expect("domain");
+    let hook = store
+        .create_webhook(&account.id, &url, &[], &kuvert_webhooks::new_signing_key())
+        .await
+        .expect("webhook");
+    let acceptor = Acceptor::new(
+        store.clone(),
+        Limits::default(),
+        [(Plan::Free, Plan::Free.default_limits())].into(),
+    );
+    acceptor
+        .accept(&account.id, submission("r@example.com"))
+        .await
+        .expect("accepted");
+    let _dispatcher = Dispatcher::start(store.clone(), WebhookConfig::default(), dns());
+    let mut last_error = None;
+    for _ in 0..200 {
+        let deliveries = store
+            .webhook_deliveries(&account.id, hook.id.as_str(), 10)
+            .await
+            .expect("deliveries");
+        if let Some(e) = deliveries.iter().find_map(|d| d.last_error.clone()) {
+            last_error = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let last_error = last_error.expect("an attempt was made and failed");
+    assert!(last_error.contains("127.0.0.1"), "{last_error}");
+    assert_eq!(*receiver.attempts.lock().expect("lock"), 0);
 }

@@ -44,8 +44,11 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         &instance.node_id()?,
     );
     tracing::info!(mode = ?config.delivery.mode, "delivery started");
-    let _webhooks =
-        kuvert_webhooks::Dispatcher::start(instance.store.clone(), config.webhooks.clone());
+    let _webhooks = kuvert_webhooks::Dispatcher::start(
+        instance.store.clone(),
+        config.webhooks.clone(),
+        instance.dns()?,
+    );
     let acceptor = instance.acceptor().notify_on_queue(engine.waker());
     let notices = kuvert_admin::notices::Notices::open(
         &instance.store,

@@ -99,7 +99,7 @@ fn event_types(list: &[String]) -> Result<Vec<EventType>, ApiError> {
 }
 
 async fn checked_url(state: &AppState, url: &str) -> Result<(), ApiError> {
-    kuvert_webhooks::check_url(url, state.allow_private_webhooks)
+    kuvert_webhooks::check_url(url, &state.dns, state.allow_private_webhooks)
         .await
         .map(|_| ())
         .map_err(|e| ApiError::invalid("url", e.to_string()))
