@@ -1,6 +1,7 @@
 //! The `kuvert` binary's integration tests, one test binary (one link) for all of them. Each
 //! test runs the real binary on real sockets with its own data directory.
 
+mod access;
 mod account_deletion;
 mod bad_input;
 mod common;

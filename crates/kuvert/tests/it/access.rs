@@ -1,0 +1,440 @@
+//! The cross-account access matrix: every route of the OpenAPI document, walked with account
+//! A's full key and every id of account B's (always 404: never B's data, never a change to
+//! it, never 500), with a send-only key (403 but for sending), and with no key (401 but for
+//! the public routes). A route added to the document without an entry here fails the test.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::common::{Api, dev_server};
+
+/// Who may use a route.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Access {
+    /// No key: health, metrics, the tracking links.
+    Public,
+    /// Any key, a send-only one too.
+    Send,
+    /// A full key.
+    Full,
+}
+
+/// What A's key must get on the route, given B's ids.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cross {
+    /// The path names an object of B's: 404.
+    NotFound,
+    /// The route is about A's own account (a list, a create): its answer names nothing of B's.
+    Own,
+    /// Not account data (tracking tokens, health).
+    Unscoped,
+}
+
+/// Every route of the document: method, path, who may use it, what A gets with B's ids, and
+/// a body that passes the route's own checks (so that a refusal is about access).
+fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
+    use Access::*;
+    use Cross::*;
+    vec![
+        (
+            "post",
+            "/v1/messages",
+            Send,
+            Own,
+            Some(
+                json!({"from": "Demo <demo@sandbox.kuvert.test>", "to": ["x@example.com"], "subject": "s", "text": "t"}),
+            ),
+        ),
+        ("get", "/v1/messages/{id}", Full, NotFound, None),
+        ("get", "/v1/events", Full, Own, None),
+        ("get", "/v1/events/stream", Full, Own, None),
+        ("get", "/v1/capture", Full, Own, None),
+        ("get", "/v1/stats", Full, Own, None),
+        ("get", "/v1/webhooks", Full, Own, None),
+        (
+            "post",
+            "/v1/webhooks",
+            Full,
+            Own,
+            Some(json!({"url": "http://127.0.0.1:9/a-hook"})),
+        ),
+        ("get", "/v1/webhooks/{id}", Full, NotFound, None),
+        (
+            "patch",
+            "/v1/webhooks/{id}",
+            Full,
+            NotFound,
+            Some(json!({"events": ["delivered"]})),
+        ),
+        ("delete", "/v1/webhooks/{id}", Full, NotFound, None),
+        ("get", "/v1/webhooks/{id}/deliveries", Full, NotFound, None),
+        ("get", "/v1/suppressions", Full, Own, None),
+        (
+            "post",
+            "/v1/suppressions",
+            Full,
+            Own,
+            Some(json!({"address": "a-own@example.com"})),
+        ),
+        ("delete", "/v1/suppressions/{address}", Full, NotFound, None),
+        ("get", "/v1/domains", Full, Own, None),
+        (
+            "post",
+            "/v1/domains",
+            Full,
+            Own,
+            Some(json!({"name": "a-own.example.com"})),
+        ),
+        ("get", "/v1/domains/{name}", Full, NotFound, None),
+        ("delete", "/v1/domains/{name}", Full, NotFound, None),
+        ("post", "/v1/domains/{name}/verify", Full, NotFound, None),
+        (
+            "put",
+            "/v1/domains/{name}/tracking",
+            Full,
+            NotFound,
+            Some(json!({"opens": true})),
+        ),
+        ("get", "/v1/keys", Full, Own, None),
+        (
+            "post",
+            "/v1/keys",
+            Full,
+            Own,
+            Some(json!({"name": "matrix"})),
+        ),
+        ("delete", "/v1/keys/{id}", Full, NotFound, None),
+        ("get", "/v1/account", Full, Own, None),
+        (
+            "patch",
+            "/v1/account",
+            Full,
+            Own,
+            Some(json!({"company": "A GmbH"})),
+        ),
+        (
+            "delete",
+            "/v1/account",
+            Full,
+            Own,
+            Some(json!({"password": "not-the-password-1!"})),
+        ),
+        (
+            "patch",
+            "/v1/users/{id}",
+            Full,
+            NotFound,
+            Some(json!({"first_name": "Mallory"})),
+        ),
+        (
+            "put",
+            "/v1/account/restriction",
+            Full,
+            Own,
+            Some(json!({"restricted": false})),
+        ),
+        ("get", "/v1/audit", Full, Own, None),
+        ("get", "/v1/support/grant", Full, Own, None),
+        (
+            "put",
+            "/v1/support/grant",
+            Full,
+            Own,
+            Some(json!({"hours": 1})),
+        ),
+        ("delete", "/v1/support/grant", Full, Own, None),
+        ("get", "/v1/privacy/requests", Full, Own, None),
+        ("get", "/v1/account/export", Full, Own, None),
+        (
+            "patch",
+            "/v1/account/tracking",
+            Full,
+            Own,
+            Some(json!({"opens": false})),
+        ),
+        ("get", "/o/{token}", Public, Unscoped, None),
+        ("get", "/c/{token}", Public, Unscoped, None),
+        ("get", "/u/{token}", Public, Unscoped, None),
+        ("post", "/u/{token}", Public, Unscoped, None),
+        ("get", "/healthz", Public, Unscoped, None),
+        ("get", "/metrics", Public, Unscoped, None),
+    ]
+}
+
+/// Account B's objects, made with B's own key.
+struct Other {
+    key: String,
+    account: String,
+    user: String,
+    message: String,
+    webhook: String,
+    key_id: String,
+    domain: String,
+    suppression: String,
+}
+
+async fn other_account(api: &Api) -> Other {
+    let created = api.server.cli(&[
+        "account",
+        "create",
+        "--email",
+        "owner@b-tenant.example",
+        "--password",
+        "B-tenant-pass-1!",
+        "--json",
+    ]);
+    assert!(created.ok(), "{}", created.stderr());
+    let account = created.json();
+    let key = api.server.cli(&[
+        "key",
+        "create",
+        "--account",
+        "owner@b-tenant.example",
+        "--json",
+    ]);
+    assert!(key.ok(), "{}", key.stderr());
+    let key = key.json();
+    let domain = "b-tenant.example";
+    let added = api.server.cli(&[
+        "domain",
+        "add",
+        "--account",
+        "owner@b-tenant.example",
+        domain,
+        "--sandbox",
+        "--json",
+    ]);
+    assert!(added.ok(), "{}", added.stderr());
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    let (status, m) = api
+        .post_with_key(
+            "/v1/messages",
+            &secret,
+            &json!({"from": format!("B <news@{domain}>"), "to": ["b-reader@example.com"], "subject": "B's", "text": "B's secret text"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{m}");
+    let (status, w) = api
+        .post_with_key(
+            "/v1/webhooks",
+            &secret,
+            &json!({"url": "http://127.0.0.1:9/b-hook"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{w}");
+    let suppression = "b-suppressed@example.com";
+    let (status, s) = api
+        .post_with_key(
+            "/v1/suppressions",
+            &secret,
+            &json!({"address": suppression}),
+        )
+        .await;
+    assert!(status < 300, "{s}");
+    Other {
+        account: account["id"].as_str().expect("id").to_owned(),
+        user: account["owner"]["id"].as_str().expect("owner").to_owned(),
+        message: m["id"].as_str().expect("message id").to_owned(),
+        webhook: w["id"].as_str().expect("webhook id").to_owned(),
+        key_id: key["id"].as_str().expect("key id").to_owned(),
+        domain: domain.to_owned(),
+        suppression: suppression.to_owned(),
+        key: secret,
+    }
+}
+
+impl Other {
+    fn path(&self, template: &str) -> String {
+        let id = if template.starts_with("/v1/messages/") {
+            &self.message
+        } else if template.starts_with("/v1/webhooks/") {
+            &self.webhook
+        } else if template.starts_with("/v1/keys/") {
+            &self.key_id
+        } else if template.starts_with("/v1/users/") {
+            &self.user
+        } else {
+            "none"
+        };
+        template
+            .replace("{id}", id)
+            .replace("{name}", &self.domain)
+            .replace("{address}", &self.suppression)
+            .replace("{token}", "not-a-token.0")
+    }
+
+    /// Strings that only B's data holds. A's audit log (and so its export) records the
+    /// paths A asked for, B's ids among them: there only what A never sent counts.
+    fn marks(&self, records_requests: bool) -> Vec<&str> {
+        let mut marks = vec![
+            self.account.as_str(),
+            "b-reader@example.com",
+            "b-hook",
+            "B's secret text",
+        ];
+        if !records_requests {
+            marks.extend([
+                self.user.as_str(),
+                &self.message,
+                &self.webhook,
+                &self.key_id,
+                &self.domain,
+                &self.suppression,
+            ]);
+        }
+        marks
+    }
+}
+
+/// One request; the status, and the body unless the route streams.
+async fn call(
+    api: &Api,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let method: reqwest::Method = method.to_uppercase().parse().expect("method");
+    let mut r = api.http.request(method, api.url(path));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    let response = r.send().await.expect("request");
+    let status = response.status().as_u16();
+    if path.ends_with("/stream") {
+        return (status, String::new());
+    }
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
+    let api = dev_server("[webhooks]\nallow_private = true\n");
+    let b = other_account(&api).await;
+    let table = routes();
+
+    // The table and the document list the same routes.
+    let doc: Value = reqwest::get(api.url("/v1/openapi.json"))
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .into_iter()
+                .flat_map(|o| o.keys())
+                .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let listed: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|(m, p, ..)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented.difference(&listed).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes of the document without an entry in the access matrix"
+    );
+    assert_eq!(
+        listed.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "entries of the access matrix the document does not have"
+    );
+
+    let send_key = api
+        .server
+        .cli(&[
+            "key",
+            "create",
+            "--account",
+            "demo@sandbox.kuvert.test",
+            "--scope",
+            "send",
+            "--json",
+        ])
+        .json()["secret"]
+        .as_str()
+        .expect("send key")
+        .to_owned();
+    let mut problems = Vec::new();
+    for (method, template, access, cross, body) in &table {
+        let path = b.path(template);
+        let at = format!("{} {template}", method.to_uppercase());
+        // No key.
+        let (status, _) = call(&api, method, &path, None, body.as_ref()).await;
+        match access {
+            Access::Public => {
+                if status == 401 || status >= 500 {
+                    problems.push(format!("{at} without a key: {status}"));
+                }
+            }
+            _ if status != 401 => problems.push(format!("{at} without a key: {status}, not 401")),
+            _ => {}
+        }
+        // A send-only key of A's.
+        if *access == Access::Full {
+            let (status, _) = call(&api, method, &path, Some(&send_key), body.as_ref()).await;
+            if status != 403 {
+                problems.push(format!("{at} with a send-only key: {status}, not 403"));
+            }
+        }
+        // A's full key, B's ids.
+        let (status, text) = call(&api, method, &path, Some(&api.key), body.as_ref()).await;
+        if status >= 500 {
+            problems.push(format!("{at} with A's key: {status}"));
+        }
+        match cross {
+            Cross::NotFound if status != 404 => problems.push(format!(
+                "{at} with A's key on B's object: {status}, not 404: {text}"
+            )),
+            Cross::Own | Cross::NotFound => {
+                let records_requests = ["/v1/audit", "/v1/account/export"].contains(template);
+                if let Some(m) = b
+                    .marks(records_requests)
+                    .into_iter()
+                    .find(|m| text.contains(m))
+                {
+                    problems.push(format!("{at} with A's key shows B's {m:?}"));
+                }
+            }
+            Cross::Unscoped => {}
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // B's objects are all there, unchanged, for B.
+    for path in [
+        format!("/v1/messages/{}", b.message),
+        format!("/v1/webhooks/{}", b.webhook),
+        format!("/v1/domains/{}", b.domain),
+    ] {
+        let (status, text) = call(&api, "get", &path, Some(&b.key), None).await;
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    let (_, hook) = call(
+        &api,
+        "get",
+        &format!("/v1/webhooks/{}", b.webhook),
+        Some(&b.key),
+        None,
+    )
+    .await;
+    assert!(
+        !hook.contains("\"delivered\""),
+        "B's webhook kept its events: {hook}"
+    );
+    let (_, list) = call(&api, "get", "/v1/suppressions", Some(&b.key), None).await;
+    assert!(list.contains(&b.suppression), "{list}");
+    let (_, keys) = call(&api, "get", "/v1/keys", Some(&b.key), None).await;
+    assert!(keys.contains(&b.key_id), "B's key is not revoked: {keys}");
+}
