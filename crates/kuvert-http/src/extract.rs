@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use kuvert_core::account::AccountStatus;
 use kuvert_core::apikey::{Scope, hash_key};
 use kuvert_store::KeyAuth;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -35,26 +36,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
         }
         let bytes = Bytes::from_request(req, state).await?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(Self(v)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if inner.is_data() {
-                    let mut err = ApiError::invalid(path.clone(), format!("{path}: {inner}"));
-                    if path == "." {
-                        err.field = None;
-                        err.message = inner.to_string();
-                    }
-                    Err(err)
-                } else {
-                    Err(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "malformed_json",
-                        format!("the body is not valid JSON: {inner}"),
-                    ))
+        from_json(&bytes).map(Self)
+    }
+}
+
+/// A JSON body read as `ApiJson` reads it, with the same errors.
+pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would also read a struct from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "the body must be a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_data() {
+                let mut err = ApiError::invalid(path.clone(), format!("{path}: {inner}"));
+                if path == "." {
+                    err.field = None;
+                    err.message = inner.to_string();
                 }
+                Err(err)
+            } else {
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not valid JSON: {inner}"),
+                ))
             }
         }
     }
@@ -179,7 +193,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+        let uri = &parts.uri;
+        // An empty value is refused, not read as absent: the document says so (minLength 1).
+        if let Some(name) = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find_map(|(name, value)| value.is_empty().then_some(name))
+        {
+            return Err(ApiError::invalid(
+                name,
+                format!("{name} is empty; leave it out instead"),
+            ));
+        }
+        axum::extract::Query::<T>::try_from_uri(uri)
             .map(|q| Self(q.0))
             .map_err(|e| {
                 ApiError::new(
@@ -188,5 +216,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     e.body_text(),
                 )
             })
+    }
+}
+
+/// A count given as a JSON number: `663` or `663.0` (JSON does not tell the two apart, and
+/// neither does the OpenAPI `integer`); a fraction or a negative number is refused.
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = f64::deserialize(d)?;
+    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number from 0 to {}",
+            u32::MAX
+        )))
     }
 }

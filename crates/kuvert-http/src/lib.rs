@@ -20,6 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use routes::messages::submission_from_json;
 
 /// What every handler shares.
 pub struct AppState {
@@ -109,9 +110,71 @@ pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
         routes::ops::healthz,
         routes::ops::metrics,
     ),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &CommonErrors)
 )]
 pub struct ApiDoc;
+
+/// The answers every route of a kind can give, documented once rather than on each
+/// handler: a keyed route's 401 (no or unknown key) and 403 (scope, account state); a body's
+/// 400 (not JSON), 413 (too large), 415 (not `application/json`) and 422 (a field refused);
+/// a query's 422.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let keyed = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let body = op.request_body.is_some();
+                let query = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+                });
+                let mut add = |code: &str, what: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(what).into());
+                };
+                if keyed {
+                    add("401", "no key, or one that is not valid");
+                    add(
+                        "403",
+                        "the key's scope or the account's state does not allow it",
+                    );
+                }
+                if body {
+                    add("400", "the body is not JSON");
+                    add("413", "the body is larger than this server accepts");
+                    add("415", "the body is not application/json");
+                    add("422", "a field is refused; `field` names it");
+                }
+                if query {
+                    add("422", "a query parameter is refused; `field` names it");
+                }
+            }
+        }
+    }
+}
 
 struct SecuritySchemes;
 

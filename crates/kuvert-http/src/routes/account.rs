@@ -85,6 +85,7 @@ impl From<AccountTracking> for TrackingSettings {
 #[serde(deny_unknown_fields)]
 pub struct TrackingPatch {
     /// `full`, `aggregate` or `off`.
+    #[schema(pattern = "^(full|aggregate|off)$")]
     pub mode: Option<String>,
     pub opens: Option<bool>,
     pub clicks: Option<bool>,
@@ -356,6 +357,7 @@ pub async fn update(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    #[schema(pattern = "^[a-z0-9_+-]{1,64}@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$")]
     pub email: Option<String>,
     pub salutation: Option<String>,
     pub first_name: Option<String>,
@@ -490,10 +492,12 @@ pub struct AuditOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries before this `seq` (the last of the previous page).
     pub before: Option<i64>,
-    /// At most 1,000; default 100.
+    /// 1 to 1,000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -504,9 +508,18 @@ pub struct AuditQuery {
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     FullAccess(auth): FullAccess,
-    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditOut>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit is {n}; it must be between 1 and 1000"),
+            ));
+        }
+    };
     let entries = state
         .store
         .audit_log(&auth.account_id, q.before, limit)
@@ -531,6 +544,8 @@ pub async fn audit(
 #[serde(deny_unknown_fields)]
 pub struct GrantIn {
     /// How long support may see the account's data: 1 to 720 hours.
+    #[schema(minimum = 1, maximum = 720)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub hours: u32,
 }
 

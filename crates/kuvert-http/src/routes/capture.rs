@@ -16,8 +16,10 @@ use crate::extract::{ApiQuery, FullAccess};
 #[into_params(parameter_in = Query)]
 pub struct CaptureQuery {
     /// 1 to 300; default 100.
+    #[param(minimum = 1, maximum = 300)]
     pub limit: Option<u32>,
     /// The `next` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

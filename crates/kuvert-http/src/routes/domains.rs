@@ -106,6 +106,10 @@ fn with_records(state: &AppState, d: Domain) -> DomainOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainIn {
+    #[schema(
+        pattern = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$",
+        max_length = 253
+    )]
     pub name: String,
 }
 

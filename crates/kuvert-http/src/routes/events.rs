@@ -17,17 +17,27 @@ use crate::extract::{ApiQuery, FullAccess};
 pub struct EventQuery {
     /// Comma-separated event types, such as `accepted,dropped`.
     #[serde(rename = "type")]
+    #[param(
+        pattern = "^(accepted|delivered|deferred|bounced|failed|dropped|opened|clicked|unsubscribed|complained)(,(accepted|delivered|deferred|bounced|failed|dropped|opened|clicked|unsubscribed|complained))*$"
+    )]
     pub event_type: Option<String>,
+    #[param(min_length = 1)]
     pub recipient: Option<String>,
+    #[param(min_length = 1)]
     pub message_id: Option<String>,
+    #[param(min_length = 1)]
     pub tag: Option<String>,
     /// RFC 3339; events at or after.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; events before.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// 1 to 300; default 100.
+    #[param(minimum = 1, maximum = 300)]
     pub limit: Option<u32>,
     /// The `next` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -123,10 +133,14 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Comma-separated event types.
+    #[param(min_length = 1)]
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    #[param(min_length = 1)]
     pub recipient: Option<String>,
+    #[param(min_length = 1)]
     pub message_id: Option<String>,
+    #[param(min_length = 1)]
     pub tag: Option<String>,
     /// Start after this event id (resume after a dropped connection); default: from now on.
     pub after: Option<i64>,

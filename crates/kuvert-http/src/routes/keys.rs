@@ -53,6 +53,7 @@ pub struct KeyIn {
     #[serde(default)]
     pub name: String,
     /// `full` (default) or `send`.
+    #[schema(pattern = "^(full|send)$")]
     pub scope: Option<String>,
 }
 

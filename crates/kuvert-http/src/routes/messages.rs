@@ -193,6 +193,12 @@ impl SendRequest {
     }
 }
 
+/// The body of `POST /v1/messages` as the `Submission` it asks for, with the errors the route
+/// answers (the checks of `Submission::check` and `accept()` come after).
+pub fn submission_from_json(body: &[u8]) -> Result<Submission, ApiError> {
+    crate::extract::from_json::<SendRequest>(body)?.into_submission()
+}
+
 /// Send a message. Answers once the message is stored durably.
 #[utoipa::path(post, path = "/v1/messages", tag = "sending", request_body = SendRequest,
     responses(

@@ -20,14 +20,19 @@ use crate::extract::{ApiQuery, FullAccess};
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// RFC 3339; default: 7 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `hour`, `day` (default) or `month`, in UTC.
+    #[param(pattern = "^(hour|day|month)$")]
     pub resolution: Option<String>,
     /// One sending domain's counts.
+    #[param(min_length = 1)]
     pub domain: Option<String>,
     /// One tag's counts.
+    #[param(min_length = 1)]
     pub tag: Option<String>,
 }
 

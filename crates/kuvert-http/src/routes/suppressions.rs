@@ -41,16 +41,21 @@ pub struct SuppressionList {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SuppressionQuery {
+    #[param(min_length = 1)]
     pub reason: Option<String>,
+    #[param(minimum = 1, maximum = 300)]
     pub limit: Option<u32>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionIn {
+    #[schema(pattern = "^[a-z0-9_+-]{1,64}@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$")]
     pub address: String,
     /// Default `manual`.
+    #[schema(pattern = "^(bounce|unsubscribe|complaint|manual)$")]
     pub reason: Option<String>,
 }
 

@@ -21,6 +21,7 @@ pub struct WebhookIn {
     pub url: String,
     /// Event types to send; empty or absent: all.
     #[serde(default)]
+    #[schema(value_type = Vec<EventName>)]
     pub events: Vec<String>,
 }
 
@@ -28,7 +29,25 @@ pub struct WebhookIn {
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     pub url: Option<String>,
+    #[schema(value_type = Option<Vec<EventName>>)]
     pub events: Option<Vec<String>>,
+}
+
+/// An event type.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only: the handlers parse the names into `EventType`
+pub enum EventName {
+    Accepted,
+    Delivered,
+    Deferred,
+    Bounced,
+    Failed,
+    Dropped,
+    Opened,
+    Clicked,
+    Unsubscribed,
+    Complained,
 }
 
 #[derive(Serialize, ToSchema)]
