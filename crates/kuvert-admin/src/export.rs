@@ -16,11 +16,98 @@ fn time(t: kuvert_core::Timestamp) -> Value {
     json!(t.to_rfc3339())
 }
 
-/// The whole export. It is built in memory: an account's events within retention, its
-/// messages and its captures (message content lives a few days only).
+/// Where an export goes, piece by piece: an HTTP response as it is read, or a buffer.
+pub trait ExportSink: Send {
+    fn write(
+        &mut self,
+        bytes: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), AdminError>> + Send;
+}
+
+impl ExportSink for Vec<u8> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), AdminError> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Writes one JSON object, a section at a time; lists row by row, so memory holds a page of
+/// rows, not the account.
+struct Writer<'a, S> {
+    out: &'a mut S,
+    first_key: bool,
+    first_item: bool,
+}
+
+impl<S: ExportSink> Writer<'_, S> {
+    async fn key(&mut self, name: &str) -> Result<(), AdminError> {
+        let comma = if std::mem::take(&mut self.first_key) {
+            ""
+        } else {
+            ","
+        };
+        self.out
+            .write(format!("{comma}{}:", Value::from(name)).as_bytes())
+            .await
+    }
+
+    async fn field(&mut self, name: &str, value: &Value) -> Result<(), AdminError> {
+        self.key(name).await?;
+        self.out.write(value.to_string().as_bytes()).await
+    }
+
+    async fn list(&mut self, name: &str) -> Result<(), AdminError> {
+        self.key(name).await?;
+        self.first_item = true;
+        self.out.write(b"[").await
+    }
+
+    async fn item(&mut self, value: &Value) -> Result<(), AdminError> {
+        if !std::mem::take(&mut self.first_item) {
+            self.out.write(b",").await?;
+        }
+        self.out.write(value.to_string().as_bytes()).await
+    }
+
+    async fn end_list(&mut self) -> Result<(), AdminError> {
+        self.out.write(b"]").await
+    }
+}
+
+/// The whole export as one value (the CLI, support's look, tests).
 pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value, AdminError> {
+    let mut buf = Vec::new();
+    write_export(store, account, &mut buf).await?;
+    serde_json::from_slice(&buf).map_err(|e| AdminError::Export(e.to_string()))
+}
+
+/// The export, written to `out` section by section: an account's events within retention,
+/// its messages and its captures never sit in memory at once.
+pub async fn write_export<S: ExportSink>(
+    store: &Store,
+    account: &AccountId,
+    out: &mut S,
+) -> Result<(), AdminError> {
     let a = store.account(account).await?;
     let state = store.account_state(account).await?;
+    out.write(b"{").await?;
+    let mut w = Writer {
+        out,
+        first_key: true,
+        first_item: true,
+    };
+    w.field("exported_at", &time(store.clock().now())).await?;
+    w.field(
+        "accounts",
+        &json!({
+            "id": a.id, "plan": a.plan, "region": a.region, "status": a.status,
+            "company": a.profile.company, "country": a.profile.country,
+            "vat_id": a.profile.vat_id, "postal_address": a.profile.postal_address,
+            "created_at": time(a.created_at),
+            "tracking": serde_json::to_value(&state.tracking).unwrap_or(Value::Null),
+        }),
+    )
+    .await?;
     let users: Vec<Value> = store
         .users(account)
         .await?
@@ -31,6 +118,7 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
                 "phone": u.profile.phone, "created_at": time(u.created_at)})
         })
         .collect();
+    w.field("users", &Value::Array(users)).await?;
     let keys: Vec<Value> = store
         .list_keys(account)
         .await?
@@ -41,6 +129,7 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
                 "revoked_at": k.revoked_at.map(time)})
         })
         .collect();
+    w.field("api_keys", &Value::Array(keys)).await?;
     let domains: Vec<Value> = store
         .list_domains(account)
         .await?
@@ -51,50 +140,63 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
                 "created_at": time(d.created_at)})
         })
         .collect();
+    w.field("domains", &Value::Array(domains)).await?;
     let webhooks: Vec<Value> = store
         .list_webhooks(account)
         .await?
         .into_iter()
         .map(|w| json!({"id": w.id, "url": w.url, "events": w.events, "created_at": time(w.created_at)}))
         .collect();
+    w.field("webhooks", &Value::Array(webhooks)).await?;
 
-    let mut suppressions = Vec::new();
+    w.list("suppressions").await?;
     let mut after: Option<String> = None;
     loop {
         let page = store
             .list_suppressions(account, None, after.as_deref(), PAGE)
             .await?;
-        suppressions.extend(page.items.into_iter().map(
-            |s| json!({"address": s.address, "reason": s.reason, "created_at": time(s.created_at)}),
-        ));
+        for s in page.items {
+            w.item(&json!({"address": s.address, "reason": s.reason, "created_at": time(s.created_at)}))
+                .await?;
+        }
         match page.next {
             Some(n) => after = Some(n),
             None => break,
         }
     }
+    w.end_list().await?;
 
-    let (mut messages, mut recipients) = (Vec::new(), Vec::new());
-    let mut after: Option<String> = None;
-    loop {
-        let ids = store.message_ids(account, after.as_deref(), PAGE).await?;
-        let Some(last) = ids.last() else { break };
-        after = Some(last.to_string());
-        for id in &ids {
-            let m = store.message(account, id.as_str()).await?;
-            recipients.extend(m.recipients.iter().map(|r| {
-                json!({"message_id": m.id, "id": r.id, "address": r.email, "kind": r.kind,
-                    "status": r.status, "attempts": r.attempts, "updated_at": time(r.updated_at)})
-            }));
-            messages.push(json!({
-                "id": m.id, "sender": m.from, "subject": m.subject, "size": m.size, "tags": m.tags,
-                "metadata": m.metadata, "send_at": m.send_at.map(time), "created_at": time(m.created_at),
-                "mime": m.mime.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                "template": m.template.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
-            }));
+    // Messages, then their recipients: two passes, so that neither list is held.
+    for section in ["messages", "recipients"] {
+        w.list(section).await?;
+        let mut after: Option<String> = None;
+        loop {
+            let ids = store.message_ids(account, after.as_deref(), PAGE).await?;
+            let Some(last) = ids.last() else { break };
+            after = Some(last.to_string());
+            for id in &ids {
+                let m = store.message(account, id.as_str()).await?;
+                if section == "recipients" {
+                    for r in &m.recipients {
+                        w.item(&json!({"message_id": m.id, "id": r.id, "address": r.email, "kind": r.kind,
+                            "status": r.status, "attempts": r.attempts, "updated_at": time(r.updated_at)}))
+                            .await?;
+                    }
+                    continue;
+                }
+                w.item(&json!({
+                    "id": m.id, "sender": m.from, "subject": m.subject, "size": m.size, "tags": m.tags,
+                    "metadata": m.metadata, "send_at": m.send_at.map(time), "created_at": time(m.created_at),
+                    "mime": m.mime.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    "template": m.template.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+                }))
+                .await?;
+            }
         }
+        w.end_list().await?;
     }
 
-    let mut events = Vec::new();
+    w.list("events").await?;
     let mut before = None;
     loop {
         let page = store
@@ -107,28 +209,34 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
                 },
             )
             .await?;
-        events.extend(page.items.into_iter().map(|e| {
-            json!({"seq": e.seq, "type": e.event_type, "message_id": e.message_id,
+        for e in page.items {
+            w.item(
+                &json!({"seq": e.seq, "type": e.event_type, "message_id": e.message_id,
                 "recipient_id": e.recipient_id, "recipient": e.recipient, "tags": e.tags,
-                "data": e.data, "created_at": time(e.created_at)})
-        }));
+                "data": e.data, "created_at": time(e.created_at)}),
+            )
+            .await?;
+        }
         match page.next {
             Some(n) => before = Some(n),
             None => break,
         }
     }
+    w.end_list().await?;
 
-    let mut captures = Vec::new();
+    w.list("captures").await?;
     let mut before = None;
     loop {
         let page = store.list_captures(account, before, PAGE).await?;
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
-        captures.extend(page.into_iter().map(|c| {
-            json!({"message_id": c.message_id, "mail_from": c.mail_from, "recipients": c.recipients,
-                "mime": String::from_utf8_lossy(&c.mime), "created_at": time(c.created_at)})
-        }));
+        for c in page {
+            w.item(&json!({"message_id": c.message_id, "mail_from": c.mail_from, "recipients": c.recipients,
+                "mime": String::from_utf8_lossy(&c.mime), "created_at": time(c.created_at)}))
+                .await?;
+        }
     }
+    w.end_list().await?;
 
     let requests: Vec<Value> = store
         .privacy_requests(Some(account))
@@ -139,38 +247,20 @@ pub async fn export_account(store: &Store, account: &AccountId) -> Result<Value,
                 "created_at": time(r.created_at), "due_at": time(r.due_at), "done_at": r.done_at.map(time)})
         })
         .collect();
+    w.field("privacy_requests", &Value::Array(requests)).await?;
 
-    let mut audit = Vec::new();
+    w.list("audit_log").await?;
     let mut before = None;
     loop {
         let page = store.audit_log(account, before, PAGE).await?;
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
-        audit.extend(page.into_iter().map(|e| {
-            json!({"actor_kind": e.actor_kind, "actor": e.actor, "action": e.action, "detail": e.detail, "ip": e.ip,
-                "created_at": time(e.created_at)})
-        }));
+        for e in page {
+            w.item(&json!({"actor_kind": e.actor_kind, "actor": e.actor, "action": e.action, "detail": e.detail, "ip": e.ip,
+                "created_at": time(e.created_at)}))
+                .await?;
+        }
     }
-
-    Ok(json!({
-        "exported_at": time(store.clock().now()),
-        "accounts": {
-            "id": a.id, "plan": a.plan, "region": a.region, "status": a.status,
-            "company": a.profile.company, "country": a.profile.country,
-            "vat_id": a.profile.vat_id, "postal_address": a.profile.postal_address,
-            "created_at": time(a.created_at),
-            "tracking": serde_json::to_value(&state.tracking).unwrap_or(Value::Null),
-        },
-        "users": users,
-        "api_keys": keys,
-        "domains": domains,
-        "webhooks": webhooks,
-        "suppressions": suppressions,
-        "messages": messages,
-        "recipients": recipients,
-        "events": events,
-        "captures": captures,
-        "privacy_requests": requests,
-        "audit_log": audit,
-    }))
+    w.end_list().await?;
+    w.out.write(b"}").await
 }

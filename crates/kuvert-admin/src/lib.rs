@@ -40,6 +40,8 @@ pub enum AdminError {
     NoSupportGrant,
     #[error("the notice could not be sent: {0}")]
     Notice(String),
+    #[error("the export could not be written: {0}")]
+    Export(String),
     #[error("the account has its plan's {0} sending domains already")]
     DomainLimit(u32),
     #[error(transparent)]

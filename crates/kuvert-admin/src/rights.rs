@@ -19,6 +19,16 @@ pub async fn access(store: &Store, account: &AccountId, by: &str) -> Result<Valu
     Ok(export)
 }
 
+/// Records an access request by `by`, answered by the export that follows
+/// (`export::write_export`, streamed to the account holder).
+pub async fn record_access(store: &Store, account: &AccountId, by: &str) -> Result<(), AdminError> {
+    store.account(account).await?;
+    store
+        .record_privacy_request(account, PrivacyRight::Access, by, true)
+        .await?;
+    Ok(())
+}
+
 /// Replaces the account's company fields.
 pub async fn rectify_account(
     store: &Store,

@@ -437,3 +437,42 @@ async fn a_header_that_trickles_in_is_cut_off() {
     let (status, _) = api.get("/v1/account").await;
     assert_eq!(status, 200);
 }
+
+/// The account export was built whole in memory before the first byte went out: now it is
+/// written as it is read (chunked, no length known in advance), and still one JSON document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_export_streams() {
+    let api = dev_server("");
+    for i in 0..3 {
+        let (status, body) = api
+            .post(
+                "/v1/messages",
+                &crate::common::message(&[&format!("r{i}@example.com")]),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let r = api
+        .http
+        .get(api.url("/v1/account/export"))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "streamed: {:?}",
+        r.headers()
+    );
+    assert_eq!(
+        r.headers()
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("chunked")
+    );
+    let export: Value = r.json().await.expect("one JSON document");
+    assert_eq!(export["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(export["recipients"].as_array().map(Vec::len), Some(3));
+    assert!(export["users"][0]["email"].is_string(), "{export}");
+}
