@@ -37,32 +37,9 @@ async fn receive(State(r): State<Arc<Receiver>>, Json(body): Json<Value>) -> Sta
     StatusCode::OK
 }
 
-fn submission(to: &str) -> Submission {
-    let mut s = Submission::plain(
-        Mailbox::parse("news@hooks.test").expect("from"),
-        vec![Mailbox::parse(to).expect("to")],
-        "s",
-        "t",
-    );
-    s.tags = vec!["t1".into()];
-    s
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_arrive_signed_and_in_order_after_failures() {
-    let receiver = Arc::new(Receiver {
-        failures: Mutex::new(2),
-        ..Default::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+/// A store on a temporary directory, its clock, and an account with the sandbox domain
+/// `hooks.test`.
+async fn world() -> (tempfile::TempDir, ManualClock, Store, kuvert_store::Account) {
     let dir = tempfile::tempdir().expect("dir");
     let clock = ManualClock::new(Timestamp(1_795_000_000_000));
     let store = Store::open(StoreOptions {
@@ -94,6 +71,36 @@ async fn events_arrive_signed_and_in_order_after_failures() {
     )
     .await
     .expect("domain");
+    (dir, clock, store, account)
+}
+
+fn submission(to: &str) -> Submission {
+    let mut s = Submission::plain(
+        Mailbox::parse("news@hooks.test").expect("from"),
+        vec![Mailbox::parse(to).expect("to")],
+        "s",
+        "t",
+    );
+    s.tags = vec!["t1".into()];
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_signed_and_in_order_after_failures() {
+    let receiver = Arc::new(Receiver {
+        failures: Mutex::new(2),
+        ..Default::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (_dir, clock, store, account) = world().await;
     let key = kuvert_webhooks::new_signing_key();
     store
         .create_webhook(&account.id, &url, &[], &key)
@@ -219,37 +226,7 @@ async fn a_name_rebound_to_loopback_after_its_check_is_never_reached() {
         "checked again, it is refused"
     );
 
-    let dir = tempfile::tempdir().expect("dir");
-    let clock = ManualClock::new(Timestamp(1_795_000_000_000));
-    let store = Store::open(StoreOptions {
-        url: StoreOptions::sqlite_url(dir.path()),
-        master_key: [5; 32],
-        clock: Arc::new(clock.clone()),
-    })
-    .await
-    .expect("store");
-    let (account, _) = kuvert_admin::create_account(
-        &store,
-        kuvert_admin::AccountRequest {
-            email: "o@hooks.test".into(),
-            password: "s3cret-pass".into(),
-            plan: Plan::Free,
-            region: Default::default(),
-            company: Default::default(),
-            owner: Default::default(),
-        },
-    )
-    .await
-    .expect("account");
-    kuvert_admin::add_domain(
-        &store,
-        &account.id,
-        "hooks.test",
-        &DomainSettings::default(),
-        true,
-    )
-    .await
-    .expect("domain");
+    let (_dir, _clock, store, account) = world().await;
     let hook = store
         .create_webhook(&account.id, &url, &[], &kuvert_webhooks::new_signing_key())
         .await

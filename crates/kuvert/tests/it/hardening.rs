@@ -54,33 +54,53 @@ async fn two_megabytes_of_tracked_html_do_not_stall_the_server() {
     );
 }
 
+/// Sends `html` with click tracking to one recipient at the sink; the tokens of the click
+/// links of the copy that arrived, and a client that does not follow redirects.
+async fn click_tokens(
+    api: &Api,
+    sink: &SmtpSink,
+    html: &str,
+) -> (String, Vec<String>, reqwest::Client) {
+    let body = json!({
+        "from": "Demo <demo@sandbox.kuvert.test>", "to": ["reader@example.com"],
+        "subject": "Links", "html": html, "tracking": {"clicks": true}
+    });
+    let (status, sent) = api.post("/v1/messages", &body).await;
+    assert_eq!(status, 202, "{sent}");
+    let got = crate::common::mail_to(sink, "reader@example.com").await;
+    let text = String::from_utf8_lossy(&got.data)
+        .replace("=\r\n", "")
+        .replace("=3D", "=");
+    let prefix = format!("{}/c/", api.server.base_url);
+    let tokens = text
+        .match_indices(&prefix)
+        .map(|(at, _)| {
+            text[at + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                .collect()
+        })
+        .collect();
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    (prefix, tokens, no_redirect)
+}
+
 /// The MAC of a tracking token covered its lower-cased text, so a case variant of a genuine
 /// token kept its MAC and decoded to another link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_variant_of_a_tracking_link_is_not_found() {
     let sink = SmtpSink::start(SinkOptions::default());
     let api = server_with_sink(&sink, "");
-    let body = json!({
-        "from": "Demo <demo@sandbox.kuvert.test>", "to": ["reader@example.com"],
-        "subject": "Sale", "html": "<p><a href=\"https://shop.example/sale/items/today\">Sale</a></p>",
-        "tracking": {"clicks": true}
-    });
-    let (status, sent) = api.post("/v1/messages", &body).await;
-    assert_eq!(status, 202, "{sent}");
-    let got = crate::common::mail_to(&sink, "reader@example.com").await;
-    let text = String::from_utf8_lossy(&got.data)
-        .replace("=\r\n", "")
-        .replace("=3D", "=");
-    let prefix = format!("{}/c/", api.server.base_url);
-    let start = text.find(&prefix).expect("a click link") + prefix.len();
-    let token: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-        .collect();
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let (prefix, tokens, no_redirect) = click_tokens(
+        &api,
+        &sink,
+        "<p><a href=\"https://shop.example/sale/items/today\">Sale</a></p>",
+    )
+    .await;
+    let token = tokens.first().expect("a click link").clone();
     let genuine = no_redirect
         .get(format!("{prefix}{token}"))
         .send()
@@ -278,28 +298,14 @@ fn help_describes_what_serve_runs() {
 async fn a_link_with_a_control_character_is_left_as_written() {
     let sink = SmtpSink::start(SinkOptions::default());
     let api = server_with_sink(&sink, "");
-    let body = json!({
-        "from": "Demo <demo@sandbox.kuvert.test>", "to": ["reader@example.com"],
-        "subject": "Odd", "html": "<p><a href=\"https://shop.example/a\u{0001}b\">odd</a> <a href=\"https://shop.example/c\nd\">nl</a> <a href=\"https://shop.example/ok\">ok</a></p>",
-        "tracking": {"clicks": true}
-    });
-    let (status, sent) = api.post("/v1/messages", &body).await;
-    assert_eq!(status, 202, "{sent}");
-    let got = crate::common::mail_to(&sink, "reader@example.com").await;
-    let text = String::from_utf8_lossy(&got.data)
-        .replace("=\r\n", "")
-        .replace("=3D", "=");
-    let prefix = format!("{}/c/", api.server.base_url);
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let (prefix, tokens, no_redirect) = click_tokens(
+        &api,
+        &sink,
+        "<p><a href=\"https://shop.example/a\u{0001}b\">odd</a> <a href=\"https://shop.example/c\nd\">nl</a> <a href=\"https://shop.example/ok\">ok</a></p>",
+    )
+    .await;
     let mut clicks = 0;
-    for (at, _) in text.match_indices(&prefix) {
-        let token: String = text[at + prefix.len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-            .collect();
+    for token in &tokens {
         let r = no_redirect
             .get(format!("{prefix}{token}"))
             .send()
@@ -312,7 +318,7 @@ async fn a_link_with_a_control_character_is_left_as_written() {
         );
         clicks += 1;
     }
-    assert_eq!(clicks, 1, "only the good link is tracked: {text}");
+    assert_eq!(clicks, 1, "only the good link is tracked: {tokens:?}");
 }
 
 /// Any full key could make the server generate RSA keys without end: the plan bounds the
