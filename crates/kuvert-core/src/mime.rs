@@ -125,6 +125,26 @@ mod tests {
         assert_eq!(out, s.raw.clone().expect("raw"), "kept as it is");
     }
 
+    /// Found by the `send_json` fuzz target: a value after a long header name must stay in
+    /// its field, not start a field of its own.
+    #[test]
+    fn a_value_after_the_longest_header_name_stays_in_its_field() {
+        let mut s = sample();
+        let name = "X-".to_owned() + &"n".repeat(crate::submission::MAX_HEADER_NAME - 2);
+        s.headers
+            .push((name.clone(), "From: ceo@victim.example".into()));
+        assert!(s.check(&Default::default(), Timestamp(0)).is_ok());
+        let raw = String::from_utf8(build(&s, &MessageId::generate(Timestamp(0)), Timestamp(0)))
+            .expect("ascii");
+        let head = &raw[..raw.find("\r\n\r\n").expect("a header")];
+        let froms = head.split("\r\n").filter(|l| l.starts_with("From:"));
+        assert_eq!(froms.count(), 1, "{head}");
+        assert!(
+            head.contains(&format!("{name}: From:\r\n\t ceo@victim.example")),
+            "{head}"
+        );
+    }
+
     #[test]
     fn builds_headers_and_parts() {
         let mut s = sample();

@@ -107,6 +107,10 @@ const RESERVED_HEADERS: &[&str] = &[
     "received",
 ];
 
+/// The longest name of a caller's header. mail-builder (0.4) starts the value of a field
+/// whose name and ": " fill 76 columns on a line of its own without folding whitespace, so
+/// that the value would be a field of its own (`From: ...`): the name must leave it room.
+pub const MAX_HEADER_NAME: usize = 73;
 pub const MAX_TAGS: usize = 10;
 const MAX_METADATA_BYTES: usize = 10 * 1024;
 /// How far ahead a message may be scheduled (Mailgun allows 3 days, Mailjet 7).
@@ -167,13 +171,13 @@ impl Submission {
         for (i, (name, value)) in self.headers.iter().enumerate() {
             let field = format!("headers.{name}");
             if name.is_empty()
-                || name.len() > 76
+                || name.len() > MAX_HEADER_NAME
                 || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
             {
                 return Err(SubmissionError::invalid(
                     format!("headers[{i}]"),
                     format!(
-                        "{name:?} is not a valid header name (printable ASCII without ':' or spaces)"
+                        "{name:?} is not a valid header name (at most {MAX_HEADER_NAME} printable ASCII characters without ':' or spaces)"
                     ),
                 ));
             }
@@ -304,6 +308,20 @@ pub(crate) mod tests {
         let mut s = sample();
         s.headers.push(("bcc".into(), "x@y.example".into()));
         assert_eq!(field_of(&s).as_deref(), Some("headers.bcc"));
+    }
+
+    /// Found by the `send_json` fuzz target: with a name of 74 to 76 characters, the value
+    /// became a header field of its own in the built message.
+    #[test]
+    fn a_header_name_leaves_room_for_its_value() {
+        let mut s = sample();
+        s.headers.push((
+            "X-".to_owned() + &"n".repeat(MAX_HEADER_NAME - 2),
+            "v".into(),
+        ));
+        assert_eq!(field_of(&s), None);
+        s.headers[0].0.push('n');
+        assert_eq!(field_of(&s).as_deref(), Some("headers[0]"));
     }
 
     #[test]

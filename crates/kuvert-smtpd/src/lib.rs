@@ -4,7 +4,9 @@
 //! `Acceptor::accept` as the HTTP API, and `250` follows DATA only once it is durable.
 //! Inbound: the MX of the return-path hosts, where bounces (DSN) and complaints (ARF) arrive.
 
+pub mod command;
 pub mod config;
+pub mod data;
 mod inbound;
 pub mod message;
 pub mod report;

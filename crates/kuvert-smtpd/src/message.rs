@@ -96,8 +96,18 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
             "a message has one From header field, not several",
         ));
     }
+    // The message as it will be sent: without the option fields and Bcc, nor lines of the
+    // header that are no field. Sender, recipients and subject are read from it, not from
+    // `data`: what is checked is what recipients get (a field removed can change how the
+    // fields around it read).
+    let mut kept = Vec::with_capacity(data.len());
+    for f in header_fields.iter().filter(|f| !removed(f.name)) {
+        kept.extend_from_slice(f.raw);
+    }
+    kept.extend_from_slice(b"\r\n");
+    kept.extend_from_slice(data.get(body_start..).unwrap_or_default());
     let parsed = MessageParser::default()
-        .parse_headers(data)
+        .parse_headers(&kept)
         .ok_or_else(|| refuse("From", "the message has no header"))?;
     let from = parsed
         .from()
@@ -154,7 +164,6 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
         require_tls: false,
         raw: None,
     };
-    let mut kept = Vec::with_capacity(data.len());
     for f in &header_fields {
         match f.name.to_ascii_lowercase().as_str() {
             "x-kuvert-tag" => sub.tags.extend(
@@ -181,12 +190,7 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
             }
             _ => {}
         }
-        if !removed(f.name) {
-            kept.extend_from_slice(f.raw);
-        }
     }
-    kept.extend_from_slice(b"\r\n");
-    kept.extend_from_slice(data.get(body_start..).unwrap_or_default());
     sub.raw = Some(kept);
     Ok(sub)
 }
@@ -228,6 +232,27 @@ mod tests {
                 && raw.ends_with("\r\n\r\nHello\r\n"),
             "{raw}"
         );
+    }
+
+    /// Found by the `message_headers` fuzz target. mail-parser 0.11 reads a `Date` ending in
+    /// `+` and a non-digit as running into the next line, so that the field after it is not
+    /// seen. Here a line that is no field stood between, and mail-parser found the From; that
+    /// line is not sent, and in the message sent the From was hidden. The From is now read
+    /// from the message as it is sent.
+    #[test]
+    fn the_sender_is_read_from_the_message_as_sent() {
+        let rcpts = vec!["ann@example.com".to_owned()];
+        let msg = b"Date: +c\r\nno field\r\nFrom: a@shop.example\r\n\r\nx\r\n";
+        assert_eq!(
+            to_submission(msg, &rcpts).expect_err("refused").header,
+            "From"
+        );
+        let msg = b"Subject: s\r\nno field\r\nX-Kuvert-Tag: t\r\nFrom: a@shop.example\r\n\r\nx\r\n";
+        let s = to_submission(msg, &rcpts).expect("valid");
+        let raw = s.raw.clone().expect("raw");
+        assert_eq!(raw, b"Subject: s\r\nFrom: a@shop.example\r\n\r\nx\r\n");
+        let again = to_submission(&raw, &rcpts).expect("valid again");
+        assert_eq!((again.from, again.subject), (s.from, s.subject));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use kuvert_store::KeyAuth;
 use kuvert_submit::AcceptError;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
+use crate::command::{self, Command, MailFrom, RcptTo};
+use crate::data::{DataReader, RawLine, Refusal};
 use crate::message::to_submission;
 use crate::server::SmtpContext;
 
@@ -130,14 +132,11 @@ impl<'a> Session<'a> {
                 }
                 Err(_) => return Ok(()),
             };
-            let (verb, arg) = line
-                .split_once(' ')
-                .map_or((line.as_str(), ""), |(v, a)| (v, a.trim()));
-            match verb.to_ascii_uppercase().as_str() {
-                "EHLO" | "HELO" if arg.is_empty() => {
+            match command::parse(&line) {
+                Command::Ehlo(arg) | Command::Helo(arg) if arg.is_empty() => {
                     reply(&mut io, "501 5.5.4 A host name is needed").await?
                 }
-                "EHLO" => {
+                Command::Ehlo(arg) => {
                     self.helo = Some(arg.to_owned());
                     self.reset();
                     let mut r = format!(
@@ -153,12 +152,12 @@ impl<'a> Session<'a> {
                     r.push_str("250 HELP");
                     reply(&mut io, &r).await?;
                 }
-                "HELO" => {
+                Command::Helo(arg) => {
                     self.helo = Some(arg.to_owned());
                     self.reset();
                     reply(&mut io, &format!("250 {host}")).await?;
                 }
-                "STARTTLS" => {
+                Command::StartTls => {
                     let Some(acceptor) = self.ctx.tls.clone() else {
                         reply(&mut io, "502 5.5.1 STARTTLS is not offered here").await?;
                         continue;
@@ -196,7 +195,7 @@ impl<'a> Session<'a> {
                         self.auth = None;
                     }
                 }
-                "AUTH" => {
+                Command::Auth(arg) => {
                     if self.inbound {
                         reply(&mut io, "502 5.5.1 AUTH is not offered here").await?;
                     } else if !self.auth_offered() {
@@ -217,8 +216,8 @@ impl<'a> Session<'a> {
                         return Ok(());
                     }
                 }
-                "MAIL" => {
-                    let Some(rest) = strip_prefix_ci(arg, "FROM:") else {
+                Command::Mail(mail) => {
+                    let Some(MailFrom { path, size }) = mail else {
                         reply(&mut io, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
                         continue;
                     };
@@ -242,11 +241,6 @@ impl<'a> Session<'a> {
                         )
                         .await?;
                     } else {
-                        let (path, params) = split_path(rest);
-                        let size = params
-                            .split_whitespace()
-                            .find_map(|p| strip_prefix_ci(p, "SIZE="))
-                            .and_then(|n| n.parse::<usize>().ok());
                         let max = self.max_message_bytes();
                         if size.is_some_and(|n| n > max) {
                             reply(
@@ -264,12 +258,11 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                "RCPT" => {
-                    let Some(rest) = strip_prefix_ci(arg, "TO:") else {
+                Command::Rcpt(rcpt) => {
+                    let Some(RcptTo { path }) = rcpt else {
                         reply(&mut io, "501 5.5.4 Syntax: RCPT TO:<address>").await?;
                         continue;
                     };
-                    let (path, _) = split_path(rest);
                     let max = self.ctx.acceptor.limits().max_recipients;
                     match path
                         .filter(|p| !p.is_empty())
@@ -303,7 +296,7 @@ impl<'a> Session<'a> {
                         _ => reply(&mut io, "501 5.1.3 Bad recipient address syntax").await?,
                     }
                 }
-                "DATA" => {
+                Command::Data => {
                     if self.mail_from.is_none() {
                         reply(&mut io, "503 5.5.1 MAIL FROM first").await?;
                     } else if self.rcpt_to.is_empty() {
@@ -322,26 +315,26 @@ impl<'a> Session<'a> {
                         self.reset();
                     }
                 }
-                "RSET" => {
+                Command::Rset => {
                     self.reset();
                     reply(&mut io, "250 2.0.0 OK").await?;
                 }
-                "NOOP" => reply(&mut io, "250 2.0.0 OK").await?,
-                "VRFY" => {
+                Command::Noop => reply(&mut io, "250 2.0.0 OK").await?,
+                Command::Vrfy => {
                     reply(&mut io, "252 2.5.0 Cannot verify, but will accept and try").await?
                 }
-                "HELP" => {
+                Command::Help => {
                     reply(
                         &mut io,
                         "214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321",
                     )
                     .await?
                 }
-                "QUIT" => {
+                Command::Quit => {
                     reply(&mut io, "221 2.0.0 Bye").await?;
                     return Ok(());
                 }
-                _ => reply(&mut io, "500 5.5.2 Command not recognised").await?,
+                Command::Unknown => reply(&mut io, "500 5.5.2 Command not recognised").await?,
             }
         }
     }
@@ -452,55 +445,43 @@ impl<'a> Session<'a> {
         let limit = self.ctx.config.max_line_length;
         let max = self.max_message_bytes();
         let deadline = tokio::time::Instant::now() + self.ctx.config.data_timeout.0;
-        let mut data = Vec::new();
-        let (mut bare, mut long, mut too_big, mut nul) = (false, false, false, false);
+        let mut reader = DataReader::new(max);
         // One deadline and one line buffer for the whole message, not one per line.
         let read = async {
             let mut line = RawLine::default();
-            // The previous line ended in CRLF: only then can a "." line end the data.
-            let mut after_crlf = true;
             loop {
                 read_raw_line_into(io, limit, &mut line).await?;
-                if after_crlf && line.crlf && line.text == b"." {
+                if reader.line(&line) {
                     return Ok::<(), ReadError>(());
-                }
-                long |= line.too_long;
-                bare |= !line.crlf || line.text.contains(&b'\r');
-                nul |= line.text.contains(&0);
-                after_crlf = line.crlf;
-                // A line starting with "." had it doubled by the client (RFC 5321 §4.5.2).
-                let text = line.text.strip_prefix(b".").unwrap_or(&line.text);
-                if data.len() + text.len() + 2 > max {
-                    too_big = true;
-                } else if !too_big {
-                    data.extend_from_slice(text);
-                    data.extend_from_slice(b"\r\n");
                 }
             }
         };
         tokio::time::timeout_at(deadline, read)
             .await
             .map_err(|_| ReadError::Timeout)??;
-        if bare {
-            return Ok(
-                "550 5.6.0 Message refused: it holds a bare CR or LF; lines must end with CRLF"
-                    .into(),
-            );
-        }
-        if nul {
-            return Ok("550 5.6.0 Message refused: it holds a NUL character (RFC 5322)".into());
-        }
-        if long {
-            return Ok(format!(
-                "550 5.6.0 Message refused: a line is longer than {} characters",
-                limit - 2
-            ));
-        }
-        if too_big {
-            return Ok(format!(
-                "552 5.3.4 The message is larger than the {max} bytes allowed"
-            ));
-        }
+        let data = match reader.finish() {
+            Ok(data) => data,
+            Err(Refusal::BareLineEnd) => {
+                return Ok(
+                    "550 5.6.0 Message refused: it holds a bare CR or LF; lines must end with CRLF"
+                        .into(),
+                );
+            }
+            Err(Refusal::Nul) => {
+                return Ok("550 5.6.0 Message refused: it holds a NUL character (RFC 5322)".into());
+            }
+            Err(Refusal::LineTooLong) => {
+                return Ok(format!(
+                    "550 5.6.0 Message refused: a line is longer than {} characters",
+                    limit - 2
+                ));
+            }
+            Err(Refusal::TooBig) => {
+                return Ok(format!(
+                    "552 5.3.4 The message is larger than the {max} bytes allowed"
+                ));
+            }
+        };
         if self.inbound {
             return Ok(crate::inbound::handle(self.ctx, &self.rcpt_to, &data).await);
         }
@@ -569,15 +550,6 @@ async fn reply(io: &mut BufReader<Box<dyn Io>>, text: &str) -> std::io::Result<(
     w.flush().await
 }
 
-/// One line as read: its text without the line end (at most `limit` bytes of it kept),
-/// whether it ended in CRLF (else in a bare LF), and whether it was longer than `limit`.
-#[derive(Default)]
-struct RawLine {
-    text: Vec<u8>,
-    crlf: bool,
-    too_long: bool,
-}
-
 async fn read_raw_line(
     io: &mut BufReader<Box<dyn Io>>,
     limit: usize,
@@ -594,76 +566,22 @@ async fn read_raw_line_into(
     limit: usize,
     line: &mut RawLine,
 ) -> Result<(), ReadError> {
-    line.text.clear();
-    line.too_long = false;
-    let mut last = 0u8;
+    line.clear();
     loop {
         let buf = io.fill_buf().await.map_err(|_| ReadError::Io)?;
         if buf.is_empty() {
             return Err(ReadError::Closed);
         }
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        let chunk = &buf[..if done { take - 1 } else { take }];
-        if let Some(&b) = chunk.last() {
-            last = b;
-        }
-        // Room for the text and its CR; the LF makes the limit.
-        let room = limit.saturating_sub(1).saturating_sub(line.text.len());
-        if chunk.len() > room {
-            line.too_long = true;
-        }
-        line.text.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let (take, done) = line.feed(buf, limit);
         io.consume(take);
         if done {
-            line.crlf = last == b'\r';
-            if line.crlf && !line.too_long {
-                line.text.pop();
-            }
             return Ok(());
         }
-    }
-}
-
-/// `s` after `prefix` (ASCII, any case), trimmed; bytes, not characters, are compared, so a
-/// line whose prefix ends inside a multi-byte character is simply not a match.
-fn strip_prefix_ci<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
-    let head = s.as_bytes().get(..prefix.len())?;
-    if !head.eq_ignore_ascii_case(prefix.as_bytes()) {
-        return None;
-    }
-    // The prefix is ASCII and matched, so its end is a character boundary.
-    s.get(prefix.len()..).map(str::trim_start)
-}
-
-/// `<path> PARAMS` into the path (None when malformed) and the parameters.
-fn split_path(s: &str) -> (Option<String>, &str) {
-    let s = s.trim();
-    match s.strip_prefix('<').and_then(|r| r.split_once('>')) {
-        Some((path, params)) => (Some(path.to_owned()), params.trim()),
-        None => (None, ""),
     }
 }
 
 impl From<std::io::Error> for ReadError {
     fn from(_: std::io::Error) -> Self {
         ReadError::Io
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_prefix_ci;
-
-    #[test]
-    fn a_prefix_ending_inside_a_character_is_no_match_and_no_panic() {
-        assert_eq!(strip_prefix_ci("FRéé", "FROM:"), None);
-        assert_eq!(strip_prefix_ci("TéO", "TO:"), None);
-        assert_eq!(strip_prefix_ci("SIZé=1", "SIZE="), None);
-        assert_eq!(strip_prefix_ci("from: <a@b.c>", "FROM:"), Some("<a@b.c>"));
-        assert_eq!(strip_prefix_ci("FROM:é", "FROM:"), Some("é"));
-        assert_eq!(strip_prefix_ci("FRO", "FROM:"), None);
     }
 }
