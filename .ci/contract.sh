@@ -24,5 +24,8 @@ for _ in $(seq 1 60); do
     sleep 1
 done
 key="$(cat "$dir/data/dev-api-key")"
-st --config-file .ci/schemathesis.toml run "http://127.0.0.1:$port/v1/openapi.json" \
+# pip puts `st` beside the interpreter; under pyenv its shim may not exist yet.
+st="$(dirname "$(python3 -c 'import sys; print(sys.executable)')")/st"
+[ -x "$st" ] || st=st
+"$st" --config-file .ci/schemathesis.toml run "http://127.0.0.1:$port/v1/openapi.json" \
     -H "Authorization: Bearer $key" --no-color
