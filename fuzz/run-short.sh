@@ -38,7 +38,7 @@ for t in $targets; do
         echo "FAILED: $t (input in fuzz/artifacts/$t/)"
         status=1
     else
-        grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+        grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' \
             "fuzz/target/$t.log" || true
     fi
 done
