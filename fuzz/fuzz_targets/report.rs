@@ -1,4 +1,4 @@
-//! Mail arriving at a return path (`kuvert_smtpd::report::parse`: DSN, ARF, automatic
+//! Mail arriving at a return path (`kuvert_mail::report::parse`: DSN, ARF, automatic
 //! replies), as anyone on the Internet can send it to the inbound MX. Checked: no panic, at
 //! most `MAX_DSN_RECIPIENTS` recipient blocks, each naming an address, lower-case actions
 //! and feedback types, a status without white space, addresses of the original that hold an `@`;
@@ -6,9 +6,9 @@
 //! classified without panic and reads back from its own text.
 #![no_main]
 
-use kuvert_mta::bounce::classify;
-use kuvert_mta::smtp::Reply;
-use kuvert_smtpd::report::{self, MAX_DSN_RECIPIENTS, Original, Report};
+use kuvert_mail::bounce::classify;
+use kuvert_mail::smtp::Reply;
+use kuvert_mail::report::{self, MAX_DSN_RECIPIENTS, Original, Report};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -1,6 +1,6 @@
 //! The body of `POST /v1/messages`, as the route reads it (`kuvert_http::submission_from_json`,
 //! the same JSON reading as every route), then `Submission::check`, then the MIME message that
-//! `accept()` would store (`kuvert_core::mime::build`) and, for a tracked message, a
+//! `accept()` would store (`kuvert_mail::mime::build`) and, for a tracked message, a
 //! recipient's copy (`tracking::Template::render`). Checked:
 //! - a refused body is a 400 or 422, never a 5xx;
 //! - a checked submission builds a message whose header block ends in CRLF, holds no bare CR
@@ -12,7 +12,7 @@ use kuvert_core::Timestamp;
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::lookup::LookupKey;
 use kuvert_core::submission::{Limits, Submission};
-use kuvert_core::tracking::{Personal, Template};
+use kuvert_mail::tracking::{RecipientLinks, Template};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
@@ -50,14 +50,14 @@ fuzz_target!(|input: &[u8]| {
         return;
     }
     let id = MessageId::from_string("msg_01jd0000000000000000000000".into());
-    let built = kuvert_core::mime::build(&s, &id, NOW);
+    let built = kuvert_mail::mime::build(&s, &id, NOW);
     headers_ok(&s, &built);
 
     if let Some(t) = Template::of(&s) {
         let key = LookupKey::new([5; 32]);
         let account = AccountId::from_string("acc_01jd0000000000000000000000".into());
         let recipient = RecipientId::from_string("rcp_01jd0000000000000000000000".into());
-        let p = Personal {
+        let p = RecipientLinks {
             base_url: "https://t.example",
             key: &key,
             account: &account,

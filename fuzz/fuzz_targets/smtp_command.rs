@@ -7,8 +7,8 @@
 #![no_main]
 
 use kuvert_core::EmailAddress;
-use kuvert_smtpd::command::{self, Command, MailFrom, RcptTo};
-use kuvert_smtpd::data::RawLine;
+use kuvert_mail::smtp::command::{self, Command, MailFrom, RcptTo};
+use kuvert_mail::smtp::data::RawLine;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

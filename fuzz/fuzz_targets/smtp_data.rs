@@ -1,4 +1,4 @@
-//! The message after DATA, as the session reads it (`kuvert_smtpd::data`). The first two
+//! The message after DATA, as the session reads it (`kuvert_mail::smtp::data`). The first two
 //! bytes choose the line limit and the message limit, the third how the input is cut into the
 //! pieces a socket would give. Checked:
 //! - the outcome does not depend on where the pieces break;
@@ -6,12 +6,12 @@
 //!   and nowhere else: no bare LF or CR can end it (SMTP smuggling);
 //! - an accepted message has CRLF line ends only, no NUL, lines within the limit, and at most
 //!   the bytes allowed, and a client sending it again (dot-stuffed) gets it back unchanged;
-//! - a valid message made from the input, dot-stuffed by `data::stuff` or by Kuvert's own SMTP
-//!   client (`kuvert_mta::smtp::client::dot_stuff`), is read back as it was, and whatever
-//!   follows it is left for the next command.
+//! - a valid message made from the input, dot-stuffed as Kuvert's own SMTP client sends it
+//!   (`data::dot_stuff`), is read back as it was, and whatever follows it is left for the
+//!   next command.
 #![no_main]
 
-use kuvert_smtpd::data::{self, DataReader, RawLine, Refusal};
+use kuvert_mail::smtp::data::{self, DataReader, RawLine, Refusal};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -37,7 +37,7 @@ fuzz_target!(|input: &[u8]| {
     );
     if let Some((Ok(message), _)) = &whole {
         valid(message, limit, max);
-        let again = data::stuff(message);
+        let again = data::dot_stuff(message);
         assert_eq!(
             data::read(&again, limit, max),
             Some((Ok(message.clone()), again.len()))
@@ -61,10 +61,8 @@ fuzz_target!(|input: &[u8]| {
     } else {
         Ok(message.clone())
     };
-    for mut sent in [
-        data::stuff(&message),
-        kuvert_mta::smtp::client::dot_stuff(&message),
-    ] {
+    {
+        let mut sent = data::dot_stuff(&message);
         let n = sent.len();
         sent.extend_from_slice(b"QUIT\r\n");
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Tracking tokens and link rewriting (`kuvert_core::tracking`). Checked:
+//! Tracking tokens and link rewriting (`kuvert_core::tracking`, `kuvert_mail::tracking`). Checked:
 //! - `token(key, account, recipient, link)` reads back as itself with its key, is URL-safe,
 //!   and reads as nothing with another key;
 //! - any string that `parse_token` takes is a genuine token: the token made of what it read
@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use kuvert_core::id::{AccountId, RecipientId};
 use kuvert_core::lookup::LookupKey;
-use kuvert_core::tracking::{Link, MAX_TRACKED_LINKS, Token, parse_token, rewrite_links, token};
+use kuvert_core::tracking::{Link, Token, parse_token, token};
+use kuvert_mail::tracking::{MAX_TRACKED_LINKS, rewrite_links};
 use libfuzzer_sys::fuzz_target;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";

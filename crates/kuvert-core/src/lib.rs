@@ -11,14 +11,12 @@ pub mod event;
 pub mod histogram;
 pub mod id;
 pub mod lookup;
-pub mod mime;
 pub mod net;
 pub mod password;
 pub mod policy;
 pub mod ratelimit;
 pub mod submission;
 pub mod tracking;
-pub mod verp;
 
 pub use address::{EmailAddress, Mailbox};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

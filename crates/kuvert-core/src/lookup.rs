@@ -43,6 +43,17 @@ impl LookupKey {
     }
 }
 
+/// Whether a MAC given by a client equals the one computed, in time that does not depend on
+/// where they differ (only on their lengths, which are public).
+pub fn same_mac(given: &str, want: &str) -> bool {
+    given.len() == want.len()
+        && given
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -271,7 +271,7 @@ impl Submission {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     pub fn sample() -> Submission {

@@ -16,19 +16,20 @@ use std::time::Duration;
 use kuvert_core::Timestamp;
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::id::{DomainId, MessageId};
-use kuvert_core::tracking::{Personal, Template};
-use kuvert_core::verp::{self, VerpTarget};
 use kuvert_dns::Dns;
+use kuvert_mail::tracking::{RecipientLinks, Template};
+use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::bounce::classify;
 use crate::config::{DeliveryConfig, DestinationLimits};
 use crate::dkim::DkimSigner;
 use crate::route::{Destination, RouteFailure, Router};
-use crate::smtp::{ClientError, ConnectOptions, Connection, Envelope, Reply, Stage, tls};
+use crate::smtp::{ClientError, ConnectOptions, Connection, Envelope, Stage, tls};
+use kuvert_mail::bounce::classify;
+use kuvert_mail::smtp::Reply;
 
 /// The smarthost's TLS: checked at start by `DeliveryConfig::problems`; should the file
 /// have gone since, nothing is trusted rather than everything.
@@ -431,7 +432,7 @@ impl Inner {
                 let template = message.template.as_deref().unwrap_or_default();
                 // A tracked message is rendered for its one recipient first.
                 let t = serde_json::from_slice::<Template>(template).map_err(|e| e.to_string())?;
-                let personal = Personal {
+                let personal = RecipientLinks {
                     base_url: &base_url,
                     key: &key,
                     account: &message.account_id,

@@ -5,9 +5,10 @@
 //!   pools that carry the transactions;
 //! - [`route`]: where a recipient domain's mail goes (MX, a configured route, the smarthost);
 //! - [`smtp`]: the SMTP client, with opportunistic STARTTLS;
-//! - [`dkim`]: signing; [`bounce`]: what a refusal means.
+//! - [`dkim`]: DKIM signing.
+//!
+//! What the bytes mean (replies, bounce classes, VERP, the tracked copy) is `kuvert-mail`'s.
 
-pub mod bounce;
 pub mod config;
 pub mod dkim;
 pub mod engine;

@@ -11,9 +11,10 @@ use kuvert_core::domain::DomainSettings;
 use kuvert_core::event::{EventType, RecipientStatus};
 use kuvert_core::id::AccountId;
 use kuvert_core::submission::{Limits, Submission};
-use kuvert_core::verp::{self, VerpTarget};
 use kuvert_core::{Clock, Mailbox, ManualClock, Timestamp};
 use kuvert_dns::Dns;
+use kuvert_mail::smtp::Reply;
+use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_mta::{DeliveryConfig, Engine};
 use kuvert_store::{EventFilter, EventRecord, Store, StoreOptions};
 use kuvert_submit::{Accepted, Acceptor};
@@ -328,7 +329,11 @@ async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
     let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink.on(
         "gone@example.test",
-        Behaviour::RejectRcpt("550 5.1.1 <gone@example.test>: no such user".into()),
+        Behaviour::RejectRcpt(Reply::new(
+            550,
+            (5, 1, 1),
+            "<gone@example.test>: no such user",
+        )),
     );
     let sent = w.send(submission(&["gone@example.test"])).await;
     w.wait_for(&sent, "gone@example.test", RecipientStatus::Bounced)
@@ -357,7 +362,7 @@ async fn policy_bounce_is_recorded_but_not_suppressed() {
     let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink.on(
         "strict@example.test",
-        Behaviour::RejectData("550 5.7.1 Message rejected by policy".into()),
+        Behaviour::RejectData(Reply::new(550, (5, 7, 1), "Message rejected by policy")),
     );
     let sent = w.send(submission(&["strict@example.test"])).await;
     w.wait_for(&sent, "strict@example.test", RecipientStatus::Bounced)
@@ -713,7 +718,7 @@ async fn without_pipelining_each_recipient_gets_its_own_answer() {
     .await;
     w.sink.on(
         "gone@example.test",
-        Behaviour::RejectRcpt("550 5.1.1 no such user".into()),
+        Behaviour::RejectRcpt(Reply::new(550, (5, 1, 1), "no such user")),
     );
     w.sink
         .on("later@example.test", Behaviour::TempFail { times: 1 });

@@ -4,24 +4,24 @@
 //! cause.
 
 use kuvert_core::id::RecipientId;
-use kuvert_core::verp::{self, VerpTarget};
-use kuvert_mta::bounce::classify;
-use kuvert_mta::smtp::Reply;
+use kuvert_mail::bounce::classify;
+use kuvert_mail::report::{self, DsnRecipient, MAX_DSN_RECIPIENTS, Original, Report};
+use kuvert_mail::smtp::Reply;
+use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{RecipientRef, Report as Recorded};
 use serde_json::{Map, Value, json};
 
-use crate::report::{self, DsnRecipient, MAX_DSN_RECIPIENTS, Original, Report};
-use crate::server::SmtpContext;
+use crate::context::SmtpContext;
 
 /// Local parts taken at a return-path host besides VERP addresses: where feedback loops and
 /// people send reports.
 const MAILBOXES: &[&str] = &["fbl", "abuse", "postmaster"];
 
 /// Whether `rcpt` is an address this MX takes mail for; the refusal otherwise.
-pub(crate) async fn check_rcpt(ctx: &SmtpContext, rcpt: &str) -> Result<(), String> {
+pub(crate) async fn check_rcpt(ctx: &SmtpContext, rcpt: &str) -> Result<(), Reply> {
     let lower = rcpt.to_ascii_lowercase();
     let Some((local, host)) = lower.rsplit_once('@') else {
-        return Err("501 5.1.3 Bad recipient address syntax".into());
+        return Err(Reply::new(501, (5, 1, 3), "Bad recipient address syntax"));
     };
     let domain = host.strip_prefix(&format!("{}.", ctx.return_path_prefix));
     let known = match domain {
@@ -29,24 +29,26 @@ pub(crate) async fn check_rcpt(ctx: &SmtpContext, rcpt: &str) -> Result<(), Stri
         None => false,
     };
     if !known {
-        return Err(
-            "550 5.7.1 Relaying denied: this server takes mail for return paths only".into(),
-        );
+        return Err(Reply::new(
+            550,
+            (5, 7, 1),
+            "Relaying denied: this server takes mail for return paths only",
+        ));
     }
     if local.starts_with("b-") {
         return match verp::decode(ctx.store.verp_key(), &lower) {
             Some(_) => Ok(()),
-            None => Err("550 5.1.1 No such return path".into()),
+            None => Err(Reply::new(550, (5, 1, 1), "No such return path")),
         };
     }
     if MAILBOXES.contains(&local) {
         return Ok(());
     }
-    Err("550 5.1.1 No such mailbox".into())
+    Err(Reply::new(550, (5, 1, 1), "No such mailbox"))
 }
 
 /// Reads a report and records what it says; the reply to DATA.
-pub(crate) async fn handle(ctx: &SmtpContext, rcpt_to: &[String], data: &[u8]) -> String {
+pub(crate) async fn handle(ctx: &SmtpContext, rcpt_to: &[String], data: &[u8]) -> Reply {
     let targets: Vec<VerpTarget> = rcpt_to
         .iter()
         .filter_map(|r| verp::decode(ctx.store.verp_key(), r))
@@ -75,17 +77,21 @@ pub(crate) async fn handle(ctx: &SmtpContext, rcpt_to: &[String], data: &[u8]) -
             )
             .await
         }
-        Report::AutoReply => return "250 2.0.0 OK: automatic reply ignored".into(),
-        Report::Other => return "250 2.0.0 OK: not a report, ignored".into(),
+        Report::AutoReply => return ok("OK: automatic reply ignored"),
+        Report::Other => return ok("OK: not a report, ignored"),
     };
     match result {
-        Ok(0) => "250 2.0.0 OK: the report names no message of ours".into(),
-        Ok(n) => format!("250 2.0.0 OK: {n} recipient(s) recorded"),
+        Ok(0) => ok("OK: the report names no message of ours"),
+        Ok(n) => ok(format!("OK: {n} recipient(s) recorded")),
         Err(e) => {
             tracing::error!(error = %e, "cannot record a report");
-            "451 4.3.0 Temporary failure, try again later".into()
+            Reply::new(451, (4, 3, 0), "Temporary failure, try again later")
         }
     }
+}
+
+fn ok(text: impl Into<String>) -> Reply {
+    Reply::new(250, (2, 0, 0), text)
 }
 
 /// What ties a report to the recipients it may affect.

@@ -3,16 +3,19 @@
 //! an SMTP-IP credential for older software). Every message goes through the same
 //! `Acceptor::accept` as the HTTP API, and `250` follows DATA only once it is durable.
 //! Inbound: the MX of the return-path hosts, where bounces (DSN) and complaints (ARF) arrive.
+//!
+//! [`server`] accepts connections and starts a `session` for each; the session speaks the
+//! protocol (whose bytes and replies are `kuvert_mail::smtp`), and hands a message to
+//! [`message`] (submission) or `inbound` (reports); [`context`] is what they all share.
 
-pub mod command;
 pub mod config;
-pub mod data;
+pub mod context;
 mod inbound;
 pub mod message;
-pub mod report;
 pub mod server;
 mod session;
 pub mod tls;
 
 pub use config::SmtpConfig;
-pub use server::{Listener, SmtpContext, serve};
+pub use context::SmtpContext;
+pub use server::{Listener, serve};

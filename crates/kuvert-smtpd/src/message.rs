@@ -4,6 +4,7 @@
 
 use kuvert_core::submission::{Submission, TrackingOptions};
 use kuvert_core::{Mailbox, Timestamp};
+use kuvert_mail::header;
 use mail_parser::MessageParser;
 use serde_json::{Map, Value};
 
@@ -28,49 +29,6 @@ fn removed(name: &str) -> bool {
     n.starts_with("x-kuvert-") || n == "bcc"
 }
 
-/// One header field: its name, its unfolded value, and its raw bytes (CRLF included).
-struct Field<'a> {
-    name: &'a str,
-    value: String,
-    raw: &'a [u8],
-}
-
-/// The header block's fields, and where the body starts.
-fn fields(data: &[u8]) -> (Vec<Field<'_>>, usize) {
-    let mut out: Vec<Field<'_>> = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let end = data[pos..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(data.len(), |i| pos + i + 2);
-        let line = &data[pos..end];
-        if line == b"\r\n" {
-            return (out, end);
-        }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if let Some(last) = out.last_mut() {
-                let start = last.raw.as_ptr() as usize - data.as_ptr() as usize;
-                last.raw = &data[start..end];
-                last.value.push(' ');
-                last.value.push_str(String::from_utf8_lossy(line).trim());
-            }
-        } else if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = std::str::from_utf8(&line[..colon]).unwrap_or("").trim();
-            let value = String::from_utf8_lossy(&line[colon + 1..])
-                .trim()
-                .to_owned();
-            out.push(Field {
-                name,
-                value,
-                raw: line,
-            });
-        }
-        pos = end;
-    }
-    (out, data.len())
-}
-
 fn flag(header: &str, v: &str) -> Result<bool, ContentError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "yes" | "true" | "1" | "on" => Ok(true),
@@ -82,15 +40,10 @@ fn flag(header: &str, v: &str) -> Result<bool, ContentError> {
 /// The submission for `data` (a complete message, CRLF line ends, dot-unstuffed) sent to
 /// `rcpt_to`.
 pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, ContentError> {
-    let (header_fields, body_start) = fields(data);
+    let head = header::parse(data);
     // RFC 5322 allows one From. With two, the account's domain would be checked against one
     // while a reader might be shown the other.
-    if header_fields
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("from"))
-        .count()
-        > 1
-    {
+    if head.count("from") > 1 {
         return Err(refuse(
             "From",
             "a message has one From header field, not several",
@@ -101,11 +54,11 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
     // `data`: what is checked is what recipients get (a field removed can change how the
     // fields around it read).
     let mut kept = Vec::with_capacity(data.len());
-    for f in header_fields.iter().filter(|f| !removed(f.name)) {
+    for f in head.fields.iter().filter(|f| !removed(f.name)) {
         kept.extend_from_slice(f.raw);
     }
     kept.extend_from_slice(b"\r\n");
-    kept.extend_from_slice(data.get(body_start..).unwrap_or_default());
+    kept.extend_from_slice(data.get(head.body_start..).unwrap_or_default());
     let parsed = MessageParser::default()
         .parse_headers(&kept)
         .ok_or_else(|| refuse("From", "the message has no header"))?;
@@ -164,31 +117,33 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
         require_tls: false,
         raw: None,
     };
-    for f in &header_fields {
-        match f.name.to_ascii_lowercase().as_str() {
+    for f in &head.fields {
+        let name = f.name.to_ascii_lowercase();
+        if !name.starts_with("x-kuvert-") {
+            continue;
+        }
+        let value = f.unfolded();
+        match name.as_str() {
             "x-kuvert-tag" => sub.tags.extend(
-                f.value
+                value
                     .split(',')
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
                     .map(str::to_owned),
             ),
-            "x-kuvert-track-opens" => sub.tracking.opens = Some(flag(f.name, &f.value)?),
-            "x-kuvert-track-clicks" => sub.tracking.clicks = Some(flag(f.name, &f.value)?),
-            "x-kuvert-require-tls" => sub.require_tls = flag(f.name, &f.value)?,
+            "x-kuvert-track-opens" => sub.tracking.opens = Some(flag(f.name, &value)?),
+            "x-kuvert-track-clicks" => sub.tracking.clicks = Some(flag(f.name, &value)?),
+            "x-kuvert-require-tls" => sub.require_tls = flag(f.name, &value)?,
             "x-kuvert-send-at" => {
-                sub.send_at = Some(Timestamp::parse_rfc3339(&f.value).ok_or_else(|| {
+                sub.send_at = Some(Timestamp::parse_rfc3339(&value).ok_or_else(|| {
                     refuse(f.name, "not an RFC 3339 time such as 2026-11-23T10:00:00Z")
                 })?);
             }
-            "x-kuvert-metadata" => match serde_json::from_str::<Value>(&f.value) {
+            "x-kuvert-metadata" => match serde_json::from_str::<Value>(&value) {
                 Ok(Value::Object(m)) => sub.metadata = m,
                 _ => return Err(refuse(f.name, "not a JSON object")),
             },
-            other if other.starts_with("x-kuvert-") => {
-                return Err(refuse(f.name, "not an option Kuvert knows"));
-            }
-            _ => {}
+            _ => return Err(refuse(f.name, "not an option Kuvert knows")),
         }
     }
     sub.raw = Some(kept);

@@ -17,10 +17,22 @@ use kuvert_store::KeyAuth;
 use kuvert_submit::AcceptError;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::command::{self, Command, MailFrom, RcptTo};
-use crate::data::{DataReader, RawLine, Refusal};
+use kuvert_mail::smtp::Reply;
+use kuvert_mail::smtp::command::{self, Command, MailFrom, RcptTo};
+use kuvert_mail::smtp::data::{DataReader, RawLine, Refusal};
+
+use crate::context::SmtpContext;
 use crate::message::to_submission;
-use crate::server::SmtpContext;
+
+/// What a session is for: the two listeners speak the same protocol to different people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Applications that send through Kuvert: AUTH or an SMTP-IP credential, then mail to
+    /// anyone.
+    Submission,
+    /// The MX of the return-path hosts: anyone, no AUTH, mail to return paths only.
+    InboundMx,
+}
 
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -28,8 +40,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) struct Session<'a> {
     ctx: &'a SmtpContext,
     peer: SocketAddr,
-    /// The inbound MX of the return paths rather than submission.
-    inbound: bool,
+    role: Role,
     helo: Option<String>,
     tls: bool,
     /// Who submits: from AUTH, or from an SMTP-IP credential of the client's network.
@@ -60,29 +71,28 @@ impl<'a> Session<'a> {
     /// The largest message this listener takes: reports at the inbound MX are small, and
     /// anyone may send them, so its bound is its own.
     fn max_message_bytes(&self) -> usize {
-        if self.inbound {
+        if self.role == Role::InboundMx {
             self.ctx.config.inbound_max_message_bytes
         } else {
             self.ctx.acceptor.limits().max_message_bytes
         }
     }
 
-    pub(crate) async fn new(ctx: &'a SmtpContext, peer: SocketAddr, inbound: bool) -> Self {
-        let auth = if inbound {
-            None
-        } else {
-            match ctx.store.smtp_ip_credential(peer.ip()).await {
+    pub(crate) async fn new(ctx: &'a SmtpContext, peer: SocketAddr, role: Role) -> Self {
+        let auth = match role {
+            Role::InboundMx => None,
+            Role::Submission => match ctx.store.smtp_ip_credential(peer.ip()).await {
                 Ok(a) => a.filter(|a| a.account_status == AccountStatus::Active),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot look up SMTP-IP credentials");
                     None
                 }
-            }
+            },
         };
         Self {
             ctx,
             peer,
-            inbound,
+            role,
             helo: None,
             tls: false,
             by_network: auth.is_some(),
@@ -94,7 +104,7 @@ impl<'a> Session<'a> {
     }
 
     fn auth_offered(&self) -> bool {
-        !self.inbound
+        self.role == Role::Submission
             && (self.tls
                 || (self.ctx.config.allow_plain_auth_on_loopback && self.peer.ip().is_loopback()))
     }
@@ -108,62 +118,72 @@ impl<'a> Session<'a> {
         self.tls = tls;
         let mut io = BufReader::new(io);
         let host = self.ctx.hostname.clone();
-        io.get_mut()
-            .write_all(format!("220 {host} ESMTP Kuvert\r\n").as_bytes())
-            .await?;
+        reply(&mut io, &Reply::plain(220, format!("{host} ESMTP Kuvert"))).await?;
         loop {
             let line = match self.read_line(&mut io).await {
                 Ok(Line::Ok(l)) => l,
                 Ok(Line::TooLong) => {
-                    reply(&mut io, "500 5.5.2 Line too long").await?;
+                    reply(&mut io, &Reply::new(500, (5, 5, 2), "Line too long")).await?;
                     continue;
                 }
                 Ok(Line::BareLineEnd) => {
                     reply(
                         &mut io,
-                        "500 5.5.2 Lines must end with CRLF; bare CR or LF is refused",
+                        &Reply::new(
+                            500,
+                            (5, 5, 2),
+                            "Lines must end with CRLF; bare CR or LF is refused",
+                        ),
                     )
                     .await?;
                     continue;
                 }
                 Err(ReadError::Timeout) => {
-                    let _ = reply(&mut io, "421 4.4.2 Timeout, closing").await;
+                    let _ = reply(&mut io, &Reply::new(421, (4, 4, 2), "Timeout, closing")).await;
                     return Ok(());
                 }
                 Err(_) => return Ok(()),
             };
             match command::parse(&line) {
                 Command::Ehlo(arg) | Command::Helo(arg) if arg.is_empty() => {
-                    reply(&mut io, "501 5.5.4 A host name is needed").await?
+                    reply(
+                        &mut io,
+                        &Reply::new(501, (5, 5, 4), "A host name is needed"),
+                    )
+                    .await?
                 }
                 Command::Ehlo(arg) => {
                     self.helo = Some(arg.to_owned());
                     self.reset();
                     let mut r = format!(
-                        "250-{host} greets {arg}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n",
+                        "{host} greets {arg}\nPIPELINING\nSIZE {}\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\n",
                         self.max_message_bytes()
                     );
                     if self.ctx.tls.is_some() && !self.tls {
-                        r.push_str("250-STARTTLS\r\n");
+                        r.push_str("STARTTLS\n");
                     }
                     if self.auth_offered() {
-                        r.push_str("250-AUTH PLAIN LOGIN\r\n");
+                        r.push_str("AUTH PLAIN LOGIN\n");
                     }
-                    r.push_str("250 HELP");
-                    reply(&mut io, &r).await?;
+                    r.push_str("HELP");
+                    reply(&mut io, &Reply::plain(250, r)).await?;
                 }
                 Command::Helo(arg) => {
                     self.helo = Some(arg.to_owned());
                     self.reset();
-                    reply(&mut io, &format!("250 {host}")).await?;
+                    reply(&mut io, &Reply::plain(250, host.as_str())).await?;
                 }
                 Command::StartTls => {
                     let Some(acceptor) = self.ctx.tls.clone() else {
-                        reply(&mut io, "502 5.5.1 STARTTLS is not offered here").await?;
+                        reply(
+                            &mut io,
+                            &Reply::new(502, (5, 5, 1), "STARTTLS is not offered here"),
+                        )
+                        .await?;
                         continue;
                     };
                     if self.tls {
-                        reply(&mut io, "503 5.5.1 TLS is already on").await?;
+                        reply(&mut io, &Reply::new(503, (5, 5, 1), "TLS is already on")).await?;
                         continue;
                     }
                     // Commands sent with STARTTLS, before the handshake, would be taken as
@@ -171,12 +191,16 @@ impl<'a> Session<'a> {
                     if !io.buffer().is_empty() {
                         reply(
                             &mut io,
-                            "554 5.5.1 Nothing may follow STARTTLS before the handshake",
+                            &Reply::new(
+                                554,
+                                (5, 5, 1),
+                                "Nothing may follow STARTTLS before the handshake",
+                            ),
                         )
                         .await?;
                         return Ok(());
                     }
-                    reply(&mut io, "220 2.0.0 Ready to start TLS").await?;
+                    reply(&mut io, &Reply::new(220, (2, 0, 0), "Ready to start TLS")).await?;
                     let stream = io.into_inner();
                     let tls = match tokio::time::timeout(
                         self.ctx.config.command_timeout.0,
@@ -196,20 +220,28 @@ impl<'a> Session<'a> {
                     }
                 }
                 Command::Auth(arg) => {
-                    if self.inbound {
-                        reply(&mut io, "502 5.5.1 AUTH is not offered here").await?;
+                    if self.role == Role::InboundMx {
+                        reply(
+                            &mut io,
+                            &Reply::new(502, (5, 5, 1), "AUTH is not offered here"),
+                        )
+                        .await?;
                     } else if !self.auth_offered() {
                         reply(
                             &mut io,
-                            "538 5.7.11 Encryption required: use STARTTLS first",
+                            &Reply::new(538, (5, 7, 11), "Encryption required: use STARTTLS first"),
                         )
                         .await?;
                     } else if self.auth.is_some() && !self.by_network {
-                        reply(&mut io, "503 5.5.1 Already authenticated").await?;
+                        reply(
+                            &mut io,
+                            &Reply::new(503, (5, 5, 1), "Already authenticated"),
+                        )
+                        .await?;
                     } else if self.mail_from.is_some() {
                         reply(
                             &mut io,
-                            "503 5.5.1 AUTH is not allowed during a transaction",
+                            &Reply::new(503, (5, 5, 1), "AUTH is not allowed during a transaction"),
                         )
                         .await?;
                     } else if !self.authenticate(&mut io, arg).await? {
@@ -218,16 +250,28 @@ impl<'a> Session<'a> {
                 }
                 Command::Mail(mail) => {
                     let Some(MailFrom { path, size }) = mail else {
-                        reply(&mut io, "501 5.5.4 Syntax: MAIL FROM:<address>").await?;
+                        reply(
+                            &mut io,
+                            &Reply::new(501, (5, 5, 4), "Syntax: MAIL FROM:<address>"),
+                        )
+                        .await?;
                         continue;
                     };
                     if self.helo.is_none() {
-                        reply(&mut io, "503 5.5.1 Say EHLO first").await?;
-                    } else if self.auth.is_none() && !self.inbound {
-                        reply(&mut io, "530 5.7.0 Authentication required").await?;
+                        reply(&mut io, &Reply::new(503, (5, 5, 1), "Say EHLO first")).await?;
+                    } else if self.auth.is_none() && self.role == Role::Submission {
+                        reply(
+                            &mut io,
+                            &Reply::new(530, (5, 7, 0), "Authentication required"),
+                        )
+                        .await?;
                     } else if self.mail_from.is_some() {
-                        reply(&mut io, "503 5.5.1 A transaction is already open").await?;
-                    } else if self.inbound
+                        reply(
+                            &mut io,
+                            &Reply::new(503, (5, 5, 1), "A transaction is already open"),
+                        )
+                        .await?;
+                    } else if self.role == Role::InboundMx
                         && !self
                             .ctx
                             .reports
@@ -237,30 +281,36 @@ impl<'a> Session<'a> {
                         // network has its rate.
                         reply(
                             &mut io,
-                            "450 4.7.1 Too many reports from your network; try again later",
+                            &Reply::new(
+                                450,
+                                (4, 7, 1),
+                                "Too many reports from your network; try again later",
+                            ),
                         )
                         .await?;
                     } else {
                         let max = self.max_message_bytes();
                         if size.is_some_and(|n| n > max) {
+                            reply(&mut io, &too_big(max)).await?;
+                        } else if path.is_none() {
                             reply(
                                 &mut io,
-                                &format!(
-                                    "552 5.3.4 The message is larger than the {max} bytes allowed"
-                                ),
+                                &Reply::new(501, (5, 1, 7), "Bad sender address syntax"),
                             )
                             .await?;
-                        } else if path.is_none() {
-                            reply(&mut io, "501 5.1.7 Bad sender address syntax").await?;
                         } else {
                             self.mail_from = path;
-                            reply(&mut io, "250 2.1.0 Sender OK").await?;
+                            reply(&mut io, &Reply::new(250, (2, 1, 0), "Sender OK")).await?;
                         }
                     }
                 }
                 Command::Rcpt(rcpt) => {
                     let Some(RcptTo { path }) = rcpt else {
-                        reply(&mut io, "501 5.5.4 Syntax: RCPT TO:<address>").await?;
+                        reply(
+                            &mut io,
+                            &Reply::new(501, (5, 5, 4), "Syntax: RCPT TO:<address>"),
+                        )
+                        .await?;
                         continue;
                     };
                     let max = self.ctx.acceptor.limits().max_recipients;
@@ -269,45 +319,60 @@ impl<'a> Session<'a> {
                         .map(|p| EmailAddress::parse(&p).map(|a| a.to_string()))
                     {
                         _ if self.mail_from.is_none() => {
-                            reply(&mut io, "503 5.5.1 MAIL FROM first").await?
+                            reply(&mut io, &Reply::new(503, (5, 5, 1), "MAIL FROM first")).await?
                         }
                         _ if self.rcpt_to.len() >= max => {
                             reply(
                                 &mut io,
-                                &format!(
-                                    "452 4.5.3 Too many recipients: at most {max} per message"
+                                &Reply::new(
+                                    452,
+                                    (4, 5, 3),
+                                    format!("Too many recipients: at most {max} per message"),
                                 ),
                             )
                             .await?
                         }
-                        Some(Ok(a)) if self.inbound => {
+                        Some(Ok(a)) if self.role == Role::InboundMx => {
                             match crate::inbound::check_rcpt(self.ctx, &a).await {
                                 Ok(()) => {
                                     self.rcpt_to.push(a);
-                                    reply(&mut io, "250 2.1.5 Recipient OK").await?;
+                                    reply(&mut io, &Reply::new(250, (2, 1, 5), "Recipient OK"))
+                                        .await?;
                                 }
                                 Err(refusal) => reply(&mut io, &refusal).await?,
                             }
                         }
                         Some(Ok(a)) => {
                             self.rcpt_to.push(a);
-                            reply(&mut io, "250 2.1.5 Recipient OK").await?;
+                            reply(&mut io, &Reply::new(250, (2, 1, 5), "Recipient OK")).await?;
                         }
-                        _ => reply(&mut io, "501 5.1.3 Bad recipient address syntax").await?,
+                        _ => {
+                            reply(
+                                &mut io,
+                                &Reply::new(501, (5, 1, 3), "Bad recipient address syntax"),
+                            )
+                            .await?
+                        }
                     }
                 }
                 Command::Data => {
                     if self.mail_from.is_none() {
-                        reply(&mut io, "503 5.5.1 MAIL FROM first").await?;
+                        reply(&mut io, &Reply::new(503, (5, 5, 1), "MAIL FROM first")).await?;
                     } else if self.rcpt_to.is_empty() {
-                        reply(&mut io, "554 5.5.1 No valid recipients").await?;
+                        reply(&mut io, &Reply::new(554, (5, 5, 1), "No valid recipients")).await?;
                     } else {
-                        reply(&mut io, "354 End data with <CR><LF>.<CR><LF>").await?;
+                        reply(
+                            &mut io,
+                            &Reply::plain(354, "End data with <CR><LF>.<CR><LF>"),
+                        )
+                        .await?;
                         let answer = self.data(&mut io).await;
                         match answer {
-                            Ok(text) => reply(&mut io, &text).await?,
+                            Ok(answer) => reply(&mut io, &answer).await?,
                             Err(ReadError::Timeout) => {
-                                let _ = reply(&mut io, "421 4.4.2 Timeout, closing").await;
+                                let _ =
+                                    reply(&mut io, &Reply::new(421, (4, 4, 2), "Timeout, closing"))
+                                        .await;
                                 return Ok(());
                             }
                             Err(_) => return Ok(()),
@@ -317,24 +382,34 @@ impl<'a> Session<'a> {
                 }
                 Command::Rset => {
                     self.reset();
-                    reply(&mut io, "250 2.0.0 OK").await?;
+                    reply(&mut io, &Reply::new(250, (2, 0, 0), "OK")).await?;
                 }
-                Command::Noop => reply(&mut io, "250 2.0.0 OK").await?,
+                Command::Noop => reply(&mut io, &Reply::new(250, (2, 0, 0), "OK")).await?,
                 Command::Vrfy => {
-                    reply(&mut io, "252 2.5.0 Cannot verify, but will accept and try").await?
+                    reply(
+                        &mut io,
+                        &Reply::new(252, (2, 5, 0), "Cannot verify, but will accept and try"),
+                    )
+                    .await?
                 }
                 Command::Help => {
                     reply(
                         &mut io,
-                        "214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321",
+                        &Reply::new(214, (2, 0, 0), "See https://www.rfc-editor.org/rfc/rfc5321"),
                     )
                     .await?
                 }
                 Command::Quit => {
-                    reply(&mut io, "221 2.0.0 Bye").await?;
+                    reply(&mut io, &Reply::new(221, (2, 0, 0), "Bye")).await?;
                     return Ok(());
                 }
-                Command::Unknown => reply(&mut io, "500 5.5.2 Command not recognised").await?,
+                Command::Unknown => {
+                    reply(
+                        &mut io,
+                        &Reply::new(500, (5, 5, 2), "Command not recognised"),
+                    )
+                    .await?
+                }
             }
         }
     }
@@ -354,7 +429,7 @@ impl<'a> Session<'a> {
                 let token = match initial {
                     Some(t) => t.to_owned(),
                     None => {
-                        reply(io, "334 ").await?;
+                        reply(io, &Reply::plain(334, "")).await?;
                         match self.read_line(io).await {
                             Ok(Line::Ok(l)) => l,
                             _ => return Ok(false),
@@ -369,12 +444,12 @@ impl<'a> Session<'a> {
             }
             "LOGIN" => {
                 if initial.is_none() {
-                    reply(io, "334 VXNlcm5hbWU6").await?;
+                    reply(io, &Reply::plain(334, "VXNlcm5hbWU6")).await?;
                     if !matches!(self.read_line(io).await, Ok(Line::Ok(_))) {
                         return Ok(false);
                     }
                 }
-                reply(io, "334 UGFzc3dvcmQ6").await?;
+                reply(io, &Reply::plain(334, "UGFzc3dvcmQ6")).await?;
                 match self.read_line(io).await {
                     Ok(Line::Ok(l)) => B64
                         .decode(l.trim())
@@ -386,7 +461,11 @@ impl<'a> Session<'a> {
             _ => {
                 reply(
                     io,
-                    "504 5.5.4 Unknown mechanism: PLAIN and LOGIN are offered",
+                    &Reply::new(
+                        504,
+                        (5, 5, 4),
+                        "Unknown mechanism: PLAIN and LOGIN are offered",
+                    ),
                 )
                 .await?;
                 return Ok(true);
@@ -408,17 +487,25 @@ impl<'a> Session<'a> {
                 self.ctx.auth_succeeded(self.peer.ip());
                 self.auth = Some(a);
                 self.by_network = false;
-                reply(io, "235 2.7.0 Authentication successful").await?;
+                reply(io, &Reply::new(235, (2, 7, 0), "Authentication successful")).await?;
                 Ok(true)
             }
             None => {
                 self.auth_failures += 1;
                 tokio::time::sleep(self.ctx.auth_failed(self.peer.ip())).await;
                 if self.auth_failures >= self.ctx.config.max_auth_failures {
-                    reply(io, "421 4.7.0 Too many failed authentications, closing").await?;
+                    reply(
+                        io,
+                        &Reply::new(421, (4, 7, 0), "Too many failed authentications, closing"),
+                    )
+                    .await?;
                     return Ok(false);
                 }
-                reply(io, "535 5.7.8 Authentication credentials invalid").await?;
+                reply(
+                    io,
+                    &Reply::new(535, (5, 7, 8), "Authentication credentials invalid"),
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -441,7 +528,7 @@ impl<'a> Session<'a> {
 
     /// Reads the message and answers it. Reading always goes on to the real end (CRLF.CRLF)
     /// so that the conversation stays in step whatever the message holds.
-    async fn data(&mut self, io: &mut BufReader<Box<dyn Io>>) -> Result<String, ReadError> {
+    async fn data(&mut self, io: &mut BufReader<Box<dyn Io>>) -> Result<Reply, ReadError> {
         let limit = self.ctx.config.max_line_length;
         let max = self.max_message_bytes();
         let deadline = tokio::time::Instant::now() + self.ctx.config.data_timeout.0;
@@ -462,48 +549,54 @@ impl<'a> Session<'a> {
         let data = match reader.finish() {
             Ok(data) => data,
             Err(Refusal::BareLineEnd) => {
-                return Ok(
-                    "550 5.6.0 Message refused: it holds a bare CR or LF; lines must end with CRLF"
-                        .into(),
-                );
+                return Ok(Reply::new(
+                    550,
+                    (5, 6, 0),
+                    "Message refused: it holds a bare CR or LF; lines must end with CRLF",
+                ));
             }
             Err(Refusal::Nul) => {
-                return Ok("550 5.6.0 Message refused: it holds a NUL character (RFC 5322)".into());
+                return Ok(Reply::new(
+                    550,
+                    (5, 6, 0),
+                    "Message refused: it holds a NUL character (RFC 5322)",
+                ));
             }
             Err(Refusal::LineTooLong) => {
-                return Ok(format!(
-                    "550 5.6.0 Message refused: a line is longer than {} characters",
-                    limit - 2
+                return Ok(Reply::new(
+                    550,
+                    (5, 6, 0),
+                    format!(
+                        "Message refused: a line is longer than {} characters",
+                        limit - 2
+                    ),
                 ));
             }
-            Err(Refusal::TooBig) => {
-                return Ok(format!(
-                    "552 5.3.4 The message is larger than the {max} bytes allowed"
-                ));
-            }
+            Err(Refusal::TooBig) => return Ok(too_big(max)),
         };
-        if self.inbound {
+        if self.role == Role::InboundMx {
             return Ok(crate::inbound::handle(self.ctx, &self.rcpt_to, &data).await);
         }
         let Some(auth) = &self.auth else {
-            return Ok("530 5.7.0 Authentication required".into());
+            return Ok(Reply::new(530, (5, 7, 0), "Authentication required"));
         };
         let sub = match to_submission(&data, &self.rcpt_to) {
             Ok(s) => s,
-            Err(e) => return Ok(format!("550 5.6.0 {e}")),
+            Err(e) => return Ok(Reply::new(550, (5, 6, 0), e.to_string())),
         };
         Ok(
             match self.ctx.acceptor.accept(&auth.account_id, sub).await {
                 Ok(a) => {
                     let dropped = a.recipients.iter().filter(|r| r.reason.is_some()).count();
-                    if dropped > 0 {
+                    let text = if dropped > 0 {
                         format!(
-                            "250 2.0.0 OK: queued as {}; {dropped} suppressed recipient(s) dropped",
+                            "OK: queued as {}; {dropped} suppressed recipient(s) dropped",
                             a.id
                         )
                     } else {
-                        format!("250 2.0.0 OK: queued as {}", a.id)
-                    }
+                        format!("OK: queued as {}", a.id)
+                    };
+                    Reply::new(250, (2, 0, 0), text)
                 }
                 Err(e) => refusal(&e),
             },
@@ -511,42 +604,61 @@ impl<'a> Session<'a> {
     }
 }
 
+fn too_big(max: usize) -> Reply {
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("The message is larger than the {max} bytes allowed"),
+    )
+}
+
 /// The SMTP answer to a refusal of `accept()`.
-fn refusal(e: &AcceptError) -> String {
+fn refusal(e: &AcceptError) -> Reply {
     use kuvert_core::submission::SubmissionErrorKind;
     match e {
-        AcceptError::UnknownDomain(d) => {
-            format!("550 5.7.1 {d} is not a sending domain of this account")
+        AcceptError::UnknownDomain(d) => Reply::new(
+            550,
+            (5, 7, 1),
+            format!("{d} is not a sending domain of this account"),
+        ),
+        AcceptError::UnverifiedDomain(d) => Reply::new(
+            550,
+            (5, 7, 1),
+            format!("{d} is not verified yet: publish its DNS records"),
+        ),
+        AcceptError::QuotaExceeded { used, quota } => Reply::new(
+            550,
+            (5, 7, 0),
+            format!("The monthly quota of {quota} recipients is used up ({used} sent)"),
+        ),
+        AcceptError::AccountNotActive(s) => {
+            Reply::new(550, (5, 7, 1), format!("The account is {s}"))
         }
-        AcceptError::UnverifiedDomain(d) => {
-            format!("550 5.7.1 {d} is not verified yet: publish its DNS records")
-        }
-        AcceptError::QuotaExceeded { used, quota } => {
-            format!("550 5.7.0 The monthly quota of {quota} recipients is used up ({used} sent)")
-        }
-        AcceptError::AccountNotActive(s) => format!("550 5.7.1 The account is {s}"),
         AcceptError::Invalid(s) => match s.kind {
-            SubmissionErrorKind::TooLarge => format!("552 5.3.4 {s}"),
-            SubmissionErrorKind::TooManyRecipients => format!("452 4.5.3 {s}"),
-            SubmissionErrorKind::Invalid => format!(
-                "550 5.6.0 {}{s}",
-                s.field
-                    .as_deref()
-                    .map(|f| format!("{f}: "))
-                    .unwrap_or_default()
+            SubmissionErrorKind::TooLarge => Reply::new(552, (5, 3, 4), s.to_string()),
+            SubmissionErrorKind::TooManyRecipients => Reply::new(452, (4, 5, 3), s.to_string()),
+            SubmissionErrorKind::Invalid => Reply::new(
+                550,
+                (5, 6, 0),
+                format!(
+                    "{}{s}",
+                    s.field
+                        .as_deref()
+                        .map(|f| format!("{f}: "))
+                        .unwrap_or_default()
+                ),
             ),
         },
         other => {
             tracing::error!(error = %other, "accepting a message over SMTP failed");
-            "451 4.3.0 Temporary failure, try again later".into()
+            Reply::new(451, (4, 3, 0), "Temporary failure, try again later")
         }
     }
 }
 
-async fn reply(io: &mut BufReader<Box<dyn Io>>, text: &str) -> std::io::Result<()> {
+async fn reply(io: &mut BufReader<Box<dyn Io>>, answer: &Reply) -> std::io::Result<()> {
     let w = io.get_mut();
-    w.write_all(text.as_bytes()).await?;
-    w.write_all(b"\r\n").await?;
+    w.write_all(&answer.to_wire()).await?;
     w.flush().await
 }
 

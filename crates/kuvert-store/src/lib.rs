@@ -234,7 +234,7 @@ impl Store {
         self.0.lookup.hash(value)
     }
 
-    /// The key of the return paths' MACs (`kuvert_core::verp`), the same on every node.
+    /// The key of the return paths' MACs (`kuvert_mail::verp`), the same on every node.
     pub fn verp_key(&self) -> &LookupKey {
         &self.0.verp
     }

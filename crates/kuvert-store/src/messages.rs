@@ -32,7 +32,7 @@ pub struct NewMessage {
     pub send_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub recipients: Vec<NewRecipient>,
-    /// A tracked message's template (`kuvert_core::tracking::Template`, JSON).
+    /// A tracked message's template (`kuvert_mail::tracking::Template`, JSON).
     pub template: Option<Vec<u8>>,
     /// The account's monthly quota: the commit refuses the message if its queued recipients
     /// would take the month's usage past it (checked in the transaction, so concurrent

@@ -13,8 +13,8 @@ use kuvert_core::account::{AccountStatus, Plan, PlanLimits};
 use kuvert_core::event::{RecipientKind, RecipientStatus, SuppressionReason};
 use kuvert_core::histogram::Histogram;
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
-use kuvert_core::mime;
 use kuvert_core::submission::{Limits, Submission, SubmissionError, SubmissionErrorKind};
+use kuvert_mail::mime;
 use kuvert_store::{NewMessage, NewRecipient, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +210,7 @@ impl Acceptor {
         let id = MessageId::generate(now);
         let raw = mime::build(&sub, &id, now);
         // Tracked: each recipient's copy is built at delivery from this, with its own links.
-        let template = kuvert_core::tracking::Template::of(&sub)
+        let template = kuvert_mail::tracking::Template::of(&sub)
             .map(|t| serde_json::to_vec(&t).expect("a template serialises"));
         if raw.len() > self.limits.max_message_bytes {
             return Err(SubmissionError {

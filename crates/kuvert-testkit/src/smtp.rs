@@ -3,6 +3,7 @@
 //! drops the connection in the middle of DATA, or stalls. It offers STARTTLS with a
 //! self-signed certificate when asked. It runs on a thread of its own.
 
+use kuvert_mail::smtp::Reply;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,9 +21,9 @@ pub enum Behaviour {
         times: u32,
     },
     /// This reply to RCPT, for example `550 5.1.1 no such user`.
-    RejectRcpt(String),
+    RejectRcpt(Reply),
     /// This reply at the end of DATA.
-    RejectData(String),
+    RejectData(Reply),
     /// Accepts RCPT, then closes the connection in the middle of the message.
     DisconnectInData,
     /// Never answers RCPT: the client must time out.
@@ -230,7 +231,9 @@ async fn session(
     let mut secure = false;
     let (mut helo, mut from, mut rcpts) = (String::new(), String::new(), Vec::<String>::new());
     let mut auth_user: Option<String> = None;
-    io.get_mut().write_all(b"220 sink.test ESMTP\r\n").await?;
+    io.get_mut()
+        .write_all(&Reply::plain(220, "sink.test ESMTP").to_wire())
+        .await?;
     loop {
         let mut line = String::new();
         if io.read_line(&mut line).await? == 0 {
@@ -238,29 +241,33 @@ async fn session(
         }
         let cmd = line.trim_end().to_owned();
         let upper = cmd.to_ascii_uppercase();
-        let reply: String = if upper.starts_with("EHLO") {
+        let reply: Reply = if upper.starts_with("EHLO") {
             helo = cmd[4..].trim().to_owned();
-            let mut r = String::from("250-sink.test\r\n");
+            let mut r = String::from("sink.test\n");
             if opts.pipelining {
-                r.push_str("250-PIPELINING\r\n");
+                r.push_str("PIPELINING\n");
             }
             if tls.is_some() && !secure {
-                r.push_str("250-STARTTLS\r\n");
+                r.push_str("STARTTLS\n");
             }
             if opts.auth.is_some() && (secure || tls.is_none()) {
-                r.push_str("250-AUTH PLAIN\r\n");
+                r.push_str("AUTH PLAIN\n");
             }
-            r.push_str("250-SIZE 50000000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
-            r
+            r.push_str("SIZE 50000000\n8BITMIME\nSMTPUTF8");
+            Reply::plain(250, r)
         } else if upper.starts_with("HELO") {
             helo = cmd[4..].trim().to_owned();
-            "250 sink.test\r\n".into()
+            Reply::plain(250, "sink.test")
         } else if upper == "STARTTLS" && !secure {
             let Some(acceptor) = tls.clone() else {
-                io.get_mut().write_all(b"502 5.5.1 no TLS here\r\n").await?;
+                io.get_mut()
+                    .write_all(&Reply::new(502, (5, 5, 1), "no TLS here").to_wire())
+                    .await?;
                 continue;
             };
-            io.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await?;
+            io.get_mut()
+                .write_all(&Reply::new(220, (2, 0, 0), "go ahead").to_wire())
+                .await?;
             let tls_stream = acceptor.accept(io.into_inner()).await?;
             io = BufReader::new(Box::new(tls_stream));
             secure = true;
@@ -281,20 +288,20 @@ async fn session(
             match (&opts.auth, given) {
                 (Some(want), Some(got)) if *want == got => {
                     auth_user = Some(got.0);
-                    "235 2.7.0 authenticated\r\n".into()
+                    Reply::new(235, (2, 7, 0), "authenticated")
                 }
-                _ => "535 5.7.8 authentication failed\r\n".into(),
+                _ => Reply::new(535, (5, 7, 8), "authentication failed"),
             }
         } else if upper.starts_with("MAIL FROM:") {
             if opts.auth.is_some() && auth_user.is_none() {
                 io.get_mut()
-                    .write_all(b"530 5.7.0 authentication required\r\n")
+                    .write_all(&Reply::new(530, (5, 7, 0), "authentication required").to_wire())
                     .await?;
                 continue;
             }
             from = addr_of(&cmd[10..]);
             rcpts.clear();
-            "250 2.1.0 ok\r\n".into()
+            Reply::new(250, (2, 1, 0), "ok")
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = addr_of(&cmd[8..]);
             let key = rcpt.to_ascii_lowercase();
@@ -307,24 +314,24 @@ async fn session(
             };
             match behaviour {
                 Behaviour::TempFail { times } if attempt <= times => {
-                    "451 4.3.0 try again later\r\n".into()
+                    Reply::new(451, (4, 3, 0), "try again later")
                 }
-                Behaviour::RejectRcpt(r) => format!("{r}\r\n"),
+                Behaviour::RejectRcpt(r) => r,
                 Behaviour::Stall => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return Ok(());
                 }
                 _ => {
                     rcpts.push(rcpt);
-                    "250 2.1.5 ok\r\n".into()
+                    Reply::new(250, (2, 1, 5), "ok")
                 }
             }
         } else if upper == "DATA" {
             if rcpts.is_empty() {
-                "554 5.5.1 no valid recipients\r\n".into()
+                Reply::new(554, (5, 5, 1), "no valid recipients")
             } else {
                 io.get_mut()
-                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                    .write_all(&Reply::plain(354, "end with <CRLF>.<CRLF>").to_wire())
                     .await?;
                 let rules: Vec<Behaviour> = {
                     let s = state.lock().expect("sink");
@@ -355,7 +362,7 @@ async fn session(
                 if let Some(Behaviour::RejectData(r)) =
                     rules.iter().find(|b| matches!(b, Behaviour::RejectData(_)))
                 {
-                    format!("{r}\r\n")
+                    r.clone()
                 } else {
                     let n = {
                         let mut s = state.lock().expect("sink");
@@ -373,21 +380,23 @@ async fn session(
                     if let Some(d) = opts.reply_delay {
                         tokio::time::sleep(d).await;
                     }
-                    format!("250 2.0.0 queued as {n}\r\n")
+                    Reply::new(250, (2, 0, 0), format!("queued as {n}"))
                 }
             }
         } else if upper == "RSET" {
             (from, rcpts) = (String::new(), vec![]);
-            "250 2.0.0 ok\r\n".into()
+            Reply::new(250, (2, 0, 0), "ok")
         } else if upper == "QUIT" {
-            io.get_mut().write_all(b"221 2.0.0 bye\r\n").await?;
+            io.get_mut()
+                .write_all(&Reply::new(221, (2, 0, 0), "bye").to_wire())
+                .await?;
             return Ok(());
         } else if upper == "NOOP" {
-            "250 2.0.0 ok\r\n".into()
+            Reply::new(250, (2, 0, 0), "ok")
         } else {
-            "500 5.5.2 unknown command\r\n".into()
+            Reply::new(500, (5, 5, 2), "unknown command")
         };
-        io.get_mut().write_all(reply.as_bytes()).await?;
+        io.get_mut().write_all(&reply.to_wire()).await?;
     }
 }
 

@@ -18,8 +18,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::reply::Reply;
 use crate::config::Timeouts;
+use kuvert_mail::smtp::Reply;
+use kuvert_mail::smtp::data::dot_stuff;
 
 /// Where a conversation was when something went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -547,59 +548,9 @@ impl Connection {
     }
 }
 
-/// The message as DATA sends it: CRLF line ends (bare LF and CR are made CRLF, so nothing
-/// can smuggle an end of data), dot-stuffed (RFC 5321 §4.5.2), ending in `CRLF.CRLF`.
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 5);
-    let mut rest = message;
-    let mut at_line_start = true;
-    // Line by line: each line's text is copied in one piece.
-    while !rest.is_empty() {
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\r' || b == b'\n')
-            .unwrap_or(rest.len());
-        if end > 0 {
-            if rest[0] == b'.' {
-                out.push(b'.');
-            }
-            out.extend_from_slice(&rest[..end]);
-            at_line_start = false;
-        }
-        rest = &rest[end..];
-        if let Some(&b) = rest.first() {
-            out.extend_from_slice(b"\r\n");
-            let skip = if b == b'\r' && rest.get(1) == Some(&b'\n') {
-                2
-            } else {
-                1
-            };
-            rest = &rest[skip..];
-            at_line_start = true;
-        }
-    }
-    if !at_line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_stuffing_and_line_ends() {
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
-        assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
-        assert_eq!(
-            dot_stuff(b"a\n.\nb\r.\r\n"),
-            b"a\r\n..\r\nb\r\n..\r\n.\r\n",
-            "bare LF and CR cannot end the data"
-        );
-        assert_eq!(dot_stuff(b""), b".\r\n");
-    }
 
     #[test]
     fn ehlo_keywords() {

@@ -1,10 +1,8 @@
 //! The SMTP client: one connection to one server, several transactions on it.
 
 pub mod client;
-pub mod reply;
 pub mod tls;
 
 pub use client::{
     Capabilities, ClientError, ConnectOptions, Connection, Envelope, Stage, TransactionReplies,
 };
-pub use reply::Reply;

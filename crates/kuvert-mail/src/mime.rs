@@ -7,9 +7,9 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
-use crate::id::MessageId;
-use crate::submission::Submission;
-use crate::{Mailbox, Timestamp};
+use kuvert_core::id::MessageId;
+use kuvert_core::submission::Submission;
+use kuvert_core::{Mailbox, Timestamp};
 
 fn address(m: &Mailbox) -> Address<'static> {
     match &m.name {
@@ -74,17 +74,8 @@ pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
 
 /// A message submitted whole: `Message-ID` and `Date` are added when it has none.
 fn complete(raw: &[u8], id: &MessageId, from_domain: &str, now: Timestamp) -> Vec<u8> {
-    let head = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => &raw[..i + 2],
-        None => raw,
-    };
-    let has = |name: &str| {
-        head.split(|&b| b == b'\n').any(|line| {
-            line.len() > name.len()
-                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-                && line[name.len()] == b':'
-        })
-    };
+    let head = crate::header::parse(raw);
+    let has = |name: &str| head.get(name).is_some();
     let mut out = Vec::with_capacity(raw.len() + 128);
     if !has("message-id") {
         out.extend_from_slice(
@@ -101,8 +92,16 @@ fn complete(raw: &[u8], id: &MessageId, from_domain: &str, now: Timestamp) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::submission::Attachment;
-    use crate::submission::tests::sample;
+    use kuvert_core::submission::Attachment;
+
+    fn sample() -> Submission {
+        Submission::plain(
+            Mailbox::parse("Shop <news@shop.example>").expect("valid"),
+            vec![Mailbox::parse("ann@example.com").expect("valid")],
+            "Hello",
+            "Hi Ann",
+        )
+    }
 
     #[test]
     fn a_whole_message_gets_what_it_lacks() {
@@ -130,7 +129,7 @@ mod tests {
     #[test]
     fn a_value_after_the_longest_header_name_stays_in_its_field() {
         let mut s = sample();
-        let name = "X-".to_owned() + &"n".repeat(crate::submission::MAX_HEADER_NAME - 2);
+        let name = "X-".to_owned() + &"n".repeat(kuvert_core::submission::MAX_HEADER_NAME - 2);
         s.headers
             .push((name.clone(), "From: ceo@victim.example".into()));
         assert!(s.check(&Default::default(), Timestamp(0)).is_ok());

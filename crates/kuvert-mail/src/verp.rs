@@ -3,8 +3,8 @@
 //! mail is matched to it; the MAC, keyed by a secret of the instance, makes the address
 //! impossible to forge.
 
-use crate::id::{MessageId, RecipientId};
-use crate::lookup::LookupKey;
+use kuvert_core::id::{MessageId, RecipientId};
+use kuvert_core::lookup::{LookupKey, same_mac};
 
 /// What a return path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,13 +43,7 @@ pub fn decode(key: &LookupKey, address: &str) -> Option<VerpTarget> {
     let id = id.to_owned();
     let want = mac(key, &id);
     // Compared in constant time: the MAC is the secret part of the address.
-    let same = given.len() == want.len()
-        && given
-            .bytes()
-            .zip(want.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !same_mac(given, &want) {
         return None;
     }
     if RecipientId::looks_like(&id) {
@@ -64,7 +58,7 @@ pub fn decode(key: &LookupKey, address: &str) -> Option<VerpTarget> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
+    use kuvert_core::Timestamp;
 
     #[test]
     fn round_trip_and_forgery() {

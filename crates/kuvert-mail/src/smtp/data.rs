@@ -161,19 +161,38 @@ pub fn read(input: &[u8], limit: usize, max: usize) -> Option<(Result<Vec<u8>, R
     }
 }
 
-/// `message` as a client sends it after DATA: each line starting with "." gets a second one,
-/// a last line without its CRLF gets one, and CRLF.CRLF ends it.
-pub fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
-            out.push(b'.');
+/// The message as DATA sends it: CRLF line ends (bare LF and CR are made CRLF, so nothing
+/// can smuggle an end of data), dot-stuffed (RFC 5321 §4.5.2), ending in `CRLF.CRLF`.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 5);
+    let mut rest = message;
+    let mut at_line_start = true;
+    // Line by line: each line's text is copied in one piece.
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(rest.len());
+        if end > 0 {
+            if rest[0] == b'.' {
+                out.push(b'.');
+            }
+            out.extend_from_slice(&rest[..end]);
+            at_line_start = false;
         }
-        out.push(b);
-        line_start = b == b'\n';
+        rest = &rest[end..];
+        if let Some(&b) = rest.first() {
+            out.extend_from_slice(b"\r\n");
+            let skip = if b == b'\r' && rest.get(1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+            rest = &rest[skip..];
+            at_line_start = true;
+        }
     }
-    if !line_start {
+    if !at_line_start {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -185,9 +204,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dot_stuffing_and_line_ends() {
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
+        assert_eq!(
+            dot_stuff(b"a\n.\nb\r.\r\n"),
+            b"a\r\n..\r\nb\r\n..\r\n.\r\n",
+            "bare LF and CR cannot end the data"
+        );
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[test]
     fn a_stuffed_message_reads_back_and_the_rest_is_left() {
         let m = b"Subject: x\r\n\r\n.hidden\r\n..two\r\n.\r\nend\r\n";
-        let mut sent = stuff(m);
+        let mut sent = dot_stuff(m);
         sent.extend_from_slice(b"QUIT\r\n");
         let (got, taken) = read(&sent, 1000, 1 << 20).expect("ends");
         assert_eq!(got.as_deref(), Ok(&m[..]));
@@ -249,13 +280,13 @@ mod tests {
     fn the_doubled_dot_does_not_count_towards_the_line_limit() {
         let line = [b".".to_vec(), b"x".repeat(997), b"\r\n".to_vec()].concat();
         assert_eq!(line.len(), 1000);
-        let sent = stuff(&line);
+        let sent = dot_stuff(&line);
         assert_eq!(
             read(&sent, 1000, 1 << 20).map(|r| r.0),
             Some(Ok(line.clone()))
         );
         let longer = [b".".to_vec(), line].concat();
-        let sent = stuff(&longer);
+        let sent = dot_stuff(&longer);
         assert_eq!(
             read(&sent, 1000, 1 << 20).map(|r| r.0),
             Some(Err(Refusal::LineTooLong))

@@ -1,17 +1,57 @@
-//! SMTP replies (RFC 5321 §4.2) with their enhanced status codes (RFC 3463).
+//! SMTP replies (RFC 5321 §4.2) with their enhanced status codes (RFC 3463): what the
+//! server answers, what the client reads, what the test sink answers.
 
 use std::fmt;
+
+/// Class, subject and detail, as in `5.1.1`.
+pub type Enhanced = (u8, u16, u16);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
-    /// Class, subject and detail, as in `5.1.1`.
-    pub enhanced: Option<(u8, u16, u16)>,
-    /// The text of every line, joined by spaces, without the codes.
+    pub enhanced: Option<Enhanced>,
+    /// The text without the codes. A reply read is one line of text, its lines joined by
+    /// spaces; a reply to send has a line of the reply for each line of text.
     pub text: String,
 }
 
 impl Reply {
+    /// A reply with its enhanced code.
+    pub fn new(code: u16, enhanced: Enhanced, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            enhanced: Some(enhanced),
+            text: text.into(),
+        }
+    }
+
+    /// A reply without an enhanced code: the greeting, EHLO's keywords, AUTH's challenges
+    /// (RFC 2034 gives them none).
+    pub fn plain(code: u16, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            enhanced: None,
+            text: text.into(),
+        }
+    }
+
+    /// The reply as sent: a line for each line of its text, all but the last marked as
+    /// continued (`250-`), each ending in CRLF.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.text.len() + 16);
+        let mut lines = self.text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let sep = if lines.peek().is_some() { '-' } else { ' ' };
+            out.extend_from_slice(format!("{}{sep}", self.code).as_bytes());
+            if let Some((c, s, d)) = self.enhanced {
+                out.extend_from_slice(format!("{c}.{s}.{d} ").as_bytes());
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
@@ -107,6 +147,24 @@ mod tests {
             Reply::parse(&lines(&["556 5.1.10 null MX"])).and_then(|r| r.enhanced),
             Some((5, 1, 10))
         );
+    }
+
+    #[test]
+    fn replies_sent_read_back() {
+        let r = Reply::new(550, (5, 1, 1), "No such mailbox");
+        assert_eq!(r.to_wire(), b"550 5.1.1 No such mailbox\r\n");
+        let lines: Vec<String> = String::from_utf8(r.to_wire())
+            .expect("ascii")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(Reply::parse(&lines), Some(r));
+        let ehlo = Reply::plain(250, "mx.example greets c\nPIPELINING\nHELP");
+        assert_eq!(
+            ehlo.to_wire(),
+            b"250-mx.example greets c\r\n250-PIPELINING\r\n250 HELP\r\n"
+        );
+        assert_eq!(Reply::plain(334, "").to_wire(), b"334 \r\n");
     }
 
     #[test]

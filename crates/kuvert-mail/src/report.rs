@@ -3,6 +3,8 @@
 
 use mail_parser::{MessageParser, MimeHeaders};
 
+use crate::header::{self, Header};
+
 /// Recipient blocks read from one DSN. A real one names the recipients of one message; the
 /// rest of a longer one is not read.
 pub const MAX_DSN_RECIPIENTS: usize = 1_000;
@@ -49,20 +51,12 @@ pub enum Report {
     Other,
 }
 
-/// Header-like fields (name, unfolded value) of one block, in order.
-fn fields(text: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            out.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    out
+/// The fields of one block (name in lower case, unfolded value), in order.
+fn fields(h: &Header<'_>) -> Vec<(String, String)> {
+    h.fields
+        .iter()
+        .map(|f| (f.name.to_ascii_lowercase(), f.unfolded()))
+        .collect()
 }
 
 fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -78,25 +72,8 @@ fn address(v: &str) -> String {
         .to_owned()
 }
 
-fn blocks(text: &str) -> Vec<String> {
-    let normalised = text.replace("\r\n", "\n");
-    normalised
-        .split("\n\n")
-        .map(str::to_owned)
-        .filter(|b| !b.trim().is_empty())
-        .collect()
-}
-
-fn original(headers: &str) -> Original {
-    let f = fields(
-        headers
-            .split("\n\n")
-            .next()
-            .unwrap_or_default()
-            .split("\r\n\r\n")
-            .next()
-            .unwrap_or_default(),
-    );
+fn original(message: &[u8]) -> Original {
+    let f = fields(&header::parse(message));
     Original {
         return_path: field(&f, "return-path")
             .map(address)
@@ -137,7 +114,7 @@ pub fn parse(data: &[u8]) -> Report {
             };
             let kind =
                 format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default()).to_ascii_lowercase();
-            let text = String::from_utf8_lossy(part.contents()).into_owned();
+            let text = part.contents();
             match kind.as_str() {
                 "message/delivery-status" | "message/global-delivery-status" => status = Some(text),
                 "message/feedback-report" => feedback = Some(text),
@@ -145,12 +122,12 @@ pub fn parse(data: &[u8]) -> Report {
                 | "text/rfc822-headers"
                 | "message/rfc822-headers"
                 | "message/global"
-                | "message/global-headers" => orig = original(&text),
+                | "message/global-headers" => orig = original(text),
                 _ => {}
             }
         }
         if let Some(text) = feedback {
-            let f = fields(&text);
+            let f = fields(&header::parse(text));
             return Report::Feedback {
                 feedback_type: field(&f, "feedback-type")
                     .unwrap_or("abuse")
@@ -166,7 +143,7 @@ pub fn parse(data: &[u8]) -> Report {
             };
         }
         if let Some(text) = status {
-            let mut blocks = blocks(&text).into_iter();
+            let mut blocks = header::blocks(text);
             let per_message = blocks.next().map(|b| fields(&b)).unwrap_or_default();
             let recipients = blocks
                 .map(|b| {
