@@ -213,7 +213,7 @@ pub async fn write_export<S: ExportSink>(
             w.item(
                 &json!({"seq": e.seq, "type": e.event_type, "message_id": e.message_id,
                 "recipient_id": e.recipient_id, "recipient": e.recipient, "tags": e.tags,
-                "data": e.data, "created_at": time(e.created_at)}),
+                "data": e.details, "created_at": time(e.created_at)}),
             )
             .await?;
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kuvert_core::account::{CompanyProfile, Plan, UserProfile};
 use kuvert_core::domain::DomainSettings;
-use kuvert_core::event::SuppressionReason;
+use kuvert_core::event::{Interaction, SuppressionReason};
 use kuvert_core::submission::{Limits, Submission, TrackingOptions};
 use kuvert_core::tracking::TrackingMode;
 use kuvert_core::{Mailbox, ManualClock, Timestamp};
@@ -97,14 +97,12 @@ async fn the_export_holds_every_personal_column() {
         .await
         .expect("query")
         .expect("recipient");
-    let data = json!({"url": format!("https://shop.example/{}", m("events", "data"))});
+    let seen = Interaction {
+        url: Some(format!("https://shop.example/{}", m("events", "data"))),
+        ..Interaction::default()
+    };
     store
-        .record_engagement(
-            &clicked,
-            &Engagement::Click,
-            data.as_object().cloned().expect("object"),
-            TrackingMode::Full,
-        )
+        .record_engagement(&clicked, &Engagement::Click, seen, TrackingMode::Full)
         .await
         .expect("click");
     store

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vattr:meta])* $variant:ident = $text:literal),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vattr])* #[serde(rename = $text)] $variant),* }
 

@@ -1,33 +1,8 @@
-//! What a permanent refusal means for the address: hard (it does not exist: suppress it),
-//! policy (the receiving side blocked this sender or content: the sender must act, the address
-//! stays), or other (mailbox full, message too large, ...).
+//! What a permanent refusal means for the address ([`BounceClass`]), read from the reply.
 
-use serde::Serialize;
+pub use kuvert_core::event::BounceClass;
 
 use crate::smtp::Reply;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BounceClass {
-    Hard,
-    Policy,
-    Other,
-}
-
-impl BounceClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hard => "hard",
-            Self::Policy => "policy",
-            Self::Other => "other",
-        }
-    }
-
-    /// Only addresses that do not exist go on the suppression list.
-    pub fn suppresses(self) -> bool {
-        self == Self::Hard
-    }
-}
 
 /// Phrases of servers that send no enhanced code (or a vague one).
 const HARD_PHRASES: &[&str] = &[

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use kuvert_core::Timestamp;
 use kuvert_core::domain::DomainSettings;
+use kuvert_core::event::{Bounce, BounceClass, Deferral, Delivery, Failure};
 use kuvert_core::id::{DomainId, MessageId};
 use kuvert_dns::Dns;
 use kuvert_mail::tracking::{RecipientLinks, Template};
 use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
-use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -395,14 +395,19 @@ impl Inner {
         let destination = match self.router.resolve(&job.domain).await {
             Ok(d) => d,
             Err(RouteFailure::Permanent { code, text }) => {
-                let data =
-                    json!({"class": "hard", "code": code, "reply": format!("550 {code} {text}")});
-                return self.all(job, |_| {
-                    (Outcome::Bounced { suppress: true }, obj(data.clone()))
-                });
+                let refusal = Bounce {
+                    attempt: None,
+                    class: BounceClass::Hard,
+                    reply: format!("550 {code} {text}"),
+                    code: code.to_owned(),
+                    mx: None,
+                    source: None,
+                    reporting_mta: None,
+                };
+                return self.all(job, |_| Outcome::Bounced(refusal.clone()));
             }
             Err(RouteFailure::Temporary(e)) => {
-                return self.all(job, |l| self.deferral(job, l, obj(json!({"reason": e}))));
+                return self.all(job, |l| self.deferral(job, l, because(e.clone())));
             }
         };
         let now = self.store.clock().now();
@@ -467,12 +472,13 @@ impl Inner {
                     )
                     .await
                 {
-                    Ok(()) => {
-                        self.all(job, |_| (Outcome::Delivered, obj(json!({"mx": "capture"}))))
-                    }
-                    Err(e) => self.all(job, |l| {
-                        self.deferral(job, l, obj(json!({"reason": e.to_string()})))
+                    Ok(()) => self.all(job, |_| {
+                        Outcome::Delivered(Delivery {
+                            mx: Some("capture".into()),
+                            ..Delivery::default()
+                        })
                     }),
+                    Err(e) => self.all(job, |l| self.deferral(job, l, because(e.to_string()))),
                 }
             }
             Destination::Smtp { key, hosts, relay } => {
@@ -526,9 +532,7 @@ impl Inner {
                 Ok(c) => c,
                 Err(e) => {
                     drop(permit);
-                    return self.all(job, |l| {
-                        self.deferral(job, l, obj(json!({"reason": e.to_string()})))
-                    });
+                    return self.all(job, |l| self.deferral(job, l, because(e.to_string())));
                 }
             },
         };
@@ -565,7 +569,7 @@ impl Inner {
             conn = fresh;
             result = conn.send(&envelope, signed).await;
         }
-        let (mx, tls) = (json!(conn.host), json!(conn.tls_version));
+        let mx = Some(conn.host.clone());
         let records = match result {
             Ok(replies) => {
                 let records = job
@@ -573,16 +577,23 @@ impl Inner {
                     .iter()
                     .zip(&replies.rcpt)
                     .map(|(lease, rcpt_reply)| {
-                        let reply = if rcpt_reply.is_positive() { replies.data.as_ref().unwrap_or(rcpt_reply) } else { rcpt_reply };
-                        let (outcome, mut data) = if reply.is_positive() {
-                            (Outcome::Delivered, obj(json!({"reply": reply.to_string(), "tls": tls, "ip": conn.peer.ip().to_string()})))
-                        } else if reply.is_permanent() {
-                            bounce(reply)
+                        let reply = if rcpt_reply.is_positive() {
+                            replies.data.as_ref().unwrap_or(rcpt_reply)
                         } else {
-                            self.deferral(job, lease, obj(json!({"reply": reply.to_string()})))
+                            rcpt_reply
                         };
-                        data.insert("mx".into(), mx.clone());
-                        self.record(job, lease, outcome, data)
+                        let outcome = if reply.is_positive() {
+                            Outcome::Delivered(Delivery {
+                                attempt: None,
+                                mx: mx.clone(),
+                                reply: Some(reply.to_string()),
+                                tls: conn.tls_version.clone(),
+                                ip: Some(conn.peer.ip().to_string()),
+                            })
+                        } else {
+                            self.refusal(job, lease, reply, &mx)
+                        };
+                        self.record(job, lease, outcome)
                     })
                     .collect();
                 if conn.transactions < q.limits.messages_per_connection {
@@ -595,18 +606,15 @@ impl Inner {
             Err(ClientError::Refused { reply, .. }) => {
                 // MAIL FROM refused: the connection is still good.
                 self.keep(&q, conn);
-                self.all(job, |l| {
-                    let (o, mut d) = if reply.is_permanent() {
-                        bounce(&reply)
-                    } else {
-                        self.deferral(job, l, obj(json!({"reply": reply.to_string()})))
-                    };
-                    d.insert("mx".into(), mx.clone());
-                    (o, d)
-                })
+                self.all(job, |l| self.refusal(job, l, &reply, &mx))
             }
             Err(e) => self.all(job, |l| {
-                self.deferral(job, l, obj(json!({"reason": e.to_string(), "mx": mx})))
+                let why = Deferral {
+                    reason: Some(e.to_string()),
+                    mx: mx.clone(),
+                    ..Deferral::default()
+                };
+                self.deferral(job, l, why)
             }),
         };
         drop(permit);
@@ -768,64 +776,60 @@ impl Inner {
     }
 
     /// A retry, or the end when the next try would come after the message's maximum age.
-    fn deferral(
-        &self,
-        job: &Job,
-        lease: &Lease,
-        mut data: Map<String, Value>,
-    ) -> (Outcome, Map<String, Value>) {
+    fn deferral(&self, job: &Job, lease: &Lease, why: Deferral) -> Outcome {
         let now = self.store.clock().now();
         let next = Timestamp(now.millis() + self.config.retry_after(lease.attempts + 1).millis());
         let expires = Timestamp(job.message.created_at.millis() + self.config.max_age.millis());
         if next > expires {
             // The last failure stays beside the end: it is what a sender needs to know.
-            if let Some(last) = data.remove("reason") {
-                data.insert("last_reason".into(), last);
-            }
-            data.insert("reason".into(), json!("expired"));
-            data.insert(
-                "detail".into(),
-                json!(format!(
-                    "not delivered within {} of acceptance",
-                    self.config.max_age
-                )),
-            );
-            return (Outcome::Failed, data);
+            return Outcome::Failed(Failure {
+                attempt: None,
+                reason: "expired".into(),
+                detail: format!("not delivered within {} of acceptance", self.config.max_age),
+                last_reason: why.reason,
+                reply: why.reply,
+                mx: why.mx,
+            });
         }
-        (
-            Outcome::Deferred {
-                next_attempt_at: next,
-            },
-            data,
-        )
+        Outcome::Deferred {
+            next_attempt_at: next,
+            why,
+        }
     }
 
-    fn record(
-        &self,
-        job: &Job,
-        lease: &Lease,
-        outcome: Outcome,
-        data: Map<String, Value>,
-    ) -> OutcomeRecord {
+    /// A refusal by `mx`: a bounce when permanent, else a retry.
+    fn refusal(&self, job: &Job, lease: &Lease, reply: &Reply, mx: &Option<String>) -> Outcome {
+        if reply.is_permanent() {
+            return Outcome::Bounced(Bounce {
+                attempt: None,
+                class: classify(reply),
+                code: reply.enhanced_string(),
+                reply: reply.to_string(),
+                mx: mx.clone(),
+                source: None,
+                reporting_mta: None,
+            });
+        }
+        let why = Deferral {
+            reply: Some(reply.to_string()),
+            mx: mx.clone(),
+            ..Deferral::default()
+        };
+        self.deferral(job, lease, why)
+    }
+
+    fn record(&self, job: &Job, lease: &Lease, outcome: Outcome) -> OutcomeRecord {
         OutcomeRecord {
             lease: lease.clone(),
             tags: job.message.tags.clone(),
             outcome,
-            data,
         }
     }
 
-    fn all(
-        &self,
-        job: &Job,
-        mut f: impl FnMut(&Lease) -> (Outcome, Map<String, Value>),
-    ) -> Vec<OutcomeRecord> {
+    fn all(&self, job: &Job, mut f: impl FnMut(&Lease) -> Outcome) -> Vec<OutcomeRecord> {
         job.leases
             .iter()
-            .map(|l| {
-                let (o, d) = f(l);
-                self.record(job, l, o, d)
-            })
+            .map(|l| self.record(job, l, f(l)))
             .collect()
     }
 }
@@ -864,10 +868,10 @@ async fn write_outcomes(
 fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
     for (r, held) in records.iter().zip(held) {
         let counter = match r.outcome {
-            Outcome::Delivered => &stats.delivered,
+            Outcome::Delivered(_) => &stats.delivered,
             Outcome::Deferred { .. } => &stats.deferred,
-            Outcome::Bounced { .. } => &stats.bounced,
-            Outcome::Failed => &stats.failed,
+            Outcome::Bounced(_) => &stats.bounced,
+            Outcome::Failed(_) => &stats.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if !held {
@@ -905,30 +909,20 @@ impl DestQueue {
     }
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+/// A retry for a failure before any reply.
+fn because(reason: String) -> Deferral {
+    Deferral {
+        reason: Some(reason),
+        ..Deferral::default()
     }
 }
 
-fn bounce(reply: &Reply) -> (Outcome, Map<String, Value>) {
-    let class = classify(reply);
-    (
-        Outcome::Bounced {
-            suppress: class.suppresses(),
-        },
-        obj(
-            json!({"class": class.as_str(), "code": reply.enhanced_string(), "reply": reply.to_string()}),
-        ),
-    )
-}
-
-fn failed(reason: &str, detail: &str) -> (Outcome, Map<String, Value>) {
-    (
-        Outcome::Failed,
-        obj(json!({"reason": reason, "detail": detail})),
-    )
+fn failed(reason: &str, detail: &str) -> Outcome {
+    Outcome::Failed(Failure {
+        reason: reason.to_owned(),
+        detail: detail.to_owned(),
+        ..Failure::default()
+    })
 }
 
 #[cfg(test)]

@@ -209,13 +209,13 @@ async fn delivered_signed_with_a_verp_return_path() {
 
     let delivered = w.events(EventType::Delivered).await;
     assert_eq!(delivered.len(), 1);
-    assert_eq!(delivered[0].data["mx"], "mx.example.test");
+    assert_eq!(delivered[0].data()["mx"], "mx.example.test");
     assert!(
-        delivered[0].data["reply"]
+        delivered[0].data()["reply"]
             .as_str()
             .is_some_and(|r| r.starts_with("250 2.0.0")),
         "{:?}",
-        delivered[0].data
+        delivered[0].data()
     );
     assert_eq!(delivered[0].tags, ["t1"]);
     dkimpy_verifies(&w, &got[0].data).await;
@@ -274,11 +274,11 @@ async fn starttls_when_offered_and_recorded() {
     assert!(w.sink.received()[0].tls);
     let delivered = w.events(EventType::Delivered).await;
     assert!(
-        delivered[0].data["tls"]
+        delivered[0].data()["tls"]
             .as_str()
             .is_some_and(|v| v.starts_with("TLSv1_")),
         "{:?}",
-        delivered[0].data
+        delivered[0].data()
     );
     dkimpy_verifies(&w, &w.sink.received()[0].data).await;
 }
@@ -293,17 +293,17 @@ async fn deferred_then_delivered_when_the_clock_reaches_the_retry() {
         .await;
     let deferred = w.events(EventType::Deferred).await;
     assert_eq!(deferred.len(), 1);
-    assert_eq!(deferred[0].data["attempt"], 1);
+    assert_eq!(deferred[0].data()["attempt"], 1);
     assert!(
-        deferred[0].data["reply"]
+        deferred[0].data()["reply"]
             .as_str()
             .is_some_and(|r| r.starts_with("451 4.3.0")),
         "{:?}",
-        deferred[0].data
+        deferred[0].data()
     );
     let due = Timestamp(w.clock.now().millis() + 60_000).to_rfc3339();
     assert_eq!(
-        deferred[0].data["next_attempt_at"],
+        deferred[0].data()["next_attempt_at"],
         due.as_str(),
         "the first retry comes after 1 minute"
     );
@@ -339,8 +339,8 @@ async fn hard_bounce_is_suppressed_and_the_next_send_dropped() {
     w.wait_for(&sent, "gone@example.test", RecipientStatus::Bounced)
         .await;
     let bounced = w.events(EventType::Bounced).await;
-    assert_eq!(bounced[0].data["class"], "hard");
-    assert_eq!(bounced[0].data["code"], "5.1.1");
+    assert_eq!(bounced[0].data()["class"], "hard");
+    assert_eq!(bounced[0].data()["code"], "5.1.1");
     assert!(
         w.store
             .suppressed(&w.account, &["gone@example.test"])
@@ -370,8 +370,8 @@ async fn policy_bounce_is_recorded_but_not_suppressed() {
     let bounced = w.events(EventType::Bounced).await;
     assert_eq!(
         (
-            bounced[0].data["class"].as_str(),
-            bounced[0].data["code"].as_str()
+            bounced[0].data()["class"].as_str(),
+            bounced[0].data()["code"].as_str()
         ),
         (Some("policy"), Some("5.7.1"))
     );
@@ -418,7 +418,7 @@ async fn expires_after_the_maximum_age() {
     w.wait_for(&sent, "full@example.test", RecipientStatus::Failed)
         .await;
     let failed = w.events(EventType::Failed).await;
-    assert_eq!(failed[0].data["reason"], "expired");
+    assert_eq!(failed[0].data()["reason"], "expired");
     // Attempts at 0, 1m, 6m, 21m, 51m, 1h51m, 3h51m, 7h51m, then every 4h up to 71h51m: 24.
     // The next would come after 75h51m, past the 72 hours.
     assert_eq!(w.sink.attempts("full@example.test"), 24);
@@ -441,13 +441,18 @@ async fn expiry_keeps_the_last_failure_beside_it() {
     w.wait_for(&sent, "x@noaddress.test", RecipientStatus::Failed)
         .await;
     let failed = w.events(EventType::Failed).await;
-    assert_eq!(failed[0].data["reason"], "expired", "{:?}", failed[0].data);
+    assert_eq!(
+        failed[0].data()["reason"],
+        "expired",
+        "{:?}",
+        failed[0].data()
+    );
     assert!(
-        failed[0].data["last_reason"]
+        failed[0].data()["last_reason"]
             .as_str()
             .is_some_and(|r| r.contains("mx.noaddress.test")),
         "{:?}",
-        failed[0].data
+        failed[0].data()
     );
 }
 
@@ -460,11 +465,11 @@ async fn a_connection_lost_in_data_is_deferred() {
         .await;
     let deferred = w.events(EventType::Deferred).await;
     assert!(
-        deferred[0].data["reason"]
+        deferred[0].data()["reason"]
             .as_str()
             .is_some_and(|r| r.contains("closed")),
         "{:?}",
-        deferred[0].data
+        deferred[0].data()
     );
     assert!(w.sink.received().is_empty());
 }
@@ -481,11 +486,11 @@ async fn a_stalled_server_times_out_and_is_deferred() {
         .await;
     let deferred = w.events(EventType::Deferred).await;
     assert!(
-        deferred[0].data["reason"]
+        deferred[0].data()["reason"]
             .as_str()
             .is_some_and(|r| r.contains("timed out")),
         "{:?}",
-        deferred[0].data
+        deferred[0].data()
     );
 }
 
@@ -498,7 +503,7 @@ async fn tls_required_but_not_offered_fails() {
     w.wait_for(&sent, "secret@example.test", RecipientStatus::Failed)
         .await;
     let failed = w.events(EventType::Failed).await;
-    assert_eq!(failed[0].data["reason"], "tls_required");
+    assert_eq!(failed[0].data()["reason"], "tls_required");
     assert!(w.sink.received().is_empty(), "nothing went in clear");
 }
 
@@ -511,8 +516,8 @@ async fn null_mx_bounces_at_once() {
     let bounced = w.events(EventType::Bounced).await;
     assert_eq!(
         (
-            bounced[0].data["class"].as_str(),
-            bounced[0].data["code"].as_str()
+            bounced[0].data()["class"].as_str(),
+            bounced[0].data()["code"].as_str()
         ),
         (Some("hard"), Some("5.1.10"))
     );
@@ -661,11 +666,11 @@ async fn an_untrusted_smarthost_certificate_gets_no_password() {
         .await;
     let deferred = w.events(EventType::Deferred).await;
     assert!(
-        deferred[0].data["reason"]
+        deferred[0].data()["reason"]
             .as_str()
             .is_some_and(|r| r.to_ascii_lowercase().contains("certificate")),
         "{:?}",
-        deferred[0].data
+        deferred[0].data()
     );
     assert!(w.sink.received().is_empty());
 }
@@ -697,11 +702,11 @@ async fn a_refused_relay_password_defers() {
         .await;
     let deferred = w.events(EventType::Deferred).await;
     assert!(
-        deferred[0].data["reason"]
+        deferred[0].data()["reason"]
             .as_str()
             .is_some_and(|r| r.contains("535")),
         "{:?}",
-        deferred[0].data
+        deferred[0].data()
     );
     assert!(w.sink.received().is_empty());
 }

@@ -3,13 +3,13 @@
 //! whose MAC does not check is refused too: no one can make Kuvert record a bounce it did not
 //! cause.
 
+use kuvert_core::event::{Bounce, Complaint, ReportSource};
 use kuvert_core::id::RecipientId;
 use kuvert_mail::bounce::classify;
 use kuvert_mail::report::{self, DsnRecipient, MAX_DSN_RECIPIENTS, Original, Report};
 use kuvert_mail::smtp::Reply;
 use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{RecipientRef, Report as Recorded};
-use serde_json::{Map, Value, json};
 
 use crate::context::SmtpContext;
 
@@ -163,7 +163,7 @@ async fn dsn(
         Evidence::Authenticated(_) => MAX_DSN_RECIPIENTS,
         Evidence::Unauthenticated(_) => 1,
     };
-    let mut found: Vec<(RecipientRef, Recorded, Map<String, Value>)> = Vec::new();
+    let mut found: Vec<(RecipientRef, Recorded)> = Vec::new();
     for r in recipients.iter().filter(|r| r.action == "failed") {
         if found.len() >= most {
             break;
@@ -178,24 +178,21 @@ async fn dsn(
         // Each recipient once, however often the report names it.
         if found
             .iter()
-            .any(|(f, _, _)| f.recipient_id == rcpt.recipient_id)
+            .any(|(f, _)| f.recipient_id == rcpt.recipient_id)
         {
             continue;
         }
         let reply = reply_of(r);
-        let class = classify(&reply);
-        let mut data = Map::new();
-        data.insert("class".into(), json!(class.as_str()));
-        data.insert("code".into(), json!(reply.enhanced_string()));
-        data.insert("reply".into(), json!(reply.to_string()));
-        data.insert("source".into(), json!("dsn"));
-        if let Some(m) = &reporting_mta {
-            data.insert("reporting_mta".into(), json!(m));
-        }
-        let report = Recorded::Bounce {
-            suppress: class.suppresses(),
-        };
-        found.push((rcpt, report, data));
+        let report = Recorded::Bounce(Bounce {
+            attempt: None,
+            class: classify(&reply),
+            code: reply.enhanced_string(),
+            reply: reply.to_string(),
+            mx: None,
+            source: Some(ReportSource::Dsn),
+            reporting_mta: reporting_mta.clone(),
+        });
+        found.push((rcpt, report));
     }
     if !found.is_empty() {
         ctx.store.record_reports(&found).await?;
@@ -246,14 +243,13 @@ async fn feedback(
     let Some(rcpt) = find(ctx, &evidence, address).await? else {
         return Ok(0);
     };
-    let mut data: Map<String, Value> = Map::new();
-    data.insert("feedback_type".into(), json!(feedback_type));
-    data.insert("source".into(), json!("arf"));
-    if let Some(ua) = user_agent {
-        data.insert("user_agent".into(), json!(ua));
-    }
+    let complaint = Complaint {
+        feedback_type: feedback_type.to_owned(),
+        source: Some(ReportSource::Arf),
+        user_agent,
+    };
     ctx.store
-        .record_report(&rcpt, &Recorded::Complaint, data)
+        .record_report(&rcpt, &Recorded::Complaint(complaint))
         .await?;
     Ok(1)
 }

@@ -1,5 +1,5 @@
 use kuvert_core::Timestamp;
-use kuvert_core::event::EventType;
+use kuvert_core::event::{EventDetails, EventType};
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -34,8 +34,15 @@ pub struct EventRecord {
     pub recipient_id: Option<RecipientId>,
     pub recipient: Option<String>,
     pub tags: Vec<String>,
-    pub data: Map<String, Value>,
+    pub details: EventDetails,
     pub created_at: Timestamp,
+}
+
+impl EventRecord {
+    /// The details as the JSON object that the API, webhooks and the live log show.
+    pub fn data(&self) -> Map<String, Value> {
+        self.details.to_json()
+    }
 }
 
 pub struct EventPage {
@@ -53,15 +60,18 @@ fn like_literal(s: &str) -> String {
 /// An event row (seq, type, message_id, recipient_id, recipient, tags, data, created_at),
 /// opened with its account's key.
 pub(crate) fn event_from_row(row: &sqlx::any::AnyRow, key: &AccountKey) -> Result<EventRecord> {
+    let event_type: EventType = parse_column(row, "type")?;
     let data = match key.open_opt(row.try_get("data")?)? {
         Some(json) => {
             serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
         }
-        None => Map::new(),
+        None => Value::Null,
     };
+    let details = EventDetails::from_json(event_type, data)
+        .map_err(|e| StoreError::Sealing(format!("the details of a {event_type} event: {e}")))?;
     Ok(EventRecord {
         seq: row.try_get("seq")?,
-        event_type: parse_column(row, "type")?,
+        event_type,
         message_id: row
             .try_get::<Option<String>, _>("message_id")?
             .map(MessageId::from_string),
@@ -70,7 +80,7 @@ pub(crate) fn event_from_row(row: &sqlx::any::AnyRow, key: &AccountKey) -> Resul
             .map(RecipientId::from_string),
         recipient: key.open_opt(row.try_get("recipient")?)?,
         tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
-        data,
+        details,
         created_at: Timestamp(row.try_get("created_at")?),
     })
 }

@@ -1,5 +1,5 @@
 use kuvert_core::Timestamp;
-use kuvert_core::event::{EventType, RecipientKind, RecipientStatus};
+use kuvert_core::event::{Dropped, EventDetails, EventType, RecipientKind, RecipientStatus};
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -84,10 +84,10 @@ impl Store {
             let lookup = self.lookup_hash(&r.address);
             let sealed_address = key.seal(r.address.as_bytes());
             let (event_type, data) = if r.status == RecipientStatus::Dropped {
-                (
-                    EventType::Dropped,
-                    Some(serde_json::json!({ "reason": r.drop_reason })),
-                )
+                let details = EventDetails::Dropped(Dropped {
+                    reason: r.drop_reason.clone(),
+                });
+                (EventType::Dropped, Some(details.to_bytes()))
             } else {
                 queued += 1;
                 (EventType::Accepted, None)
@@ -100,7 +100,7 @@ impl Store {
                 recipient: Some(sealed_address.clone()),
                 recipient_lookup: Some(lookup.clone()),
                 tags: tags.clone(),
-                data: data.map(|d| key.seal(d.to_string().as_bytes())),
+                data: data.map(|d| key.seal(&d)),
                 created_at: now,
                 metric: event_type.as_str(),
                 domain_id: Some(m.domain_id.to_string()),

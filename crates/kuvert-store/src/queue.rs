@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use kuvert_core::Timestamp;
-use kuvert_core::event::{EventType, RecipientStatus, SuppressionReason};
+use kuvert_core::event::{
+    Bounce, Deferral, Delivery, EventDetails, Failure, RecipientStatus, SuppressionReason,
+};
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
 use rand::Rng;
-use serde_json::{Map, Value};
 use sqlx::Row;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,58 +52,71 @@ pub struct Outgoing {
     pub template: Option<Vec<u8>>,
 }
 
-/// How one attempt ended for one recipient.
+/// How one attempt ended for one recipient, with what its event tells.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Delivered,
+    Delivered(Delivery),
     /// Tried again at `next_attempt_at`.
     Deferred {
         next_attempt_at: Timestamp,
+        why: Deferral,
     },
-    /// Refused for good by the receiving server; `suppress` for hard bounces.
-    Bounced {
-        suppress: bool,
-    },
+    /// Refused for good by the receiving server; a hard bounce suppresses the address.
+    Bounced(Bounce),
     /// Given up without a refusal: expired, TLS required but not offered, no route.
-    Failed,
+    Failed(Failure),
 }
 
 impl Outcome {
     fn status(&self) -> RecipientStatus {
         match self {
-            Self::Delivered => RecipientStatus::Delivered,
+            Self::Delivered(_) => RecipientStatus::Delivered,
             Self::Deferred { .. } => RecipientStatus::Deferred,
-            Self::Bounced { .. } => RecipientStatus::Bounced,
-            Self::Failed => RecipientStatus::Failed,
+            Self::Bounced(_) => RecipientStatus::Bounced,
+            Self::Failed(_) => RecipientStatus::Failed,
         }
     }
     fn metric(&self) -> &'static str {
         match self {
-            Self::Delivered => "delivered",
+            Self::Delivered(_) => "delivered",
             Self::Deferred { .. } => "deferred",
-            Self::Bounced { suppress: true } => "bounced_hard",
-            Self::Bounced { suppress: false } => "bounced_soft",
-            Self::Failed => "failed",
+            Self::Bounced(b) if b.class.suppresses() => "bounced_hard",
+            Self::Bounced(_) => "bounced_soft",
+            Self::Failed(_) => "failed",
         }
     }
-    fn event(&self) -> EventType {
-        match self {
-            Self::Delivered => EventType::Delivered,
-            Self::Deferred { .. } => EventType::Deferred,
-            Self::Bounced { .. } => EventType::Bounced,
-            Self::Failed => EventType::Failed,
-        }
+    fn suppresses(&self) -> bool {
+        matches!(self, Self::Bounced(b) if b.class.suppresses())
     }
 }
 
-/// An outcome to record: the lease it ends, what happened, and the event's details (the
-/// server's reply, the MX host, the TLS version, ...).
+/// An outcome to record: the lease it ends and what happened.
 #[derive(Clone, Debug)]
 pub struct OutcomeRecord {
     pub lease: Lease,
     pub tags: Vec<String>,
     pub outcome: Outcome,
-    pub data: Map<String, Value>,
+}
+
+impl OutcomeRecord {
+    /// The event's details: what the outcome tells, with the attempt's number and, for a
+    /// deferral, when the next is due.
+    pub fn details(&self) -> EventDetails {
+        let mut details = match &self.outcome {
+            Outcome::Delivered(d) => EventDetails::Delivered(d.clone()),
+            Outcome::Deferred {
+                next_attempt_at,
+                why,
+            } => EventDetails::Deferred(Deferral {
+                next_attempt_at: Some(next_attempt_at.to_rfc3339()),
+                ..why.clone()
+            }),
+            Outcome::Bounced(b) => EventDetails::Bounced(b.clone()),
+            Outcome::Failed(f) => EventDetails::Failed(f.clone()),
+        };
+        details.set_attempt(self.lease.attempts + 1);
+        details
+    }
 }
 
 /// A message kept by capture mode, as it would have left.
@@ -292,24 +306,17 @@ impl Store {
         for rec in records {
             let key = self.account_key(&rec.lease.account_id).await?;
             let lookup = self.lookup_hash(&rec.lease.address);
-            let mut data = rec.data.clone();
-            data.insert("attempt".into(), Value::from(rec.lease.attempts + 1));
-            if let Outcome::Deferred { next_attempt_at } = rec.outcome {
-                data.insert(
-                    "next_attempt_at".into(),
-                    Value::from(next_attempt_at.to_rfc3339()),
-                );
-            }
             let address = key.seal(rec.lease.address.as_bytes());
+            let details = rec.details();
             let event = SealedEvent {
                 account_id: rec.lease.account_id.to_string(),
-                event_type: rec.outcome.event().as_str(),
+                event_type: details.event_type().as_str(),
                 message_id: Some(rec.lease.message_id.to_string()),
                 recipient_id: Some(rec.lease.recipient_id.to_string()),
                 recipient: Some(address.clone()),
                 recipient_lookup: Some(lookup.clone()),
                 tags: serde_json::to_string(&rec.tags).expect("strings serialise"),
-                data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
+                data: Some(key.seal(&details.to_bytes())),
                 created_at: now,
                 metric: rec.outcome.metric(),
                 domain_id: domains
@@ -324,7 +331,9 @@ impl Store {
         let mut groups: BTreeMap<(&str, Option<i64>, &str), Vec<&str>> = BTreeMap::new();
         for rec in records {
             let next = match rec.outcome {
-                Outcome::Deferred { next_attempt_at } => Some(next_attempt_at.millis()),
+                Outcome::Deferred {
+                    next_attempt_at, ..
+                } => Some(next_attempt_at.millis()),
                 _ => None,
             };
             groups
@@ -360,7 +369,7 @@ impl Store {
         let events: Vec<&SealedEvent> = sealed.iter().map(|(e, _, _)| e).collect();
         insert_events(&mut tx, &events, &mut rollup).await?;
         for (rec, (_, address, lookup)) in records.iter().zip(&sealed) {
-            if rec.outcome == (Outcome::Bounced { suppress: true }) {
+            if rec.outcome.suppresses() {
                 sqlx::query(UPSERT_SUPPRESSION)
                     .bind(rec.lease.account_id.as_str())
                     .bind(lookup)

@@ -2,10 +2,11 @@
 //! (RFC 5965 ARF). They name a recipient through its VERP return path, or its message and
 //! address; here they become events, state and suppressions.
 
-use kuvert_core::event::{EventType, RecipientStatus, SuppressionReason};
+use kuvert_core::event::{
+    Bounce, Complaint, EventDetails, Interaction, RecipientStatus, SuppressionReason,
+};
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::tracking::TrackingMode;
-use serde_json::{Map, Value};
 use sqlx::Row;
 
 use crate::commit::{SealedEvent, insert_event};
@@ -28,10 +29,19 @@ pub struct RecipientRef {
 /// What a report says happened.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
-    /// The mail bounced after it was handed over; `suppress` for hard bounces.
-    Bounce { suppress: bool },
+    /// The mail bounced after it was handed over; a hard bounce suppresses the address.
+    Bounce(Bounce),
     /// The recipient marked it as spam: suppressed (reason complaint).
-    Complaint,
+    Complaint(Complaint),
+}
+
+impl Report {
+    fn details(&self) -> EventDetails {
+        match self {
+            Self::Bounce(b) => EventDetails::Bounced(b.clone()),
+            Self::Complaint(c) => EventDetails::Complained(c.clone()),
+        }
+    }
 }
 
 impl Store {
@@ -83,56 +93,32 @@ impl Store {
 
     /// Records a report: its event, the recipient's new state (a bounce ends any retrying)
     /// and the suppression, in one transaction.
-    pub async fn record_report(
-        &self,
-        r: &RecipientRef,
-        report: &Report,
-        data: Map<String, Value>,
-    ) -> Result<()> {
-        self.record_reports(&[(r.clone(), report.clone(), data)])
-            .await
+    pub async fn record_report(&self, r: &RecipientRef, report: &Report) -> Result<()> {
+        self.record_reports(&[(r.clone(), report.clone())]).await
     }
 
     /// Records what one report says of each of its recipients, all in one transaction: a
     /// report is one write, however many recipients it names.
-    pub async fn record_reports(
-        &self,
-        reports: &[(RecipientRef, Report, Map<String, Value>)],
-    ) -> Result<()> {
+    pub async fn record_reports(&self, reports: &[(RecipientRef, Report)]) -> Result<()> {
         let now = self.now();
         let mut sealed = Vec::with_capacity(reports.len());
-        for (r, report, data) in reports {
+        for (r, report) in reports {
             let key = self.account_key(&r.account_id).await?;
             let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
-            let (event_type, suppress, metric) = match report {
-                Report::Bounce { suppress: true } => (
-                    EventType::Bounced,
-                    Some(SuppressionReason::Bounce),
-                    "bounced_hard",
-                ),
-                Report::Bounce { suppress: false } => (EventType::Bounced, None, "bounced_soft"),
-                Report::Complaint => (
-                    EventType::Complained,
-                    Some(SuppressionReason::Complaint),
-                    "complained",
-                ),
+            let (suppress, metric) = match report {
+                Report::Bounce(b) if b.class.suppresses() => {
+                    (Some(SuppressionReason::Bounce), "bounced_hard")
+                }
+                Report::Bounce(_) => (None, "bounced_soft"),
+                Report::Complaint(_) => (Some(SuppressionReason::Complaint), "complained"),
             };
-            let event = sealed_event(
-                &key,
-                r,
-                event_type,
-                metric,
-                data.clone(),
-                &address,
-                &lookup,
-                now,
-            );
+            let event = sealed_event(&key, r, metric, &report.details(), &address, &lookup, now);
             sealed.push((r, report, event, suppress, lookup, address));
         }
         let mut tx = self.writer().begin().await?;
         let mut rollup = Rollup::default();
         for (r, report, event, suppress, lookup, address) in &sealed {
-            if matches!(report, Report::Bounce { .. }) {
+            if matches!(report, Report::Bounce(_)) {
                 sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
                     .bind(RecipientStatus::Bounced.as_str())
                     .bind(now)
@@ -160,26 +146,24 @@ impl Store {
 }
 
 /// The event of something that happened to one recipient, sealed under its account's key.
-#[allow(clippy::too_many_arguments)]
 fn sealed_event(
     key: &AccountKey,
     r: &RecipientRef,
-    event_type: EventType,
     metric: &'static str,
-    data: Map<String, Value>,
+    details: &EventDetails,
     address: &[u8],
     lookup: &str,
     now: i64,
 ) -> SealedEvent {
     SealedEvent {
         account_id: r.account_id.to_string(),
-        event_type: event_type.as_str(),
+        event_type: details.event_type().as_str(),
         message_id: Some(r.message_id.to_string()),
         recipient_id: Some(r.recipient_id.to_string()),
         recipient: Some(address.to_vec()),
         recipient_lookup: Some(lookup.to_owned()),
         tags: serde_json::to_string(&r.tags).expect("strings serialise"),
-        data: Some(key.seal(Value::Object(data).to_string().as_bytes())),
+        data: Some(key.seal(&details.to_bytes())),
         created_at: now,
         metric,
         domain_id: Some(r.domain_id.clone()),
@@ -204,23 +188,23 @@ impl Store {
         &self,
         r: &RecipientRef,
         what: &Engagement,
-        data: Map<String, Value>,
+        seen: Interaction,
         mode: TrackingMode,
     ) -> Result<()> {
         let (key, now) = (self.account_key(&r.account_id).await?, self.now());
         let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
-        let (event_type, metric, first_column) = match what {
+        let (details, metric, first_column) = match what {
             Engagement::Open => (
-                EventType::Opened,
+                EventDetails::Opened(seen),
                 "opened",
                 Some(("opened_at", "opened_unique")),
             ),
             Engagement::Click => (
-                EventType::Clicked,
+                EventDetails::Clicked(seen),
                 "clicked",
                 Some(("clicked_at", "clicked_unique")),
             ),
-            Engagement::Unsubscribe => (EventType::Unsubscribed, "unsubscribed", None),
+            Engagement::Unsubscribe => (EventDetails::Unsubscribed(seen), "unsubscribed", None),
         };
         let counted_only = first_column.is_some() && mode != TrackingMode::Full;
         if first_column.is_some() && mode == TrackingMode::Off {
@@ -252,7 +236,7 @@ impl Store {
         if counted_only {
             count(&mut rollup, metric);
         } else {
-            let event = sealed_event(&key, r, event_type, metric, data, &address, &lookup, now);
+            let event = sealed_event(&key, r, metric, &details, &address, &lookup, now);
             insert_event(&mut tx, &event, &mut rollup).await?;
         }
         if *what == Engagement::Unsubscribe {

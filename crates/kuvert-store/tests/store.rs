@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::apikey::{NewApiKey, Scope};
-use kuvert_core::event::{EventType, RecipientKind, RecipientStatus, SuppressionReason};
+use kuvert_core::event::{
+    Bounce, BounceClass, Complaint, Deferral, Delivery, EventType, Failure, RecipientKind,
+    RecipientStatus, SuppressionReason,
+};
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::{Clock, ManualClock, Timestamp};
 use kuvert_store::{
@@ -479,7 +482,7 @@ async fn message_commit_and_read(f: &Fixture) {
         .filter(|e| e.event_type == EventType::Dropped)
         .collect();
     assert_eq!(dropped.len(), 1);
-    assert_eq!(dropped[0].data["reason"], "suppressed: bounce");
+    assert_eq!(dropped[0].data()["reason"], "suppressed: bounce");
     assert_eq!(dropped[0].recipient.as_deref(), Some("gone@example.com"));
     assert_eq!(
         s.monthly_usage(&a.id, START).await.expect("usage"),
@@ -888,8 +891,7 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
     let late = OutcomeRecord {
         lease: taken[0].clone(),
         tags: vec![],
-        outcome: Outcome::Failed,
-        data: Default::default(),
+        outcome: Outcome::Failed(Failure::default()),
     };
     assert_eq!(s.record_outcomes(&[late]).await.expect("record"), [false]);
     let m = s
@@ -989,38 +991,46 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
             .expect("leased")
     };
     let retry_at = Timestamp(f.clock.now().millis() + 60_000);
-    let data = |k: &str, v: &str| {
-        serde_json::json!({ k: v })
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
+    let bounce = |class: BounceClass, reply: &str| {
+        Outcome::Bounced(Bounce {
+            attempt: None,
+            class,
+            code: reply[4..9].to_owned(),
+            reply: reply.to_owned(),
+            mx: None,
+            source: None,
+            reporting_mta: None,
+        })
     };
     let records = vec![
         OutcomeRecord {
             lease: lease("ok@example.com"),
             tags: out.tags.clone(),
-            outcome: Outcome::Delivered,
-            data: data("mx", "mx.example.com"),
+            outcome: Outcome::Delivered(Delivery {
+                mx: Some("mx.example.com".into()),
+                ..Delivery::default()
+            }),
         },
         OutcomeRecord {
             lease: lease("later@example.com"),
             tags: out.tags.clone(),
             outcome: Outcome::Deferred {
                 next_attempt_at: retry_at,
+                why: Deferral {
+                    reply: Some("451 4.3.0 try later".into()),
+                    ..Deferral::default()
+                },
             },
-            data: data("reply", "451 4.3.0 try later"),
         },
         OutcomeRecord {
             lease: lease("gone@example.com"),
             tags: out.tags.clone(),
-            outcome: Outcome::Bounced { suppress: true },
-            data: data("reply", "550 5.1.1 no such user"),
+            outcome: bounce(BounceClass::Hard, "550 5.1.1 no such user"),
         },
         OutcomeRecord {
             lease: lease("policy@example.com"),
             tags: out.tags.clone(),
-            outcome: Outcome::Bounced { suppress: false },
-            data: data("reply", "550 5.7.1 blocked"),
+            outcome: bounce(BounceClass::Policy, "550 5.7.1 blocked"),
         },
     ];
     assert_eq!(
@@ -1088,8 +1098,8 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
         .iter()
         .find(|e| e.event_type == EventType::Deferred)
         .expect("deferred event");
-    assert_eq!(deferred.data["reply"], "451 4.3.0 try later");
-    assert_eq!(deferred.data["attempt"], 1);
+    assert_eq!(deferred.data()["reply"], "451 4.3.0 try later");
+    assert_eq!(deferred.data()["attempt"], 1);
     assert_eq!(deferred.tags, ["news"]);
 
     // Nothing is due before the retry time; then only the deferred one.
@@ -1177,11 +1187,18 @@ async fn stats_count_the_events_and_outlive_them(f: &Fixture) {
             lease: l.clone(),
             tags: vec![],
             outcome: if l.address == "b@example.com" {
-                Outcome::Bounced { suppress: true }
+                Outcome::Bounced(Bounce {
+                    attempt: None,
+                    class: BounceClass::Hard,
+                    code: "5.1.1".into(),
+                    reply: "550 5.1.1 gone".into(),
+                    mx: None,
+                    source: None,
+                    reporting_mta: None,
+                })
             } else {
-                Outcome::Delivered
+                Outcome::Delivered(Delivery::default())
             },
-            data: Default::default(),
         })
         .collect();
     s.record_outcomes(&records).await.expect("record");
@@ -1196,7 +1213,7 @@ async fn stats_count_the_events_and_outlive_them(f: &Fixture) {
         .await
         .expect("ref")
         .expect("found");
-    s.record_report(&a_ref, &Report::Complaint, Default::default())
+    s.record_report(&a_ref, &Report::Complaint(Complaint::default()))
         .await
         .expect("report");
 

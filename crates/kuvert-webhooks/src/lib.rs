@@ -18,7 +18,7 @@ use kuvert_core::duration::HumanDuration;
 use kuvert_dns::Dns;
 use kuvert_store::{AttemptOutcome, Delivery, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::Notify;
 
@@ -389,7 +389,7 @@ impl Inner {
                 "recipient-id": event.recipient_id.map(|r| r.to_string()),
                 "recipient": event.recipient,
                 "tags": event.tags,
-                "data": Value::Object(event.data),
+                "data": event.details,
             }
         });
         let response = self

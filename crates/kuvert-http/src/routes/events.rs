@@ -2,10 +2,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use kuvert_core::event::EventType;
+use kuvert_core::event::{EventDetails, EventType};
 use kuvert_store::EventFilter;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -45,15 +44,14 @@ pub struct EventQuery {
 pub struct EventOut {
     pub id: String,
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: EventType,
     pub timestamp: String,
     pub message_id: Option<String>,
     pub recipient_id: Option<String>,
     pub recipient: Option<String>,
     pub tags: Vec<String>,
-    /// Details: the reason of a drop or bounce, the server's reply, ...
-    #[schema(value_type = Object)]
-    pub data: Map<String, Value>,
+    /// What the event tells beyond its type: the one of these that belongs to the type.
+    pub data: EventDetails,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -82,13 +80,13 @@ fn types(list: Option<&str>) -> Result<Vec<EventType>, ApiError> {
 fn event_out(e: kuvert_store::EventRecord) -> EventOut {
     EventOut {
         id: e.seq.to_string(),
-        event_type: e.event_type.to_string(),
+        event_type: e.event_type,
         timestamp: e.created_at.to_rfc3339(),
         message_id: e.message_id.map(|m| m.to_string()),
         recipient_id: e.recipient_id.map(|r| r.to_string()),
         recipient: e.recipient,
         tags: e.tags,
-        data: e.data,
+        data: e.details,
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use kuvert_core::event::Interaction;
 use kuvert_core::tracking::{AccountTracking, Link, parse_token};
 use kuvert_store::{Engagement, RecipientRef};
-use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -106,19 +106,16 @@ async fn recipient(
     Ok((r, link, settings))
 }
 
-fn details(
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    settings: &AccountTracking,
-) -> Map<String, Value> {
+fn details(peer: SocketAddr, headers: &HeaderMap, settings: &AccountTracking) -> Interaction {
     let ip = match settings.truncate_ip {
         true => truncated(peer.ip()),
         false => peer.ip().to_canonical().to_string(),
     };
-    let mut d = Map::new();
-    d.insert("client".into(), json!(agent_class(headers)));
-    d.insert("ip".into(), json!(ip));
-    d
+    Interaction {
+        client: Some(agent_class(headers).to_owned()),
+        ip: Some(ip),
+        url: None,
+    }
 }
 
 /// The open pixel: records an open, answers a 1×1 GIF that is never cached.
@@ -169,7 +166,7 @@ pub async fn click(
     let location =
         header::HeaderValue::try_from(url.as_str()).map_err(|_| ApiError::not_found("link"))?;
     let mut data = details(peer, &headers, &settings);
-    data.insert("url".into(), json!(url));
+    data.url = Some(url);
     state
         .store
         .record_engagement(&r, &Engagement::Click, data, settings.mode)
