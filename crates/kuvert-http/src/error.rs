@@ -11,10 +11,66 @@ use kuvert_submit::AcceptError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// Every `error.code` the API answers with: stable, for programs to match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is not HTTP the API reads (a bad header, a bad path).
+    BadRequest,
+    /// The body is not JSON, or not the object the route takes.
+    MalformedJson,
+    /// The body is larger than the route takes.
+    PayloadTooLarge,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// A field (named in `error.field`) has a value the route does not take.
+    InvalidField,
+    /// An address is not one.
+    InvalidAddress,
+    /// A password is too weak for the password rule.
+    WeakPassword,
+    /// No credentials, or ones that are not valid.
+    Unauthorized,
+    /// The key is valid but may not do this (a sending key on an account route, say).
+    InsufficientScope,
+    /// The password given to confirm an action is not the user's.
+    WrongPassword,
+    /// Too many password attempts for this account; wait and try again.
+    TooManyAttempts,
+    /// Too many requests from this client; wait and try again.
+    RateLimited,
+    /// Too many live event streams open for this account.
+    TooManyStreams,
+    /// The account is restricted, suspended or closed.
+    AccountInactive,
+    /// The sender's domain is not a domain of this account.
+    UnknownDomain,
+    /// The sender's domain is not verified yet.
+    DomainUnverified,
+    /// The account has as many domains as its plan allows.
+    DomainLimit,
+    /// The month's quota of recipients is used up.
+    QuotaExceeded,
+    /// More recipients than one message may have.
+    TooManyRecipients,
+    /// The message is larger than allowed.
+    MessageTooLarge,
+    /// Support may only act with a grant from the account, and has none.
+    NoSupportGrant,
+    /// No such thing, or not this account's.
+    NotFound,
+    /// It exists already.
+    Conflict,
+    /// The account's data has been erased.
+    Erased,
+    /// Something failed inside Kuvert; it has been logged.
+    Internal,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
 }
@@ -26,8 +82,7 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, for programs: `malformed_json`, `invalid_field`, `invalid_address`, `unauthorized`, ...
-    pub code: String,
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
     /// The request field at fault, as a path like `to[3]`, when there is one.
@@ -36,7 +91,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -49,22 +104,27 @@ impl ApiError {
         self
     }
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).field(field)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidField,
+            message,
+        )
+        .field(field)
     }
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "an internal error occurred; it has been logged",
         )
     }
@@ -75,7 +135,7 @@ impl IntoResponse for ApiError {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code,
                 message: self.message,
                 field: self.field,
             },
@@ -97,12 +157,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(what) => Self::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 format!("{what} already exists"),
             ),
             StoreError::KeyDestroyed => Self::new(
                 StatusCode::GONE,
-                "erased",
+                ErrorCode::Erased,
                 "this account's data has been erased",
             ),
             other => {
@@ -116,11 +176,16 @@ impl From<StoreError> for ApiError {
 impl From<SubmissionError> for ApiError {
     fn from(e: SubmissionError) -> Self {
         let (status, code) = match e.kind {
-            SubmissionErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-            SubmissionErrorKind::TooManyRecipients => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "too_many_recipients")
+            SubmissionErrorKind::Invalid => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidField)
             }
-            SubmissionErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
+            SubmissionErrorKind::TooManyRecipients => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::TooManyRecipients,
+            ),
+            SubmissionErrorKind::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::MessageTooLarge)
+            }
         };
         Self {
             status,
@@ -136,18 +201,23 @@ impl From<AcceptError> for ApiError {
         let message = e.to_string();
         match e {
             AcceptError::Invalid(s) => s.into(),
-            AcceptError::UnknownDomain(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_domain", message).field("from")
-            }
+            AcceptError::UnknownDomain(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownDomain,
+                message,
+            )
+            .field("from"),
             AcceptError::UnverifiedDomain(_) => {
-                Self::new(StatusCode::FORBIDDEN, "domain_unverified", message).field("from")
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::DomainUnverified, message).field("from")
             }
             AcceptError::AccountNotActive(_) => {
-                Self::new(StatusCode::FORBIDDEN, "account_inactive", message)
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::AccountInactive, message)
             }
-            AcceptError::QuotaExceeded { .. } => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
-            }
+            AcceptError::QuotaExceeded { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::QuotaExceeded,
+                message,
+            ),
             AcceptError::Store(s) => s.into(),
             _ => Self::internal(),
         }
@@ -158,23 +228,28 @@ impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         let message = e.to_string();
         match e {
-            AdminError::WeakPassword(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message)
-                    .field("password")
-            }
-            AdminError::InvalidEmail(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_address", message)
-                    .field("email")
-            }
+            AdminError::WeakPassword(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::WeakPassword,
+                message,
+            )
+            .field("password"),
+            AdminError::InvalidEmail(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidAddress,
+                message,
+            )
+            .field("email"),
             AdminError::InvalidDomain(_) => Self::invalid("name", message),
             AdminError::NoSupportGrant => {
-                Self::new(StatusCode::FORBIDDEN, "no_support_grant", message)
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::NoSupportGrant, message)
             }
             AdminError::DomainLimit(_) => {
-                Self::new(StatusCode::FORBIDDEN, "domain_limit", message).field("name")
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::DomainLimit, message).field("name")
             }
             AdminError::WrongPassword => {
-                Self::new(StatusCode::FORBIDDEN, "wrong_password", message).field("password")
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::WrongPassword, message)
+                    .field("password")
             }
             AdminError::Store(s) => s.into(),
             _ => Self::internal(),
@@ -186,7 +261,7 @@ impl ApiError {
     pub fn payload_too_large() -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than this server accepts",
         )
     }
@@ -197,7 +272,11 @@ impl From<BytesRejection> for ApiError {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::payload_too_large()
         } else {
-            Self::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                r.body_text(),
+            )
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON body. Broken JSON is `400 malformed_json`; JSON of the wrong shape is
 /// `422 invalid_field` with the path of the offending field.
@@ -30,7 +30,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             if !ct.starts_with("application/json") {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     format!("expected Content-Type: application/json, got {ct:?}"),
                 ));
             }
@@ -46,7 +46,7 @@ pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "the body must be a JSON object",
         ));
     }
@@ -66,7 +66,7 @@ pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
             } else {
                 Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "malformed_json",
+                    ErrorCode::MalformedJson,
                     format!("the body is not valid JSON: {inner}"),
                 ))
             }
@@ -132,7 +132,7 @@ impl FromRequestParts<Arc<AppState>> for Auth {
         ) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "account_inactive",
+                ErrorCode::AccountInactive,
                 format!("the account is {}", auth.account_status),
             ));
         }
@@ -151,7 +151,7 @@ impl FromRequestParts<Arc<AppState>> for FullAccess {
         if auth.scope != Scope::Full {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 format!(
                     "this key has the {} scope; this endpoint needs a full key",
                     auth.scope
@@ -212,7 +212,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     e.body_text(),
                 )
             })

@@ -2,24 +2,22 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use kuvert_core::account::{CompanyProfile, UserProfile};
+use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, UserProfile};
 use kuvert_core::tracking::{AccountTracking, TrackingMode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, FullAccess};
 
 #[derive(Serialize, ToSchema)]
 pub struct AccountOut {
     pub id: String,
-    /// `free` or `premium`.
-    pub plan: String,
-    /// `eu` or `us`: where the account's data is kept.
-    pub region: String,
-    /// `active`, `suspended` or `closed`.
-    pub status: String,
+    pub plan: Plan,
+    /// Where the account's data is kept.
+    pub region: Region,
+    pub status: AccountStatus,
     pub company: Option<String>,
     pub country: Option<String>,
     pub vat_id: Option<String>,
@@ -159,9 +157,9 @@ pub async fn get(
     } = a.profile;
     Ok(Json(AccountOut {
         id: a.id.to_string(),
-        plan: a.plan.to_string(),
-        region: a.region.to_string(),
-        status: a.status.to_string(),
+        plan: a.plan,
+        region: a.region,
+        status: a.status,
         company,
         country,
         vat_id,
@@ -242,7 +240,7 @@ pub struct DeleteAccount {
 pub struct Deleted {
     pub id: String,
     /// `closed`: nothing works any more for the account, and its data can no longer be read.
-    pub status: String,
+    pub status: AccountStatus,
     /// When the last of its rows is removed (at most 90 days later).
     pub purged_by: String,
 }
@@ -265,7 +263,7 @@ pub async fn delete(
     {
         return Err(ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
+            ErrorCode::TooManyAttempts,
             "too many password attempts for this account; try again in 15 minutes",
         ));
     }
@@ -281,7 +279,7 @@ pub async fn delete(
     .await?;
     Ok(Json(Deleted {
         id: auth.account_id.to_string(),
-        status: "closed".into(),
+        status: AccountStatus::Closed,
         purged_by: purged_by.to_rfc3339(),
     }))
 }
@@ -459,7 +457,7 @@ pub struct Restriction {
 #[derive(Serialize, ToSchema)]
 pub struct StatusOut {
     /// `active` or `restricted`.
-    pub status: String,
+    pub status: AccountStatus,
 }
 
 /// Puts the account on hold (restriction of processing, seed 000 §8) or takes it off:
@@ -475,9 +473,7 @@ pub async fn restrict(
     let by = format!("API key {}", auth.key_id);
     kuvert_admin::rights::restrict(&state.store, &auth.account_id, req.restricted, &by).await?;
     let status = state.store.account_state(&auth.account_id).await?.status;
-    Ok(Json(StatusOut {
-        status: status.to_string(),
-    }))
+    Ok(Json(StatusOut { status }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiQuery, FullAccess};
 
 #[derive(Deserialize, IntoParams)]
@@ -202,7 +202,7 @@ pub async fn stream(
     let slot = StreamSlot::take(&state, &auth.account_id).ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "too_many_streams",
+            ErrorCode::TooManyStreams,
             format!("an account may hold {MAX_STREAMS_PER_ACCOUNT} live logs open at once"),
         )
     })?;

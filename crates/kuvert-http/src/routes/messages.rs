@@ -7,13 +7,14 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kuvert_core::Mailbox;
+use kuvert_core::event::{RecipientKind, RecipientStatus};
 use kuvert_core::submission::{Attachment, Submission, TrackingOptions};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, Auth, FullAccess};
 
 /// A message to send.
@@ -116,7 +117,7 @@ pub struct AcceptedRecipientOut {
     pub email: String,
     pub id: String,
     /// `queued`, or `dropped` when the address is on the suppression list.
-    pub status: String,
+    pub status: RecipientStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -125,7 +126,7 @@ fn mailbox(field: String, s: &str) -> Result<Mailbox, ApiError> {
     Mailbox::parse(s).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_address",
+            ErrorCode::InvalidAddress,
             format!("{field}: {s:?} is not a valid address: {e}"),
         )
         .field(field)
@@ -228,7 +229,7 @@ pub async fn send(
                 .map(|r| AcceptedRecipientOut {
                     email: r.email,
                     id: r.id.to_string(),
-                    status: r.status.to_string(),
+                    status: r.status,
                     reason: r.reason,
                 })
                 .collect(),
@@ -255,10 +256,8 @@ pub struct MessageOut {
 pub struct RecipientOut {
     pub id: String,
     pub email: String,
-    /// `to`, `cc` or `bcc`.
-    pub kind: String,
-    /// `queued`, `deferred`, `delivered`, `bounced`, `failed` or `dropped`.
-    pub status: String,
+    pub kind: RecipientKind,
+    pub status: RecipientStatus,
     /// Delivery attempts so far.
     pub attempts: i64,
     pub next_attempt_at: Option<String>,
@@ -291,8 +290,8 @@ pub async fn get(
             .map(|r| RecipientOut {
                 id: r.id.to_string(),
                 email: r.email,
-                kind: r.kind.to_string(),
-                status: r.status.to_string(),
+                kind: r.kind,
+                status: r.status,
                 attempts: r.attempts,
                 next_attempt_at: r.next_attempt_at.map(|t| t.to_rfc3339()),
                 updated_at: r.updated_at.to_rfc3339(),

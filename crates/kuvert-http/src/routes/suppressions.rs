@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, FullAccess};
 
 #[derive(Serialize, ToSchema)]
@@ -100,7 +100,7 @@ pub async fn add(
     let address = EmailAddress::parse(&req.address).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_address",
+            ErrorCode::InvalidAddress,
             format!("{:?}: {e}", req.address),
         )
         .field("address")

@@ -13,7 +13,7 @@ use kuvert_core::tracking::{AccountTracking, Link, parse_token};
 use kuvert_store::{Engagement, RecipientRef};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 
 /// A transparent 1×1 GIF.
 const PIXEL: &[u8] = &[
@@ -82,7 +82,7 @@ async fn recipient(
     {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             "too many requests from your network; try again in a minute",
         ));
     }
