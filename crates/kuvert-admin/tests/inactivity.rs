@@ -18,29 +18,11 @@ use kuvert_submit::Acceptor;
 const START: Timestamp = Timestamp(1_795_000_000_000); // 2026-11-18
 
 async fn account(store: &Store, name: &str) -> AccountId {
-    let (a, _) = kuvert_admin::create_account(
-        store,
-        kuvert_admin::AccountRequest {
-            email: format!("{name}@owners.example"),
-            password: "s3cret-pass".into(),
-            plan: Plan::Free,
-            region: Default::default(),
-            company: Default::default(),
-            owner: Default::default(),
-        },
-    )
-    .await
-    .expect("account");
-    kuvert_admin::add_domain(
-        store,
-        &a.id,
-        &format!("{name}.example"),
-        &DomainSettings::default(),
-        true,
-    )
-    .await
-    .expect("domain");
-    a.id
+    let (owner, domain) = (format!("{name}@owners.example"), format!("{name}.example"));
+    kuvert_testkit::world::sandbox_account(store, &owner, &domain, Plan::Free)
+        .await
+        .0
+        .id
 }
 
 fn message(from_domain: &str) -> Submission {

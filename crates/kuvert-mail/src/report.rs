@@ -2,6 +2,7 @@
 //! feedback report (RFC 5965, ARF), an automatic reply, or nothing Kuvert reads.
 
 use mail_parser::{MessageParser, MimeHeaders};
+use serde::Serialize;
 
 use crate::header::{self, Header};
 
@@ -10,7 +11,7 @@ use crate::header::{self, Header};
 pub const MAX_DSN_RECIPIENTS: usize = 1_000;
 
 /// One recipient block of a DSN.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DsnRecipient {
     /// The address, without its `rfc822;` type.
     pub final_recipient: Option<String>,
@@ -24,14 +25,15 @@ pub struct DsnRecipient {
 }
 
 /// What the copy of the original message in a report tells.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Original {
     pub return_path: Option<String>,
     pub message_id: Option<String>,
     pub to: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Report {
     Dsn {
         reporting_mta: Option<String>,

@@ -3,7 +3,6 @@
 //! and time moves only when a test moves the clock.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kuvert_core::account::Plan;
@@ -16,7 +15,7 @@ use kuvert_dns::Dns;
 use kuvert_mail::smtp::Reply;
 use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_mta::{DeliveryConfig, Engine};
-use kuvert_store::{EventFilter, EventRecord, Store, StoreOptions};
+use kuvert_store::{EventFilter, EventRecord, Store};
 use kuvert_submit::{Accepted, Acceptor};
 use kuvert_testkit::{Behaviour, DnsServer, SinkOptions, SmtpSink};
 
@@ -37,32 +36,14 @@ async fn world(
     sink: SinkOptions,
     tweak: impl FnOnce(&mut DeliveryConfig, &SmtpSink, &std::path::Path),
 ) -> World {
-    let dir = tempfile::tempdir().expect("dir");
-    let clock = ManualClock::new(Timestamp(1_795_000_000_000));
-    let store = Store::open(StoreOptions {
-        url: StoreOptions::sqlite_url(dir.path()),
-        master_key: [9; 32],
-        clock: Arc::new(clock.clone()),
-    })
-    .await
-    .expect("store");
-    let (account, _) = kuvert_admin::create_account(
-        &store,
-        kuvert_admin::AccountRequest {
-            email: "owner@sender.test".into(),
-            password: "s3cret-pass".into(),
-            plan: Plan::Premium,
-            region: Default::default(),
-            company: Default::default(),
-            owner: Default::default(),
-        },
-    )
-    .await
-    .expect("account");
+    let kuvert_testkit::World {
+        dir,
+        clock,
+        store,
+        account,
+        ..
+    } = kuvert_testkit::world(FROM_DOMAIN, Plan::Premium).await;
     let settings = DomainSettings::default();
-    kuvert_admin::add_domain(&store, &account.id, FROM_DOMAIN, &settings, true)
-        .await
-        .expect("domain");
 
     let sink = SmtpSink::start(sink);
     let dns = DnsServer::start();

@@ -15,6 +15,8 @@ pub mod message;
 pub mod server;
 mod session;
 pub mod tls;
+#[cfg(test)]
+mod transcripts;
 
 pub use config::SmtpConfig;
 pub use context::SmtpContext;

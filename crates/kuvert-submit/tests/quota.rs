@@ -1,53 +1,21 @@
 //! The monthly quota under concurrency: many senders at once never take an account past it
 //! (the check is repeated in the commit's transaction).
 
-use std::sync::Arc;
-
-use kuvert_core::account::{Plan, PlanLimits, Region, Role};
+use kuvert_core::Mailbox;
+use kuvert_core::account::{Plan, PlanLimits};
 use kuvert_core::submission::{Limits, Submission};
-use kuvert_core::{Mailbox, ManualClock, Timestamp};
-use kuvert_store::{NewAccount, NewDomain, NewUser, Store, StoreOptions};
 use kuvert_submit::{AcceptError, Acceptor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_senders_never_pass_the_monthly_quota() {
     const QUOTA: u64 = 100;
     const PER_MESSAGE: usize = 7;
-    let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open(StoreOptions {
-        url: StoreOptions::sqlite_url(dir.path()),
-        master_key: [3; 32],
-        clock: Arc::new(ManualClock::new(Timestamp(1_795_000_000_000))),
-    })
-    .await
-    .expect("store");
-    let (account, _) = store
-        .create_account(NewAccount {
-            plan: Plan::Free,
-            region: Region::Eu,
-            profile: Default::default(),
-            owner: NewUser {
-                email: "owner@quota.example".into(),
-                password_hash: "$argon2id$unused".into(),
-                role: Role::Owner,
-                profile: Default::default(),
-            },
-        })
-        .await
-        .expect("account");
-    store
-        .add_domain(
-            &account.id,
-            NewDomain {
-                name: "quota.example".into(),
-                selector: "k".into(),
-                dkim_private_der: vec![],
-                dkim_public: String::new(),
-                sandbox: true,
-            },
-        )
-        .await
-        .expect("domain");
+    let kuvert_testkit::World {
+        dir: _dir,
+        store,
+        account,
+        ..
+    } = kuvert_testkit::world("quota.example", Plan::Free).await;
     let limits = PlanLimits {
         monthly_quota: QUOTA,
         ..Plan::Free.default_limits()

@@ -9,11 +9,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use kuvert_core::account::Plan;
-use kuvert_core::domain::DomainSettings;
 use kuvert_core::event::EventType;
 use kuvert_core::submission::{Limits, Submission};
-use kuvert_core::{Clock, Mailbox, ManualClock, Timestamp};
-use kuvert_store::{Store, StoreOptions};
+use kuvert_core::{Clock, Mailbox, ManualClock};
+use kuvert_store::Store;
 use kuvert_submit::Acceptor;
 use kuvert_webhooks::{Dispatcher, WebhookConfig, signature};
 use serde_json::Value;
@@ -40,38 +39,8 @@ async fn receive(State(r): State<Arc<Receiver>>, Json(body): Json<Value>) -> Sta
 /// A store on a temporary directory, its clock, and an account with the sandbox domain
 /// `hooks.test`.
 async fn world() -> (tempfile::TempDir, ManualClock, Store, kuvert_store::Account) {
-    let dir = tempfile::tempdir().expect("dir");
-    let clock = ManualClock::new(Timestamp(1_795_000_000_000));
-    let store = Store::open(StoreOptions {
-        url: StoreOptions::sqlite_url(dir.path()),
-        master_key: [5; 32],
-        clock: Arc::new(clock.clone()),
-    })
-    .await
-    .expect("store");
-    let (account, _) = kuvert_admin::create_account(
-        &store,
-        kuvert_admin::AccountRequest {
-            email: "o@hooks.test".into(),
-            password: "s3cret-pass".into(),
-            plan: Plan::Free,
-            region: Default::default(),
-            company: Default::default(),
-            owner: Default::default(),
-        },
-    )
-    .await
-    .expect("account");
-    kuvert_admin::add_domain(
-        &store,
-        &account.id,
-        "hooks.test",
-        &DomainSettings::default(),
-        true,
-    )
-    .await
-    .expect("domain");
-    (dir, clock, store, account)
+    let w = kuvert_testkit::world("hooks.test", Plan::Free).await;
+    (w.dir, w.clock, w.store, w.account)
 }
 
 fn submission(to: &str) -> Submission {
