@@ -1,6 +1,6 @@
-//! Deleting an account (seed 003 §7): the owner confirms with the password, a confirmation
-//! goes to the owner, then the account is closed and its data key destroyed at once; its
-//! rows go at the purge within the deletion period (never more than 90 days).
+//! Deleting an account: the owner confirms with the password, a confirmation goes to the owner,
+//! then the account is closed and its data key destroyed at once; its rows go at the purge
+//! within the deletion period (never more than 90 days).
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use kuvert_store::Store;
 use crate::AdminError;
 use crate::notices::Notices;
 
-/// The longest an account's rows may outlive its deletion (seed 003 §7).
+/// The longest an account's rows may outlive its deletion: its data is gone within 90 days.
 pub const MAX_PURGE_AFTER: Duration = Duration::from_secs(90 * 86_400);
 
 /// Who asks for the deletion.

@@ -1,7 +1,7 @@
-//! The account holder's copy of their data (seed 000 §8, seed 003 §9: access and
-//! portability): every personal datum the platform holds about the account and its users,
-//! as JSON. Sections are named after the tables and fields after the columns, so that a
-//! test can check every personal column of the schema against it.
+//! The account holder's copy of their data (the rights of access and portability): every
+//! personal datum the platform holds about the account and its users, as JSON. Sections are
+//! named after the tables and fields after the columns, so that a test can check every personal
+//! column of the schema against it.
 
 use kuvert_core::id::AccountId;
 use kuvert_store::{EventFilter, Store};

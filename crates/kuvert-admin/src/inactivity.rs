@@ -1,6 +1,6 @@
-//! Inactive accounts (seed 000): an account that sent nothing (and where nobody logged in)
-//! for 12 months is told so, and is deleted like any other if it stays inactive 30 days
-//! more. Both periods are configurable; the store's clock decides, so tests move it.
+//! Inactive accounts: an account that sent nothing (and where nobody logged in) for 12 months
+//! is told so, and is deleted like any other if it stays inactive 30 days more. Both periods
+//! are configurable; the store's clock decides, so tests move it.
 
 use std::time::Duration;
 

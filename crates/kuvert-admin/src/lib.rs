@@ -57,7 +57,8 @@ pub struct AccountRequest {
     pub owner: UserProfile,
 }
 
-/// Creates an account and its owner, after the password rule of seed 000.
+/// Creates an account and its owner, after the password rule (at least 8 characters, with a
+/// letter, a digit and a special character).
 pub async fn create_account(
     store: &Store,
     req: AccountRequest,

@@ -1,6 +1,6 @@
-//! Kuvert's own mail to account holders (seed 003 §9): notices of deletion and inactivity
-//! go through Kuvert itself, from a system account that owns the notice sender's domain,
-//! down the one path every message takes (accepted, queued, signed, delivered, logged).
+//! Kuvert's own mail to account holders: notices of deletion and inactivity go through Kuvert
+//! itself, from a system account that owns the notice sender's domain, down the one path every
+//! message takes (accepted, queued, signed, delivered, logged).
 
 use kuvert_core::Mailbox;
 use kuvert_core::account::{Plan, Region};

@@ -1,6 +1,5 @@
-//! Publishing a new privacy policy or terms version (seed 000, seed 003 §11): it takes
-//! effect 30 days after publication at the earliest, and every account owner is told by a
-//! notice through Kuvert itself.
+//! Publishing a new privacy policy or terms version: it takes effect 30 days after publication
+//! at the earliest, and every account owner is told by a notice through Kuvert itself.
 
 use kuvert_core::Timestamp;
 use kuvert_core::account::AccountStatus;

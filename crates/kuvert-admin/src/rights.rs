@@ -1,6 +1,6 @@
-//! Account holders' rights (seed 000 §8, seed 003 §9): access (the export), rectification,
-//! restriction; erasure is `deletion`. Each use is recorded as a privacy request, answered
-//! at once, with who asked; requests that come by e-mail are recorded by the operator.
+//! Account holders' rights: access (the export), rectification, restriction; erasure is
+//! `deletion`. Each use is recorded as a privacy request, answered at once, with who asked;
+//! requests that come by e-mail are recorded by the operator.
 
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, PrivacyRight, UserProfile};

@@ -1,5 +1,5 @@
-//! Support's access to an account's data (seed 000 §2): only under a grant the account
-//! gave, until it expires; every attempt, allowed or refused, is in the account's audit log.
+//! Support's access to an account's data: only under a grant the account gave, until it
+//! expires; every attempt, allowed or refused, is in the account's audit log.
 
 use kuvert_core::id::AccountId;
 use kuvert_store::{ActorKind, Store};

@@ -1,6 +1,5 @@
-//! Inactive accounts on a moved clock (seed 000): told at 12 months without activity,
-//! deleted 30 days after that if still inactive, and not a day before; sending in between
-//! saves the account.
+//! Inactive accounts on a moved clock: told at 12 months without activity, deleted 30 days
+//! after that if still inactive, and not a day before; sending in between saves the account.
 
 use std::sync::Arc;
 use std::time::Duration;

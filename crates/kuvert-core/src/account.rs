@@ -46,19 +46,19 @@ string_enum! {
 }
 
 string_enum! {
-    /// Where an account's data lives (seed 000 "Speicherort", seed 003 §6). EU unless asked.
+    /// Where an account's data is stored: in the EU unless the holder asks for the US.
     #[derive(Default)]
     Region { #[default] Eu = "eu", Us = "us" }
 }
 
 string_enum! {
-    /// `restricted`: on hold at its holder's request (seed 000 §8): data is stored, nothing
-    /// is processed (no sending, no tracking) until the restriction is lifted.
+    /// `restricted`: on hold at its holder's request (right to restriction): data is stored,
+    /// nothing is processed (no sending, no tracking) until the restriction is lifted.
     AccountStatus { Active = "active", Restricted = "restricted", Suspended = "suspended", Closed = "closed" }
 }
 
 string_enum! {
-    /// A data subject's right that a privacy request invokes (seed 000 §8, seed 003 §9).
+    /// A data subject's right that a privacy request invokes.
     PrivacyRight {
         Access = "access",
         Rectification = "rectification",
@@ -73,7 +73,7 @@ string_enum! {
     RequestState { Open = "open", Done = "done", Refused = "refused" }
 }
 
-/// Days within which a privacy request must be answered (seed 000 §8: one month).
+/// Days within which a privacy request must be answered: every request within one month.
 pub const PRIVACY_REQUEST_DAYS: i64 = 30;
 
 string_enum! {
@@ -81,10 +81,10 @@ string_enum! {
     Role { Owner = "owner", Admin = "admin", Developer = "developer", Viewer = "viewer" }
 }
 
-/// What a plan allows. The defaults are the promises of PRODUCT.md; an instance may change them.
+/// What a plan allows. The defaults are what the product promises; an instance may change them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanLimits {
-    /// How long event data is kept (seed 000: 3 months, 13 on premium plans).
+    /// How long event data is kept (3 months, 13 on premium plans).
     pub event_retention_months: u32,
     /// Recipients an account may send to per calendar month.
     pub monthly_quota: u64,
@@ -109,8 +109,8 @@ impl Plan {
     }
 }
 
-/// The company fields that seeds 000 §2 and 003 §3 list for an account. All are personal data
-/// (a sole trader's company is a person) and are stored sealed.
+/// The company fields kept for an account. All are personal data (a sole trader's company is a
+/// person) and are stored sealed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompanyProfile {
     pub company: Option<String>,
@@ -119,7 +119,7 @@ pub struct CompanyProfile {
     pub postal_address: Option<String>,
 }
 
-/// The personal fields of a user (seed 000 §2). Stored sealed.
+/// The personal fields of a user. Stored sealed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserProfile {
     pub salutation: Option<String>,

@@ -10,7 +10,7 @@ use crate::account::string_enum;
 use crate::lookup::hex;
 
 string_enum! {
-    /// `full` may use every endpoint; `send` only the sending ones (seed 003 §4).
+    /// `full` may use every endpoint; `send` only the sending ones.
     Scope { Full = "full", Send = "send" }
 }
 

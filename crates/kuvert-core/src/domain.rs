@@ -1,5 +1,5 @@
 //! Sending domains: the DKIM key pair generated for each, and the DNS records its owner must
-//! publish (seed 003 §3). Checking published records against these is pure; the look-up
+//! publish to send from it. Checking published records against these is pure; the look-up
 //! itself happens in `kuvert-dns`.
 
 use base64::Engine;

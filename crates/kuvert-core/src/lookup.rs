@@ -1,6 +1,6 @@
 //! Keyed hashes of personal values (addresses, user e-mails). They let the store find and
 //! deduplicate rows without keeping the value in clear, and they are what stays of an address
-//! erased under GDPR on a suppression list (PRODUCT.md, suppressions).
+//! erased under GDPR on a suppression list (such an address stays suppressed).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -1,4 +1,4 @@
-//! The password rule of seed 000 (CNIL): at least 8 characters, with at least one letter, one
+//! The password rule (the CNIL's): at least 8 characters, with at least one letter, one
 //! digit and one special character. Hashes are Argon2id.
 
 use argon2::Argon2;

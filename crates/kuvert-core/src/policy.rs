@@ -1,5 +1,5 @@
-//! Versions of the privacy policy and the terms (seed 000, seed 003 §11): a new version is
-//! published at least 30 days before it takes effect, and every account owner is told.
+//! Versions of the privacy policy and the terms: a new version is published at least 30 days
+//! before it takes effect, and every account owner is told.
 
 use crate::Timestamp;
 use crate::account::string_enum;

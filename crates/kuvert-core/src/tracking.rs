@@ -10,7 +10,7 @@ use crate::id::{AccountId, RecipientId};
 use crate::lookup::{LookupKey, same_mac};
 use crate::submission::TrackingOptions;
 
-/// What an account lets tracking record (issue 5, privacy mode).
+/// What an account lets tracking record (its privacy mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackingMode {

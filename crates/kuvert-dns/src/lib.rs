@@ -1,5 +1,6 @@
-//! DNS for Kuvert, through hickory-resolver: the records of sending domains now, MX routing
-//! when the delivery engine comes. `[dns] nameservers` points it at a private server (tests).
+//! DNS for Kuvert, through hickory-resolver: the records of sending domains (verification),
+//! MX hosts and their addresses (delivery), the addresses of webhook hosts (checked before
+//! they are reached). `[dns] nameservers` points it at a private server (tests).
 
 use std::net::SocketAddr;
 use std::time::Duration;

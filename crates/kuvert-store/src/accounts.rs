@@ -270,7 +270,7 @@ pub struct AccountState {
 }
 
 impl Store {
-    /// Rectification (seed 000 §8): replaces the account's company fields.
+    /// Rectification (the holder's right): replaces the account's company fields.
     pub async fn update_account_profile(&self, id: &AccountId, p: &CompanyProfile) -> Result<()> {
         let key = self.account_key(id).await?;
         sqlx::query(

@@ -1,6 +1,5 @@
-//! The audit log (issue 6, seed 000 §2) and support grants: every read or change of an
-//! account's data by a key, the operator or support is a row here, and support may look
-//! only while the account's grant runs.
+//! The audit log and support grants: every read or change of an account's data by a key, the
+//! operator or support is a row here, and support may look only while the account's grant runs.
 
 use kuvert_core::Timestamp;
 use kuvert_core::id::AccountId;

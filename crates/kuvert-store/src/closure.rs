@@ -1,5 +1,5 @@
-//! Account deletion (seed 003 §7): closing stops everything at once and destroys the
-//! account's data key; the rows themselves go at the purge, within the configured period.
+//! Account deletion (data gone within 90 days): closing stops everything at once and destroys
+//! the account's data key; the rows themselves go at the purge, within the configured period.
 
 use kuvert_core::account::AccountStatus;
 use kuvert_core::id::AccountId;
@@ -236,7 +236,7 @@ impl Store {
 }
 
 impl Store {
-    /// Restricts an account (its holder's right, seed 000 §8) or lifts the restriction.
+    /// Restricts an account (its holder's right to restriction) or lifts the restriction.
     /// Restricted, it keeps its data but processes nothing: its waiting recipients are held
     /// (no next attempt) and go back to the queue, due at once, when it is lifted. Answers
     /// whether the status changed.

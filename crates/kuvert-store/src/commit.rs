@@ -320,8 +320,8 @@ async fn write(
         .execute(&mut *tx)
         .await?;
     }
-    // Sending is activity (inactive accounts are deleted, seed 000); written only when the
-    // mark is an hour old.
+    // Sending is activity (inactive accounts are deleted); written only when the mark is an
+    // hour old.
     for (account, at) in latest {
         sqlx::query(
             "UPDATE accounts SET last_activity_at = $1, inactivity_notice_at = NULL WHERE id = $2 AND last_activity_at < $3",

@@ -1,6 +1,6 @@
-//! Privacy requests (seed 000 §8): each use of a right is recorded with who asked, its state
-//! and its due date, one month after it came in. Those answered by the API at once are
-//! recorded as done; those that come by e-mail are recorded by the operator and stay open
+//! Privacy requests (data subjects' rights): each use of a right is recorded with who asked,
+//! its state and its due date, one month after it came in. Those answered by the API at once
+//! are recorded as done; those that come by e-mail are recorded by the operator and stay open
 //! until answered.
 
 use kuvert_core::Timestamp;

@@ -1,4 +1,4 @@
-//! Retention (seed 000, "Fristen"): events are kept as long as the account's plan says, a
+//! Retention: events are kept as long as the account's plan says (3 months, 13 on premium), a
 //! message's content a few days after its last delivery attempt, and then they are deleted,
 //! in bounded batches so that sending keeps its latency. Statistics stay: they hold no
 //! personal data. Each run leaves its counts in `purge_runs`.

@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Executor};
 use crate::{Backend, StoreError};
 
 /// Columns holding sealed values. Tests read the raw database to prove none holds plaintext;
-/// the export of personal data (privacy issue) is checked against this list too.
+/// the export of personal data (the right of access) is checked against this list too.
 pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("accounts", "company"),
     ("accounts", "country"),

@@ -45,12 +45,13 @@ pub struct Retention {
     /// database in between.
     pub batch_pause_ms: u64,
     /// How long a deleted account's rows remain (unreadable: its key is destroyed at once)
-    /// before the purge removes them. At most 90 days (seed 003 §7).
+    /// before the purge removes them. At most 90 days: the promise is that a deleted
+    /// account's data is gone within 90 days.
     pub deleted_accounts: HumanDuration,
     /// Months without activity (sending, logging in) before an account is told that it
-    /// will be deleted (seed 000: 12).
+    /// will be deleted (12 by default).
     pub inactive_months: u32,
-    /// Time after that notice before an account still inactive is deleted (seed 000: 30d).
+    /// Time after that notice before an account still inactive is deleted (30d by default).
     pub inactive_grace: HumanDuration,
 }
 
@@ -284,7 +285,10 @@ impl Config {
 
     fn check(&self) -> Result<()> {
         if self.retention.deleted_accounts.0 > kuvert_admin::deletion::MAX_PURGE_AFTER {
-            bail!("[retention] deleted_accounts is at most 90d (seed 003 §7)");
+            bail!(
+                "[retention] deleted_accounts is at most 90d: a deleted account's data is gone \
+                 within 90 days"
+            );
         }
         kuvert_core::Mailbox::parse(&self.notices_from()).with_context(|| {
             format!("[notices] from = {:?} is not an address", self.notices.from)

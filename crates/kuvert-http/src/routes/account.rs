@@ -308,7 +308,7 @@ impl kuvert_admin::export::ExportSink for ChunkSink {
 }
 
 /// A copy of every personal datum held about the account and its users (access and
-/// portability, seed 000 §8): profile, users, keys' metadata, domains, webhooks,
+/// portability, the holder's rights): profile, users, keys' metadata, domains, webhooks,
 /// suppressions, messages and recipients, events within retention, captured mail.
 #[utoipa::path(get, path = "/v1/account/export", tag = "account",
     responses((status = 200, content_type = "application/json", description = "the export; sections are named after tables, fields after columns")),
@@ -375,7 +375,7 @@ fn patched(old: Option<String>, new: Option<String>) -> Option<String> {
     }
 }
 
-/// Rectifies the account's company fields (seed 000 §8).
+/// Rectifies the account's company fields (the holder's right to rectification).
 #[utoipa::path(patch, path = "/v1/account", tag = "account", request_body = AccountPatch,
     responses((status = 200, body = AccountOut)),
     security(("api_key" = []), ("basic" = [])))]
@@ -408,7 +408,7 @@ pub struct UserPatch {
     pub phone: Option<String>,
 }
 
-/// Rectifies a user of the account (seed 000 §8).
+/// Rectifies a user of the account (the user's right to rectification).
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "account", params(("id" = String, Path)),
     request_body = UserPatch,
     responses((status = 200, body = AccountOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -460,7 +460,7 @@ pub struct StatusOut {
     pub status: AccountStatus,
 }
 
-/// Puts the account on hold (restriction of processing, seed 000 §8) or takes it off:
+/// Puts the account on hold (the holder's right to restriction of processing) or takes it off:
 /// while on hold it stores its data and sends, tracks and delivers nothing.
 #[utoipa::path(put, path = "/v1/account/restriction", tag = "account", request_body = Restriction,
     responses((status = 200, body = StatusOut)),
@@ -485,7 +485,7 @@ pub struct PrivacyRequestOut {
     /// `open`, `done` or `refused`.
     pub state: String,
     pub created_at: String,
-    /// A month after it came in (seed 000 §8).
+    /// A month after it came in: every request is answered within one month.
     pub due_at: String,
     pub done_at: Option<String>,
     pub overdue: bool,
@@ -596,8 +596,8 @@ pub struct GrantOut {
     pub expires_at: Option<String>,
 }
 
-/// Lets support see the account's data for some hours (seed 000 §2); every look is in the
-/// audit log.
+/// Lets support see the account's data for some hours (without a grant it sees nothing); every
+/// look is in the audit log.
 #[utoipa::path(put, path = "/v1/support/grant", tag = "account", request_body = GrantIn,
     responses((status = 200, body = GrantOut), (status = 422, body = ErrorBody)),
     security(("api_key" = []), ("basic" = [])))]

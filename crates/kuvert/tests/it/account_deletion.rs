@@ -1,6 +1,6 @@
-//! Deleting an account (seed 003 §7) on the real binary: the owner's password is needed,
-//! the owner gets a confirmation through Kuvert itself, the keys stop working at once, and
-//! the database no longer holds the key that opens the account's sealed data.
+//! Deleting an account (its data gone within 90 days) on the real binary: the owner's password
+//! is needed, the owner gets a confirmation through Kuvert itself, the keys stop working at
+//! once, and the database no longer holds the key that opens the account's sealed data.
 
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use reqwest::Method;
