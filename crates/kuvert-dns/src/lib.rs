@@ -38,11 +38,19 @@ pub struct RecordCheck {
     pub error: Option<String>,
 }
 
+/// Whether a resolver keeps answers for their TTL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Delivery and webhooks: the same names over and over.
+    On,
+    /// Domain verification: a record the user just published must be seen at once.
+    Off,
+}
+
 impl Dns {
     /// A resolver asking `nameservers` (UDP, then TCP for truncated answers), or the system's
-    /// resolvers when the list is empty. `cache` off is for verification, where a record the
-    /// user just published must be seen at once.
-    pub fn new(nameservers: &[SocketAddr], cache: bool) -> Result<Self, DnsError> {
+    /// resolvers when the list is empty.
+    pub fn new(nameservers: &[SocketAddr], caching: Caching) -> Result<Self, DnsError> {
         let mut builder = if nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(DnsError::SystemConfig)?
         } else {
@@ -56,7 +64,7 @@ impl Dns {
         let opts: &mut ResolverOpts = builder.options_mut();
         opts.timeout = Duration::from_secs(3);
         opts.attempts = 2;
-        if !cache {
+        if caching == Caching::Off {
             opts.cache_size = 0;
         }
         Ok(Self {

@@ -30,7 +30,7 @@ pub struct AppState {
     pub domain_settings: DomainSettings,
     pub metrics: Metrics,
     /// More of `/metrics`, from parts this crate does not know (the delivery engine).
-    pub more_metrics: Option<MoreMetrics>,
+    pub more_metrics: Option<MetricsAppender>,
     /// `[webhooks] allow_private`: endpoints on private addresses are accepted.
     pub allow_private_webhooks: bool,
     /// Turns true when the server stops: long requests (the live log) end then, so that a
@@ -61,7 +61,7 @@ pub fn password_attempts() -> kuvert_core::ratelimit::RateLimiter<kuvert_core::i
 }
 
 /// Appends Prometheus text to `/metrics`.
-pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
+pub type MetricsAppender = Box<dyn Fn(&mut String) + Send + Sync>;
 
 #[derive(OpenApi)]
 #[openapi(

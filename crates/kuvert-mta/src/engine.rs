@@ -90,7 +90,7 @@ struct Inner {
     signers: Mutex<HashMap<DomainId, (Arc<DkimSigner>, i64)>>,
     /// Signatures being made now, at most `signing_threads`.
     signing: Semaphore,
-    destinations: Mutex<HashMap<String, Arc<DestQueue>>>,
+    destinations: Mutex<HashMap<String, Arc<ConnectionPool>>>,
     in_flight: AtomicUsize,
     /// Round-robin over the addresses of a pool, one step per new connection.
     next_source: AtomicUsize,
@@ -109,8 +109,8 @@ struct Job {
     leases: Vec<Lease>,
 }
 
-/// The shared state of one set of servers.
-struct DestQueue {
+/// The connections to one set of servers (a destination), their limits and their pace.
+struct ConnectionPool {
     limits: DestinationLimits,
     /// Open connections, in use or idle, never more than `limits.connections`.
     permits: Semaphore,
@@ -236,7 +236,7 @@ impl Engine {
                 break;
             }
         }
-        let queues: Vec<Arc<DestQueue>> = self
+        let queues: Vec<Arc<ConnectionPool>> = self
             .0
             .destinations
             .lock()
@@ -318,7 +318,7 @@ impl Inner {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot load queued messages; they stay queued");
-                    self.finish(taken);
+                    self.jobs_done(taken);
                     return;
                 }
             };
@@ -331,7 +331,7 @@ impl Inner {
                             _ => "message not found".to_owned(),
                         };
                         tracing::warn!(message = %id, error, "cannot load a queued message; it stays queued");
-                        self.finish(leases.len());
+                        self.jobs_done(leases.len());
                         continue;
                     }
                 };
@@ -367,7 +367,7 @@ impl Inner {
         }
     }
 
-    fn finish(&self, n: usize) {
+    fn jobs_done(&self, n: usize) {
         if self.in_flight.fetch_sub(n, Ordering::SeqCst) == n {
             self.idle.notify_waiters();
         }
@@ -383,14 +383,14 @@ impl Inner {
                 let _ = written.await;
             }
         }
-        self.finish(n);
+        self.jobs_done(n);
     }
 
     /// One attempt for the job's recipients; returns their outcomes (none if given back).
     async fn attempt(&self, job: &Job) -> Vec<OutcomeRecord> {
         let signer = match self.signer(&job.message.domain_id).await {
             Ok(s) => s,
-            Err(e) => return self.all(job, |_| failed("dkim_key", &e)),
+            Err(e) => return self.each_lease(job, |_| failed("dkim_key", &e)),
         };
         let destination = match self.router.resolve(&job.domain).await {
             Ok(d) => d,
@@ -404,10 +404,10 @@ impl Inner {
                     source: None,
                     reporting_mta: None,
                 };
-                return self.all(job, |_| Outcome::Bounced(refusal.clone()));
+                return self.each_lease(job, |_| Outcome::Bounced(refusal.clone()));
             }
             Err(RouteFailure::Temporary(e)) => {
-                return self.all(job, |l| self.deferral(job, l, because(e.clone())));
+                return self.each_lease(job, |l| self.deferral(job, l, because(e.clone())));
             }
         };
         let now = self.store.clock().now();
@@ -448,8 +448,8 @@ impl Inner {
             });
             match signing.await {
                 Ok(Ok(signed)) => signed,
-                Ok(Err(e)) => return self.all(job, |_| failed("template", &e)),
-                Err(e) => return self.all(job, |_| failed("dkim", &e.to_string())),
+                Ok(Err(e)) => return self.each_lease(job, |_| failed("template", &e)),
+                Err(e) => return self.each_lease(job, |_| failed("dkim", &e.to_string())),
             }
         };
         let host = format!("{}.{}", self.return_path_prefix, signer.domain());
@@ -472,13 +472,15 @@ impl Inner {
                     )
                     .await
                 {
-                    Ok(()) => self.all(job, |_| {
+                    Ok(()) => self.each_lease(job, |_| {
                         Outcome::Delivered(Delivery {
                             mx: Some("capture".into()),
                             ..Delivery::default()
                         })
                     }),
-                    Err(e) => self.all(job, |l| self.deferral(job, l, because(e.to_string()))),
+                    Err(e) => {
+                        self.each_lease(job, |l| self.deferral(job, l, because(e.to_string())))
+                    }
                 }
             }
             Destination::Smtp { key, hosts, relay } => {
@@ -532,7 +534,7 @@ impl Inner {
                 Ok(c) => c,
                 Err(e) => {
                     drop(permit);
-                    return self.all(job, |l| self.deferral(job, l, because(e.to_string())));
+                    return self.each_lease(job, |l| self.deferral(job, l, because(e.to_string())));
                 }
             },
         };
@@ -541,9 +543,9 @@ impl Inner {
                 "{} does not offer STARTTLS and the message requires TLS",
                 conn.host
             );
-            self.keep(&q, conn);
+            self.park_idle(&q, conn);
             drop(permit);
-            return self.all(job, |_| failed("tls_required", &text));
+            return self.each_lease(job, |_| failed("tls_required", &text));
         }
         let envelope = Envelope {
             mail_from,
@@ -597,7 +599,7 @@ impl Inner {
                     })
                     .collect();
                 if conn.transactions < q.limits.messages_per_connection {
-                    self.keep(&q, conn);
+                    self.park_idle(&q, conn);
                 } else {
                     tokio::spawn(conn.quit());
                 }
@@ -605,10 +607,10 @@ impl Inner {
             }
             Err(ClientError::Refused { reply, .. }) => {
                 // MAIL FROM refused: the connection is still good.
-                self.keep(&q, conn);
-                self.all(job, |l| self.refusal(job, l, &reply, &mx))
+                self.park_idle(&q, conn);
+                self.each_lease(job, |l| self.refusal(job, l, &reply, &mx))
             }
-            Err(e) => self.all(job, |l| {
+            Err(e) => self.each_lease(job, |l| {
                 let why = Deferral {
                     reason: Some(e.to_string()),
                     mx: mx.clone(),
@@ -690,7 +692,7 @@ impl Inner {
     }
 
     /// Puts a connection back for the next job, and closes it if none comes in time.
-    fn keep(&self, q: &Arc<DestQueue>, conn: Connection) {
+    fn park_idle(&self, q: &Arc<ConnectionPool>, conn: Connection) {
         let since = Instant::now();
         q.idle.lock().expect("idle").push((conn, since));
         let q = q.clone();
@@ -726,12 +728,12 @@ impl Inner {
         }
     }
 
-    fn destination(&self, key: &str, domain: &str) -> Arc<DestQueue> {
+    fn destination(&self, key: &str, domain: &str) -> Arc<ConnectionPool> {
         let mut all = self.destinations.lock().expect("destinations");
         all.entry(key.to_owned())
             .or_insert_with(|| {
                 let limits = self.config.limits_for(domain);
-                Arc::new(DestQueue {
+                Arc::new(ConnectionPool {
                     permits: Semaphore::new(limits.connections as usize),
                     limits,
                     idle: Mutex::default(),
@@ -826,7 +828,7 @@ impl Inner {
         }
     }
 
-    fn all(&self, job: &Job, mut f: impl FnMut(&Lease) -> Outcome) -> Vec<OutcomeRecord> {
+    fn each_lease(&self, job: &Job, mut f: impl FnMut(&Lease) -> Outcome) -> Vec<OutcomeRecord> {
         job.leases
             .iter()
             .map(|l| self.record(job, l, f(l)))
@@ -882,7 +884,7 @@ fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
 
 /// Drops the destinations nothing holds: no job has it, no connection is open, and its pace
 /// has no slot ahead to keep.
-fn prune_destinations(all: &mut HashMap<String, Arc<DestQueue>>, now: Instant) {
+fn prune_destinations(all: &mut HashMap<String, Arc<ConnectionPool>>, now: Instant) {
     all.retain(|_, q| {
         let unused = Arc::strong_count(q) == 1
             && q.permits.available_permits() == q.limits.connections as usize
@@ -892,7 +894,7 @@ fn prune_destinations(all: &mut HashMap<String, Arc<DestQueue>>, now: Instant) {
     });
 }
 
-impl DestQueue {
+impl ConnectionPool {
     /// Waits for this destination's next slot under `messages_per_minute`.
     async fn pace(&self) {
         let rate = self.limits.messages_per_minute;
@@ -929,12 +931,12 @@ fn failed(reason: &str, detail: &str) -> Outcome {
 mod tests {
     use super::*;
 
-    fn queue(per_minute: u32) -> DestQueue {
+    fn queue(per_minute: u32) -> ConnectionPool {
         let limits = DestinationLimits {
             messages_per_minute: per_minute,
             ..Default::default()
         };
-        DestQueue {
+        ConnectionPool {
             permits: Semaphore::new(limits.connections as usize),
             limits,
             idle: Mutex::default(),
@@ -944,7 +946,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn destinations_nothing_holds_are_forgotten() {
-        let mut all: HashMap<String, Arc<DestQueue>> = HashMap::new();
+        let mut all: HashMap<String, Arc<ConnectionPool>> = HashMap::new();
         for i in 0..1000 {
             all.insert(format!("mx{i}.example"), Arc::new(queue(0)));
         }

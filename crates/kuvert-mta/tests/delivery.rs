@@ -62,7 +62,7 @@ async fn world(
     let engine = Engine::start(
         store.clone(),
         config,
-        Dns::new(&[dns.addr()], true).expect("dns"),
+        Dns::new(&[dns.addr()], kuvert_dns::Caching::On).expect("dns"),
         &settings,
         "test-node",
     );

@@ -101,7 +101,7 @@ async fn events_arrive_signed_and_in_order_after_failures() {
         allow_private: true,
         ..WebhookConfig::default()
     };
-    let dns = kuvert_dns::Dns::new(&[], false).expect("dns");
+    let dns = kuvert_dns::Dns::new(&[], kuvert_dns::Caching::Off).expect("dns");
     let dispatcher = Dispatcher::start(store.clone(), config, dns);
 
     // Two failures, each followed by a wait of the schedule: 10 s, then 30 s.
@@ -180,7 +180,7 @@ async fn a_name_rebound_to_loopback_after_its_check_is_never_reached() {
 
     let names = kuvert_testkit::DnsServer::start();
     names.add_a("hook.rebind.test", "93.184.215.14".parse().expect("ip"));
-    let dns = || kuvert_dns::Dns::new(&[names.addr()], false).expect("dns");
+    let dns = || kuvert_dns::Dns::new(&[names.addr()], kuvert_dns::Caching::Off).expect("dns");
     let url = format!("http://hook.rebind.test:{port}/hook");
     kuvert_webhooks::check_url(&url, &dns(), false)
         .await

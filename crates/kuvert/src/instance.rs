@@ -86,7 +86,10 @@ impl Instance {
     }
 
     pub fn dns(&self) -> Result<Dns> {
-        Ok(Dns::new(&self.config.nameservers()?, false)?)
+        Ok(Dns::new(
+            &self.config.nameservers()?,
+            kuvert_dns::Caching::Off,
+        )?)
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     let engine = kuvert_mta::Engine::start(
         instance.store.clone(),
         delivery,
-        kuvert_dns::Dns::new(&config.nameservers()?, true)?,
+        kuvert_dns::Dns::new(&config.nameservers()?, kuvert_dns::Caching::On)?,
         &config.domain_settings(),
         &instance.node_id()?,
     );
