@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kuvert_core::account::Plan;
 use kuvert_core::domain::DomainSettings;
-use kuvert_core::event::{EventType, RecipientStatus};
+use kuvert_core::event::{EventDetails, EventType, RecipientStatus};
 use kuvert_core::id::AccountId;
 use kuvert_core::submission::{Limits, Submission};
 use kuvert_core::{Clock, Mailbox, ManualClock, Timestamp};
@@ -131,6 +131,16 @@ impl World {
             m.recipients,
             self.events(EventType::Deferred).await
         );
+    }
+
+    /// Sends a message to `to`, waits for its deferral and returns the reason given.
+    async fn deferral_reason(&self, to: &str) -> String {
+        let sent = self.send(submission(&[to])).await;
+        self.wait_for(&sent, to, RecipientStatus::Deferred).await;
+        match &self.events(EventType::Deferred).await[0].details {
+            EventDetails::Deferred(d) => d.reason.clone().unwrap_or_default(),
+            other => panic!("a deferral has the details of one: {other:?}"),
+        }
     }
 
     async fn events(&self, t: EventType) -> Vec<EventRecord> {
@@ -441,17 +451,8 @@ async fn expiry_keeps_the_last_failure_beside_it() {
 async fn a_connection_lost_in_data_is_deferred() {
     let w = world(SinkOptions::default(), |_, _, _| {}).await;
     w.sink.on("flaky@example.test", Behaviour::DisconnectInData);
-    let sent = w.send(submission(&["flaky@example.test"])).await;
-    w.wait_for(&sent, "flaky@example.test", RecipientStatus::Deferred)
-        .await;
-    let deferred = w.events(EventType::Deferred).await;
-    assert!(
-        deferred[0].data()["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("closed")),
-        "{:?}",
-        deferred[0].data()
-    );
+    let reason = w.deferral_reason("flaky@example.test").await;
+    assert!(reason.contains("closed"), "{reason}");
     assert!(w.sink.received().is_empty());
 }
 
@@ -462,17 +463,8 @@ async fn a_stalled_server_times_out_and_is_deferred() {
     })
     .await;
     w.sink.on("slow@example.test", Behaviour::Stall);
-    let sent = w.send(submission(&["slow@example.test"])).await;
-    w.wait_for(&sent, "slow@example.test", RecipientStatus::Deferred)
-        .await;
-    let deferred = w.events(EventType::Deferred).await;
-    assert!(
-        deferred[0].data()["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("timed out")),
-        "{:?}",
-        deferred[0].data()
-    );
+    let reason = w.deferral_reason("slow@example.test").await;
+    assert!(reason.contains("timed out"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,16 +634,10 @@ async fn relay_world_trusting(password: &str, trusted: bool) -> World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_smarthost_certificate_gets_no_password() {
     let w = relay_world_trusting("relay-pass", false).await;
-    let sent = w.send(submission(&["a@example.test"])).await;
-    w.wait_for(&sent, "a@example.test", RecipientStatus::Deferred)
-        .await;
-    let deferred = w.events(EventType::Deferred).await;
+    let reason = w.deferral_reason("a@example.test").await;
     assert!(
-        deferred[0].data()["reason"]
-            .as_str()
-            .is_some_and(|r| r.to_ascii_lowercase().contains("certificate")),
-        "{:?}",
-        deferred[0].data()
+        reason.to_ascii_lowercase().contains("certificate"),
+        "{reason}"
     );
     assert!(w.sink.received().is_empty());
 }
@@ -678,17 +664,8 @@ async fn relay_mode_sends_everything_through_the_smarthost_with_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_relay_password_defers() {
     let w = relay_world("wrong").await;
-    let sent = w.send(submission(&["a@example.test"])).await;
-    w.wait_for(&sent, "a@example.test", RecipientStatus::Deferred)
-        .await;
-    let deferred = w.events(EventType::Deferred).await;
-    assert!(
-        deferred[0].data()["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("535")),
-        "{:?}",
-        deferred[0].data()
-    );
+    let reason = w.deferral_reason("a@example.test").await;
+    assert!(reason.contains("535"), "{reason}");
     assert!(w.sink.received().is_empty());
 }
 

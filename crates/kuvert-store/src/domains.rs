@@ -87,20 +87,22 @@ impl Store {
 
     /// A domain by name, whichever account owns it.
     pub async fn domain(&self, name: &str) -> Result<Domain> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domains WHERE name = $1"))
-            .bind(name.to_ascii_lowercase())
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound("domain"))?;
-        from_row(&row)
+        self.domain_where("name", &name.to_ascii_lowercase()).await
     }
 
     pub async fn domain_by_id(&self, id: &DomainId) -> Result<Domain> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domains WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound("domain"))?;
+        self.domain_where("id", id.as_str()).await
+    }
+
+    /// The domain whose `column` (a unique one) holds `value`.
+    async fn domain_where(&self, column: &'static str, value: &str) -> Result<Domain> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM domains WHERE {column} = $1"
+        ))
+        .bind(value)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("domain"))?;
         from_row(&row)
     }
 

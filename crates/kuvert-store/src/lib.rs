@@ -229,6 +229,19 @@ impl Store {
         self.0.events.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Ends a transaction that appended events: their statistics, the commit, and a wake-up
+    /// for the live logs.
+    pub(crate) async fn commit_events(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        rollup: stats::Rollup,
+    ) -> Result<()> {
+        rollup.apply(&mut tx).await?;
+        tx.commit().await?;
+        self.events_written();
+        Ok(())
+    }
+
     /// The keyed hash under which a personal value (address, e-mail) is searched.
     pub fn lookup_hash(&self, value: &str) -> String {
         self.0.lookup.hash(value)

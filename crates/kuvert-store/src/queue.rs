@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::commit::{SealedEvent, insert_events, placeholders};
 use crate::stats::Rollup;
-use crate::suppressions::UPSERT_SUPPRESSION;
+use crate::suppressions::suppress;
 use crate::{Backend, Result, Store, StoreError};
 
 /// One recipient, taken for delivery until `until`.
@@ -370,19 +370,19 @@ impl Store {
         insert_events(&mut tx, &events, &mut rollup).await?;
         for (rec, (_, address, lookup)) in records.iter().zip(&sealed) {
             if rec.outcome.suppresses() {
-                sqlx::query(UPSERT_SUPPRESSION)
-                    .bind(rec.lease.account_id.as_str())
-                    .bind(lookup)
-                    .bind(address)
-                    .bind(SuppressionReason::Bounce.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                let account = rec.lease.account_id.as_str();
+                suppress(
+                    &mut tx,
+                    account,
+                    lookup,
+                    address,
+                    SuppressionReason::Bounce,
+                    now,
+                )
+                .await?;
             }
         }
-        rollup.apply(&mut tx).await?;
-        tx.commit().await?;
-        self.events_written();
+        self.commit_events(tx, rollup).await?;
         Ok(records
             .iter()
             .map(|r| updated.contains(&(r.lease.token.as_str(), r.lease.recipient_id.to_string())))

@@ -12,7 +12,7 @@ use sqlx::Row;
 use crate::commit::{SealedEvent, insert_event};
 use crate::seal::AccountKey;
 use crate::stats::Rollup;
-use crate::suppressions::UPSERT_SUPPRESSION;
+use crate::suppressions::suppress;
 use crate::{Result, Store};
 
 /// A recipient a report is about.
@@ -117,7 +117,7 @@ impl Store {
         }
         let mut tx = self.writer().begin().await?;
         let mut rollup = Rollup::default();
-        for (r, report, event, suppress, lookup, address) in &sealed {
+        for (r, report, event, suppression, lookup, address) in &sealed {
             if matches!(report, Report::Bounce(_)) {
                 sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
                     .bind(RecipientStatus::Bounced.as_str())
@@ -127,21 +127,19 @@ impl Store {
                     .await?;
             }
             insert_event(&mut tx, event, &mut rollup).await?;
-            if let Some(reason) = suppress {
-                sqlx::query(UPSERT_SUPPRESSION)
-                    .bind(r.account_id.as_str())
-                    .bind(lookup)
-                    .bind(address)
-                    .bind(reason.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            if let Some(reason) = suppression {
+                suppress(
+                    &mut tx,
+                    r.account_id.as_str(),
+                    lookup,
+                    address,
+                    *reason,
+                    now,
+                )
+                .await?;
             }
         }
-        rollup.apply(&mut tx).await?;
-        tx.commit().await?;
-        self.events_written();
-        Ok(())
+        self.commit_events(tx, rollup).await
     }
 }
 
@@ -240,18 +238,17 @@ impl Store {
             insert_event(&mut tx, &event, &mut rollup).await?;
         }
         if *what == Engagement::Unsubscribe {
-            sqlx::query(UPSERT_SUPPRESSION)
-                .bind(r.account_id.as_str())
-                .bind(&lookup)
-                .bind(&address)
-                .bind(SuppressionReason::Unsubscribe.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            let reason = SuppressionReason::Unsubscribe;
+            suppress(
+                &mut tx,
+                r.account_id.as_str(),
+                &lookup,
+                &address,
+                reason,
+                now,
+            )
+            .await?;
         }
-        rollup.apply(&mut tx).await?;
-        tx.commit().await?;
-        self.events_written();
-        Ok(())
+        self.commit_events(tx, rollup).await
     }
 }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use kuvert_core::Timestamp;
 use kuvert_core::event::SuppressionReason;
 use kuvert_core::id::AccountId;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::accounts::parse_column;
 use crate::{Result, Store, StoreError};
@@ -24,8 +24,29 @@ pub struct SuppressionPage {
 
 /// Adds an entry or renews it (the newest reason wins). Binds: account id, address lookup
 /// hash, sealed address, reason, time.
-pub(crate) const UPSERT_SUPPRESSION: &str = "INSERT INTO suppressions (account_id, address_lookup, address, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
+const UPSERT_SUPPRESSION: &str = "INSERT INTO suppressions (account_id, address_lookup, address, reason, created_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (account_id, address_lookup) DO UPDATE SET address = excluded.address, reason = excluded.reason, created_at = excluded.created_at";
+
+/// Suppresses an address inside a transaction that records why (a bounce, a complaint, an
+/// unsubscribe): `lookup` is its keyed hash, `sealed` the address under its account's key.
+pub(crate) async fn suppress(
+    tx: &mut Transaction<'_, Any>,
+    account: &str,
+    lookup: &str,
+    sealed: &[u8],
+    reason: SuppressionReason,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(UPSERT_SUPPRESSION)
+        .bind(account)
+        .bind(lookup)
+        .bind(sealed)
+        .bind(reason.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 impl Store {
     /// Adds or updates an entry (the newest reason wins).

@@ -131,6 +131,11 @@ fn known_pool(i: &Instance, pool: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The account an operator names (by id or owner address).
+async fn find_account(i: &Instance, name: &str) -> Result<kuvert_store::Account> {
+    i.store.find_account(name).await.context("no such account")
+}
+
 fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
     if json_out {
         println!(
@@ -180,11 +185,7 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             );
         }
         AccountCmd::Show { account } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             operator_audit(i, &a.id, "read the account").await?;
             let users = i.store.users(&a.id).await?;
             let users: Vec<_> = users
@@ -198,21 +199,13 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             });
         }
         AccountCmd::Export { account } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             operator_audit(i, &a.id, "exported the account's data").await?;
             let export = kuvert_admin::rights::access(&i.store, &a.id, "the operator").await?;
             println!("{}", serde_json::to_string_pretty(&export)?);
         }
         AccountCmd::Restrict { account, lift } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             operator_audit(
                 i,
                 &a.id,
@@ -233,11 +226,7 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             if !yes {
                 bail!("deleting an account cannot be undone: add --yes");
             }
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             operator_audit(i, &a.id, "deleted the account").await?;
             let notices = i.notices().await?;
             let purged_by = kuvert_admin::deletion::delete_account(
@@ -262,11 +251,7 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
         }
         AccountCmd::Pool { account, pool } => {
             known_pool(i, pool.as_deref())?;
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             i.store.set_account_pool(&a.id, pool.as_deref()).await?;
             print(
                 json_out,
@@ -289,11 +274,7 @@ pub async fn key(i: &Instance, cmd: KeyCmd, json_out: bool) -> Result<()> {
             name,
             smtp_ip,
         } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             let (key, secret) = if smtp_ip.is_empty() {
                 kuvert_admin::create_key(&i.store, &a.id, &name, scope).await?
             } else {
@@ -313,11 +294,7 @@ pub async fn key(i: &Instance, cmd: KeyCmd, json_out: bool) -> Result<()> {
             );
         }
         KeyCmd::List { account } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             let keys = i.store.list_keys(&a.id).await?;
             let v: Vec<_> = keys
                 .iter()
@@ -344,11 +321,7 @@ pub async fn key(i: &Instance, cmd: KeyCmd, json_out: bool) -> Result<()> {
             });
         }
         KeyCmd::Revoke { account, id } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             let k = i.store.revoke_key(&a.id, &id).await?;
             print(
                 json_out,
@@ -373,11 +346,7 @@ pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> 
             name,
             sandbox,
         } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             let (d, records) =
                 kuvert_admin::add_domain(&i.store, &a.id, &name, &settings, sandbox).await?;
             print(json_out, domain_json(&d, json!(records)), || {
@@ -444,11 +413,7 @@ pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> 
             );
         }
         DomainCmd::List { account } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             let domains = i.store.list_domains(&a.id).await?;
             let v: Vec<_> = domains
                 .iter()
@@ -526,13 +491,7 @@ pub async fn privacy(i: &Instance, cmd: PrivacyCmd, json_out: bool) -> Result<()
     match cmd {
         PrivacyCmd::Requests { account } => {
             let account = match account {
-                Some(a) => Some(
-                    i.store
-                        .find_account(&a)
-                        .await
-                        .context("no such account")?
-                        .id,
-                ),
+                Some(a) => Some(find_account(i, &a).await?.id),
                 None => None,
             };
             let now = i.store.clock().now();
@@ -563,11 +522,7 @@ pub async fn privacy(i: &Instance, cmd: PrivacyCmd, json_out: bool) -> Result<()
             });
         }
         PrivacyCmd::Record { account, right, by } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             operator_audit(i, &a.id, &format!("recorded a {right} request")).await?;
             let id = i
                 .store
@@ -630,11 +585,7 @@ pub enum SupportCmd {
 pub async fn support(i: &Instance, cmd: SupportCmd) -> Result<()> {
     match cmd {
         SupportCmd::Show { account, agent } => {
-            let a = i
-                .store
-                .find_account(&account)
-                .await
-                .context("no such account")?;
+            let a = find_account(i, &account).await?;
             let data = kuvert_admin::support::support_access(&i.store, &a.id, &agent).await?;
             println!("{}", serde_json::to_string_pretty(&data)?);
         }

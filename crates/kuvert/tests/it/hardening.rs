@@ -181,15 +181,7 @@ async fn two_from_fields_over_smtp_are_refused_and_smtp_counts_in_metrics() {
     crate::common::mail_to(&sink, "reader@example.com").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.received_count(), 1, "only the one-From message left");
-    let metrics = api
-        .http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = api.metrics().await;
     assert!(
         metrics
             .lines()

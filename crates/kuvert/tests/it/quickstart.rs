@@ -233,15 +233,7 @@ async fn openapi_health_and_metrics_describe_the_running_server() {
         "invalid_address",
         Some("to[0]"),
     );
-    let metrics = api
-        .http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = api.metrics().await;
     let value = |name: &str| {
         metrics
             .lines()
