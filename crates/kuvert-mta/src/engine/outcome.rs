@@ -1,0 +1,146 @@
+//! What an attempt comes to for each recipient (delivered, a retry or its end, a bounce),
+//! and the writer that records outcomes, many jobs' in one transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kuvert_core::Timestamp;
+use kuvert_core::event::{Bounce, Deferral, Failure};
+use kuvert_mail::bounce::classify;
+use kuvert_mail::smtp::Reply;
+use kuvert_store::{Lease, Outcome, OutcomeRecord, Store};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EngineStats, Inner, Job};
+
+/// Writes outcomes as they come, many jobs' in one transaction: under load one commit (one
+/// disk flush) serves many deliveries, as group commit does for accepting.
+pub(super) async fn write_outcomes(
+    store: Store,
+    stats: Arc<EngineStats>,
+    mut rx: mpsc::Receiver<(Vec<OutcomeRecord>, oneshot::Sender<()>)>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 128).await > 0 {
+        let (jobs, dones): (Vec<Vec<OutcomeRecord>>, Vec<_>) = batch.drain(..).unzip();
+        let all: Vec<OutcomeRecord> = jobs.iter().flatten().cloned().collect();
+        match store.record_outcomes(&all).await {
+            Ok(held) => count(&stats, &all, &held),
+            // One bad record must not hold back the others: each job on its own.
+            Err(e) => {
+                tracing::warn!(error = %e, "writing delivery outcomes together failed; writing them job by job");
+                for records in &jobs {
+                    match store.record_outcomes(records).await {
+                        Ok(held) => count(&stats, records, &held),
+                        // The leases run out and the recipients are tried again: at least once.
+                        Err(e) => tracing::error!(error = %e, "cannot record delivery outcomes"),
+                    }
+                }
+            }
+        }
+        for done in dones {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
+    for (r, held) in records.iter().zip(held) {
+        let counter = match r.outcome {
+            Outcome::Delivered(_) => &stats.delivered,
+            Outcome::Deferred { .. } => &stats.deferred,
+            Outcome::Bounced(_) => &stats.bounced,
+            Outcome::Failed(_) => &stats.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !held {
+            stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A retry for a failure before any reply.
+pub(super) fn because(reason: String) -> Deferral {
+    Deferral {
+        reason: Some(reason),
+        ..Deferral::default()
+    }
+}
+
+pub(super) fn failed(reason: &str, detail: &str) -> Outcome {
+    Outcome::Failed(Failure {
+        reason: reason.to_owned(),
+        detail: detail.to_owned(),
+        ..Failure::default()
+    })
+}
+
+impl Inner {
+    /// A retry, or the end when the next try would come after the message's maximum age.
+    pub(super) fn deferral(&self, job: &Job, lease: &Lease, why: Deferral) -> Outcome {
+        let now = self.store.clock().now();
+        let next = Timestamp(now.millis() + self.config.retry_after(lease.attempts + 1).millis());
+        let expires = Timestamp(job.message.created_at.millis() + self.config.max_age.millis());
+        if next > expires {
+            // The last failure stays beside the end: it is what a sender needs to know.
+            return Outcome::Failed(Failure {
+                attempt: None,
+                reason: "expired".into(),
+                detail: format!("not delivered within {} of acceptance", self.config.max_age),
+                last_reason: why.reason,
+                reply: why.reply,
+                mx: why.mx,
+            });
+        }
+        Outcome::Deferred {
+            next_attempt_at: next,
+            why,
+        }
+    }
+
+    /// A refusal by `mx`: a bounce when permanent, else a retry.
+    pub(super) fn refusal(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        reply: &Reply,
+        mx: &Option<String>,
+    ) -> Outcome {
+        if reply.is_permanent() {
+            return Outcome::Bounced(Bounce {
+                attempt: None,
+                class: classify(reply),
+                code: reply.enhanced_string(),
+                reply: reply.to_string(),
+                mx: mx.clone(),
+                source: None,
+                reporting_mta: None,
+            });
+        }
+        let why = Deferral {
+            reply: Some(reply.to_string()),
+            mx: mx.clone(),
+            ..Deferral::default()
+        };
+        self.deferral(job, lease, why)
+    }
+
+    pub(super) fn record(&self, job: &Job, lease: &Lease, outcome: Outcome) -> OutcomeRecord {
+        OutcomeRecord {
+            lease: lease.clone(),
+            tags: job.message.tags.clone(),
+            outcome,
+        }
+    }
+
+    pub(super) fn each_lease(
+        &self,
+        job: &Job,
+        mut f: impl FnMut(&Lease) -> Outcome,
+    ) -> Vec<OutcomeRecord> {
+        job.leases
+            .iter()
+            .map(|l| self.record(job, l, f(l)))
+            .collect()
+    }
+}
