@@ -38,6 +38,8 @@ pub enum AdminError {
     PolicyTooSoon(#[from] kuvert_core::policy::TooSoon),
     #[error("the account has not granted support access (or the grant has expired)")]
     NoSupportGrant,
+    #[error("a support grant lasts 1 to {max} hours, not {0}", max = support::MAX_GRANT_HOURS)]
+    GrantHours(u32),
     #[error("the notice could not be sent: {0}")]
     Notice(String),
     #[error("the export could not be written: {0}")]

@@ -7,6 +7,26 @@ use serde_json::Value;
 
 use crate::AdminError;
 
+/// The longest a grant may last: 30 days.
+pub const MAX_GRANT_HOURS: u32 = 720;
+
+/// Lets support see the account's data for `hours` (1 to [`MAX_GRANT_HOURS`]) from now, in
+/// place of any grant before; `by` is who gave it, for the audit log.
+pub async fn grant(
+    store: &Store,
+    account: &AccountId,
+    by: &str,
+    hours: u32,
+) -> Result<(), AdminError> {
+    if !(1..=MAX_GRANT_HOURS).contains(&hours) {
+        return Err(AdminError::GrantHours(hours));
+    }
+    let now = store.clock().now();
+    let until = kuvert_core::Timestamp(now.millis() + i64::from(hours) * 3_600_000);
+    store.grant_support(account, by, until).await?;
+    Ok(())
+}
+
 /// The account's data as support sees it (its export), if a grant is in force.
 pub async fn support_access(
     store: &Store,

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{AccountId, RecipientId};
 use crate::lookup::{LookupKey, same_mac};
+use std::net::IpAddr;
+
 use crate::submission::TrackingOptions;
 
 /// What an account lets tracking record (its privacy mode).
@@ -143,6 +145,50 @@ pub fn parse_token(key: &LookupKey, token: &str) -> Option<Token> {
     })
 }
 
+/// The client's address with its host part cut off, /24 for IPv4 and /48 for IPv6: what an
+/// open or click keeps when the account truncates addresses.
+pub fn truncate_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => truncate_ip(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        },
+    }
+}
+
+/// A coarse class of a client by its user agent (`unknown`, `proxy`, `bot`, `mobile`,
+/// `desktop`): what an open or click keeps instead of the agent string, which can single a
+/// person out.
+pub fn client_class(user_agent: &str) -> &'static str {
+    let ua = user_agent.to_ascii_lowercase();
+    if ua.is_empty() {
+        "unknown"
+    } else if ua.contains("googleimageproxy")
+        || ua.contains("yahoomailproxy")
+        || ua.contains("proxy")
+    {
+        "proxy"
+    } else if ua.contains("bot")
+        || ua.contains("crawler")
+        || ua.contains("spider")
+        || ua.contains("python")
+        || ua.contains("curl")
+    {
+        "bot"
+    } else if ua.contains("mobile") || ua.contains("android") || ua.contains("iphone") {
+        "mobile"
+    } else {
+        "desktop"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +304,39 @@ mod tests {
             );
         }
         assert!(variants > 20, "the token has letters to flip");
+    }
+
+    #[test]
+    fn addresses_lose_their_host_part() {
+        assert_eq!(
+            truncate_ip("192.0.2.77".parse().expect("ip")),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            truncate_ip("2001:db8:1:2::5".parse().expect("ip")),
+            "2001:db8:1::/48"
+        );
+        assert_eq!(
+            truncate_ip("::ffff:10.1.2.3".parse().expect("ip")),
+            "10.1.2.0/24"
+        );
+    }
+
+    #[test]
+    fn clients_are_classed_not_kept() {
+        assert_eq!(client_class(""), "unknown");
+        assert_eq!(
+            client_class("Mozilla/5.0 (via ggpht.com GoogleImageProxy)"),
+            "proxy"
+        );
+        assert_eq!(client_class("curl/8.0"), "bot");
+        assert_eq!(
+            client_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"),
+            "mobile"
+        );
+        assert_eq!(
+            client_class("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"),
+            "desktop"
+        );
     }
 }

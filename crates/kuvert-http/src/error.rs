@@ -241,6 +241,7 @@ impl From<AdminError> for ApiError {
             )
             .field("email"),
             AdminError::InvalidDomain(_) => Self::invalid("name", message),
+            AdminError::GrantHours(_) => Self::invalid("hours", message),
             AdminError::NoSupportGrant => {
                 Self::new(StatusCode::FORBIDDEN, ErrorCode::NoSupportGrant, message)
             }

@@ -606,15 +606,8 @@ pub async fn grant_support(
     FullAccess(auth): FullAccess,
     ApiJson(req): ApiJson<GrantIn>,
 ) -> Result<Json<GrantOut>, ApiError> {
-    if !(1..=720).contains(&req.hours) {
-        return Err(ApiError::invalid("hours", "hours is 1 to 720"));
-    }
-    let now = state.store.clock().now();
-    let until = kuvert_core::Timestamp(now.millis() + i64::from(req.hours) * 3_600_000);
-    state
-        .store
-        .grant_support(&auth.account_id, &format!("API key {}", auth.key_id), until)
-        .await?;
+    let by = format!("API key {}", auth.key_id);
+    kuvert_admin::support::grant(&state.store, &auth.account_id, &by, req.hours).await?;
     support_grant(State(state), FullAccess(auth)).await
 }
 

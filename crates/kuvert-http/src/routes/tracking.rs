@@ -2,14 +2,14 @@
 //! page. No key is needed; the signed token in the path is the authority, so a forged or
 //! altered one is a plain 404, and the redirect can only go where a message of ours linked.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use kuvert_core::event::Interaction;
-use kuvert_core::tracking::{AccountTracking, Link, parse_token};
+use kuvert_core::tracking::{AccountTracking, Link, client_class, parse_token, truncate_ip};
 use kuvert_store::{Engagement, RecipientRef};
 
 use crate::AppState;
@@ -22,49 +22,13 @@ const PIXEL: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-/// The client's address with its host part cut off: /24 for IPv4, /48 for IPv6.
-fn truncated(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => truncated(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
-            }
-        },
-    }
-}
-
-/// A coarse class of the client, not the user agent itself.
+/// A coarse class of the client, not its user agent.
 fn agent_class(headers: &HeaderMap) -> &'static str {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ua.is_empty() {
-        "unknown"
-    } else if ua.contains("googleimageproxy")
-        || ua.contains("yahoomailproxy")
-        || ua.contains("proxy")
-    {
-        "proxy"
-    } else if ua.contains("bot")
-        || ua.contains("crawler")
-        || ua.contains("spider")
-        || ua.contains("python")
-        || ua.contains("curl")
-    {
-        "bot"
-    } else if ua.contains("mobile") || ua.contains("android") || ua.contains("iphone") {
-        "mobile"
-    } else {
-        "desktop"
-    }
+        .unwrap_or("");
+    client_class(ua)
 }
 
 /// The recipient a token names, when the token is genuine and of the kind the route serves,
@@ -108,7 +72,7 @@ async fn recipient(
 
 fn details(peer: SocketAddr, headers: &HeaderMap, settings: &AccountTracking) -> Interaction {
     let ip = match settings.truncate_ip {
-        true => truncated(peer.ip()),
+        true => truncate_ip(peer.ip()),
         false => peer.ip().to_canonical().to_string(),
     };
     Interaction {
@@ -218,22 +182,4 @@ pub async fn unsubscribe(
         .record_engagement(&r, &Engagement::Unsubscribe, data, settings.mode)
         .await?;
     Ok(Html("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head><body><p>You are unsubscribed.</p></body></html>").into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_lose_their_host_part() {
-        assert_eq!(truncated("192.0.2.77".parse().expect("ip")), "192.0.2.0/24");
-        assert_eq!(
-            truncated("2001:db8:1:2::5".parse().expect("ip")),
-            "2001:db8:1::/48"
-        );
-        assert_eq!(
-            truncated("::ffff:10.1.2.3".parse().expect("ip")),
-            "10.1.2.0/24"
-        );
-    }
 }
