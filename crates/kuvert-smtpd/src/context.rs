@@ -15,10 +15,13 @@ use crate::config::SmtpConfig;
 
 pub struct SmtpContext {
     pub store: Store,
+    /// Where every message goes: the same `accept()` as the HTTP API's.
     pub acceptor: Acceptor,
     pub config: SmtpConfig,
     /// The name in the greeting and EHLO reply.
     pub hostname: String,
+    /// TLS handshakes (STARTTLS, implicit TLS); not to be confused with `acceptor`, which
+    /// takes messages.
     pub tls: Option<TlsAcceptor>,
     /// Return-path hosts are `PREFIX.DOMAIN` ([domains] return_path_prefix).
     pub return_path_prefix: String,

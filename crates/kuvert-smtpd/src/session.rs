@@ -153,20 +153,8 @@ impl<'a> Session<'a> {
                     .await?
                 }
                 Command::Ehlo(arg) => {
-                    self.helo = Some(arg.to_owned());
-                    self.reset();
-                    let mut r = format!(
-                        "{host} greets {arg}\nPIPELINING\nSIZE {}\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\n",
-                        self.max_message_bytes()
-                    );
-                    if self.ctx.tls.is_some() && !self.tls {
-                        r.push_str("STARTTLS\n");
-                    }
-                    if self.auth_offered() {
-                        r.push_str("AUTH PLAIN LOGIN\n");
-                    }
-                    r.push_str("HELP");
-                    reply(&mut io, &Reply::plain(250, r)).await?;
+                    let answer = self.ehlo(arg, &host);
+                    reply(&mut io, &answer).await?;
                 }
                 Command::Helo(arg) => {
                     self.helo = Some(arg.to_owned());
@@ -174,7 +162,7 @@ impl<'a> Session<'a> {
                     reply(&mut io, &Reply::plain(250, host.as_str())).await?;
                 }
                 Command::StartTls => {
-                    let Some(acceptor) = self.ctx.tls.clone() else {
+                    let Some(tls_acceptor) = self.ctx.tls.clone() else {
                         reply(
                             &mut io,
                             &Reply::new(502, (5, 5, 1), "STARTTLS is not offered here"),
@@ -204,7 +192,7 @@ impl<'a> Session<'a> {
                     let stream = io.into_inner();
                     let tls = match tokio::time::timeout(
                         self.ctx.config.command_timeout.0,
-                        acceptor.accept(stream),
+                        tls_acceptor.accept(stream),
                     )
                     .await
                     {
@@ -249,111 +237,12 @@ impl<'a> Session<'a> {
                     }
                 }
                 Command::Mail(mail) => {
-                    let Some(MailFrom { path, size }) = mail else {
-                        reply(
-                            &mut io,
-                            &Reply::new(501, (5, 5, 4), "Syntax: MAIL FROM:<address>"),
-                        )
-                        .await?;
-                        continue;
-                    };
-                    if self.helo.is_none() {
-                        reply(&mut io, &Reply::new(503, (5, 5, 1), "Say EHLO first")).await?;
-                    } else if self.auth.is_none() && self.role == Role::Submission {
-                        reply(
-                            &mut io,
-                            &Reply::new(530, (5, 7, 0), "Authentication required"),
-                        )
-                        .await?;
-                    } else if self.mail_from.is_some() {
-                        reply(
-                            &mut io,
-                            &Reply::new(503, (5, 5, 1), "A transaction is already open"),
-                        )
-                        .await?;
-                    } else if self.role == Role::InboundMx
-                        && !self
-                            .ctx
-                            .reports
-                            .allow(self.peer.ip(), std::time::Instant::now())
-                    {
-                        // Anyone may send reports: each costs a write, so each client
-                        // network has its rate.
-                        reply(
-                            &mut io,
-                            &Reply::new(
-                                450,
-                                (4, 7, 1),
-                                "Too many reports from your network; try again later",
-                            ),
-                        )
-                        .await?;
-                    } else {
-                        let max = self.max_message_bytes();
-                        if size.is_some_and(|n| n > max) {
-                            reply(&mut io, &too_big(max)).await?;
-                        } else if path.is_none() {
-                            reply(
-                                &mut io,
-                                &Reply::new(501, (5, 1, 7), "Bad sender address syntax"),
-                            )
-                            .await?;
-                        } else {
-                            self.mail_from = path;
-                            reply(&mut io, &Reply::new(250, (2, 1, 0), "Sender OK")).await?;
-                        }
-                    }
+                    let answer = self.mail(mail);
+                    reply(&mut io, &answer).await?;
                 }
                 Command::Rcpt(rcpt) => {
-                    let Some(RcptTo { path }) = rcpt else {
-                        reply(
-                            &mut io,
-                            &Reply::new(501, (5, 5, 4), "Syntax: RCPT TO:<address>"),
-                        )
-                        .await?;
-                        continue;
-                    };
-                    let max = self.ctx.acceptor.limits().max_recipients;
-                    match path
-                        .filter(|p| !p.is_empty())
-                        .map(|p| EmailAddress::parse(&p).map(|a| a.to_string()))
-                    {
-                        _ if self.mail_from.is_none() => {
-                            reply(&mut io, &Reply::new(503, (5, 5, 1), "MAIL FROM first")).await?
-                        }
-                        _ if self.rcpt_to.len() >= max => {
-                            reply(
-                                &mut io,
-                                &Reply::new(
-                                    452,
-                                    (4, 5, 3),
-                                    format!("Too many recipients: at most {max} per message"),
-                                ),
-                            )
-                            .await?
-                        }
-                        Some(Ok(a)) if self.role == Role::InboundMx => {
-                            match crate::inbound::check_rcpt(self.ctx, &a).await {
-                                Ok(()) => {
-                                    self.rcpt_to.push(a);
-                                    reply(&mut io, &Reply::new(250, (2, 1, 5), "Recipient OK"))
-                                        .await?;
-                                }
-                                Err(refusal) => reply(&mut io, &refusal).await?,
-                            }
-                        }
-                        Some(Ok(a)) => {
-                            self.rcpt_to.push(a);
-                            reply(&mut io, &Reply::new(250, (2, 1, 5), "Recipient OK")).await?;
-                        }
-                        _ => {
-                            reply(
-                                &mut io,
-                                &Reply::new(501, (5, 1, 3), "Bad recipient address syntax"),
-                            )
-                            .await?
-                        }
-                    }
+                    let answer = self.rcpt(rcpt).await;
+                    reply(&mut io, &answer).await?;
                 }
                 Command::Data => {
                     if self.mail_from.is_none() {
@@ -412,6 +301,95 @@ impl<'a> Session<'a> {
                 }
             }
         }
+    }
+
+    /// EHLO: the extensions this listener offers, as things stand (no STARTTLS once on TLS,
+    /// AUTH only where it may be used).
+    fn ehlo(&mut self, client: &str, host: &str) -> Reply {
+        self.helo = Some(client.to_owned());
+        self.reset();
+        let mut r = format!(
+            "{host} greets {client}\nPIPELINING\nSIZE {}\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\n",
+            self.max_message_bytes()
+        );
+        if self.ctx.tls.is_some() && !self.tls {
+            r.push_str("STARTTLS\n");
+        }
+        if self.auth_offered() {
+            r.push_str("AUTH PLAIN LOGIN\n");
+        }
+        r.push_str("HELP");
+        Reply::plain(250, r)
+    }
+
+    /// MAIL FROM: opens a transaction, if the session may and the message may be this large.
+    fn mail(&mut self, mail: Option<MailFrom>) -> Reply {
+        let Some(MailFrom { path, size }) = mail else {
+            return Reply::new(501, (5, 5, 4), "Syntax: MAIL FROM:<address>");
+        };
+        if self.helo.is_none() {
+            return Reply::new(503, (5, 5, 1), "Say EHLO first");
+        }
+        if self.auth.is_none() && self.role == Role::Submission {
+            return Reply::new(530, (5, 7, 0), "Authentication required");
+        }
+        if self.mail_from.is_some() {
+            return Reply::new(503, (5, 5, 1), "A transaction is already open");
+        }
+        // Anyone may send reports: each costs a write, so each client network has its rate.
+        if self.role == Role::InboundMx
+            && !self
+                .ctx
+                .reports
+                .allow(self.peer.ip(), std::time::Instant::now())
+        {
+            return Reply::new(
+                450,
+                (4, 7, 1),
+                "Too many reports from your network; try again later",
+            );
+        }
+        let max = self.max_message_bytes();
+        if size.is_some_and(|n| n > max) {
+            return too_big(max);
+        }
+        if path.is_none() {
+            return Reply::new(501, (5, 1, 7), "Bad sender address syntax");
+        }
+        self.mail_from = path;
+        Reply::new(250, (2, 1, 0), "Sender OK")
+    }
+
+    /// RCPT TO: adds a recipient to the open transaction; the inbound MX takes only the
+    /// addresses of return paths.
+    async fn rcpt(&mut self, rcpt: Option<RcptTo>) -> Reply {
+        let Some(RcptTo { path }) = rcpt else {
+            return Reply::new(501, (5, 5, 4), "Syntax: RCPT TO:<address>");
+        };
+        if self.mail_from.is_none() {
+            return Reply::new(503, (5, 5, 1), "MAIL FROM first");
+        }
+        let max = self.ctx.acceptor.limits().max_recipients;
+        if self.rcpt_to.len() >= max {
+            return Reply::new(
+                452,
+                (4, 5, 3),
+                format!("Too many recipients: at most {max} per message"),
+            );
+        }
+        let Some(Ok(address)) = path
+            .filter(|p| !p.is_empty())
+            .map(|p| EmailAddress::parse(&p).map(|a| a.to_string()))
+        else {
+            return Reply::new(501, (5, 1, 3), "Bad recipient address syntax");
+        };
+        if self.role == Role::InboundMx
+            && let Err(refusal) = crate::inbound::check_rcpt(self.ctx, &address).await
+        {
+            return refusal;
+        }
+        self.rcpt_to.push(address);
+        Reply::new(250, (2, 1, 5), "Recipient OK")
     }
 
     /// AUTH PLAIN or LOGIN; the password is an API key, the user name is not looked at.
