@@ -15,6 +15,7 @@ pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
     ("privacy_requests", "account_id"),
     ("audit_log", "account_id"),
     ("support_grants", "account_id"),
+    ("webhook_events", "account_id"),
     ("webhooks", "account_id"),
     ("events", "account_id"),
     ("captures", "account_id"),
@@ -91,6 +92,7 @@ impl Store {
         }
         for sql in [
             "DELETE FROM webhook_outbox WHERE account_id = $1",
+            "DELETE FROM webhook_events WHERE account_id = $1",
             "DELETE FROM webhooks WHERE account_id = $1",
         ] {
             sqlx::query(sql)

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "hardening",
         include_str!("migrations/0014_hardening.sql"),
     ),
+    (
+        15,
+        "webhook_events",
+        include_str!("migrations/0015_webhook_events.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

@@ -6,7 +6,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::event::EventType;
 use kuvert_core::id::{AccountId, WebhookId};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::events::{EventRecord, event_from_row};
 use crate::{Result, Store, StoreError};
@@ -63,6 +63,34 @@ fn delivery_from_row(r: &sqlx::any::AnyRow) -> Result<Delivery> {
     })
 }
 
+/// The rows by which events find endpoint `webhook` (none: it wants every event), in place
+/// of those it had.
+async fn set_event_types(
+    tx: &mut Transaction<'_, Any>,
+    account: &AccountId,
+    webhook: &str,
+    events: &[EventType],
+) -> Result<()> {
+    sqlx::query("DELETE FROM webhook_events WHERE webhook_id = $1")
+        .bind(webhook)
+        .execute(&mut **tx)
+        .await?;
+    let mut distinct = events.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    for t in distinct {
+        sqlx::query(
+            "INSERT INTO webhook_events (webhook_id, account_id, event_type) VALUES ($1, $2, $3)",
+        )
+        .bind(webhook)
+        .bind(account.as_str())
+        .bind(t.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     async fn webhook_from_row(&self, r: &sqlx::any::AnyRow) -> Result<Webhook> {
         let account_id = AccountId::from_string(r.try_get("account_id")?);
@@ -92,6 +120,7 @@ impl Store {
         let key = self.account_key(account).await?;
         let list = serde_json::to_string(&events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
             .expect("strings serialise");
+        let mut tx = self.writer().begin().await?;
         sqlx::query(&format!(
             "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
         ))
@@ -101,8 +130,10 @@ impl Store {
         .bind(list)
         .bind(key.seal(signing_key.as_bytes()))
         .bind(now)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
+        set_event_types(&mut tx, account, id.as_str(), events).await?;
+        tx.commit().await?;
         self.webhook(account, id.as_str()).await
     }
 
@@ -140,22 +171,20 @@ impl Store {
         events: Option<&[EventType]>,
     ) -> Result<Webhook> {
         let current = self.webhook(account, id).await?;
-        let list = serde_json::to_string(
-            &events
-                .unwrap_or(&current.events)
-                .iter()
-                .map(|e| e.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .expect("strings serialise");
+        let events = events.unwrap_or(&current.events);
+        let list = serde_json::to_string(&events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
+            .expect("strings serialise");
+        let mut tx = self.writer().begin().await?;
         sqlx::query("UPDATE webhooks SET url = $1, events = $2, updated_at = $3 WHERE id = $4 AND account_id = $5")
             .bind(url.unwrap_or(&current.url))
             .bind(list)
             .bind(self.now())
             .bind(id)
             .bind(account.as_str())
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
+        set_event_types(&mut tx, account, id, events).await?;
+        tx.commit().await?;
         self.webhook(account, id).await
     }
 
@@ -170,6 +199,10 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("webhook"));
         }
+        sqlx::query("DELETE FROM webhook_events WHERE webhook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM webhook_outbox WHERE webhook_id = $1")
             .bind(id)
             .execute(&mut *tx)
