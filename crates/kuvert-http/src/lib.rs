@@ -10,13 +10,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use kuvert_core::domain::DomainSettings;
 use kuvert_dns::Dns;
 use kuvert_store::Store;
 use kuvert_submit::Acceptor;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -66,51 +68,7 @@ pub type MetricsAppender = Box<dyn Fn(&mut String) + Send + Sync>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Kuvert API", description = "Self-hosted email delivery. Authenticate with `Authorization: Bearer KEY`, or HTTP Basic with user `api` and the key as password."),
-    paths(
-        routes::messages::send,
-        routes::messages::get,
-        routes::events::list,
-        routes::events::stream,
-        routes::capture::list,
-        routes::stats::get,
-        routes::webhooks::create,
-        routes::webhooks::list,
-        routes::webhooks::get,
-        routes::webhooks::update,
-        routes::webhooks::remove,
-        routes::webhooks::deliveries,
-        routes::suppressions::list,
-        routes::suppressions::add,
-        routes::suppressions::remove,
-        routes::domains::list,
-        routes::domains::add,
-        routes::domains::get,
-        routes::domains::remove,
-        routes::domains::verify,
-        routes::domains::set_tracking,
-        routes::keys::list,
-        routes::keys::create,
-        routes::keys::revoke,
-        routes::account::get,
-        routes::account::update_tracking,
-        routes::account::delete,
-        routes::account::export,
-        routes::account::update,
-        routes::account::update_user,
-        routes::account::restrict,
-        routes::account::privacy_requests,
-        routes::account::audit,
-        routes::account::grant_support,
-        routes::account::support_grant,
-        routes::account::revoke_support,
-        routes::tracking::open,
-        routes::tracking::click,
-        routes::tracking::unsubscribe_page,
-        routes::tracking::unsubscribe,
-        routes::ops::healthz,
-        routes::ops::metrics,
-    ),
-    modifiers(&SecuritySchemes, &CommonErrors)
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
 
@@ -192,8 +150,57 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// Every documented route with its handler, registered once: the router and the OpenAPI
+/// document are both made from this list, so that they cannot disagree.
+fn api() -> OpenApiRouter<Arc<AppState>> {
+    use routes::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(messages::send))
+        .routes(routes!(messages::get))
+        .routes(routes!(events::list))
+        .routes(routes!(events::stream))
+        .routes(routes!(capture::list))
+        .routes(routes!(stats::get))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::remove))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(suppressions::list, suppressions::add))
+        .routes(routes!(suppressions::remove))
+        .routes(routes!(domains::list, domains::add))
+        .routes(routes!(domains::get, domains::remove))
+        .routes(routes!(domains::verify))
+        .routes(routes!(domains::set_tracking))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(account::get, account::update, account::delete))
+        .routes(routes!(account::update_tracking))
+        .routes(routes!(account::export))
+        .routes(routes!(account::update_user))
+        .routes(routes!(account::restrict))
+        .routes(routes!(account::privacy_requests))
+        .routes(routes!(account::audit))
+        .routes(routes!(
+            account::grant_support,
+            account::support_grant,
+            account::revoke_support
+        ))
+        .routes(routes!(tracking::open))
+        .routes(routes!(tracking::click))
+        .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+}
+
+/// The routes and their document, with the answers every route of a kind can give.
+fn routes_and_document() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api().split_for_parts();
+    utoipa::Modify::modify(&CommonErrors, &mut doc);
+    (router, doc)
+}
+
 pub fn openapi_json() -> String {
-    ApiDoc::openapi()
+    routes_and_document()
+        .1
         .to_pretty_json()
         .expect("the OpenAPI document serialises")
 }
@@ -203,116 +210,35 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Attachments arrive base64-encoded inside JSON: a message at the size limit needs 4/3 of
     // it, plus room for the rest of the request.
     let body_limit = state.acceptor.limits().max_message_bytes / 3 * 4 + 1024 * 1024;
-    let openapi = Arc::new(openapi_json());
-    Router::new()
-        .route("/v1/messages", post(routes::messages::send))
-        .route("/v1/messages/{id}", get(routes::messages::get))
-        .route("/v1/events", get(routes::events::list))
-        .route("/v1/events/stream", get(routes::events::stream))
-        .route("/v1/capture", get(routes::capture::list))
-        .route("/v1/stats", get(routes::stats::get))
-        .route(
-            "/v1/webhooks",
-            get(routes::webhooks::list).post(routes::webhooks::create),
-        )
-        .route(
-            "/v1/webhooks/{id}",
-            get(routes::webhooks::get)
-                .patch(routes::webhooks::update)
-                .delete(routes::webhooks::remove),
-        )
-        .route(
-            "/v1/webhooks/{id}/deliveries",
-            get(routes::webhooks::deliveries),
-        )
-        .route(
-            "/v1/suppressions",
-            get(routes::suppressions::list).post(routes::suppressions::add),
-        )
-        .route(
-            "/v1/suppressions/{address}",
-            axum::routing::delete(routes::suppressions::remove),
-        )
-        .route(
-            "/v1/domains",
-            get(routes::domains::list).post(routes::domains::add),
-        )
-        .route(
-            "/v1/domains/{name}",
-            get(routes::domains::get).delete(routes::domains::remove),
-        )
-        .route("/v1/domains/{name}/verify", post(routes::domains::verify))
-        .route(
-            "/v1/domains/{name}/tracking",
-            axum::routing::put(routes::domains::set_tracking),
-        )
-        .route(
-            "/v1/keys",
-            get(routes::keys::list).post(routes::keys::create),
-        )
-        .route("/v1/keys/{id}", axum::routing::delete(routes::keys::revoke))
-        .route(
-            "/v1/account",
-            get(routes::account::get)
-                .patch(routes::account::update)
-                .delete(routes::account::delete),
-        )
-        .route(
-            "/v1/users/{id}",
-            axum::routing::patch(routes::account::update_user),
-        )
-        .route(
-            "/v1/account/restriction",
-            axum::routing::put(routes::account::restrict),
-        )
-        .route("/v1/audit", get(routes::account::audit))
-        .route(
-            "/v1/support/grant",
-            get(routes::account::support_grant)
-                .put(routes::account::grant_support)
-                .delete(routes::account::revoke_support),
-        )
-        .route(
-            "/v1/privacy/requests",
-            get(routes::account::privacy_requests),
-        )
-        .route("/v1/account/export", get(routes::account::export))
-        .route(
-            "/v1/account/tracking",
-            axum::routing::patch(routes::account::update_tracking),
-        )
-        .route(
-            "/v1/openapi.json",
-            get(move || {
-                let doc = openapi.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        (*doc).clone(),
-                    )
-                }
-            }),
-        )
-        .route("/o/{token}", get(routes::tracking::open))
-        .route("/c/{token}", get(routes::tracking::click))
-        .route(
-            "/u/{token}",
-            get(routes::tracking::unsubscribe_page).post(routes::tracking::unsubscribe),
-        )
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/metrics", get(routes::ops::metrics))
-        .fallback(|| async { ApiError::not_found("route") })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::count_responses,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                refuse_declared_oversize(req, next, body_limit)
-            },
-        ))
-        .with_state(state)
+    let (api, doc) = routes_and_document();
+    let openapi = Arc::new(
+        doc.to_pretty_json()
+            .expect("the OpenAPI document serialises"),
+    );
+    api.route(
+        "/v1/openapi.json",
+        get(move || {
+            let doc = openapi.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    (*doc).clone(),
+                )
+            }
+        }),
+    )
+    .fallback(|| async { ApiError::not_found("route") })
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        metrics::count_responses,
+    ))
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            refuse_declared_oversize(req, next, body_limit)
+        },
+    ))
+    .with_state(state)
 }
 
 /// A body whose declared length is past the limit is refused before any of it is read: the
