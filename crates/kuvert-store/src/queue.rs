@@ -94,7 +94,9 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct OutcomeRecord {
     pub lease: Lease,
+    /// The message's tags and sending domain, for the statistics.
     pub tags: Vec<String>,
+    pub domain_id: DomainId,
     pub outcome: Outcome,
 }
 
@@ -282,26 +284,6 @@ impl Store {
     /// recipient to the lease's new holder.
     pub async fn record_outcomes(&self, records: &[OutcomeRecord]) -> Result<Vec<bool>> {
         let now = self.now();
-        let mut message_ids: Vec<&str> = records
-            .iter()
-            .map(|r| r.lease.message_id.as_str())
-            .collect();
-        message_ids.sort_unstable();
-        message_ids.dedup();
-        let mut domains: HashMap<String, Option<String>> = HashMap::new();
-        for chunk in message_ids.chunks(1000) {
-            let sql = format!(
-                "SELECT id, domain_id FROM messages WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(self.pool()).await? {
-                domains.insert(r.try_get("id")?, r.try_get("domain_id")?);
-            }
-        }
         let mut sealed = Vec::with_capacity(records.len());
         for rec in records {
             let key = self.account_key(&rec.lease.account_id).await?;
@@ -319,10 +301,7 @@ impl Store {
                 data: Some(key.seal(&details.to_bytes())),
                 created_at: now,
                 metric: rec.outcome.metric(),
-                domain_id: domains
-                    .get(rec.lease.message_id.as_str())
-                    .cloned()
-                    .flatten(),
+                domain_id: Some(rec.domain_id.to_string()),
             };
             sealed.push((event, address, lookup));
         }

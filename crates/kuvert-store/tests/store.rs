@@ -891,6 +891,7 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
     let late = OutcomeRecord {
         lease: taken[0].clone(),
         tags: vec![],
+        domain_id: domain_of(s, &taken[0]).await,
         outcome: Outcome::Failed(Failure::default()),
     };
     assert_eq!(s.record_outcomes(&[late]).await.expect("record"), [false]);
@@ -1006,6 +1007,7 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
         OutcomeRecord {
             lease: lease("ok@example.com"),
             tags: out.tags.clone(),
+            domain_id: out.domain_id.clone(),
             outcome: Outcome::Delivered(Delivery {
                 mx: Some("mx.example.com".into()),
                 ..Delivery::default()
@@ -1014,6 +1016,7 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
         OutcomeRecord {
             lease: lease("later@example.com"),
             tags: out.tags.clone(),
+            domain_id: out.domain_id.clone(),
             outcome: Outcome::Deferred {
                 next_attempt_at: retry_at,
                 why: Deferral {
@@ -1025,11 +1028,13 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
         OutcomeRecord {
             lease: lease("gone@example.com"),
             tags: out.tags.clone(),
+            domain_id: out.domain_id.clone(),
             outcome: bounce(BounceClass::Hard, "550 5.1.1 no such user"),
         },
         OutcomeRecord {
             lease: lease("policy@example.com"),
             tags: out.tags.clone(),
+            domain_id: out.domain_id.clone(),
             outcome: bounce(BounceClass::Policy, "550 5.7.1 blocked"),
         },
     ];
@@ -1181,11 +1186,12 @@ async fn stats_count_the_events_and_outlive_them(f: &Fixture) {
     f.clock.advance_millis(3_600_000);
     message(s, &a.id, &[], &[("d@example.com", q)], f.clock.now()).await;
     let leases = s.lease_due("n", 10, LEASE).await.expect("lease");
-    let records: Vec<OutcomeRecord> = leases
-        .iter()
-        .map(|l| OutcomeRecord {
+    let mut records: Vec<OutcomeRecord> = Vec::new();
+    for l in &leases {
+        records.push(OutcomeRecord {
             lease: l.clone(),
             tags: vec![],
+            domain_id: domain_of(s, l).await,
             outcome: if l.address == "b@example.com" {
                 Outcome::Bounced(Bounce {
                     attempt: None,
@@ -1199,8 +1205,8 @@ async fn stats_count_the_events_and_outlive_them(f: &Fixture) {
             } else {
                 Outcome::Delivered(Delivery::default())
             },
-        })
-        .collect();
+        });
+    }
     s.record_outcomes(&records).await.expect("record");
     let a_ref = s
         .recipient_ref(
@@ -1801,4 +1807,12 @@ async fn a_key_destroyed_elsewhere_is_not_used_here_for_long() {
     );
     other.close().await;
     f.finish().await;
+}
+
+/// The sending domain of a leased recipient's message.
+async fn domain_of(s: &Store, lease: &kuvert_store::Lease) -> kuvert_core::id::DomainId {
+    s.outgoing(&lease.message_id)
+        .await
+        .expect("the message")
+        .domain_id
 }

@@ -129,6 +129,7 @@ impl Inner {
         OutcomeRecord {
             lease: lease.clone(),
             tags: job.message.tags.clone(),
+            domain_id: job.message.domain_id.clone(),
             outcome,
         }
     }
