@@ -54,6 +54,19 @@ pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
 }
 
 impl Store {
+    /// Gives an account an IP pool, used by its domains that have none of their own.
+    pub async fn set_account_pool(&self, account: &AccountId, pool: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE accounts SET pool = $1 WHERE id = $2")
+            .bind(pool)
+            .bind(account.as_str())
+            .execute(self.writer())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        Ok(())
+    }
+
     /// Creates an account with its owner. Fails with `Conflict("user")` when the e-mail is taken.
     pub async fn create_account(&self, new: NewAccount) -> Result<(Account, User)> {
         let now = self.now();

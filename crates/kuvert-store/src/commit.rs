@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::collections::BTreeMap;
 
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::sql::{MAX_BINDS, by_bytes, insert_rows, placeholders};
 use crate::stats::Rollup;
 use crate::{Result, StoreError};
 
@@ -337,79 +336,6 @@ async fn write(
     Ok(refused)
 }
 
-/// Most bytes of message content in one statement: far below PostgreSQL's limit of a
-/// protocol message (1 GiB), and bounding the copy the bound arguments make.
-const MAX_STATEMENT_BYTES: usize = 32 << 20;
-
-/// `rows` in consecutive parts whose `size` adds up to at most `MAX_STATEMENT_BYTES` (a
-/// larger row is a part of its own).
-fn by_bytes<T>(rows: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut parts = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, row) in rows.iter().enumerate() {
-        let n = size(row);
-        if i > start && bytes + n > MAX_STATEMENT_BYTES {
-            parts.push(&rows[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += n;
-    }
-    if start < rows.len() {
-        parts.push(&rows[start..]);
-    }
-    parts
-}
-
-/// Most values bound in one statement, well within SQLite's (32,766) and PostgreSQL's
-/// (65,535) limits.
-const MAX_BINDS: usize = 8_000;
-
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
-
-/// `head VALUES (..), (..) tail` for `rows`, `width` values each, bound by `bind`, in as
-/// many statements as the bind limit needs; returns what `tail` (a RETURNING) gives back.
-/// Each row count is its own prepared statement; batches come in a few common sizes.
-pub(crate) async fn insert_rows<T>(
-    tx: &mut Transaction<'_, Any>,
-    head: &str,
-    width: usize,
-    tail: &str,
-    rows: &[T],
-    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
-) -> Result<Vec<AnyRow>> {
-    let mut returned = Vec::new();
-    for chunk in rows.chunks((MAX_BINDS / width).max(1)) {
-        let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * width * 5);
-        sql.push_str(head);
-        sql.push_str(" VALUES ");
-        for row in 0..chunk.len() {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            sql.push_str(&placeholders(row * width + 1, width));
-            sql.push(')');
-        }
-        sql.push(' ');
-        sql.push_str(tail);
-        let mut q = sqlx::query(&sql);
-        for row in chunk {
-            q = bind(q, row);
-        }
-        if tail.is_empty() {
-            q.execute(&mut **tx).await?;
-        } else {
-            returned.extend(q.fetch_all(&mut **tx).await?);
-        }
-    }
-    Ok(returned)
-}
-
-/// `$first, $first+1, ...`: `n` numbered placeholders.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Appends one event and counts it in `rollup` (applied by the caller before it commits).
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
@@ -478,22 +404,4 @@ pub(crate) async fn insert_events(
         q.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_stay_under_the_byte_limit() {
-        let mb = 1 << 20;
-        let sizes = [10 * mb, 10 * mb, 10 * mb, 10 * mb, 40 * mb, mb];
-        let parts: Vec<usize> = by_bytes(&sizes, |&n| n).iter().map(|p| p.len()).collect();
-        assert_eq!(
-            parts,
-            [3, 1, 1, 1],
-            "30 MB, then 10, then the 40 MB row alone, then 1"
-        );
-        assert!(by_bytes(&[] as &[usize], |&n| n).is_empty());
-    }
 }

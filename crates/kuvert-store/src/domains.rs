@@ -62,6 +62,19 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<Domain> {
 }
 
 impl Store {
+    /// Gives a domain (by name) an IP pool, or takes it away (`None`).
+    pub async fn set_domain_pool(&self, domain: &str, pool: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE domains SET pool = $1 WHERE name = $2")
+            .bind(pool)
+            .bind(domain.to_ascii_lowercase())
+            .execute(self.writer())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("domain"));
+        }
+        Ok(())
+    }
+
     /// Adds a domain. A name belongs to one account on the whole instance: `Conflict` otherwise.
     pub async fn add_domain(&self, account: &AccountId, new: NewDomain) -> Result<Domain> {
         let now = self.now();

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod captures;
 mod closure;
 mod commit;
 mod domains;
@@ -17,6 +18,7 @@ mod reports;
 mod retention;
 pub mod schema;
 pub mod seal;
+mod sql;
 mod stats;
 mod suppressions;
 mod webhooks;
@@ -33,6 +35,7 @@ use sqlx::any::AnyPoolOptions;
 
 pub use accounts::{Account, AccountState, NewAccount, NewUser, SendingContext, User};
 pub use audit::{ActorKind, AuditEntry, SupportGrant};
+pub use captures::Capture;
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
 pub use domains::{Domain, NewDomain};
@@ -40,7 +43,7 @@ pub use events::{EventFilter, EventPage, EventRecord};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView};
 pub use privacy::PrivacyRequest;
-pub use queue::{Capture, Lease, Outcome, OutcomeRecord, Outgoing};
+pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{Engagement, RecipientRef, Report};
 pub use retention::{PurgeCounts, PurgeRun, RetentionPolicy};
 pub use stats::{HourlyCounts, METRICS, StatsQuery};

@@ -11,6 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::accounts::parse_column;
+use crate::sql::placeholders;
 use crate::{Result, Store};
 
 /// How long things are kept.
@@ -229,7 +230,7 @@ impl Store {
             if ids.is_empty() {
                 return Ok((messages, recipients));
             }
-            let list = placeholders(ids.len());
+            let list = placeholders(1, ids.len());
             let mut tx = self.writer().begin().await?;
             let (del_recipients, del_messages) = (
                 format!("DELETE FROM recipients WHERE message_id IN ({list})"),
@@ -336,12 +337,4 @@ where
             tokio::time::sleep(batch.pause).await;
         }
     }
-}
-
-/// `$1, $2, ...` for an IN list.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -6,6 +6,7 @@ use kuvert_core::id::AccountId;
 use sqlx::{Any, Row, Transaction};
 
 use crate::accounts::parse_column;
+use crate::sql::placeholders;
 use crate::{Result, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,11 +147,9 @@ impl Store {
             .map(|a| (self.lookup_hash(a), *a))
             .collect();
         for chunk in lookups.chunks(500) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "SELECT address_lookup, reason FROM suppressions WHERE account_id = $1 AND address_lookup IN ({})",
-                placeholders.join(", ")
+                placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(account.as_str());
             for (lookup, _) in chunk {

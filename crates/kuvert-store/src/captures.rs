@@ -1,0 +1,78 @@
+//! Capture mode: messages kept as they would have left (serve --dev, tests), sealed.
+
+use kuvert_core::Timestamp;
+use kuvert_core::id::{AccountId, MessageId};
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError};
+
+/// A message kept by capture mode, as it would have left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    pub seq: i64,
+    pub message_id: MessageId,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub mime: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+impl Store {
+    /// Keeps a message as capture mode delivers it.
+    pub async fn capture(
+        &self,
+        account: &AccountId,
+        message: &MessageId,
+        mail_from: &str,
+        recipients: &[String],
+        mime: &[u8],
+    ) -> Result<()> {
+        let key = self.account_key(account).await?;
+        let rcpts = serde_json::to_string(recipients).expect("strings serialise");
+        sqlx::query(
+            "INSERT INTO captures (account_id, message_id, mail_from, recipients, mime, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(account.as_str())
+        .bind(message.as_str())
+        .bind(mail_from)
+        .bind(key.seal(rcpts.as_bytes()))
+        .bind(key.seal(mime))
+        .bind(self.now())
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Captured mail of an account, newest first, `limit` after the position `before`.
+    pub async fn list_captures(
+        &self,
+        account: &AccountId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Capture>> {
+        let key = self.account_key(account).await?;
+        let rows = sqlx::query(
+            "SELECT seq, message_id, mail_from, recipients, mime, created_at FROM captures \
+             WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let rcpts = key.open_string(&r.try_get::<Vec<u8>, _>("recipients")?)?;
+                Ok(Capture {
+                    seq: r.try_get("seq")?,
+                    message_id: MessageId::from_string(r.try_get("message_id")?),
+                    mail_from: r.try_get("mail_from")?,
+                    recipients: serde_json::from_str(&rcpts)
+                        .map_err(|e| StoreError::Sealing(e.to_string()))?,
+                    mime: key.open(&r.try_get::<Vec<u8>, _>("mime")?)?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+}
