@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kuvert_core::account::{Plan, PlanLimits};
-use kuvert_core::domain::DomainSettings;
 use kuvert_core::id::AccountId;
 use kuvert_core::submission::{Limits, Submission};
 use kuvert_core::{Clock, Mailbox, Timestamp};
-use kuvert_store::{Domain, Store, StoreOptions};
+use kuvert_store::{Domain, Store};
 use kuvert_submit::Acceptor;
 
 /// Reads `--name NUMBER` flags (`_` allowed in numbers) into their places; `--bench`, which
@@ -75,35 +74,14 @@ pub struct Bench {
 
 impl Bench {
     pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> Self {
-        let store = Store::open(StoreOptions {
-            url: StoreOptions::sqlite_url(dir),
-            master_key: [3; 32],
-            clock,
-        })
-        .await
-        .expect("store");
-        let (account, _) = kuvert_admin::create_account(
+        let store = kuvert_testkit::world::store_at(dir, clock).await;
+        let (account, domain) = kuvert_testkit::world::sandbox_account(
             &store,
-            kuvert_admin::AccountRequest {
-                email: "bench@bench.test".into(),
-                password: "b3nch-mark".into(),
-                plan: Plan::Premium,
-                region: Default::default(),
-                company: Default::default(),
-                owner: Default::default(),
-            },
-        )
-        .await
-        .expect("account");
-        let (domain, _) = kuvert_admin::add_domain(
-            &store,
-            &account.id,
+            "bench@bench.test",
             "bench.test",
-            &DomainSettings::default(),
-            true,
+            Plan::Premium,
         )
-        .await
-        .expect("domain");
+        .await;
         let plans = [(
             Plan::Premium,
             PlanLimits {
