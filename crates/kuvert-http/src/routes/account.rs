@@ -2,7 +2,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, UserProfile};
+use kuvert_core::account::{
+    AccountStatus, CompanyProfile, Plan, PrivacyRight, Region, RequestState, Role, UserProfile,
+};
+use kuvert_core::policy::PolicyDocument;
 use kuvert_core::tracking::{AccountTracking, TrackingMode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -32,8 +35,7 @@ pub struct AccountOut {
 
 #[derive(Serialize, ToSchema)]
 pub struct PolicyOut {
-    /// `privacy` or `terms`.
-    pub document: String,
+    pub document: PolicyDocument,
     pub in_force: Option<PolicyVersionOut>,
     /// Published, taking effect later (at least 30 days after its publication).
     pub pending: Option<PolicyVersionOut>,
@@ -102,8 +104,7 @@ pub struct LimitsOut {
 pub struct UserOut {
     pub id: String,
     pub email: String,
-    /// `owner`, `admin`, `developer` or `viewer`.
-    pub role: String,
+    pub role: Role,
     pub salutation: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -139,7 +140,7 @@ pub async fn get(
     .map(|d| {
         let (in_force, pending) = kuvert_core::policy::standing(&versions, d, now);
         PolicyOut {
-            document: d.to_string(),
+            document: d,
             in_force: out(in_force),
             pending: out(pending),
         }
@@ -184,7 +185,7 @@ pub async fn get(
                 UserOut {
                     id: u.id.to_string(),
                     email: u.email,
-                    role: u.role.to_string(),
+                    role: u.role,
                     salutation,
                     first_name,
                     last_name,
@@ -479,11 +480,9 @@ pub async fn restrict(
 #[derive(Serialize, ToSchema)]
 pub struct PrivacyRequestOut {
     pub id: String,
-    /// `access`, `rectification`, `erasure`, `restriction` or `objection`.
-    pub right: String,
+    pub right: PrivacyRight,
     pub requested_by: Option<String>,
-    /// `open`, `done` or `refused`.
-    pub state: String,
+    pub state: RequestState,
     pub created_at: String,
     /// A month after it came in: every request is answered within one month.
     pub due_at: String,
@@ -506,9 +505,9 @@ pub async fn privacy_requests(
             .map(|r| PrivacyRequestOut {
                 overdue: r.overdue(now),
                 id: r.id.to_string(),
-                right: r.right.to_string(),
+                right: r.right,
                 requested_by: r.requested_by,
-                state: r.state.to_string(),
+                state: r.state,
                 created_at: r.created_at.to_rfc3339(),
                 due_at: r.due_at.to_rfc3339(),
                 done_at: r.done_at.map(|t| t.to_rfc3339()),

@@ -18,8 +18,7 @@ pub struct KeyOut {
     pub name: String,
     /// The first characters of the key, to tell keys apart.
     pub prefix: String,
-    /// `full` or `send`.
-    pub scope: String,
+    pub scope: Scope,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -31,7 +30,7 @@ impl From<ApiKey> for KeyOut {
             id: k.id.to_string(),
             name: k.name,
             prefix: k.prefix,
-            scope: k.scope.to_string(),
+            scope: k.scope,
             created_at: k.created_at.to_rfc3339(),
             last_used_at: k.last_used_at.map(|t| t.to_rfc3339()),
             revoked_at: k.revoked_at.map(|t| t.to_rfc3339()),

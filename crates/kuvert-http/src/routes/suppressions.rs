@@ -17,8 +17,7 @@ use crate::extract::{ApiJson, ApiQuery, FullAccess};
 pub struct SuppressionOut {
     /// Null once the address was erased; its keyed hash still blocks it.
     pub address: Option<String>,
-    /// `bounce`, `unsubscribe`, `complaint` or `manual`.
-    pub reason: String,
+    pub reason: SuppressionReason,
     pub created_at: String,
 }
 
@@ -26,7 +25,7 @@ impl From<Suppression> for SuppressionOut {
     fn from(s: Suppression) -> Self {
         Self {
             address: s.address,
-            reason: s.reason.to_string(),
+            reason: s.reason,
             created_at: s.created_at.to_rfc3339(),
         }
     }
