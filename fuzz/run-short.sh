@@ -27,7 +27,7 @@ status=0
 for t in $targets; do
     mkdir -p "fuzz/corpus/$t"
     case "$t" in
-        report | message_headers | smtp_data) max_len=65536 ;;
+        report | message_headers | smtp_data | header_fields) max_len=65536 ;;
         *) max_len=4096 ;;
     esac
     echo "==> $t (${seconds}s, max_len $max_len)"

@@ -7,8 +7,8 @@
 #![no_main]
 
 use kuvert_mail::bounce::classify;
-use kuvert_mail::smtp::Reply;
 use kuvert_mail::report::{self, MAX_DSN_RECIPIENTS, Original, Report};
+use kuvert_mail::smtp::Reply;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

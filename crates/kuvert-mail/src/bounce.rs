@@ -1,5 +1,6 @@
 //! What a permanent refusal means for the address ([`BounceClass`]), read from the reply.
 
+use kuvert_core::event::Bounce;
 pub use kuvert_core::event::BounceClass;
 
 use crate::smtp::Reply;
@@ -34,6 +35,20 @@ const POLICY_PHRASES: &[&str] = &[
     "spf",
     "dkim",
 ];
+
+/// The event details of a permanent refusal: its class, enhanced code and words. Where it
+/// came from (the MX, a report) is the caller's to add.
+pub fn bounce(reply: &Reply) -> Bounce {
+    Bounce {
+        attempt: None,
+        class: classify(reply),
+        code: reply.enhanced_string(),
+        reply: reply.to_string(),
+        mx: None,
+        source: None,
+        reporting_mta: None,
+    }
+}
 
 /// Classifies a 5xx reply by its enhanced code (RFC 3463), then by its words.
 pub fn classify(reply: &Reply) -> BounceClass {

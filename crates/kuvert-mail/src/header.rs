@@ -105,9 +105,17 @@ fn parse_at(data: &[u8], start: usize) -> Header<'_> {
                 h.offset_end as usize,
             );
             let raw = block.get(field..end)?;
-            let name = std::str::from_utf8(block.get(field..colon.checked_sub(1)?)?)
+            // mail-parser also hands back a last line that ends the input without a colon,
+            // as a name without its last byte: no colon, no field.
+            let name_end = colon.checked_sub(1)?;
+            if block.get(name_end) != Some(&b':') {
+                return None;
+            }
+            // ASCII white space only, as mail-parser skips it: a vertical tab stays, and
+            // makes the name no name.
+            let name = std::str::from_utf8(block.get(field..name_end)?)
                 .ok()?
-                .trim();
+                .trim_matches(|c: char| c.is_ascii_whitespace());
             is_field_name(name).then_some(Field {
                 name,
                 raw,
@@ -166,6 +174,14 @@ mod tests {
             h.get("to").map(|f| f.unfolded()).as_deref(),
             Some("b@x.example")
         );
+        // A last line without a colon is no field (found by the `header_fields` fuzz
+        // target: mail-parser gave it back with its last byte cut, "FromX" as "From").
+        let h = parse(b"Subject: x\r\nFromX");
+        assert_eq!(h.fields.len(), 1);
+        assert_eq!(h.count("from"), 0);
+        // Nor a line that starts with a vertical tab (found by the same target: the name,
+        // trimmed of it, no longer began the field).
+        assert!(parse(b"\x0bFrom: a@x\r\n\r\n").fields.is_empty());
         // Names a server would not read as one are no field.
         let h = parse(
             b"F rom: a@x

@@ -2,6 +2,7 @@
 //! the capture store.
 
 use kuvert_dns::{Dns, MailExchangers};
+use kuvert_mail::smtp::Reply;
 
 use crate::config::{DeliveryConfig, Mode, best_match, split_host_port};
 
@@ -31,8 +32,8 @@ impl Destination {
 /// Why no destination was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteFailure {
-    /// The domain takes no mail, ever: bounce (hard) with this enhanced code and text.
-    Permanent { code: &'static str, text: String },
+    /// The domain takes no mail, ever: a hard bounce with this refusal.
+    Permanent(Reply),
     /// DNS did not answer: try again later.
     Temporary(String),
 }
@@ -71,16 +72,18 @@ impl Router {
             Ok(MailExchangers::Hosts(h)) => h,
             Ok(MailExchangers::Implicit) => vec![domain.clone()],
             Ok(MailExchangers::Null) => {
-                return Err(RouteFailure::Permanent {
-                    code: "5.1.10",
-                    text: format!("{domain} accepts no mail (null MX, RFC 7505)"),
-                });
+                return Err(RouteFailure::Permanent(Reply::new(
+                    550,
+                    (5, 1, 10),
+                    format!("{domain} accepts no mail (null MX, RFC 7505)"),
+                )));
             }
             Ok(MailExchangers::NoDomain) => {
-                return Err(RouteFailure::Permanent {
-                    code: "5.1.2",
-                    text: format!("{domain} does not exist or has no mail server"),
-                });
+                return Err(RouteFailure::Permanent(Reply::new(
+                    550,
+                    (5, 1, 2),
+                    format!("{domain} does not exist or has no mail server"),
+                )));
             }
             Err(e) => return Err(RouteFailure::Temporary(e.to_string())),
         };

@@ -5,7 +5,7 @@
 
 use kuvert_core::event::{Bounce, Complaint, ReportSource};
 use kuvert_core::id::RecipientId;
-use kuvert_mail::bounce::classify;
+use kuvert_mail::bounce::bounce;
 use kuvert_mail::report::{self, DsnRecipient, MAX_DSN_RECIPIENTS, Original, Report};
 use kuvert_mail::smtp::Reply;
 use kuvert_mail::verp::{self, VerpTarget};
@@ -184,13 +184,9 @@ async fn dsn(
         }
         let reply = reply_of(r);
         let report = Recorded::Bounce(Bounce {
-            attempt: None,
-            class: classify(&reply),
-            code: reply.enhanced_string(),
-            reply: reply.to_string(),
-            mx: None,
             source: Some(ReportSource::Dsn),
             reporting_mta: reporting_mta.clone(),
+            ..bounce(&reply)
         });
         found.push((rcpt, report));
     }

@@ -46,7 +46,9 @@ impl Reply {
             if let Some((c, s, d)) = self.enhanced {
                 out.extend_from_slice(format!("{c}.{s}.{d} ").as_bytes());
             }
-            out.extend_from_slice(line.as_bytes());
+            // A CR of the text is no line end: only this loop ends lines.
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            out.extend(line.bytes().map(|b| if b == b'\r' { b' ' } else { b }));
             out.extend_from_slice(b"\r\n");
         }
         out
@@ -165,6 +167,16 @@ mod tests {
             b"250-mx.example greets c\r\n250-PIPELINING\r\n250 HELP\r\n"
         );
         assert_eq!(Reply::plain(334, "").to_wire(), b"334 \r\n");
+    }
+
+    /// Reply texts can carry what a client sent (a header name, an address): a CR in one
+    /// must not reach the wire, where it would end the line early.
+    #[test]
+    fn a_carriage_return_in_the_text_is_no_line_end() {
+        let r = Reply::new(550, (5, 6, 0), "X-Bad\rHeader: refused");
+        assert_eq!(r.to_wire(), b"550 5.6.0 X-Bad Header: refused\r\n");
+        let r = Reply::plain(250, "one\r\ntwo");
+        assert_eq!(r.to_wire(), b"250-one\r\n250 two\r\n");
     }
 
     #[test]

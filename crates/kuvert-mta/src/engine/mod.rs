@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kuvert_core::domain::DomainSettings;
-use kuvert_core::event::{Bounce, BounceClass, Delivery};
+use kuvert_core::event::Delivery;
 use kuvert_core::id::{DomainId, MessageId};
 use kuvert_dns::Dns;
+use kuvert_mail::bounce::bounce;
 use kuvert_mail::tracking::{RecipientLinks, Template};
 use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
@@ -332,16 +333,8 @@ impl Inner {
         };
         let destination = match self.router.resolve(&job.domain).await {
             Ok(d) => d,
-            Err(RouteFailure::Permanent { code, text }) => {
-                let refusal = Bounce {
-                    attempt: None,
-                    class: BounceClass::Hard,
-                    reply: format!("550 {code} {text}"),
-                    code: code.to_owned(),
-                    mx: None,
-                    source: None,
-                    reporting_mta: None,
-                };
+            Err(RouteFailure::Permanent(reply)) => {
+                let refusal = bounce(&reply);
                 return self.each_lease(job, |_| Outcome::Bounced(refusal.clone()));
             }
             Err(RouteFailure::Temporary(e)) => {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use kuvert_core::Timestamp;
 use kuvert_core::event::{Bounce, Deferral, Failure};
-use kuvert_mail::bounce::classify;
+use kuvert_mail::bounce::bounce;
 use kuvert_mail::smtp::Reply;
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -108,13 +108,8 @@ impl Inner {
     ) -> Outcome {
         if reply.is_permanent() {
             return Outcome::Bounced(Bounce {
-                attempt: None,
-                class: classify(reply),
-                code: reply.enhanced_string(),
-                reply: reply.to_string(),
                 mx: mx.clone(),
-                source: None,
-                reporting_mta: None,
+                ..bounce(reply)
             });
         }
         let why = Deferral {
