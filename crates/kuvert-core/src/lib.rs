@@ -8,7 +8,6 @@ pub mod clock;
 pub mod domain;
 pub mod duration;
 pub mod event;
-pub mod histogram;
 pub mod id;
 pub mod lookup;
 pub mod net;

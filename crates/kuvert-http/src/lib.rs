@@ -30,9 +30,8 @@ pub struct AppState {
     pub acceptor: Acceptor,
     pub dns: Dns,
     pub domain_settings: DomainSettings,
+    /// `/metrics`: the process's one registry.
     pub metrics: Metrics,
-    /// More of `/metrics`, from parts this crate does not know (the delivery engine).
-    pub more_metrics: Option<MetricsAppender>,
     /// `[webhooks] allow_private`: endpoints on private addresses are accepted.
     pub allow_private_webhooks: bool,
     /// Turns true when the server stops: long requests (the live log) end then, so that a
@@ -61,9 +60,6 @@ pub fn password_attempts() -> kuvert_core::ratelimit::RateLimiter<kuvert_core::i
         PASSWORD_ATTEMPTS,
     )
 }
-
-/// Appends Prometheus text to `/metrics`.
-pub type MetricsAppender = Box<dyn Fn(&mut String) + Send + Sync>;
 
 #[derive(OpenApi)]
 #[openapi(

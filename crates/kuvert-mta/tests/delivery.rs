@@ -530,10 +530,7 @@ async fn recipients_share_transactions_and_domains_share_connections() {
         .await;
     assert_eq!(w.sink.connections(), before, "no new connection");
     assert_eq!(
-        w.engine
-            .stats()
-            .connections_opened
-            .load(std::sync::atomic::Ordering::Relaxed),
+        w.engine.stats().connections_opened.get(),
         u64::from(w.sink.connections())
     );
 }

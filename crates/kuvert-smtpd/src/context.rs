@@ -34,6 +34,7 @@ pub struct SmtpContext {
     auth_failures: Mutex<AuthFailures>,
     /// Reports the inbound MX takes per client network.
     pub(crate) reports: kuvert_core::ratelimit::RateLimiter,
+    pub(crate) metrics: crate::metrics::SmtpMetrics,
 }
 
 /// Failed AUTH attempts by client network (the address for IPv4, its /64 for IPv6, which a
@@ -102,7 +103,13 @@ impl SmtpContext {
             per_ip: Mutex::default(),
             auth_failures: Mutex::default(),
             reports,
+            metrics: Default::default(),
         })
+    }
+
+    /// Registers SMTP's series (sessions, refused connections, answers to messages).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 
     /// Counts a failed AUTH from `ip`; returns how long to wait before answering.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 mod inbound;
 pub mod message;
+mod metrics;
 pub mod server;
 mod session;
 pub mod tls;

@@ -42,6 +42,17 @@ pub enum Listener {
     Inbound,
 }
 
+impl Listener {
+    /// Its name in metrics and logs, as in the config keys (`[smtp] NAME_listen`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Submission => "submission",
+            Listener::SubmissionTls => "submission_tls",
+            Listener::Inbound => "inbound",
+        }
+    }
+}
+
 /// Serves `kind` on `listener` until `stop` turns true; sessions in progress finish.
 pub async fn serve(
     listener: TcpListener,
@@ -82,6 +93,7 @@ async fn connection(
         Listener::Submission | Listener::SubmissionTls => &ctx.connections,
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
+        ctx.metrics.refused(kind);
         stream
             .write_all(
                 &Reply::new(421, (4, 7, 0), "Too many connections, try again later").to_wire(),
@@ -99,6 +111,7 @@ async fn connection(
         admitted
     };
     if !admitted {
+        ctx.metrics.refused(kind);
         stream
             .write_all(
                 &Reply::new(421, (4, 7, 0), "Too many connections from your address").to_wire(),
@@ -107,6 +120,7 @@ async fn connection(
         return Ok(());
     }
     let _slot = Slot { ctx, ip: peer.ip() };
+    ctx.metrics.session(kind);
     let role = match kind {
         Listener::Inbound => Role::InboundMx,
         Listener::Submission | Listener::SubmissionTls => Role::Submission,

@@ -257,7 +257,14 @@ impl<'a> Session<'a> {
                         .await?;
                         let answer = self.data(&mut io).await;
                         match answer {
-                            Ok(answer) => reply(&mut io, &answer).await?,
+                            Ok(answer) => {
+                                let role = match self.role {
+                                    Role::Submission => "submission",
+                                    Role::InboundMx => "inbound",
+                                };
+                                self.ctx.metrics.message(role, answer.code);
+                                reply(&mut io, &answer).await?
+                            }
                             Err(ReadError::Timeout) => {
                                 let _ =
                                     reply(&mut io, &Reply::new(421, (4, 4, 2), "Timeout, closing"))

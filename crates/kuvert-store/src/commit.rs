@@ -3,8 +3,7 @@
 //! writes them all in one transaction and answers each caller: under load, many messages share
 //! one flush; idle, a message waits for nothing but its own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
 
 use std::collections::BTreeMap;
 
@@ -77,22 +76,23 @@ pub struct CommitStats {
     pub messages: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    transactions: AtomicU64,
-    messages: AtomicU64,
+/// Handles on the registry's counters (`Store::register_metrics`).
+#[derive(Clone, Default)]
+pub(crate) struct Counters {
+    pub transactions: Counter,
+    pub messages: Counter,
 }
 
 pub(crate) struct Committer {
     tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
-    counters: Arc<Counters>,
+    pub(crate) counters: Counters,
 }
 
 impl Committer {
     pub fn start(pool: AnyPool, backend: crate::Backend) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        let counters = Arc::new(Counters::default());
+        let counters = Counters::default();
         let task = tokio::spawn(run(pool, backend, rx, counters.clone()));
         Self {
             tx: std::sync::Mutex::new(Some(tx)),
@@ -126,8 +126,8 @@ impl Committer {
 
     pub fn stats(&self) -> CommitStats {
         CommitStats {
-            transactions: self.counters.transactions.load(Ordering::Relaxed),
-            messages: self.counters.messages.load(Ordering::Relaxed),
+            transactions: self.counters.transactions.get(),
+            messages: self.counters.messages.get(),
         }
     }
 }
@@ -136,17 +136,15 @@ async fn run(
     pool: AnyPool,
     backend: crate::Backend,
     mut rx: mpsc::Receiver<Job>,
-    counters: Arc<Counters>,
+    counters: Counters,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let messages: Vec<&SealedMessage> = batch.iter().map(|(m, _)| m).collect();
         match write(&pool, backend, &messages).await {
             Ok(refused) => {
-                counters.transactions.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .messages
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters.transactions.inc();
+                counters.messages.inc_by(batch.len() as u64);
                 for ((_, reply), refused) in batch.drain(..).zip(refused) {
                     let _ = reply.send(refused.map_or(Ok(()), Err));
                 }
@@ -157,8 +155,8 @@ async fn run(
                 for (m, reply) in batch.drain(..) {
                     let result = write(&pool, backend, &[&m]).await;
                     if result.is_ok() {
-                        counters.transactions.fetch_add(1, Ordering::Relaxed);
-                        counters.messages.fetch_add(1, Ordering::Relaxed);
+                        counters.transactions.inc();
+                        counters.messages.inc();
                     }
                     let result = result.and_then(|mut r| r.pop().flatten().map_or(Ok(()), Err));
                     let _ = reply.send(result);

@@ -243,6 +243,21 @@ impl Store {
     pub fn commit_stats(&self) -> crate::CommitStats {
         self.0.committer.stats()
     }
+
+    /// Registers group commit's counters: messages per transaction is their ratio.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let c = &self.0.committer.counters;
+        registry.register(
+            "kuvert_commit_transactions",
+            "Group-commit transactions",
+            c.transactions.clone(),
+        );
+        registry.register(
+            "kuvert_commit_messages",
+            "Messages written by group commit",
+            c.messages.clone(),
+        );
+    }
 }
 
 /// `queue_depth`'s statement, public for the test that checks its plan.

@@ -6,16 +6,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use kuvert_core::Clock;
 use kuvert_core::account::{AccountStatus, Plan, PlanLimits};
 use kuvert_core::event::{RecipientKind, RecipientStatus, SuppressionReason};
-use kuvert_core::histogram::Histogram;
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::submission::{Limits, Submission, SubmissionError, SubmissionErrorKind};
 use kuvert_mail::mime;
 use kuvert_store::{NewMessage, NewRecipient, Store, StoreError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,17 +59,24 @@ pub struct Acceptor {
     plans: Arc<HashMap<Plan, PlanLimits>>,
     queued: Option<Arc<tokio::sync::Notify>>,
     /// From the call to the durable commit, of every accepted message.
-    latency: Arc<Histogram>,
+    latency: Histogram,
     /// What was accepted, over every entrance alike.
-    counts: Arc<AcceptCounts>,
+    counts: AcceptCounts,
 }
 
-#[derive(Default)]
+/// Counters are handles on shared values: the clones of an acceptor count together.
+#[derive(Clone, Default)]
 struct AcceptCounts {
-    messages: AtomicU64,
-    queued: AtomicU64,
-    dropped: AtomicU64,
+    messages: Counter,
+    queued: Counter,
+    dropped: Counter,
 }
+
+/// Upper bounds of the latency buckets in seconds, fine enough to read a p99 from.
+const LATENCY_BOUNDS: [f64; 20] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
+    0.15, 0.2, 0.3, 0.5, 1.0, 5.0,
+];
 
 impl Acceptor {
     pub fn new(store: Store, limits: Limits, plans: HashMap<Plan, PlanLimits>) -> Self {
@@ -78,8 +86,8 @@ impl Acceptor {
             limits,
             plans: Arc::new(plans),
             queued: None,
-            latency: Arc::default(),
-            counts: Arc::default(),
+            latency: Histogram::new(LATENCY_BOUNDS),
+            counts: AcceptCounts::default(),
         }
     }
 
@@ -100,38 +108,29 @@ impl Acceptor {
             .unwrap_or_else(|| plan.default_limits())
     }
 
-    /// The accept latency histogram and the accepted counts, for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        self.latency.render(
+    /// Registers the accept latency histogram and the accepted counts.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
             "kuvert_accept_duration_seconds",
-            "Time to accept a message, from its submission to its durable commit, over HTTP and SMTP.",
-            out,
+            "Time to accept a message, from its submission to its durable commit, over HTTP and SMTP",
+            self.latency.clone(),
         );
         let c = &self.counts;
-        for (name, help, v) in [
-            (
-                "kuvert_messages_accepted_total",
-                "Messages accepted, over HTTP and SMTP.",
-                &c.messages,
-            ),
-            (
-                "kuvert_recipients_queued_total",
-                "Recipients queued for delivery.",
-                &c.queued,
-            ),
-            (
-                "kuvert_recipients_dropped_total",
-                "Recipients dropped at acceptance (suppressed).",
-                &c.dropped,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
+        registry.register(
+            "kuvert_messages_accepted",
+            "Messages accepted, over HTTP and SMTP",
+            c.messages.clone(),
+        );
+        registry.register(
+            "kuvert_recipients_queued",
+            "Recipients queued for delivery",
+            c.queued.clone(),
+        );
+        registry.register(
+            "kuvert_recipients_dropped",
+            "Recipients dropped at acceptance (suppressed)",
+            c.dropped.clone(),
+        );
     }
 
     pub async fn accept(
@@ -141,19 +140,16 @@ impl Acceptor {
     ) -> Result<Accepted, AcceptError> {
         let started = std::time::Instant::now();
         let accepted = self.check_and_commit(account, sub).await?;
-        self.latency.record(started.elapsed());
+        self.latency.observe(started.elapsed().as_secs_f64());
         let dropped = accepted
             .recipients
             .iter()
             .filter(|r| r.status == RecipientStatus::Dropped)
             .count() as u64;
         let c = &self.counts;
-        c.messages.fetch_add(1, Ordering::Relaxed);
-        c.dropped.fetch_add(dropped, Ordering::Relaxed);
-        c.queued.fetch_add(
-            accepted.recipients.len() as u64 - dropped,
-            Ordering::Relaxed,
-        );
+        c.messages.inc();
+        c.dropped.inc_by(dropped);
+        c.queued.inc_by(accepted.recipients.len() as u64 - dropped);
         Ok(accepted)
     }
 

@@ -65,14 +65,19 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         interval: config.retention.purge_interval.0,
     }
     .start();
+    // One registry for `/metrics`: each part registers its series, read at every scrape.
+    let mut registry = prometheus_client::registry::Registry::default();
+    acceptor.register_metrics(&mut registry);
+    engine.register_metrics(&mut registry);
+    instance.store.register_metrics(&mut registry);
     let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
-    let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped).await?;
+    let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped, &mut registry).await?;
     let state = Arc::new(AppState {
         store: instance.store.clone(),
         acceptor,
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
-        metrics: Metrics::default(),
+        metrics: Metrics::new(registry),
         allow_private_webhooks: config.webhooks.allow_private,
         stopping: tokio::sync::watch::channel(false).0,
         notices,
@@ -83,10 +88,6 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
             config.tracking.requests_per_minute,
             config.tracking.requests_per_minute,
         ),
-        more_metrics: Some(Box::new({
-            let engine = engine.clone();
-            move |out: &mut String| engine.render_metrics(out)
-        })),
     });
     tracing::info!(%addr, "http listening");
     if let Some(key) = dev_key {
@@ -113,6 +114,7 @@ async fn start_smtp(
     dev: bool,
     acceptor: Acceptor,
     stop: tokio::sync::watch::Receiver<bool>,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let c = &instance.config.smtp;
     let (cert, key) = if c.tls_cert.is_empty() && dev {
@@ -144,17 +146,15 @@ async fn start_smtp(
         &instance.config.domain_settings(),
         tls.clone(),
     );
+    ctx.register_metrics(registry);
     let mut tasks = Vec::new();
     use kuvert_smtpd::Listener;
-    for (kind, listen, what) in [
-        ("submission", &c.submission_listen, Listener::Submission),
-        (
-            "submission_tls",
-            &c.submission_tls_listen,
-            Listener::SubmissionTls,
-        ),
-        ("inbound", &c.inbound_listen, Listener::Inbound),
+    for (listen, what) in [
+        (&c.submission_listen, Listener::Submission),
+        (&c.submission_tls_listen, Listener::SubmissionTls),
+        (&c.inbound_listen, Listener::Inbound),
     ] {
+        let kind = what.name();
         if listen.is_empty() || (what == Listener::SubmissionTls && tls.is_none()) {
             continue;
         }

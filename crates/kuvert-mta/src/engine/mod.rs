@@ -13,7 +13,7 @@
 //! comes to, and the writer), `signers` (the DKIM key cache), `metrics`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ use kuvert_mail::bounce::bounce;
 use kuvert_mail::tracking::{RecipientLinks, Template};
 use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -43,16 +46,37 @@ use outcome::{because, failed, write_outcomes};
 use pool::{ConnectionPool, PRUNE_EVERY};
 use send::relay_tls;
 
-/// Counts since start, for `/metrics` and the tests.
-#[derive(Default, Debug)]
+/// Counts since start, for `/metrics` and the tests. Each counter is a handle on its series
+/// in the registry, so counting is one relaxed increment.
+#[derive(Debug)]
 pub struct EngineStats {
-    pub delivered: AtomicU64,
-    pub deferred: AtomicU64,
-    pub bounced: AtomicU64,
-    pub failed: AtomicU64,
-    pub connections_opened: AtomicU64,
+    outcomes: Family<[(&'static str, &'static str); 1], Counter>,
+    pub delivered: Counter,
+    pub deferred: Counter,
+    pub bounced: Counter,
+    pub failed: Counter,
+    pub connections_opened: Counter,
     /// Outcomes that arrived after their lease had passed to another worker.
-    pub lost_leases: AtomicU64,
+    pub lost_leases: Counter,
+    /// Recipients taken from the queue and not yet finished.
+    in_flight: Gauge,
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        let outcomes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let outcome = |name| outcomes.get_or_create(&[("outcome", name)]).clone();
+        Self {
+            delivered: outcome("delivered"),
+            deferred: outcome("deferred"),
+            bounced: outcome("bounced"),
+            failed: outcome("failed"),
+            outcomes,
+            connections_opened: Counter::default(),
+            lost_leases: Counter::default(),
+            in_flight: Gauge::default(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -77,7 +101,6 @@ struct Inner {
     /// Signatures being made now, at most `signing_threads`.
     signing: Semaphore,
     destinations: Mutex<HashMap<String, Arc<ConnectionPool>>>,
-    in_flight: AtomicUsize,
     /// Round-robin over the addresses of a pool, one step per new connection.
     next_source: AtomicUsize,
     wake: Arc<Notify>,
@@ -127,7 +150,6 @@ impl Engine {
             signers: Mutex::default(),
             signing: Semaphore::new(signing_threads),
             destinations: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
             next_source: AtomicUsize::new(0),
             wake: Arc::new(Notify::new()),
             idle: Notify::new(),
@@ -150,7 +172,7 @@ impl Engine {
 
     /// Recipients taken from the queue and not yet finished.
     pub fn in_flight(&self) -> usize {
-        self.0.in_flight.load(Ordering::SeqCst)
+        self.0.in_flight()
     }
 
     /// Stops taking work, lets what is in flight finish (up to `grace`), closes idle
@@ -226,8 +248,7 @@ impl Inner {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let room = (self.config.max_in_flight as usize)
-                .saturating_sub(self.in_flight.load(Ordering::SeqCst));
+            let room = (self.config.max_in_flight as usize).saturating_sub(self.in_flight());
             if room == 0 {
                 return;
             }
@@ -247,7 +268,7 @@ impl Inner {
             if taken == 0 {
                 return;
             }
-            self.in_flight.fetch_add(taken, Ordering::SeqCst);
+            self.stats.in_flight.inc_by(taken as i64);
             let mut by_message: BTreeMap<MessageId, Vec<Lease>> = BTreeMap::new();
             for l in leases {
                 by_message.entry(l.message_id.clone()).or_default().push(l);
@@ -306,8 +327,14 @@ impl Inner {
         }
     }
 
+    fn in_flight(&self) -> usize {
+        self.stats.in_flight.get().max(0) as usize
+    }
+
     fn jobs_done(&self, n: usize) {
-        if self.in_flight.fetch_sub(n, Ordering::SeqCst) == n {
+        // The gauge is the one count of what is in flight; the decrement that takes it to
+        // zero wakes a waiting shutdown.
+        if self.stats.in_flight.dec_by(n as i64) == n as i64 {
             self.idle.notify_waiters();
         }
         self.wake.notify_one();

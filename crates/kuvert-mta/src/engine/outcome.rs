@@ -2,7 +2,6 @@
 //! and the writer that records outcomes, many jobs' in one transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use kuvert_core::Timestamp;
 use kuvert_core::event::{Bounce, Deferral, Failure};
@@ -52,9 +51,9 @@ fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
             Outcome::Bounced(_) => &stats.bounced,
             Outcome::Failed(_) => &stats.failed,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         if !held {
-            stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+            stats.lost_leases.inc();
         }
     }
 }

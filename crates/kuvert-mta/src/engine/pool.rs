@@ -153,9 +153,7 @@ impl Inner {
                 };
                 match Connection::open(options).await {
                     Ok(mut c) => {
-                        self.stats
-                            .connections_opened
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.stats.connections_opened.inc();
                         let auth = &self.config.relay;
                         if relay && !auth.username.is_empty() {
                             if c.tls_version.is_none() {

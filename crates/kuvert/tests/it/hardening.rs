@@ -188,6 +188,14 @@ async fn two_from_fields_over_smtp_are_refused_and_smtp_counts_in_metrics() {
             .any(|l| l == "kuvert_messages_accepted_total 1"),
         "the SMTP message is counted: {metrics}"
     );
+    // Beside HTTP's responses, SMTP's answers to messages, by role and class.
+    for line in [
+        "kuvert_smtp_messages_total{role=\"submission\",class=\"2xx\"} 1",
+        "kuvert_smtp_messages_total{role=\"submission\",class=\"5xx\"} 1",
+        "kuvert_smtp_sessions_total{listener=\"submission\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in: {metrics}");
+    }
 }
 
 /// `DELETE /v1/suppressions/ADDRESS` kept the address in clear in the audit log, where it
