@@ -2,10 +2,10 @@ use kuvert_core::Timestamp;
 use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::id::{AccountId, UserId};
 use kuvert_core::tracking::AccountTracking;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::FromRow;
 
-use crate::domains::{self, JOINED_COLUMNS};
+use crate::domains::{DomainRow, JOINED_COLUMNS};
+use crate::seal::AccountKey;
 use crate::{Domain, Result, Store, StoreError};
 
 pub struct NewUser {
@@ -43,14 +43,114 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
-/// Reads a text column into one of core's enums.
-pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
-    row: &AnyRow,
-    col: &str,
-) -> Result<T> {
-    let text: String = row.try_get(col)?;
+/// Reads the text of a column into one of core's enums; text it does not know is a decode
+/// error, as a column of the wrong type would be.
+pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
     text.parse()
         .map_err(|e: String| StoreError::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// An account as stored (`account` reads it by its id), its profile sealed.
+#[derive(FromRow)]
+struct AccountRow {
+    plan: String,
+    region: String,
+    status: String,
+    company: Option<Vec<u8>>,
+    country: Option<Vec<u8>>,
+    vat_id: Option<Vec<u8>>,
+    postal_address: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl AccountRow {
+    fn open(self, id: AccountId, key: &AccountKey) -> Result<Account> {
+        Ok(Account {
+            id,
+            plan: parse_column(&self.plan)?,
+            region: parse_column(&self.region)?,
+            status: parse_column(&self.status)?,
+            profile: CompanyProfile {
+                company: key.open_opt(self.company)?,
+                country: key.open_opt(self.country)?,
+                vat_id: key.open_opt(self.vat_id)?,
+                postal_address: key.open_opt(self.postal_address)?,
+            },
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+/// A user as stored, its e-mail and profile sealed.
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    email: Vec<u8>,
+    role: String,
+    salutation: Option<Vec<u8>>,
+    first_name: Option<Vec<u8>>,
+    last_name: Option<Vec<u8>>,
+    phone: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl UserRow {
+    fn open(self, account_id: AccountId, key: &AccountKey) -> Result<User> {
+        Ok(User {
+            id: UserId::from_string(self.id),
+            account_id,
+            email: key.open_string(&self.email)?,
+            role: parse_column(&self.role)?,
+            profile: UserProfile {
+                salutation: key.open_opt(self.salutation)?,
+                first_name: key.open_opt(self.first_name)?,
+                last_name: key.open_opt(self.last_name)?,
+                phone: key.open_opt(self.phone)?,
+            },
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+/// What logging in needs of a user.
+#[derive(FromRow)]
+struct PasswordRow {
+    id: String,
+    account_id: String,
+    password_hash: String,
+}
+
+/// An account's plan, status and tracking settings (JSON).
+#[derive(FromRow)]
+struct StateRow {
+    plan: String,
+    status: String,
+    tracking: Option<String>,
+}
+
+impl StateRow {
+    fn parse(self) -> Result<AccountState> {
+        let tracking = match self.tracking {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?,
+            None => AccountTracking::default(),
+        };
+        Ok(AccountState {
+            plan: parse_column(&self.plan)?,
+            status: parse_column(&self.status)?,
+            tracking,
+        })
+    }
+}
+
+/// `sending_context`'s row: the account's state, the id of the domain when the account owns
+/// it (the domain's other columns are read by [`DomainRow`] then), and the month's usage.
+#[derive(FromRow)]
+struct SendingRow {
+    #[sqlx(flatten)]
+    state: StateRow,
+    id: Option<String>,
+    used: Option<i64>,
 }
 
 impl Store {
@@ -131,7 +231,7 @@ impl Store {
     }
 
     pub async fn account(&self, id: &AccountId) -> Result<Account> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, AccountRow>(
             "SELECT id, plan, region, status, company, country, vat_id, postal_address, created_at FROM accounts WHERE id = $1",
         )
         .bind(id.as_str())
@@ -139,19 +239,7 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound("account"))?;
         let key = self.account_key(id).await?;
-        Ok(Account {
-            id: id.clone(),
-            plan: parse_column(&row, "plan")?,
-            region: parse_column(&row, "region")?,
-            status: parse_column(&row, "status")?,
-            profile: CompanyProfile {
-                company: key.open_opt(row.try_get("company")?)?,
-                country: key.open_opt(row.try_get("country")?)?,
-                vat_id: key.open_opt(row.try_get("vat_id")?)?,
-                postal_address: key.open_opt(row.try_get("postal_address")?)?,
-            },
-            created_at: Timestamp(row.try_get("created_at")?),
-        })
+        row.open(id.clone(), &key)
     }
 
     /// Finds an account by its id or by the e-mail of one of its users (what the CLI accepts).
@@ -174,46 +262,32 @@ impl Store {
 
     pub async fn users(&self, account: &AccountId) -> Result<Vec<User>> {
         let key = self.account_key(account).await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, UserRow>(
             "SELECT id, email, role, salutation, first_name, last_name, phone, created_at FROM users WHERE account_id = $1 ORDER BY created_at",
         )
         .bind(account.as_str())
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(User {
-                    id: UserId::from_string(row.try_get("id")?),
-                    account_id: account.clone(),
-                    email: key.open_string(&row.try_get::<Vec<u8>, _>("email")?)?,
-                    role: parse_column(row, "role")?,
-                    profile: UserProfile {
-                        salutation: key.open_opt(row.try_get("salutation")?)?,
-                        first_name: key.open_opt(row.try_get("first_name")?)?,
-                        last_name: key.open_opt(row.try_get("last_name")?)?,
-                        phone: key.open_opt(row.try_get("phone")?)?,
-                    },
-                    created_at: Timestamp(row.try_get("created_at")?),
-                })
-            })
+        rows.into_iter()
+            .map(|row| row.open(account.clone(), &key))
             .collect()
     }
 
     /// The password hash of a user, found by e-mail, for logging in.
     pub async fn password_hash(&self, email: &str) -> Result<Option<(UserId, AccountId, String)>> {
-        let row =
-            sqlx::query("SELECT id, account_id, password_hash FROM users WHERE email_lookup = $1")
-                .bind(self.lookup_hash(email))
-                .fetch_optional(self.pool())
-                .await?;
-        row.map(|r| {
-            Ok((
-                UserId::from_string(r.try_get("id")?),
-                AccountId::from_string(r.try_get("account_id")?),
-                r.try_get("password_hash")?,
-            ))
-        })
-        .transpose()
+        let row = sqlx::query_as::<_, PasswordRow>(
+            "SELECT id, account_id, password_hash FROM users WHERE email_lookup = $1",
+        )
+        .bind(self.lookup_hash(email))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| {
+            (
+                UserId::from_string(r.id),
+                AccountId::from_string(r.account_id),
+                r.password_hash,
+            )
+        }))
     }
 }
 
@@ -221,12 +295,12 @@ impl Store {
     /// Plan, status and tracking settings: what every submission checks, without unsealing
     /// the profile.
     pub async fn account_state(&self, id: &AccountId) -> Result<AccountState> {
-        let row = sqlx::query("SELECT plan, status, tracking FROM accounts WHERE id = $1")
+        sqlx::query_as::<_, StateRow>("SELECT plan, status, tracking FROM accounts WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.pool())
             .await?
-            .ok_or(StoreError::NotFound("account"))?;
-        state_from_row(&row)
+            .ok_or(StoreError::NotFound("account"))?
+            .parse()
     }
 
     /// What accepting a message needs to know of its account, in one statement (it runs
@@ -249,14 +323,15 @@ impl Store {
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound("account"))?;
-        let domain = match row.try_get::<Option<String>, _>("id")? {
-            Some(_) => Some(domains::from_row(&row)?),
+        let sending = SendingRow::from_row(&row)?;
+        let domain = match sending.id {
+            Some(_) => Some(DomainRow::from_row(&row)?.into()),
             None => None,
         };
         Ok(SendingContext {
-            state: state_from_row(&row)?,
+            state: sending.state.parse()?,
             domain,
-            used_this_month: row.try_get::<Option<i64>, _>("used")?.unwrap_or(0).max(0) as u64,
+            used_this_month: sending.used.unwrap_or(0).max(0) as u64,
         })
     }
 
@@ -342,17 +417,4 @@ pub struct SendingContext {
     /// `None`: the account has no such domain.
     pub domain: Option<Domain>,
     pub used_this_month: u64,
-}
-
-fn state_from_row(row: &AnyRow) -> Result<AccountState> {
-    let tracking = match row.try_get::<Option<String>, _>("tracking")? {
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?,
-        None => AccountTracking::default(),
-    };
-    Ok(AccountState {
-        plan: parse_column(row, "plan")?,
-        status: parse_column(row, "status")?,
-        tracking,
-    })
 }

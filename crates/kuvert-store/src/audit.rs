@@ -3,8 +3,9 @@
 
 use kuvert_core::Timestamp;
 use kuvert_core::id::AccountId;
-use sqlx::Row;
+use sqlx::FromRow;
 
+use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
 
 /// Who acted.
@@ -51,6 +52,50 @@ pub struct SupportGrant {
     pub expires_at: Timestamp,
 }
 
+/// An audit log entry as stored, its detail and IP address sealed.
+#[derive(FromRow)]
+struct AuditRow {
+    seq: i64,
+    actor_kind: String,
+    actor: String,
+    action: String,
+    detail: Option<Vec<u8>>,
+    ip: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl AuditRow {
+    fn open(self, key: &AccountKey) -> Result<AuditEntry> {
+        Ok(AuditEntry {
+            seq: self.seq,
+            actor_kind: self.actor_kind,
+            actor: self.actor,
+            action: self.action,
+            detail: key.open_opt(self.detail)?,
+            ip: key.open_opt(self.ip)?,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+/// A support grant as stored.
+#[derive(FromRow)]
+struct SupportGrantRow {
+    granted_by: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<SupportGrantRow> for SupportGrant {
+    fn from(r: SupportGrantRow) -> Self {
+        SupportGrant {
+            granted_by: r.granted_by,
+            created_at: Timestamp(r.created_at),
+            expires_at: Timestamp(r.expires_at),
+        }
+    }
+}
+
 impl Store {
     /// Appends to the account's audit log. `action` is kept in clear and must name no one;
     /// `detail` and `ip` are sealed.
@@ -95,7 +140,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let key = self.account_key(account).await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, AuditRow>(
             "SELECT seq, actor_kind, actor, action, detail, ip, created_at FROM audit_log WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(account.as_str())
@@ -103,19 +148,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get("seq")?,
-                    actor_kind: r.try_get("actor_kind")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    detail: key.open_opt(r.try_get("detail")?)?,
-                    ip: key.open_opt(r.try_get("ip")?)?,
-                    created_at: Timestamp(r.try_get("created_at")?),
-                })
-            })
-            .collect()
+        rows.into_iter().map(|r| r.open(&key)).collect()
     }
 
     /// The account lets support see its data until `expires_at`.
@@ -154,7 +187,7 @@ impl Store {
 
     /// The grant in force now, if any (the one that runs longest).
     pub async fn support_grant(&self, account: &AccountId) -> Result<Option<SupportGrant>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, SupportGrantRow>(
             "SELECT granted_by, created_at, expires_at FROM support_grants \
              WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY expires_at DESC LIMIT 1",
         )
@@ -162,13 +195,6 @@ impl Store {
         .bind(self.now())
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(SupportGrant {
-                granted_by: r.try_get("granted_by")?,
-                created_at: Timestamp(r.try_get("created_at")?),
-                expires_at: Timestamp(r.try_get("expires_at")?),
-            })
-        })
-        .transpose()
+        Ok(row.map(SupportGrant::from))
     }
 }

@@ -2,8 +2,9 @@
 
 use kuvert_core::Timestamp;
 use kuvert_core::id::{AccountId, MessageId};
-use sqlx::Row;
+use sqlx::FromRow;
 
+use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
 
 /// A message kept by capture mode, as it would have left.
@@ -15,6 +16,32 @@ pub struct Capture {
     pub recipients: Vec<String>,
     pub mime: Vec<u8>,
     pub created_at: Timestamp,
+}
+
+/// A captured message as stored, its recipients (JSON) and content sealed.
+#[derive(FromRow)]
+struct CaptureRow {
+    seq: i64,
+    message_id: String,
+    mail_from: String,
+    recipients: Vec<u8>,
+    mime: Vec<u8>,
+    created_at: i64,
+}
+
+impl CaptureRow {
+    fn open(self, key: &AccountKey) -> Result<Capture> {
+        let rcpts = key.open_string(&self.recipients)?;
+        Ok(Capture {
+            seq: self.seq,
+            message_id: MessageId::from_string(self.message_id),
+            mail_from: self.mail_from,
+            recipients: serde_json::from_str(&rcpts)
+                .map_err(|e| StoreError::Sealing(e.to_string()))?,
+            mime: key.open(&self.mime)?,
+            created_at: Timestamp(self.created_at),
+        })
+    }
 }
 
 impl Store {
@@ -51,7 +78,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Capture>> {
         let key = self.account_key(account).await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, CaptureRow>(
             "SELECT seq, message_id, mail_from, recipients, mime, created_at FROM captures \
              WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
@@ -60,19 +87,6 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let rcpts = key.open_string(&r.try_get::<Vec<u8>, _>("recipients")?)?;
-                Ok(Capture {
-                    seq: r.try_get("seq")?,
-                    message_id: MessageId::from_string(r.try_get("message_id")?),
-                    mail_from: r.try_get("mail_from")?,
-                    recipients: serde_json::from_str(&rcpts)
-                        .map_err(|e| StoreError::Sealing(e.to_string()))?,
-                    mime: key.open(&r.try_get::<Vec<u8>, _>("mime")?)?,
-                    created_at: Timestamp(r.try_get("created_at")?),
-                })
-            })
-            .collect()
+        rows.into_iter().map(|r| r.open(&key)).collect()
     }
 }

@@ -3,7 +3,7 @@
 
 use kuvert_core::account::AccountStatus;
 use kuvert_core::id::AccountId;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::{Result, Store, StoreError};
 
@@ -43,21 +43,25 @@ fn batch_key(table: &str) -> Option<&'static str> {
     }
 }
 
+/// The owner's e-mail (sealed) and password hash.
+#[derive(FromRow)]
+struct OwnerRow {
+    email: Vec<u8>,
+    password_hash: String,
+}
+
 impl Store {
     /// The owner's e-mail and password hash.
     pub async fn owner(&self, account: &AccountId) -> Result<(String, String)> {
         let key = self.account_key(account).await?;
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, OwnerRow>(
             "SELECT email, password_hash FROM users WHERE account_id = $1 AND role = 'owner' ORDER BY created_at LIMIT 1",
         )
         .bind(account.as_str())
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound("owner"))?;
-        Ok((
-            key.open_string(&row.try_get::<Vec<u8>, _>("email")?)?,
-            row.try_get("password_hash")?,
-        ))
+        Ok((key.open_string(&row.email)?, row.password_hash))
     }
 
     /// Closes an account for good, in one transaction: it stops sending (pending recipients
@@ -188,30 +192,38 @@ pub struct InactiveAccount {
     pub notice_at: Option<kuvert_core::Timestamp>,
 }
 
+/// An account's last activity and inactivity notice.
+#[derive(FromRow)]
+struct InactiveRow {
+    id: String,
+    last_activity_at: i64,
+    inactivity_notice_at: Option<i64>,
+}
+
+impl From<InactiveRow> for InactiveAccount {
+    fn from(r: InactiveRow) -> Self {
+        InactiveAccount {
+            id: AccountId::from_string(r.id),
+            last_activity_at: kuvert_core::Timestamp(r.last_activity_at),
+            notice_at: r.inactivity_notice_at.map(kuvert_core::Timestamp),
+        }
+    }
+}
+
 impl Store {
     /// Active accounts whose last activity is at or before `inactive_since`, with their notice.
     pub async fn inactive_accounts(
         &self,
         inactive_since: kuvert_core::Timestamp,
     ) -> Result<Vec<InactiveAccount>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, InactiveRow>(
             "SELECT id, last_activity_at, inactivity_notice_at FROM accounts WHERE status = $1 AND last_activity_at <= $2 ORDER BY id",
         )
         .bind(AccountStatus::Active.as_str())
         .bind(inactive_since.millis())
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(InactiveAccount {
-                    id: AccountId::from_string(r.try_get("id")?),
-                    last_activity_at: kuvert_core::Timestamp(r.try_get("last_activity_at")?),
-                    notice_at: r
-                        .try_get::<Option<i64>, _>("inactivity_notice_at")?
-                        .map(kuvert_core::Timestamp),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(InactiveAccount::from).collect())
     }
 
     /// Records that the account was told of its coming deletion.

@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, FromRow, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -334,6 +334,12 @@ async fn write(
     Ok(refused)
 }
 
+/// What appending an event returns: its position.
+#[derive(FromRow)]
+struct EventSeqRow {
+    seq: i64,
+}
+
 /// Appends one event and counts it in `rollup` (applied by the caller before it commits).
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
@@ -385,7 +391,7 @@ pub(crate) async fn insert_events(
     .await?;
     let seqs: Vec<i64> = rows
         .iter()
-        .map(|r| r.try_get::<i64, _>(0))
+        .map(|r| EventSeqRow::from_row(r).map(|r| r.seq))
         .collect::<Result<_, _>>()?;
     for chunk in seqs.chunks(MAX_BINDS) {
         let sql = format!(

@@ -1,8 +1,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::id::{AccountId, DomainId};
 use kuvert_core::tracking::DomainTracking;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::FromRow;
 
 use crate::{Result, Store, StoreError};
 
@@ -39,26 +38,40 @@ const COLUMNS: &str = "id, account_id, name, selector, dkim_public, sandbox, ver
 /// `COLUMNS` of a table aliased `d`, in a join.
 pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.selector, d.dkim_public, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks";
 
-pub(crate) fn from_row(row: &AnyRow) -> Result<Domain> {
-    Ok(Domain {
-        id: DomainId::from_string(row.try_get("id")?),
-        account_id: AccountId::from_string(row.try_get("account_id")?),
-        name: row.try_get("name")?,
-        selector: row.try_get("selector")?,
-        dkim_public: row.try_get("dkim_public")?,
-        sandbox: row.try_get::<i64, _>("sandbox")? != 0,
-        verified_at: row.try_get::<Option<i64>, _>("verified_at")?.map(Timestamp),
-        checked_at: row.try_get::<Option<i64>, _>("checked_at")?.map(Timestamp),
-        created_at: Timestamp(row.try_get("created_at")?),
-        tracking: DomainTracking {
-            opens: row
-                .try_get::<Option<i64>, _>("track_opens")?
-                .map(|v| v != 0),
-            clicks: row
-                .try_get::<Option<i64>, _>("track_clicks")?
-                .map(|v| v != 0),
-        },
-    })
+/// A domain as stored: the columns of `COLUMNS`.
+#[derive(FromRow)]
+pub(crate) struct DomainRow {
+    id: String,
+    account_id: String,
+    name: String,
+    selector: String,
+    dkim_public: String,
+    sandbox: i64,
+    verified_at: Option<i64>,
+    checked_at: Option<i64>,
+    created_at: i64,
+    track_opens: Option<i64>,
+    track_clicks: Option<i64>,
+}
+
+impl From<DomainRow> for Domain {
+    fn from(r: DomainRow) -> Self {
+        Domain {
+            id: DomainId::from_string(r.id),
+            account_id: AccountId::from_string(r.account_id),
+            name: r.name,
+            selector: r.selector,
+            dkim_public: r.dkim_public,
+            sandbox: r.sandbox != 0,
+            verified_at: r.verified_at.map(Timestamp),
+            checked_at: r.checked_at.map(Timestamp),
+            created_at: Timestamp(r.created_at),
+            tracking: DomainTracking {
+                opens: r.track_opens.map(|v| v != 0),
+                clicks: r.track_clicks.map(|v| v != 0),
+            },
+        }
+    }
 }
 
 impl Store {
@@ -109,14 +122,14 @@ impl Store {
 
     /// The domain whose `column` (a unique one) holds `value`.
     async fn domain_where(&self, column: &'static str, value: &str) -> Result<Domain> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, DomainRow>(&format!(
             "SELECT {COLUMNS} FROM domains WHERE {column} = $1"
         ))
         .bind(value)
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound("domain"))?;
-        from_row(&row)
+        Ok(row.into())
     }
 
     /// A domain by name if this account owns it; another account's domain is `NotFound` too,
@@ -151,13 +164,13 @@ impl Store {
     }
 
     pub async fn list_domains(&self, account: &AccountId) -> Result<Vec<Domain>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, DomainRow>(&format!(
             "SELECT {COLUMNS} FROM domains WHERE account_id = $1 ORDER BY name"
         ))
         .bind(account.as_str())
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(from_row).collect()
+        Ok(rows.into_iter().map(Domain::from).collect())
     }
 
     pub async fn delete_domain(&self, account: &AccountId, name: &str) -> Result<()> {

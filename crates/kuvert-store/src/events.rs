@@ -2,7 +2,7 @@ use kuvert_core::Timestamp;
 use kuvert_core::event::{EventDetails, EventType};
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use serde_json::{Map, Value};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::seal::AccountKey;
@@ -57,32 +57,48 @@ fn like_literal(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-/// An event row (seq, type, message_id, recipient_id, recipient, tags, data, created_at),
-/// opened with its account's key.
-pub(crate) fn event_from_row(row: &sqlx::any::AnyRow, key: &AccountKey) -> Result<EventRecord> {
-    let event_type: EventType = parse_column(row, "type")?;
-    let data = match key.open_opt(row.try_get("data")?)? {
-        Some(json) => {
-            serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
-        }
-        None => Value::Null,
-    };
-    let details = EventDetails::from_json(event_type, data)
-        .map_err(|e| StoreError::Sealing(format!("the details of a {event_type} event: {e}")))?;
-    Ok(EventRecord {
-        seq: row.try_get("seq")?,
-        event_type,
-        message_id: row
-            .try_get::<Option<String>, _>("message_id")?
-            .map(MessageId::from_string),
-        recipient_id: row
-            .try_get::<Option<String>, _>("recipient_id")?
-            .map(RecipientId::from_string),
-        recipient: key.open_opt(row.try_get("recipient")?)?,
-        tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
-        details,
-        created_at: Timestamp(row.try_get("created_at")?),
-    })
+/// The columns of an event, as [`EventRow`] reads them.
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, type, message_id, recipient_id, recipient, tags, data, created_at";
+
+/// An event as stored, its recipient and details sealed under its account's key.
+#[derive(FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    #[sqlx(rename = "type")]
+    event_type: String,
+    message_id: Option<String>,
+    recipient_id: Option<String>,
+    recipient: Option<Vec<u8>>,
+    tags: String,
+    data: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl EventRow {
+    /// The event, opened with its account's key.
+    pub(crate) fn open(self, key: &AccountKey) -> Result<EventRecord> {
+        let event_type: EventType = parse_column(&self.event_type)?;
+        let data = match key.open_opt(self.data)? {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
+            }
+            None => Value::Null,
+        };
+        let details = EventDetails::from_json(event_type, data).map_err(|e| {
+            StoreError::Sealing(format!("the details of a {event_type} event: {e}"))
+        })?;
+        Ok(EventRecord {
+            seq: self.seq,
+            event_type,
+            message_id: self.message_id.map(MessageId::from_string),
+            recipient_id: self.recipient_id.map(RecipientId::from_string),
+            recipient: key.open_opt(self.recipient)?,
+            tags: serde_json::from_str(&self.tags).unwrap_or_default(),
+            details,
+            created_at: Timestamp(self.created_at),
+        })
+    }
 }
 
 impl Store {
@@ -99,9 +115,7 @@ impl Store {
     /// The account's events, newest first.
     pub async fn list_events(&self, account: &AccountId, f: &EventFilter) -> Result<EventPage> {
         let key = self.account_key(account).await?;
-        let mut sql = String::from(
-            "SELECT seq, type, message_id, recipient_id, recipient, tags, data, created_at FROM events WHERE account_id = $1",
-        );
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1");
         let mut texts: Vec<String> = vec![account.to_string()];
         let mut ints: Vec<i64> = Vec::new();
         // Text parameters are numbered first, integers after them; the SQL is built to match.
@@ -152,7 +166,7 @@ impl Store {
             if f.oldest_first { "ASC" } else { "DESC" },
             u64::from(f.limit) + 1
         ));
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query_as::<_, EventRow>(&sql);
         for t in &texts {
             q = q.bind(t.as_str());
         }
@@ -162,8 +176,8 @@ impl Store {
         let rows = q.fetch_all(self.pool()).await?;
         let more = rows.len() > f.limit as usize;
         let mut items = Vec::with_capacity(rows.len().min(f.limit as usize));
-        for row in rows.iter().take(f.limit as usize) {
-            items.push(event_from_row(row, &key)?);
+        for row in rows.into_iter().take(f.limit as usize) {
+            items.push(row.open(&key)?);
         }
         let next = if more {
             items.last().map(|e| e.seq)

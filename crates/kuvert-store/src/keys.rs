@@ -5,8 +5,7 @@ use std::net::IpAddr;
 
 use kuvert_core::id::{AccountId, ApiKeyId};
 use kuvert_core::net::IpNetwork;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::{Result, Store, StoreError};
@@ -36,19 +35,68 @@ pub struct KeyAuth {
 /// Last use is recorded at most this often, so authentication does not write on every request.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
-fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
-    Ok(ApiKey {
-        id: ApiKeyId::from_string(row.try_get("id")?),
-        account_id: AccountId::from_string(row.try_get("account_id")?),
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        scope: parse_column(row, "scope")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        last_used_at: row
-            .try_get::<Option<i64>, _>("last_used_at")?
-            .map(Timestamp),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
-    })
+/// A key as stored: the columns of `KEY_COLUMNS`.
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: String,
+    account_id: String,
+    name: String,
+    prefix: String,
+    scope: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    fn parse(self) -> Result<ApiKey> {
+        Ok(ApiKey {
+            id: ApiKeyId::from_string(self.id),
+            account_id: AccountId::from_string(self.account_id),
+            name: self.name,
+            prefix: self.prefix,
+            scope: parse_column(&self.scope)?,
+            created_at: Timestamp(self.created_at),
+            last_used_at: self.last_used_at.map(Timestamp),
+            revoked_at: self.revoked_at.map(Timestamp),
+        })
+    }
+}
+
+/// A key joined with its account's status: who a request with it is.
+#[derive(FromRow)]
+struct KeyAuthRow {
+    id: String,
+    account_id: String,
+    scope: String,
+    status: String,
+}
+
+impl KeyAuthRow {
+    fn parse(self) -> Result<KeyAuth> {
+        Ok(KeyAuth {
+            key_id: ApiKeyId::from_string(self.id),
+            account_id: AccountId::from_string(self.account_id),
+            scope: parse_column(&self.scope)?,
+            account_status: parse_column(&self.status)?,
+        })
+    }
+}
+
+/// `authenticate`'s row: the key and when it was last used.
+#[derive(FromRow)]
+struct AuthenticateRow {
+    #[sqlx(flatten)]
+    auth: KeyAuthRow,
+    last_used_at: Option<i64>,
+}
+
+/// `smtp_ip_credential`'s row: the key and the networks it is bound to.
+#[derive(FromRow)]
+struct NetworkKeyRow {
+    #[sqlx(flatten)]
+    auth: KeyAuthRow,
+    smtp_networks: String,
 }
 
 const KEY_COLUMNS: &str =
@@ -89,7 +137,7 @@ impl Store {
 
     /// The key with this hash, if it exists and is not revoked; records its use.
     pub async fn authenticate(&self, key_hash: &str) -> Result<Option<KeyAuth>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, AuthenticateRow>(
             "SELECT k.id, k.account_id, k.scope, k.last_used_at, a.status FROM api_keys k JOIN accounts a ON a.id = k.account_id \
              WHERE k.hash = $1 AND k.revoked_at IS NULL",
         )
@@ -97,15 +145,12 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let auth = KeyAuth {
-            key_id: ApiKeyId::from_string(row.try_get("id")?),
-            account_id: AccountId::from_string(row.try_get("account_id")?),
-            scope: parse_column(&row, "scope")?,
-            account_status: parse_column(&row, "status")?,
-        };
+        let auth = row.auth.parse()?;
         let now = self.now();
-        let last: Option<i64> = row.try_get("last_used_at")?;
-        if last.is_none_or(|l| now - l >= LAST_USED_GRANULARITY_MS) {
+        if row
+            .last_used_at
+            .is_none_or(|l| now - l >= LAST_USED_GRANULARITY_MS)
+        {
             sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(auth.key_id.as_str())
@@ -134,38 +179,33 @@ impl Store {
     /// The SMTP-IP credential whose networks hold `ip`, if any (not revoked).
     pub async fn smtp_ip_credential(&self, ip: IpAddr) -> Result<Option<KeyAuth>> {
         // Few such keys exist: read them all and match here, where CIDR is understood.
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, NetworkKeyRow>(
             "SELECT k.id, k.account_id, k.scope, k.smtp_networks, a.status FROM api_keys k JOIN accounts a ON a.id = k.account_id \
              WHERE k.smtp_networks IS NOT NULL AND k.revoked_at IS NULL ORDER BY k.created_at",
         )
         .fetch_all(self.pool())
         .await?;
         for row in rows {
-            let networks: String = row.try_get("smtp_networks")?;
-            if networks
+            if row
+                .smtp_networks
                 .split(',')
                 .filter_map(|n| n.parse::<IpNetwork>().ok())
                 .any(|n| n.contains(ip))
             {
-                return Ok(Some(KeyAuth {
-                    key_id: ApiKeyId::from_string(row.try_get("id")?),
-                    account_id: AccountId::from_string(row.try_get("account_id")?),
-                    scope: parse_column(&row, "scope")?,
-                    account_status: parse_column(&row, "status")?,
-                }));
+                return Ok(Some(row.auth.parse()?));
             }
         }
         Ok(None)
     }
 
     pub async fn list_keys(&self, account: &AccountId) -> Result<Vec<ApiKey>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, ApiKeyRow>(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id"
         ))
         .bind(account.as_str())
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(key_from_row).collect()
+        rows.into_iter().map(ApiKeyRow::parse).collect()
     }
 
     /// Revokes a key of this account; revoking twice is fine, an unknown key is `NotFound`.
@@ -176,14 +216,14 @@ impl Store {
             .bind(account.as_str())
             .execute(self.writer())
             .await?;
-        let row = sqlx::query(&format!(
+        sqlx::query_as::<_, ApiKeyRow>(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND account_id = $2"
         ))
         .bind(id)
         .bind(account.as_str())
         .fetch_optional(self.pool())
         .await?
-        .ok_or(StoreError::NotFound("API key"))?;
-        key_from_row(&row)
+        .ok_or(StoreError::NotFound("API key"))?
+        .parse()
     }
 }

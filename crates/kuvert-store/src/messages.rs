@@ -2,10 +2,11 @@ use kuvert_core::Timestamp;
 use kuvert_core::event::{Dropped, EventDetails, EventType, RecipientKind, RecipientStatus};
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
 use serde_json::{Map, Value};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::commit::{SealedEvent, SealedMessage, SealedRecipient};
+use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
 
 pub struct NewRecipient {
@@ -66,6 +67,71 @@ pub struct MessageView {
     /// A tracked message's parts before tracking (JSON); `None` when untracked or removed.
     pub template: Option<String>,
     pub recipients: Vec<RecipientView>,
+}
+
+/// A message as `message` reads it, its personal values and content sealed.
+#[derive(FromRow)]
+struct MessageRow {
+    id: String,
+    sender: Vec<u8>,
+    subject: Vec<u8>,
+    size: i64,
+    tags: String,
+    metadata: Option<Vec<u8>>,
+    send_at: Option<i64>,
+    created_at: i64,
+    mime: Option<Vec<u8>>,
+    template: Option<Vec<u8>>,
+}
+
+impl MessageRow {
+    fn open(self, key: &AccountKey, recipients: Vec<RecipientView>) -> Result<MessageView> {
+        let metadata = match key.open_opt(self.metadata)? {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
+            }
+            None => Map::new(),
+        };
+        Ok(MessageView {
+            id: MessageId::from_string(self.id),
+            from: key.open_string(&self.sender)?,
+            subject: key.open_string(&self.subject)?,
+            size: self.size,
+            tags: serde_json::from_str(&self.tags).unwrap_or_default(),
+            metadata,
+            send_at: self.send_at.map(Timestamp),
+            created_at: Timestamp(self.created_at),
+            mime: self.mime.map(|m| key.open(&m)).transpose()?,
+            template: key.open_opt(self.template)?,
+            recipients,
+        })
+    }
+}
+
+/// A recipient of a message, its address sealed.
+#[derive(FromRow)]
+struct RecipientRow {
+    id: String,
+    address: Vec<u8>,
+    kind: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl RecipientRow {
+    fn open(self, key: &AccountKey) -> Result<RecipientView> {
+        Ok(RecipientView {
+            id: RecipientId::from_string(self.id),
+            email: key.open_string(&self.address)?,
+            kind: parse_column(&self.kind)?,
+            status: parse_column(&self.status)?,
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at.map(Timestamp),
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
 }
 
 impl Store {
@@ -143,7 +209,7 @@ impl Store {
     }
 
     pub async fn message(&self, account: &AccountId, id: &str) -> Result<MessageView> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, MessageRow>(
             "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, mime, template FROM messages WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
@@ -152,50 +218,17 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound("message"))?;
         let key = self.account_key(account).await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, RecipientRow>(
             "SELECT id, address, kind, status, attempts, next_attempt_at, updated_at FROM recipients WHERE message_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
         let recipients = rows
-            .iter()
-            .map(|r| {
-                Ok(RecipientView {
-                    id: RecipientId::from_string(r.try_get("id")?),
-                    email: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
-                    kind: parse_column(r, "kind")?,
-                    status: parse_column(r, "status")?,
-                    attempts: r.try_get("attempts")?,
-                    next_attempt_at: r
-                        .try_get::<Option<i64>, _>("next_attempt_at")?
-                        .map(Timestamp),
-                    updated_at: Timestamp(r.try_get("updated_at")?),
-                })
-            })
+            .into_iter()
+            .map(|r| r.open(&key))
             .collect::<Result<Vec<_>>>()?;
-        let metadata = match key.open_opt(row.try_get("metadata")?)? {
-            Some(json) => {
-                serde_json::from_str(&json).map_err(|e| StoreError::Sealing(e.to_string()))?
-            }
-            None => Map::new(),
-        };
-        Ok(MessageView {
-            id: MessageId::from_string(row.try_get("id")?),
-            from: key.open_string(&row.try_get::<Vec<u8>, _>("sender")?)?,
-            subject: key.open_string(&row.try_get::<Vec<u8>, _>("subject")?)?,
-            size: row.try_get("size")?,
-            tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
-            metadata,
-            send_at: row.try_get::<Option<i64>, _>("send_at")?.map(Timestamp),
-            created_at: Timestamp(row.try_get("created_at")?),
-            mime: row
-                .try_get::<Option<Vec<u8>>, _>("mime")?
-                .map(|m| key.open(&m))
-                .transpose()?,
-            template: key.open_opt(row.try_get("template")?)?,
-            recipients,
-        })
+        row.open(&key, recipients)
     }
 
     /// The ids of an account's messages in id order, `limit` after `after` (for the export).

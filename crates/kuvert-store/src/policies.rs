@@ -4,10 +4,32 @@ use kuvert_core::Timestamp;
 use kuvert_core::account::AccountStatus;
 use kuvert_core::id::AccountId;
 use kuvert_core::policy::PolicyVersion;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::{Result, Store};
+
+/// A published version as stored.
+#[derive(FromRow)]
+struct PolicyVersionRow {
+    document: String,
+    version: String,
+    effective_at: i64,
+    published_at: i64,
+    url: Option<String>,
+}
+
+impl PolicyVersionRow {
+    fn parse(self) -> Result<PolicyVersion> {
+        Ok(PolicyVersion {
+            document: parse_column(&self.document)?,
+            version: self.version,
+            effective_at: Timestamp(self.effective_at),
+            published_at: Timestamp(self.published_at),
+            url: self.url,
+        })
+    }
+}
 
 impl Store {
     pub async fn publish_policy(&self, v: &PolicyVersion) -> Result<()> {
@@ -26,22 +48,12 @@ impl Store {
 
     /// Every published version, oldest first.
     pub async fn policy_versions(&self) -> Result<Vec<PolicyVersion>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, PolicyVersionRow>(
             "SELECT document, version, effective_at, published_at, url FROM policy_versions ORDER BY effective_at, id",
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PolicyVersion {
-                    document: parse_column(r, "document")?,
-                    version: r.try_get("version")?,
-                    effective_at: Timestamp(r.try_get("effective_at")?),
-                    published_at: Timestamp(r.try_get("published_at")?),
-                    url: r.try_get("url")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(PolicyVersionRow::parse).collect()
     }
 
     /// Accounts in a status, by id (who must hear of a policy change).

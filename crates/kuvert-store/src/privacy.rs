@@ -6,9 +6,10 @@
 use kuvert_core::Timestamp;
 use kuvert_core::account::{PRIVACY_REQUEST_DAYS, PrivacyRight, RequestState};
 use kuvert_core::id::{AccountId, PrivacyRequestId};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::accounts::parse_column;
+use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +33,39 @@ impl PrivacyRequest {
 
 const COLUMNS: &str =
     "id, account_id, right_kind, requested_by, state, created_at, due_at, done_at";
+
+/// A request as stored (`COLUMNS`), who asked sealed.
+#[derive(FromRow)]
+struct PrivacyRequestRow {
+    id: String,
+    account_id: String,
+    right_kind: String,
+    requested_by: Vec<u8>,
+    state: String,
+    created_at: i64,
+    due_at: i64,
+    done_at: Option<i64>,
+}
+
+impl PrivacyRequestRow {
+    /// The request, who asked opened with `key`; `None`: the account's key is destroyed.
+    fn open(self, key: Option<&AccountKey>) -> Result<PrivacyRequest> {
+        let requested_by = match key {
+            Some(key) => Some(key.open_string(&self.requested_by)?),
+            None => None,
+        };
+        Ok(PrivacyRequest {
+            id: PrivacyRequestId::from_string(self.id),
+            account_id: AccountId::from_string(self.account_id),
+            right: parse_column(&self.right_kind)?,
+            requested_by,
+            state: parse_column(&self.state)?,
+            created_at: Timestamp(self.created_at),
+            due_at: Timestamp(self.due_at),
+            done_at: self.done_at.map(Timestamp),
+        })
+    }
+}
 
 impl Store {
     /// Records a request; `done` when it was answered on the spot.
@@ -95,7 +129,7 @@ impl Store {
         &self,
         account: Option<&AccountId>,
     ) -> Result<Vec<PrivacyRequest>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, PrivacyRequestRow>(&format!(
             "SELECT {COLUMNS} FROM privacy_requests WHERE ($1 = '' OR account_id = $1) \
              ORDER BY CASE WHEN state = 'open' THEN 0 ELSE 1 END, \
              CASE WHEN state = 'open' THEN due_at ELSE -created_at END, id"
@@ -104,23 +138,16 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let account_id = AccountId::from_string(r.try_get("account_id")?);
-            let requested_by = match self.account_key(&account_id).await {
-                Ok(key) => Some(key.open_string(&r.try_get::<Vec<u8>, _>("requested_by")?)?),
+        for r in rows {
+            let key = match self
+                .account_key(&AccountId::from_string(r.account_id.clone()))
+                .await
+            {
+                Ok(key) => Some(key),
                 Err(StoreError::KeyDestroyed) => None,
                 Err(e) => return Err(e),
             };
-            out.push(PrivacyRequest {
-                id: PrivacyRequestId::from_string(r.try_get("id")?),
-                right: parse_column(r, "right_kind")?,
-                state: parse_column(r, "state")?,
-                created_at: Timestamp(r.try_get("created_at")?),
-                due_at: Timestamp(r.try_get("due_at")?),
-                done_at: r.try_get::<Option<i64>, _>("done_at")?.map(Timestamp),
-                requested_by,
-                account_id,
-            });
+            out.push(r.open(key.as_deref())?);
         }
         Ok(out)
     }

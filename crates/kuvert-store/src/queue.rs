@@ -14,11 +14,12 @@ use kuvert_core::event::{
 };
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
 use rand::Rng;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::commit::{SealedEvent, insert_events};
+use crate::seal::AccountKey;
 use crate::sql::placeholders;
 use crate::stats::Rollup;
 use crate::suppressions::suppress;
@@ -122,6 +123,61 @@ impl OutcomeRecord {
     }
 }
 
+/// A recipient just leased (`lease_due`'s RETURNING), its address sealed.
+#[derive(FromRow)]
+struct LeaseRow {
+    id: String,
+    message_id: String,
+    account_id: String,
+    address: Vec<u8>,
+    attempts: i64,
+}
+
+impl LeaseRow {
+    fn open(self, key: &AccountKey, token: &str, until: i64) -> Result<Lease> {
+        Ok(Lease {
+            token: token.to_owned(),
+            recipient_id: RecipientId::from_string(self.id),
+            message_id: MessageId::from_string(self.message_id),
+            account_id: AccountId::from_string(self.account_id),
+            address: key.open_string(&self.address)?,
+            attempts: self.attempts.max(0) as u32,
+            until: Timestamp(until),
+        })
+    }
+}
+
+/// A message as delivery reads it, its content sealed; `pool` is the domain's or else the
+/// account's.
+#[derive(FromRow)]
+struct OutgoingRow {
+    id: String,
+    account_id: String,
+    domain_id: String,
+    mime: Option<Vec<u8>>,
+    require_tls: i64,
+    tags: String,
+    created_at: i64,
+    template: Option<Vec<u8>>,
+    pool: Option<String>,
+}
+
+impl OutgoingRow {
+    fn open(self, id: MessageId, key: &AccountKey) -> Result<Outgoing> {
+        Ok(Outgoing {
+            id,
+            account_id: AccountId::from_string(self.account_id),
+            domain_id: DomainId::from_string(self.domain_id),
+            mime: key.open(&self.mime.ok_or(StoreError::NotFound("message content"))?)?,
+            require_tls: self.require_tls != 0,
+            tags: serde_json::from_str(&self.tags).unwrap_or_default(),
+            created_at: Timestamp(self.created_at),
+            pool: self.pool,
+            template: self.template.map(|t| key.open(&t)).transpose()?,
+        })
+    }
+}
+
 /// `NODE.RANDOM`: the node part lets a restarted node take back what it held when it died.
 fn claim_token(node: &str) -> String {
     let mut rng = rand::thread_rng();
@@ -156,7 +212,7 @@ impl Store {
                           ORDER BY next_attempt_at LIMIT $4 {lock}) \
              RETURNING id, message_id, account_id, address, attempts"
         );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query_as::<_, LeaseRow>(&sql)
             .bind(&token)
             .bind(until)
             .bind(now)
@@ -166,10 +222,14 @@ impl Store {
         let mut leases = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for r in rows {
-            match self.lease_from_row(&r, &token, until).await {
+            let id = r.id.clone();
+            let lease = self
+                .account_key(&AccountId::from_string(r.account_id.clone()))
+                .await
+                .and_then(|key| r.open(&key, &token, until));
+            match lease {
                 Ok(l) => leases.push(l),
                 Err(e) => {
-                    let id: String = r.try_get("id")?;
                     tracing::error!(recipient = %id, error = %e, "a queued recipient cannot be read; it fails alone");
                     unreadable.push(id);
                 }
@@ -195,25 +255,6 @@ impl Store {
         Ok(leases)
     }
 
-    async fn lease_from_row(
-        &self,
-        r: &sqlx::any::AnyRow,
-        token: &str,
-        until: i64,
-    ) -> Result<Lease> {
-        let account_id = AccountId::from_string(r.try_get("account_id")?);
-        let key = self.account_key(&account_id).await?;
-        Ok(Lease {
-            token: token.to_owned(),
-            recipient_id: RecipientId::from_string(r.try_get("id")?),
-            message_id: MessageId::from_string(r.try_get("message_id")?),
-            address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
-            attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
-            account_id,
-            until: Timestamp(until),
-        })
-    }
-
     /// The message a lease belongs to, with its content unsealed.
     pub async fn outgoing(&self, id: &MessageId) -> Result<Outgoing> {
         self.outgoing_many(std::slice::from_ref(id))
@@ -235,37 +276,20 @@ impl Store {
                  FROM messages m JOIN accounts a ON a.id = m.account_id LEFT JOIN domains d ON d.id = m.domain_id WHERE m.id IN ({})",
                 placeholders(1, chunk.len())
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query_as::<_, OutgoingRow>(&sql);
             for id in chunk {
                 q = q.bind(id.as_str());
             }
             for r in q.fetch_all(self.pool()).await? {
-                let id = MessageId::from_string(r.try_get("id")?);
-                let message = self.outgoing_from_row(&id, &r).await;
+                let id = MessageId::from_string(r.id.clone());
+                let message = self
+                    .account_key(&AccountId::from_string(r.account_id.clone()))
+                    .await
+                    .and_then(|key| r.open(id.clone(), &key));
                 out.insert(id, message);
             }
         }
         Ok(out)
-    }
-
-    async fn outgoing_from_row(&self, id: &MessageId, r: &sqlx::any::AnyRow) -> Result<Outgoing> {
-        let account_id = AccountId::from_string(r.try_get("account_id")?);
-        let key = self.account_key(&account_id).await?;
-        let mime: Option<Vec<u8>> = r.try_get("mime")?;
-        Ok(Outgoing {
-            id: id.clone(),
-            domain_id: DomainId::from_string(r.try_get("domain_id")?),
-            mime: key.open(&mime.ok_or(StoreError::NotFound("message content"))?)?,
-            require_tls: r.try_get::<i64, _>("require_tls")? != 0,
-            tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
-            created_at: Timestamp(r.try_get("created_at")?),
-            pool: r.try_get("pool")?,
-            template: r
-                .try_get::<Option<Vec<u8>>, _>("template")?
-                .map(|t| key.open(&t))
-                .transpose()?,
-            account_id,
-        })
     }
 
     /// Records outcomes in one transaction: recipient state, event, and for hard bounces the
@@ -321,7 +345,7 @@ impl Store {
                      WHERE lease_owner = $4 AND id IN ({}) RETURNING id",
                     placeholders(5, chunk.len())
                 );
-                let mut q = sqlx::query(&sql)
+                let mut q = sqlx::query_scalar::<_, String>(&sql)
                     .bind(*status)
                     .bind(*next)
                     .bind(now)
@@ -329,8 +353,8 @@ impl Store {
                 for id in chunk {
                     q = q.bind(*id);
                 }
-                for r in q.fetch_all(&mut *tx).await? {
-                    updated.insert((*token, r.try_get(0)?));
+                for id in q.fetch_all(&mut *tx).await? {
+                    updated.insert((*token, id));
                 }
             }
         }

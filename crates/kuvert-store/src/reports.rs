@@ -7,7 +7,7 @@ use kuvert_core::event::{
 };
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::tracking::TrackingMode;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::commit::{SealedEvent, insert_event};
 use crate::seal::AccountKey;
@@ -44,16 +44,41 @@ impl Report {
     }
 }
 
+/// `RecipientRow`'s columns, from a recipient and its message (joined, `WHERE` to follow).
+const RECIPIENT_SELECT: &str = "SELECT r.id, r.message_id, r.account_id, r.address, m.tags, m.domain_id FROM recipients r JOIN messages m ON m.id = r.message_id";
+
+/// A recipient with its message's tags and domain, its address sealed.
+#[derive(FromRow)]
+struct RecipientRow {
+    id: String,
+    message_id: String,
+    account_id: String,
+    address: Vec<u8>,
+    tags: String,
+    domain_id: String,
+}
+
+impl RecipientRow {
+    fn open(self, key: &AccountKey) -> Result<RecipientRef> {
+        Ok(RecipientRef {
+            recipient_id: RecipientId::from_string(self.id),
+            message_id: MessageId::from_string(self.message_id),
+            account_id: AccountId::from_string(self.account_id),
+            address: key.open_string(&self.address)?,
+            tags: serde_json::from_str(&self.tags).unwrap_or_default(),
+            domain_id: self.domain_id,
+        })
+    }
+}
+
 impl Store {
     pub async fn recipient_ref(&self, id: &RecipientId) -> Result<Option<RecipientRef>> {
-        let row = sqlx::query(
-            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags, m.domain_id FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(self.pool())
-        .await?;
+        let row = sqlx::query_as::<_, RecipientRow>(&format!("{RECIPIENT_SELECT} WHERE r.id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
         match row {
-            Some(r) => Ok(Some(self.recipient_from_row(&r).await?)),
+            Some(r) => Ok(Some(self.open_recipient(r).await?)),
             None => Ok(None),
         }
     }
@@ -64,31 +89,24 @@ impl Store {
         message: &MessageId,
         address: &str,
     ) -> Result<Option<RecipientRef>> {
-        let row = sqlx::query(
-            "SELECT r.id, r.message_id, r.account_id, r.address, m.tags, m.domain_id FROM recipients r JOIN messages m ON m.id = r.message_id \
-             WHERE r.message_id = $1 AND r.address_lookup = $2",
-        )
+        let row = sqlx::query_as::<_, RecipientRow>(&format!(
+            "{RECIPIENT_SELECT} WHERE r.message_id = $1 AND r.address_lookup = $2"
+        ))
         .bind(message.as_str())
         .bind(self.lookup_hash(address))
         .fetch_optional(self.pool())
         .await?;
         match row {
-            Some(r) => Ok(Some(self.recipient_from_row(&r).await?)),
+            Some(r) => Ok(Some(self.open_recipient(r).await?)),
             None => Ok(None),
         }
     }
 
-    async fn recipient_from_row(&self, r: &sqlx::any::AnyRow) -> Result<RecipientRef> {
-        let account_id = AccountId::from_string(r.try_get("account_id")?);
-        let key = self.account_key(&account_id).await?;
-        Ok(RecipientRef {
-            recipient_id: RecipientId::from_string(r.try_get("id")?),
-            message_id: MessageId::from_string(r.try_get("message_id")?),
-            address: key.open_string(&r.try_get::<Vec<u8>, _>("address")?)?,
-            tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
-            domain_id: r.try_get("domain_id")?,
-            account_id,
-        })
+    async fn open_recipient(&self, r: RecipientRow) -> Result<RecipientRef> {
+        let key = self
+            .account_key(&AccountId::from_string(r.account_id.clone()))
+            .await?;
+        r.open(&key)
     }
 
     /// Records a report: its event, the recipient's new state (a bounce ends any retrying)

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use kuvert_core::Timestamp;
 use kuvert_core::account::Plan;
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::sql::placeholders;
@@ -75,6 +75,47 @@ pub struct PurgeRun {
     pub counts: PurgeCounts,
 }
 
+/// An account and its plan, whose retention applies to it.
+#[derive(FromRow)]
+struct AccountPlanRow {
+    id: String,
+    plan: String,
+}
+
+/// A purge run as stored.
+#[derive(FromRow)]
+struct PurgeRunRow {
+    started_at: i64,
+    finished_at: i64,
+    events: i64,
+    webhook_deliveries: i64,
+    message_contents: i64,
+    messages: i64,
+    recipients: i64,
+    captures: i64,
+    accounts: i64,
+    audit_entries: i64,
+}
+
+impl From<PurgeRunRow> for PurgeRun {
+    fn from(r: PurgeRunRow) -> Self {
+        PurgeRun {
+            started_at: Timestamp(r.started_at),
+            finished_at: Timestamp(r.finished_at),
+            counts: PurgeCounts {
+                events: r.events as u64,
+                webhook_deliveries: r.webhook_deliveries as u64,
+                message_contents: r.message_contents as u64,
+                messages: r.messages as u64,
+                recipients: r.recipients as u64,
+                captures: r.captures as u64,
+                accounts: r.accounts as u64,
+                audit_entries: r.audit_entries as u64,
+            },
+        }
+    }
+}
+
 /// A message is finished when none of its recipients waits for an attempt (or is held).
 const FINISHED: &str = "NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND (r.next_attempt_at IS NOT NULL OR r.status = 'held'))";
 
@@ -87,12 +128,12 @@ impl Store {
         c.accounts = self
             .purge_closed_accounts(policy.batches(), dry_run)
             .await?;
-        let accounts = sqlx::query("SELECT id, plan FROM accounts")
+        let accounts = sqlx::query_as::<_, AccountPlanRow>("SELECT id, plan FROM accounts")
             .fetch_all(self.pool())
             .await?;
         for row in accounts {
-            let account: String = row.try_get("id")?;
-            let plan: Plan = parse_column(&row, "plan")?;
+            let account = row.id;
+            let plan: Plan = parse_column(&row.plan)?;
             let cutoff = Timestamp(started)
                 .months_before(policy.months(plan))
                 .millis();
@@ -285,32 +326,14 @@ impl Store {
 
     /// The most recent purge runs, newest first.
     pub async fn purge_runs(&self, limit: u32) -> Result<Vec<PurgeRun>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, PurgeRunRow>(
             "SELECT started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts, audit_entries \
              FROM purge_runs ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let n = |c: &str| -> Result<u64> { Ok(r.try_get::<i64, _>(c)? as u64) };
-                Ok(PurgeRun {
-                    started_at: Timestamp(r.try_get("started_at")?),
-                    finished_at: Timestamp(r.try_get("finished_at")?),
-                    counts: PurgeCounts {
-                        events: n("events")?,
-                        webhook_deliveries: n("webhook_deliveries")?,
-                        message_contents: n("message_contents")?,
-                        messages: n("messages")?,
-                        recipients: n("recipients")?,
-                        captures: n("captures")?,
-                        accounts: n("accounts")?,
-                        audit_entries: n("audit_entries")?,
-                    },
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(PurgeRun::from).collect())
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use kuvert_core::Timestamp;
 use kuvert_core::id::AccountId;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, FromRow, Transaction};
 
 use crate::{Result, Store};
 
@@ -101,6 +101,14 @@ pub struct StatsQuery {
 /// Hourly counts: (hour start, metric, count), in hour order.
 pub type HourlyCounts = Vec<(Timestamp, String, i64)>;
 
+/// One hour's counter of one metric.
+#[derive(FromRow)]
+struct CounterRow {
+    hour: i64,
+    metric: String,
+    n: i64,
+}
+
 impl Store {
     /// Deletes up to `batch` events older than `cutoff`, oldest first; returns how many went.
     /// Bounded, so that a purge never holds the database for long. Statistics stay.
@@ -116,7 +124,7 @@ impl Store {
     }
 
     pub async fn stats(&self, account: &AccountId, q: &StatsQuery) -> Result<HourlyCounts> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, CounterRow>(
             "SELECT hour, metric, n FROM stats WHERE account_id = $1 AND domain_id = $2 AND tag = $3 AND hour >= $4 AND hour < $5 ORDER BY hour",
         )
         .bind(account.as_str())
@@ -126,14 +134,9 @@ impl Store {
         .bind(q.to.millis())
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    Timestamp(r.try_get("hour")?),
-                    r.try_get("metric")?,
-                    r.try_get("n")?,
-                ))
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|r| (Timestamp(r.hour), r.metric, r.n))
+            .collect())
     }
 }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use kuvert_core::Timestamp;
 use kuvert_core::event::SuppressionReason;
 use kuvert_core::id::AccountId;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, FromRow, Transaction};
 
 use crate::accounts::parse_column;
 use crate::sql::placeholders;
@@ -21,6 +21,22 @@ pub struct SuppressionPage {
     pub items: Vec<Suppression>,
     /// Opaque position after the last item, when there may be more.
     pub next: Option<String>,
+}
+
+/// An entry as listed, its address sealed (`None` once erased).
+#[derive(FromRow)]
+struct SuppressionRow {
+    address_lookup: String,
+    address: Option<Vec<u8>>,
+    reason: String,
+    created_at: i64,
+}
+
+/// Whether an address (by its keyed hash) is suppressed, and why.
+#[derive(FromRow)]
+struct SuppressedRow {
+    address_lookup: String,
+    reason: String,
 }
 
 /// Adds an entry or renews it (the newest reason wins). Binds: account id, address lookup
@@ -100,7 +116,7 @@ impl Store {
             Some((t, l)) => (t.parse::<i64>().unwrap_or(i64::MAX), l.to_owned()),
             None => (i64::MAX, String::new()),
         };
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, SuppressionRow>(
             "SELECT address_lookup, address, reason, created_at FROM suppressions WHERE account_id = $1 \
              AND ($2 = '' OR reason = $2) AND (created_at < $3 OR (created_at = $3 AND address_lookup < $4)) \
              ORDER BY created_at DESC, address_lookup DESC LIMIT $5",
@@ -113,22 +129,19 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let more = rows.len() > limit as usize;
-        let rows = &rows[..rows.len().min(limit as usize)];
+        let mut rows = rows;
+        rows.truncate(limit as usize);
         let next = match rows.last() {
-            Some(last) if more => Some(format!(
-                "{}.{}",
-                last.try_get::<i64, _>("created_at")?,
-                last.try_get::<String, _>("address_lookup")?
-            )),
+            Some(last) if more => Some(format!("{}.{}", last.created_at, last.address_lookup)),
             _ => None,
         };
         let items = rows
-            .iter()
+            .into_iter()
             .map(|row| {
                 Ok(Suppression {
-                    address: key.open_opt(row.try_get("address")?)?,
-                    reason: parse_column(row, "reason")?,
-                    created_at: Timestamp(row.try_get("created_at")?),
+                    address: key.open_opt(row.address)?,
+                    reason: parse_column(&row.reason)?,
+                    created_at: Timestamp(row.created_at),
                 })
             })
             .collect::<Result<_>>()?;
@@ -151,14 +164,13 @@ impl Store {
                 "SELECT address_lookup, reason FROM suppressions WHERE account_id = $1 AND address_lookup IN ({})",
                 placeholders(2, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(account.as_str());
+            let mut q = sqlx::query_as::<_, SuppressedRow>(&sql).bind(account.as_str());
             for (lookup, _) in chunk {
                 q = q.bind(lookup.as_str());
             }
             for row in q.fetch_all(self.pool()).await? {
-                let lookup: String = row.try_get("address_lookup")?;
-                if let Some((_, addr)) = chunk.iter().find(|(l, _)| *l == lookup) {
-                    found.insert((*addr).to_owned(), parse_column(&row, "reason")?);
+                if let Some((_, addr)) = chunk.iter().find(|(l, _)| *l == row.address_lookup) {
+                    found.insert((*addr).to_owned(), parse_column(&row.reason)?);
                 }
             }
         }

@@ -6,9 +6,10 @@
 use kuvert_core::Timestamp;
 use kuvert_core::event::EventType;
 use kuvert_core::id::{AccountId, WebhookId};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, FromRow, Transaction};
 
-use crate::events::{EventRecord, event_from_row};
+use crate::events::{EVENT_COLUMNS, EventRecord, EventRow};
+use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,23 +45,67 @@ pub struct Delivery {
 const WEBHOOK_COLUMNS: &str = "id, account_id, url, events, signing_key, created_at, updated_at";
 const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, last_status, last_error, done_at, ok, created_at";
 
-fn delivery_from_row(r: &sqlx::any::AnyRow) -> Result<Delivery> {
-    Ok(Delivery {
-        id: r.try_get("id")?,
-        webhook_id: WebhookId::from_string(r.try_get("webhook_id")?),
-        account_id: AccountId::from_string(r.try_get("account_id")?),
-        event_seq: r.try_get("event_seq")?,
-        event_type: r.try_get("event_type")?,
-        attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
-        next_attempt_at: Timestamp(r.try_get("next_attempt_at")?),
-        last_status: r
-            .try_get::<Option<i64>, _>("last_status")?
-            .map(|s| s as u16),
-        last_error: r.try_get("last_error")?,
-        done_at: r.try_get::<Option<i64>, _>("done_at")?.map(Timestamp),
-        ok: r.try_get::<Option<i64>, _>("ok")?.map(|v| v != 0),
-        created_at: Timestamp(r.try_get("created_at")?),
-    })
+/// An endpoint as stored (`WEBHOOK_COLUMNS`), its signing key sealed.
+#[derive(FromRow)]
+struct WebhookRow {
+    id: String,
+    account_id: String,
+    url: String,
+    events: String,
+    signing_key: Vec<u8>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl WebhookRow {
+    fn open(self, key: &AccountKey) -> Result<Webhook> {
+        let events: Vec<String> = serde_json::from_str(&self.events).unwrap_or_default();
+        Ok(Webhook {
+            id: WebhookId::from_string(self.id),
+            account_id: AccountId::from_string(self.account_id),
+            url: self.url,
+            events: events.iter().filter_map(|e| e.parse().ok()).collect(),
+            signing_key: key.open_string(&self.signing_key)?,
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
+}
+
+/// An outbox row: the columns of `DELIVERY_COLUMNS`.
+#[derive(FromRow)]
+struct DeliveryRow {
+    id: i64,
+    webhook_id: String,
+    account_id: String,
+    event_seq: i64,
+    event_type: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    done_at: Option<i64>,
+    ok: Option<i64>,
+    created_at: i64,
+}
+
+impl From<DeliveryRow> for Delivery {
+    fn from(r: DeliveryRow) -> Self {
+        Delivery {
+            id: r.id,
+            webhook_id: WebhookId::from_string(r.webhook_id),
+            account_id: AccountId::from_string(r.account_id),
+            event_seq: r.event_seq,
+            event_type: r.event_type,
+            attempts: r.attempts.max(0) as u32,
+            next_attempt_at: Timestamp(r.next_attempt_at),
+            last_status: r.last_status.map(|s| s as u16),
+            last_error: r.last_error,
+            done_at: r.done_at.map(Timestamp),
+            ok: r.ok.map(|v| v != 0),
+            created_at: Timestamp(r.created_at),
+        }
+    }
 }
 
 /// The rows by which events find endpoint `webhook` (none: it wants every event), in place
@@ -92,20 +137,12 @@ async fn set_event_types(
 }
 
 impl Store {
-    async fn webhook_from_row(&self, r: &sqlx::any::AnyRow) -> Result<Webhook> {
-        let account_id = AccountId::from_string(r.try_get("account_id")?);
-        let key = self.account_key(&account_id).await?;
-        let events: Vec<String> =
-            serde_json::from_str(&r.try_get::<String, _>("events")?).unwrap_or_default();
-        Ok(Webhook {
-            id: WebhookId::from_string(r.try_get("id")?),
-            url: r.try_get("url")?,
-            events: events.iter().filter_map(|e| e.parse().ok()).collect(),
-            signing_key: key.open_string(&r.try_get::<Vec<u8>, _>("signing_key")?)?,
-            created_at: Timestamp(r.try_get("created_at")?),
-            updated_at: Timestamp(r.try_get("updated_at")?),
-            account_id,
-        })
+    /// An endpoint read from the database, opened with its account's key.
+    async fn open_webhook(&self, row: WebhookRow) -> Result<Webhook> {
+        let key = self
+            .account_key(&AccountId::from_string(row.account_id.clone()))
+            .await?;
+        row.open(&key)
     }
 
     pub async fn create_webhook(
@@ -138,7 +175,7 @@ impl Store {
     }
 
     pub async fn webhook(&self, account: &AccountId, id: &str) -> Result<Webhook> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query_as::<_, WebhookRow>(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2"
         ))
         .bind(id)
@@ -146,19 +183,19 @@ impl Store {
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound("webhook"))?;
-        self.webhook_from_row(&row).await
+        self.open_webhook(row).await
     }
 
     pub async fn list_webhooks(&self, account: &AccountId) -> Result<Vec<Webhook>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, WebhookRow>(&format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 ORDER BY created_at, id"
         ))
         .bind(account.as_str())
         .fetch_all(self.pool())
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.webhook_from_row(r).await?);
+        for r in rows {
+            out.push(self.open_webhook(r).await?);
         }
         Ok(out)
     }
@@ -219,19 +256,19 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Delivery>> {
         self.webhook(account, id).await?;
-        let rows = sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2"))
+        let rows = sqlx::query_as::<_, DeliveryRow>(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2"))
             .bind(id)
             .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(delivery_from_row).collect()
+        Ok(rows.into_iter().map(Delivery::from).collect())
     }
 
     /// The next delivery of each endpoint whose oldest pending one is due, taken for
     /// `hold_ms` (a dispatcher that dies leaves it due again then).
     pub async fn take_webhook_heads(&self, limit: u32, hold_ms: i64) -> Result<Vec<Delivery>> {
         let now = self.now();
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE id IN \
              (SELECT MIN(id) FROM webhook_outbox WHERE done_at IS NULL GROUP BY webhook_id) AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
         ))
@@ -240,8 +277,8 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let mut taken = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let d = delivery_from_row(r)?;
+        for r in rows {
+            let d = Delivery::from(r);
             let claimed = sqlx::query("UPDATE webhook_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3 AND done_at IS NULL")
                 .bind(now + hold_ms)
                 .bind(d.id)
@@ -283,14 +320,16 @@ impl Store {
 
     /// One event of an account, by its position.
     pub async fn event_by_seq(&self, account: &AccountId, seq: i64) -> Result<Option<EventRecord>> {
-        let row = sqlx::query("SELECT seq, type, message_id, recipient_id, recipient, tags, data, created_at FROM events WHERE seq = $1 AND account_id = $2")
-            .bind(seq)
-            .bind(account.as_str())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query_as::<_, EventRow>(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1 AND account_id = $2"
+        ))
+        .bind(seq)
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let key = self.account_key(account).await?;
-        Ok(Some(event_from_row(&row, &key)?))
+        Ok(Some(row.open(&key)?))
     }
 }
 
