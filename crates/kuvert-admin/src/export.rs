@@ -188,7 +188,6 @@ pub async fn write_export<S: ExportSink>(
                     "id": m.id, "sender": m.from, "subject": m.subject, "size": m.size, "tags": m.tags,
                     "metadata": m.metadata, "send_at": m.send_at.map(time), "created_at": time(m.created_at),
                     "mime": m.mime.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                    "template": m.template.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
                 }))
                 .await?;
             }

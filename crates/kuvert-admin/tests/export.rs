@@ -68,7 +68,7 @@ async fn the_export_holds_every_personal_column() {
         [(Plan::Free, Plan::Free.default_limits())].into(),
     );
 
-    // A tracked message (so it keeps a template), to two recipients.
+    // A tracked message, to two recipients.
     let mut sub = Submission::plain(
         Mailbox::parse(&format!("{}@exp.example", m("messages", "sender"))).expect("from"),
         vec![
@@ -78,7 +78,7 @@ async fn the_export_holds_every_personal_column() {
         &m("messages", "subject"),
         &m("messages", "mime"),
     );
-    sub.html = Some(format!("<p>{}</p>", m("messages", "template")));
+    sub.parts_mut().expect("parts").html = Some("<p>Tracked</p>".into());
     sub.metadata = json!({"order": m("messages", "metadata")})
         .as_object()
         .cloned()

@@ -30,20 +30,32 @@ pub struct Submission {
     pub bcc: Vec<Mailbox>,
     pub reply_to: Option<Mailbox>,
     pub subject: String,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub attachments: Vec<Attachment>,
+    pub body: Body,
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
     pub send_at: Option<Timestamp>,
     pub tracking: TrackingOptions,
     pub require_tls: bool,
+}
+
+/// What a message says: parts Kuvert builds into MIME, or a message that came whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Parts(Parts),
     /// A complete RFC 5322 message (SMTP submission), sent as it is but for `Message-ID` and
-    /// `Date`, added when missing. The parts (text, html, attachments, headers) are then
-    /// empty, and to, cc and bcc are the envelope's recipients, sorted by the header they
-    /// appear in.
-    pub raw: Option<Vec<u8>>,
+    /// `Date`, added when missing; to, cc and bcc are the envelope's recipients, sorted by
+    /// the header they appear in.
+    Raw(Vec<u8>),
+}
+
+/// The parts of a message Kuvert builds: at least a text or an html body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// The caller's own header fields (`X-Campaign: spring`).
+    pub headers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,18 +163,17 @@ impl Submission {
             });
         }
         no_line_breaks("subject", &self.subject)?;
-        if self.raw.is_some() {
-            if self.text.is_some()
-                || self.html.is_some()
-                || !self.attachments.is_empty()
-                || !self.headers.is_empty()
-            {
-                return Err(SubmissionError::invalid(
-                    "raw",
-                    "a complete message comes without separate parts",
-                ));
-            }
-        } else if self.text.is_none() && self.html.is_none() {
+        if let Body::Parts(parts) = &self.body {
+            parts.check()?;
+        }
+        self.check_tags_and_schedule(now)
+    }
+}
+
+impl Parts {
+    /// A body, valid header fields of the caller's own, attachments with a name and a type.
+    fn check(&self) -> Result<(), SubmissionError> {
+        if self.text.is_none() && self.html.is_none() {
             return Err(SubmissionError::invalid(
                 "text",
                 "a message needs a text or an html body",
@@ -209,6 +220,12 @@ impl Submission {
                 ));
             }
         }
+        Ok(())
+    }
+}
+
+impl Submission {
+    fn check_tags_and_schedule(&self, now: Timestamp) -> Result<(), SubmissionError> {
         if self.tags.len() > MAX_TAGS {
             return Err(SubmissionError::invalid(
                 "tags",
@@ -256,16 +273,30 @@ impl Submission {
             bcc: vec![],
             reply_to: None,
             subject: subject.into(),
-            text: Some(text.into()),
-            html: None,
-            headers: vec![],
-            attachments: vec![],
+            body: Body::Parts(Parts {
+                text: Some(text.into()),
+                ..Parts::default()
+            }),
             tags: vec![],
             metadata: Map::new(),
             send_at: None,
             tracking: TrackingOptions::default(),
             require_tls: false,
-            raw: None,
+        }
+    }
+
+    /// The parts of a message Kuvert builds; `None` for one that came whole.
+    pub fn parts(&self) -> Option<&Parts> {
+        match &self.body {
+            Body::Parts(p) => Some(p),
+            Body::Raw(_) => None,
+        }
+    }
+
+    pub fn parts_mut(&mut self) -> Option<&mut Parts> {
+        match &mut self.body {
+            Body::Parts(p) => Some(p),
+            Body::Raw(_) => None,
         }
     }
 }
@@ -281,6 +312,10 @@ mod tests {
             "Hello",
             "Hi Ann",
         )
+    }
+
+    fn parts(s: &mut Submission) -> &mut Parts {
+        s.parts_mut().expect("built from parts")
     }
 
     fn field_of(s: &Submission) -> Option<String> {
@@ -300,13 +335,17 @@ mod tests {
         s.subject = "Hi\r\nBcc: victim@example.com".into();
         assert_eq!(field_of(&s).as_deref(), Some("subject"));
         let mut s = sample();
-        s.headers.push(("X-Campaign".into(), "a\nb".into()));
+        parts(&mut s)
+            .headers
+            .push(("X-Campaign".into(), "a\nb".into()));
         assert_eq!(field_of(&s).as_deref(), Some("headers.X-Campaign"));
         let mut s = sample();
-        s.headers.push(("Bad Name".into(), "v".into()));
+        parts(&mut s).headers.push(("Bad Name".into(), "v".into()));
         assert_eq!(field_of(&s).as_deref(), Some("headers[0]"));
         let mut s = sample();
-        s.headers.push(("bcc".into(), "x@y.example".into()));
+        parts(&mut s)
+            .headers
+            .push(("bcc".into(), "x@y.example".into()));
         assert_eq!(field_of(&s).as_deref(), Some("headers.bcc"));
     }
 
@@ -315,12 +354,12 @@ mod tests {
     #[test]
     fn a_header_name_leaves_room_for_its_value() {
         let mut s = sample();
-        s.headers.push((
+        parts(&mut s).headers.push((
             "X-".to_owned() + &"n".repeat(MAX_HEADER_NAME - 2),
             "v".into(),
         ));
         assert_eq!(field_of(&s), None);
-        s.headers[0].0.push('n');
+        parts(&mut s).headers[0].0.push('n');
         assert_eq!(field_of(&s).as_deref(), Some("headers[0]"));
     }
 
@@ -342,7 +381,7 @@ mod tests {
         s.to.clear();
         assert_eq!(field_of(&s).as_deref(), Some("to"));
         let mut s = sample();
-        s.text = None;
+        parts(&mut s).text = None;
         assert_eq!(field_of(&s).as_deref(), Some("text"));
         let mut s = sample();
         s.tags = vec!["spring sale".into()];
@@ -351,7 +390,7 @@ mod tests {
         s.send_at = Some(Timestamp(0).plus_days(8));
         assert_eq!(field_of(&s).as_deref(), Some("send_at"));
         let mut s = sample();
-        s.attachments.push(Attachment {
+        parts(&mut s).attachments.push(Attachment {
             filename: "a.pdf".into(),
             content_type: "pdf".into(),
             content: vec![],

@@ -59,6 +59,24 @@ pub struct DomainTracking {
     pub clicks: Option<bool>,
 }
 
+/// What each recipient's copy of a message carries, decided once at acceptance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// A pixel at the end of the HTML.
+    pub opens: bool,
+    /// HTML links through the click redirect.
+    pub clicks: bool,
+    /// `List-Unsubscribe` (one click, RFC 8058) and the `{{unsubscribe_url}}` placeholder.
+    pub unsubscribe: bool,
+}
+
+impl Tracking {
+    /// Whether each recipient needs a copy of its own.
+    pub fn any(self) -> bool {
+        self.opens || self.clicks || self.unsubscribe
+    }
+}
+
 impl TrackingOptions {
     /// What a message gets: its own choice, else its domain's, else its account's; nothing
     /// when the account turned tracking off. Unsubscribe links are not tracking and stay.
@@ -67,13 +85,13 @@ impl TrackingOptions {
         tags: &[String],
         domain: &DomainTracking,
         account: &AccountTracking,
-    ) -> TrackingOptions {
+    ) -> Tracking {
         let on = account.mode != TrackingMode::Off;
         let unsubscribe =
             self.unsubscribe || tags.iter().any(|t| account.unsubscribe_tags.contains(t));
-        TrackingOptions {
-            opens: Some(on && self.opens.or(domain.opens).unwrap_or(account.opens)),
-            clicks: Some(on && self.clicks.or(domain.clicks).unwrap_or(account.clicks)),
+        Tracking {
+            opens: on && self.opens.or(domain.opens).unwrap_or(account.opens),
+            clicks: on && self.clicks.or(domain.clicks).unwrap_or(account.clicks),
             unsubscribe,
         }
     }
@@ -211,15 +229,9 @@ mod tests {
             unsubscribe: false,
         };
         let r = asked.resolve(&["news".into()], &domain, &account);
-        assert_eq!(
-            (r.opens, r.clicks, r.unsubscribe),
-            (Some(false), Some(true), true)
-        );
+        assert_eq!((r.opens, r.clicks, r.unsubscribe), (false, true, true));
         let r = TrackingOptions::default().resolve(&[], &DomainTracking::default(), &account);
-        assert_eq!(
-            (r.opens, r.clicks, r.unsubscribe),
-            (Some(true), Some(false), false)
-        );
+        assert_eq!((r.opens, r.clicks, r.unsubscribe), (true, false, false));
         account.mode = TrackingMode::Off;
         let all = TrackingOptions {
             opens: Some(true),
@@ -227,10 +239,7 @@ mod tests {
             unsubscribe: true,
         };
         let r = all.resolve(&[], &domain, &account);
-        assert_eq!(
-            (r.opens, r.clicks, r.unsubscribe),
-            (Some(false), Some(false), true)
-        );
+        assert_eq!((r.opens, r.clicks, r.unsubscribe), (false, false, true));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
 use kuvert_core::id::MessageId;
-use kuvert_core::submission::Submission;
+use kuvert_core::submission::{Body, Submission};
 use kuvert_core::{Mailbox, Timestamp};
 
 fn address(m: &Mailbox) -> Address<'static> {
@@ -27,11 +27,14 @@ pub fn message_id_header(id: &MessageId, from_domain: &str) -> String {
     format!("{id}@{from_domain}")
 }
 
-/// The message as it will be sent, before DKIM signing. Bcc recipients are not in the headers.
+/// The message as it will be sent, before DKIM signing (and, when tracked, before each
+/// recipient's links are written in by `tracking::personalise`). Bcc recipients are not in
+/// the headers.
 pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
-    if let Some(raw) = &s.raw {
-        return complete(raw, id, s.from.address.domain(), now);
-    }
+    let parts = match &s.body {
+        Body::Raw(raw) => return complete(raw, id, s.from.address.domain(), now),
+        Body::Parts(parts) => parts,
+    };
     let mut b = MessageBuilder::new()
         .from(address(&s.from))
         .subject(s.subject.clone())
@@ -46,7 +49,7 @@ pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
     if let Some(r) = &s.reply_to {
         b = b.reply_to(address(r));
     }
-    for (name, value) in &s.headers {
+    for (name, value) in &parts.headers {
         // URL headers go as they are: encoded words would break the URL (RFC 2369).
         if name.eq_ignore_ascii_case("List-Unsubscribe")
             || name.eq_ignore_ascii_case("List-Unsubscribe-Post")
@@ -56,13 +59,13 @@ pub fn build(s: &Submission, id: &MessageId, now: Timestamp) -> Vec<u8> {
             b = b.header(Cow::Owned(name.clone()), Text::new(value.clone()));
         }
     }
-    if let Some(t) = &s.text {
+    if let Some(t) = &parts.text {
         b = b.text_body(t.clone());
     }
-    if let Some(h) = &s.html {
+    if let Some(h) = &parts.html {
         b = b.html_body(h.clone());
     }
-    for a in &s.attachments {
+    for a in &parts.attachments {
         b = b.attachment(
             a.content_type.clone(),
             a.filename.clone(),
@@ -94,6 +97,10 @@ mod tests {
     use super::*;
     use kuvert_core::submission::Attachment;
 
+    fn parts(s: &mut Submission) -> &mut kuvert_core::submission::Parts {
+        s.parts_mut().expect("built from parts")
+    }
+
     fn sample() -> Submission {
         Submission::plain(
             Mailbox::parse("Shop <news@shop.example>").expect("valid"),
@@ -106,9 +113,8 @@ mod tests {
     #[test]
     fn a_whole_message_gets_what_it_lacks() {
         let mut s = sample();
-        s.text = None;
         let id = MessageId::generate(Timestamp(1_800_000_000_000));
-        s.raw = Some(b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n".to_vec());
+        s.body = Body::Raw(b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n".to_vec());
         let out = String::from_utf8(build(&s, &id, Timestamp(1_800_000_000_000))).expect("utf-8");
         assert!(out.starts_with(&format!("Message-ID: <{id}@")), "{out}");
         assert!(
@@ -116,12 +122,12 @@ mod tests {
                 && out.ends_with("From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n"),
             "{out}"
         );
-        s.raw = Some(
+        let raw =
             b"Message-ID: <mine@example.com>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nbody"
-                .to_vec(),
-        );
+                .to_vec();
+        s.body = Body::Raw(raw.clone());
         let out = build(&s, &id, Timestamp(1_800_000_000_000));
-        assert_eq!(out, s.raw.clone().expect("raw"), "kept as it is");
+        assert_eq!(out, raw, "kept as it is");
     }
 
     /// Found by the `send_json` fuzz target: a value after a long header name must stay in
@@ -130,7 +136,8 @@ mod tests {
     fn a_value_after_the_longest_header_name_stays_in_its_field() {
         let mut s = sample();
         let name = "X-".to_owned() + &"n".repeat(kuvert_core::submission::MAX_HEADER_NAME - 2);
-        s.headers
+        parts(&mut s)
+            .headers
             .push((name.clone(), "From: ceo@victim.example".into()));
         assert!(s.check(&Default::default(), Timestamp(0)).is_ok());
         let raw = String::from_utf8(build(&s, &MessageId::generate(Timestamp(0)), Timestamp(0)))
@@ -149,9 +156,11 @@ mod tests {
         let mut s = sample();
         s.bcc
             .push(Mailbox::parse("hidden@example.org").expect("valid"));
-        s.html = Some("<p>Hi</p>".into());
-        s.headers.push(("X-Campaign".into(), "spring".into()));
-        s.attachments.push(Attachment {
+        parts(&mut s).html = Some("<p>Hi</p>".into());
+        parts(&mut s)
+            .headers
+            .push(("X-Campaign".into(), "spring".into()));
+        parts(&mut s).attachments.push(Attachment {
             filename: "a.txt".into(),
             content_type: "text/plain".into(),
             content: b"attached".to_vec(),

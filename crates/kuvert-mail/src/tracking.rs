@@ -1,14 +1,11 @@
 //! The links of one recipient's copy of a tracked message: the HTML rewritten so that clicks
-//! pass through Kuvert, the open pixel, the unsubscribe link, and the template a tracked
-//! message is kept as until then.
+//! pass through Kuvert, the open pixel, the unsubscribe link, written into the message's
+//! MIME at delivery.
 
-use base64::Engine as _;
-use kuvert_core::id::{AccountId, MessageId, RecipientId};
+use kuvert_core::id::{AccountId, RecipientId};
 use kuvert_core::lookup::LookupKey;
-use kuvert_core::submission::{Attachment, Submission, TrackingOptions};
-use kuvert_core::tracking::{Link, token};
-use kuvert_core::{EmailAddress, Mailbox, Timestamp};
-use serde::{Deserialize, Serialize};
+use kuvert_core::tracking::{Link, Tracking, token};
+use mail_parser::{MessageParser, PartType};
 
 /// Where one recipient's tracking links point.
 pub struct RecipientLinks<'a> {
@@ -127,134 +124,277 @@ fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
 /// The body placeholder replaced by the recipient's unsubscribe link.
 pub const UNSUBSCRIBE_PLACEHOLDER: &str = "{{unsubscribe_url}}";
 
-/// A tracked message's content, kept (sealed) instead of finished MIME: each recipient's
-/// copy is built from it at delivery, with its own links.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Template {
-    pub from: String,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    pub reply_to: Option<String>,
-    pub subject: String,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub headers: Vec<(String, String)>,
-    /// (file name, content type, base64 content)
-    pub attachments: Vec<(String, String, String)>,
-    pub opens: bool,
-    pub clicks: bool,
-    pub unsubscribe: bool,
+/// One recipient's copy of a tracked message: the MIME built at acceptance, with the
+/// recipient's links written in. Only the text and HTML body parts change, each written again
+/// with the transfer encoding its new text needs; every other byte (the header, the
+/// attachments, the boundaries) stays as built, and the `List-Unsubscribe` fields go first.
+/// So content flows one way: built once, stored once, personalised at delivery.
+pub fn personalise(mime: &[u8], tracking: Tracking, links: &RecipientLinks<'_>) -> Vec<u8> {
+    let unsubscribe = tracking.unsubscribe.then(|| links.url(&Link::Unsubscribe));
+    let mut out = Vec::with_capacity(mime.len() + mime.len() / 4 + 512);
+    if let Some(u) = &unsubscribe {
+        // RFC 8058: one click, by POST, with no further step. Inside the DKIM signature,
+        // which is made after this.
+        out.extend_from_slice(
+            format!(
+                "List-Unsubscribe: <{u}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let Some(message) = MessageParser::new().parse(mime) else {
+        out.extend_from_slice(mime);
+        return out;
+    };
+    let mut bodies: Vec<u32> = message
+        .text_body
+        .iter()
+        .chain(&message.html_body)
+        .copied()
+        .collect();
+    bodies.sort_unstable();
+    bodies.dedup();
+    let mut copied = 0;
+    for id in bodies {
+        let Some(part) = message.parts.get(id as usize) else {
+            continue;
+        };
+        let new = match (&part.body, &unsubscribe) {
+            (PartType::Html(html), _) => html_copy(html, tracking, unsubscribe.as_deref(), links),
+            (PartType::Text(text), Some(u)) => text.replace(UNSUBSCRIBE_PLACEHOLDER, u),
+            _ => continue,
+        };
+        let (start, body, end) = (
+            part.offset_header as usize,
+            part.offset_body as usize,
+            part.offset_end as usize,
+        );
+        // Parts come in the order of the message; one that does not fits no splice.
+        if start < copied || start > body || body > end || end > mime.len() {
+            continue;
+        }
+        out.extend_from_slice(&mime[copied..start]);
+        for field in crate::header::parse(&mime[start..body]).fields {
+            if !field.is("Content-Transfer-Encoding") {
+                out.extend_from_slice(field.raw);
+            }
+        }
+        encode_body(new.as_bytes(), &mut out);
+        copied = end;
+    }
+    out.extend_from_slice(&mime[copied..]);
+    out
 }
 
-impl Template {
-    /// The template of a submission that wants tracking, or `None`.
-    pub fn of(s: &Submission) -> Option<Self> {
-        let t = &s.tracking;
-        let (opens, clicks, unsubscribe) =
-            (t.opens == Some(true), t.clicks == Some(true), t.unsubscribe);
-        if s.raw.is_some() || !(opens || clicks || unsubscribe) {
-            return None;
+/// The HTML of a recipient's copy: the unsubscribe link filled in, links through the click
+/// redirect, the pixel before `</body>`.
+fn html_copy(
+    html: &str,
+    tracking: Tracking,
+    unsubscribe: Option<&str>,
+    links: &RecipientLinks<'_>,
+) -> String {
+    let html = match unsubscribe {
+        Some(u) => html.replace(UNSUBSCRIBE_PLACEHOLDER, &u.replace('&', "&amp;")),
+        None => html.to_owned(),
+    };
+    let mut html = if tracking.clicks {
+        rewrite_links(&html, |url| links.url(&Link::Click(url.to_owned())))
+    } else {
+        html
+    };
+    if tracking.opens {
+        let pixel = format!(
+            "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0;width:1px;height:1px\">",
+            links.url(&Link::Open)
+        );
+        match find_ci(&html, "</body>") {
+            Some(i) => html.insert_str(i, &pixel),
+            None => html.push_str(&pixel),
         }
-        let list = |l: &[Mailbox]| l.iter().map(ToString::to_string).collect();
-        Some(Self {
-            from: s.from.to_string(),
-            to: list(&s.to),
-            cc: list(&s.cc),
-            reply_to: s.reply_to.as_ref().map(ToString::to_string),
-            subject: s.subject.clone(),
-            text: s.text.clone(),
-            html: s.html.clone(),
-            headers: s.headers.clone(),
-            attachments: s
-                .attachments
-                .iter()
-                .map(|a| {
-                    (
-                        a.filename.clone(),
-                        a.content_type.clone(),
-                        base64::engine::general_purpose::STANDARD.encode(&a.content),
-                    )
-                })
-                .collect(),
-            opens,
-            clicks,
-            unsubscribe,
-        })
     }
+    html
+}
 
-    /// The recipient's copy, as it will be signed and sent.
-    pub fn render(&self, id: &MessageId, created: Timestamp, p: &RecipientLinks<'_>) -> Vec<u8> {
-        let parse = |a: &str| Mailbox::parse(a).ok();
-        let mut s = Submission {
-            from: parse(&self.from).unwrap_or_else(|| Mailbox {
-                name: None,
-                address: EmailAddress::parse("invalid@invalid.invalid").expect("valid"),
-            }),
-            to: self.to.iter().filter_map(|a| parse(a)).collect(),
-            cc: self.cc.iter().filter_map(|a| parse(a)).collect(),
-            bcc: vec![],
-            reply_to: self.reply_to.as_deref().and_then(parse),
-            subject: self.subject.clone(),
-            text: self.text.clone(),
-            html: self.html.clone(),
-            headers: self.headers.clone(),
-            attachments: self
-                .attachments
-                .iter()
-                .map(|(f, t, c)| Attachment {
-                    filename: f.clone(),
-                    content_type: t.clone(),
-                    content: base64::engine::general_purpose::STANDARD
-                        .decode(c)
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            tags: vec![],
-            metadata: Default::default(),
-            send_at: None,
-            tracking: TrackingOptions::default(),
-            require_tls: false,
-            raw: None,
-        };
-        let unsubscribe = self.unsubscribe.then(|| p.url(&Link::Unsubscribe));
-        if let Some(u) = &unsubscribe {
-            s.text = s.text.map(|t| t.replace(UNSUBSCRIBE_PLACEHOLDER, u));
-            s.html = s
-                .html
-                .map(|h| h.replace(UNSUBSCRIBE_PLACEHOLDER, &u.replace('&', "&amp;")));
-            // RFC 8058: one click, by POST, with no further step.
-            s.headers
-                .push(("List-Unsubscribe".into(), format!("<{u}>")));
-            s.headers.push((
-                "List-Unsubscribe-Post".into(),
-                "List-Unsubscribe=One-Click".into(),
-            ));
+/// A body part's `Content-Transfer-Encoding` field, the blank line and the body, encoded as
+/// mail-builder encodes the parts it builds (7bit while lines are short and ASCII).
+fn encode_body(text: &[u8], out: &mut Vec<u8>) {
+    use mail_builder::encoders::base64::base64_encode_mime;
+    use mail_builder::encoders::encode::{EncodingType, get_encoding_type};
+    use mail_builder::encoders::quoted_printable::quoted_printable_encode;
+    let written = match get_encoding_type(text, false, true) {
+        EncodingType::Base64 => {
+            out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+            base64_encode_mime(text, &mut *out, false)
         }
-        if let Some(html) = s.html.take() {
-            let mut html = if self.clicks {
-                rewrite_links(&html, |url| p.url(&Link::Click(url.to_owned())))
-            } else {
-                html
-            };
-            if self.opens {
-                let pixel = format!(
-                    "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0;width:1px;height:1px\">",
-                    p.url(&Link::Open)
-                );
-                match find_ci(&html, "</body>") {
-                    Some(i) => html.insert_str(i, &pixel),
-                    None => html.push_str(&pixel),
+        EncodingType::QuotedPrintable(_) => {
+            out.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+            quoted_printable_encode(text, &mut *out, true)
+        }
+        EncodingType::None => {
+            out.extend_from_slice(b"Content-Transfer-Encoding: 7bit\r\n\r\n");
+            let mut previous = 0;
+            for &b in text {
+                if b == b'\n' && previous != b'\r' {
+                    out.push(b'\r');
                 }
+                out.push(b);
+                previous = b;
             }
-            s.html = Some(html);
+            Ok(0)
         }
-        crate::mime::build(&s, id, created)
-    }
+    };
+    written.expect("writing to a Vec cannot fail");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kuvert_core::id::MessageId;
+    use kuvert_core::submission::{Attachment, Body, Parts, Submission};
+    use kuvert_core::{Mailbox, Timestamp};
+
+    fn built(parts: Parts) -> Vec<u8> {
+        let mut s = Submission::plain(
+            Mailbox::parse("Shop <news@shop.example>").expect("valid"),
+            vec![Mailbox::parse("ann@example.com").expect("valid")],
+            "Hello",
+            "",
+        );
+        s.body = Body::Parts(parts);
+        crate::mime::build(&s, &MessageId::generate(Timestamp(0)), Timestamp(0))
+    }
+
+    fn with_links<T>(f: impl FnOnce(&RecipientLinks<'_>) -> T) -> T {
+        let key = LookupKey::new([7; 32]);
+        let account = AccountId::from_string("acc_01jd0000000000000000000000".into());
+        let recipient = RecipientId::from_string("rcp_01jd0000000000000000000000".into());
+        f(&RecipientLinks {
+            base_url: "https://t.example",
+            key: &key,
+            account: &account,
+            recipient: &recipient,
+        })
+    }
+
+    fn attachment(content: &[u8]) -> Attachment {
+        Attachment {
+            filename: "notes.txt".into(),
+            content_type: "text/plain".into(),
+            content: content.to_vec(),
+        }
+    }
+
+    /// With nothing to write in, the copy is the stored message byte for byte, whatever
+    /// transfer encoding its parts were given: the splice takes parts where they are.
+    #[test]
+    fn a_copy_without_links_is_the_message_as_built() {
+        let long = format!("<p>{}</p>", "x ".repeat(600));
+        for parts in [
+            Parts {
+                text: Some("Hi Ann\nsecond line".into()),
+                ..Parts::default()
+            },
+            Parts {
+                html: Some("<p>Hi</p>".into()),
+                ..Parts::default()
+            },
+            Parts {
+                text: Some("Grüße aus Köln, naïve café".into()),
+                html: Some(format!("<p>Grüße</p>{long}")),
+                attachments: vec![attachment(b"attached {{unsubscribe_url}}")],
+                ..Parts::default()
+            },
+            Parts {
+                html: Some("日本語のメール".repeat(40)),
+                headers: vec![("X-Campaign".into(), "spring".into())],
+                ..Parts::default()
+            },
+        ] {
+            let mime = built(parts);
+            let copy = with_links(|l| personalise(&mime, Tracking::default(), l));
+            assert_eq!(
+                String::from_utf8_lossy(&copy),
+                String::from_utf8_lossy(&mime)
+            );
+        }
+    }
+
+    #[test]
+    fn a_copy_carries_its_recipients_links_and_nothing_else_changes() {
+        let note = b"see {{unsubscribe_url}} and <a href=\"https://a.example/\">x</a>";
+        let mime = built(Parts {
+            text: Some("Leave: {{unsubscribe_url}}".into()),
+            html: Some(
+                "<html><body><a href=\"https://a.example/x?y=1&amp;z=2\">A</a> <a href=\"{{unsubscribe_url}}\">leave</a></body></html>"
+                    .into(),
+            ),
+            attachments: vec![attachment(note)],
+            ..Parts::default()
+        });
+        let all = Tracking {
+            opens: true,
+            clicks: true,
+            unsubscribe: true,
+        };
+        let (copy, unsubscribe, open) = with_links(|l| {
+            (
+                personalise(&mime, all, l),
+                l.url(&Link::Unsubscribe),
+                l.url(&Link::Open),
+            )
+        });
+        let text = String::from_utf8_lossy(&copy).into_owned();
+        assert!(
+            text.starts_with(&format!(
+                "List-Unsubscribe: <{unsubscribe}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            )),
+            "{text}"
+        );
+        let parsed = MessageParser::new().parse(&copy).expect("a message");
+        assert_eq!(parsed.subject(), Some("Hello"));
+        let html = parsed.body_html(0).expect("html").into_owned();
+        assert!(html.contains("https://t.example/c/"), "{html}");
+        assert!(!html.contains("https://a.example/x"), "{html}");
+        assert!(html.contains(&format!("<img src=\"{open}\"")), "{html}");
+        assert!(!html.contains(UNSUBSCRIBE_PLACEHOLDER), "{html}");
+        let plain = parsed.body_text(0).expect("text").into_owned();
+        assert_eq!(plain.trim_end(), format!("Leave: {unsubscribe}"));
+        let attached = parsed.attachment(0).expect("the attachment");
+        assert_eq!(attached.contents(), note, "attachments stay as they were");
+        assert_eq!(
+            text.matches("Content-Transfer-Encoding").count(),
+            String::from_utf8_lossy(&mime)
+                .matches("Content-Transfer-Encoding")
+                .count(),
+            "one encoding field per part"
+        );
+    }
+
+    /// A short-lined HTML part goes as 7bit; once its links carry tokens, its lines are too
+    /// long for 7bit (mail-builder's rule: 77 characters), and the part is encoded again.
+    #[test]
+    fn lines_made_long_by_rewriting_are_encoded_again() {
+        let mime = built(Parts {
+            html: Some("<a href=\"https://a.example/\">a</a>\n".repeat(30)),
+            ..Parts::default()
+        });
+        assert!(String::from_utf8_lossy(&mime).contains("Content-Transfer-Encoding: 7bit"));
+        let clicks = Tracking {
+            clicks: true,
+            ..Tracking::default()
+        };
+        let copy = with_links(|l| personalise(&mime, clicks, l));
+        let text = String::from_utf8_lossy(&copy);
+        assert!(
+            text.contains("Content-Transfer-Encoding: quoted-printable") && !text.contains("7bit"),
+            "{text}"
+        );
+        assert!(copy.split(|&b| b == b'\n').all(|l| l.len() <= 78), "{text}");
+        let parsed = MessageParser::new().parse(&copy).expect("a message");
+        let html = parsed.body_html(0).expect("html");
+        assert_eq!(html.matches("https://t.example/c/").count(), 30, "{html}");
+    }
 
     #[test]
     fn rewriting_stops_at_the_bound_and_leaves_the_rest() {

@@ -2,7 +2,7 @@
 //! say who it is from and how each envelope recipient is addressed; `X-Kuvert-*` headers carry
 //! the options the HTTP API has as fields, and are removed, as is any `Bcc`.
 
-use kuvert_core::submission::{Submission, TrackingOptions};
+use kuvert_core::submission::{Body, Submission, TrackingOptions};
 use kuvert_core::{Mailbox, Timestamp};
 use kuvert_mail::header;
 use mail_parser::MessageParser;
@@ -106,16 +106,12 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
         bcc,
         reply_to: None,
         subject: parsed.subject().unwrap_or_default().to_owned(),
-        text: None,
-        html: None,
-        headers: vec![],
-        attachments: vec![],
         tags: vec![],
         metadata: Map::new(),
         send_at: None,
         tracking: TrackingOptions::default(),
         require_tls: false,
-        raw: None,
+        body: Body::Raw(kept),
     };
     for f in &head.fields {
         let name = f.name.to_ascii_lowercase();
@@ -146,13 +142,19 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
             _ => return Err(refuse(f.name, "not an option Kuvert knows")),
         }
     }
-    sub.raw = Some(kept);
     Ok(sub)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw(s: &Submission) -> Vec<u8> {
+        match &s.body {
+            Body::Raw(raw) => raw.clone(),
+            Body::Parts(_) => panic!("a received message is kept whole"),
+        }
+    }
 
     const MSG: &[u8] = b"From: \"Shop\" <news@shop.example>\r\nTo: Ann <ann@example.com>\r\nCc: bob@example.com\r\nBcc: secret@example.com\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Kuvert-Tag: spring, sale\r\nX-Kuvert-Track-Opens: yes\r\nX-Kuvert-Metadata: {\"order\":\r\n 7}\r\n\r\nHello\r\n";
 
@@ -177,7 +179,7 @@ mod tests {
         assert_eq!(s.tags, ["spring", "sale"]);
         assert_eq!(s.tracking.opens, Some(true));
         assert_eq!(s.metadata["order"], 7);
-        let raw = String::from_utf8(s.raw.expect("raw")).expect("utf-8");
+        let raw = String::from_utf8(raw(&s)).expect("utf-8");
         assert!(
             !raw.contains("X-Kuvert") && !raw.contains("Bcc:") && !raw.contains("secret@"),
             "{raw}"
@@ -204,7 +206,7 @@ mod tests {
         );
         let msg = b"Subject: s\r\nno field\r\nX-Kuvert-Tag: t\r\nFrom: a@shop.example\r\n\r\nx\r\n";
         let s = to_submission(msg, &rcpts).expect("valid");
-        let raw = s.raw.clone().expect("raw");
+        let raw = raw(&s);
         assert_eq!(raw, b"Subject: s\r\nFrom: a@shop.example\r\n\r\nx\r\n");
         let again = to_submission(&raw, &rcpts).expect("valid again");
         assert_eq!((again.from, again.subject), (s.from, s.subject));

@@ -23,13 +23,13 @@ pub(crate) struct SealedMessage {
     pub sender: Vec<u8>,
     pub subject: Vec<u8>,
     pub mime: Vec<u8>,
-    pub template: Option<Vec<u8>>,
     pub size: i64,
     pub tags: String,
     pub metadata: Option<Vec<u8>>,
     pub require_tls: i64,
-    pub track_opens: Option<i64>,
-    pub track_clicks: Option<i64>,
+    pub track_opens: i64,
+    pub track_clicks: i64,
+    pub track_unsubscribe: i64,
     pub send_at: Option<i64>,
     pub created_at: i64,
     pub month_start: i64,
@@ -241,12 +241,10 @@ async fn write(
     // A handful of statements per batch, not per message: the rows of each table go in
     // multi-row INSERTs.
     // Bodies are large: a statement takes at most `MAX_STATEMENT_BYTES` of them.
-    for part in by_bytes(messages, |m| {
-        m.mime.len() + m.template.as_ref().map_or(0, Vec::len)
-    }) {
+    for part in by_bytes(messages, |m| m.mime.len()) {
         insert_rows(
             &mut tx,
-            "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, send_at, created_at, template)",
+            "INSERT INTO messages (id, account_id, domain_id, sender, subject, mime, size, tags, metadata, require_tls, track_opens, track_clicks, track_unsubscribe, send_at, created_at)",
             15,
             "",
             part,
@@ -263,9 +261,9 @@ async fn write(
                     .bind(m.require_tls)
                     .bind(m.track_opens)
                     .bind(m.track_clicks)
+                    .bind(m.track_unsubscribe)
                     .bind(m.send_at)
                     .bind(m.created_at)
-                    .bind(&m.template)
             },
         )
         .await?;

@@ -1,6 +1,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::event::{Dropped, EventDetails, EventType, RecipientKind, RecipientStatus};
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
+use kuvert_core::tracking::Tracking;
 use serde_json::{Map, Value};
 use sqlx::FromRow;
 
@@ -28,13 +29,11 @@ pub struct NewMessage {
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
     pub require_tls: bool,
-    pub track_opens: Option<bool>,
-    pub track_clicks: Option<bool>,
+    /// What each recipient's copy carries; written into `mime` at delivery.
+    pub tracking: Tracking,
     pub send_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub recipients: Vec<NewRecipient>,
-    /// A tracked message's template (`kuvert_mail::tracking::Template`, JSON).
-    pub template: Option<Vec<u8>>,
     /// The account's monthly quota: the commit refuses the message if its queued recipients
     /// would take the month's usage past it (checked in the transaction, so concurrent
     /// senders cannot overshoot it together). `None`: not counted against a quota.
@@ -64,8 +63,6 @@ pub struct MessageView {
     pub created_at: Timestamp,
     /// `None` once retention removed the content.
     pub mime: Option<Vec<u8>>,
-    /// A tracked message's parts before tracking (JSON); `None` when untracked or removed.
-    pub template: Option<String>,
     pub recipients: Vec<RecipientView>,
 }
 
@@ -81,7 +78,6 @@ struct MessageRow {
     send_at: Option<i64>,
     created_at: i64,
     mime: Option<Vec<u8>>,
-    template: Option<Vec<u8>>,
 }
 
 impl MessageRow {
@@ -102,7 +98,6 @@ impl MessageRow {
             send_at: self.send_at.map(Timestamp),
             created_at: Timestamp(self.created_at),
             mime: self.mime.map(|m| key.open(&m)).transpose()?,
-            template: key.open_opt(self.template)?,
             recipients,
         })
     }
@@ -188,13 +183,13 @@ impl Store {
             subject: key.seal(m.subject.as_bytes()),
             size: m.mime.len() as i64,
             mime: key.seal(&m.mime),
-            template: m.template.as_deref().map(|t| key.seal(t)),
             tags,
             metadata: (!m.metadata.is_empty())
                 .then(|| key.seal(Value::Object(m.metadata).to_string().as_bytes())),
             require_tls: i64::from(m.require_tls),
-            track_opens: m.track_opens.map(i64::from),
-            track_clicks: m.track_clicks.map(i64::from),
+            track_opens: i64::from(m.tracking.opens),
+            track_clicks: i64::from(m.tracking.clicks),
+            track_unsubscribe: i64::from(m.tracking.unsubscribe),
             send_at: m.send_at.map(Timestamp::millis),
             created_at: now,
             quota: m.quota,
@@ -210,7 +205,7 @@ impl Store {
 
     pub async fn message(&self, account: &AccountId, id: &str) -> Result<MessageView> {
         let row = sqlx::query_as::<_, MessageRow>(
-            "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, mime, template FROM messages WHERE id = $1 AND account_id = $2",
+            "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, mime FROM messages WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
         .bind(account.as_str())

@@ -13,6 +13,7 @@ use kuvert_core::event::{
     Bounce, Deferral, Delivery, EventDetails, Failure, RecipientStatus, SuppressionReason,
 };
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
+use kuvert_core::tracking::Tracking;
 use rand::Rng;
 use sqlx::FromRow;
 
@@ -50,8 +51,9 @@ pub struct Outgoing {
     pub created_at: Timestamp,
     /// The IP pool to send from: the domain's, else the account's.
     pub pool: Option<String>,
-    /// A tracked message's template: each recipient's copy is built from it.
-    pub template: Option<Vec<u8>>,
+    /// What each recipient's copy carries: with any, each recipient gets a copy of its own,
+    /// its links written into `mime`.
+    pub tracking: Tracking,
 }
 
 /// How one attempt ended for one recipient, with what its event tells.
@@ -158,7 +160,9 @@ struct OutgoingRow {
     require_tls: i64,
     tags: String,
     created_at: i64,
-    template: Option<Vec<u8>>,
+    track_opens: Option<i64>,
+    track_clicks: Option<i64>,
+    track_unsubscribe: i64,
     pool: Option<String>,
 }
 
@@ -173,7 +177,11 @@ impl OutgoingRow {
             tags: serde_json::from_str(&self.tags).unwrap_or_default(),
             created_at: Timestamp(self.created_at),
             pool: self.pool,
-            template: self.template.map(|t| key.open(&t)).transpose()?,
+            tracking: Tracking {
+                opens: self.track_opens.unwrap_or(0) != 0,
+                clicks: self.track_clicks.unwrap_or(0) != 0,
+                unsubscribe: self.track_unsubscribe != 0,
+            },
         })
     }
 }
@@ -272,7 +280,7 @@ impl Store {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
             let sql = format!(
-                "SELECT m.id, m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, m.template, COALESCE(d.pool, a.pool) AS pool \
+                "SELECT m.id, m.account_id, m.domain_id, m.mime, m.require_tls, m.tags, m.created_at, m.track_opens, m.track_clicks, m.track_unsubscribe, COALESCE(d.pool, a.pool) AS pool \
                  FROM messages m JOIN accounts a ON a.id = m.account_id LEFT JOIN domains d ON d.id = m.domain_id WHERE m.id IN ({})",
                 placeholders(1, chunk.len())
             );

@@ -55,7 +55,7 @@ impl RetentionPolicy {
 pub struct PurgeCounts {
     pub events: u64,
     pub webhook_deliveries: u64,
-    /// Messages whose content (MIME, tracking template) went; their metadata stays.
+    /// Messages whose content (MIME) went; their metadata stays.
     pub message_contents: u64,
     /// Messages (with their recipients) older than the event retention.
     pub messages: u64,
@@ -291,8 +291,8 @@ impl Store {
         }
     }
 
-    /// Content of finished messages whose last attempt is older than `cutoff`: MIME and
-    /// template go, metadata (sender, subject, size, tags, states) stays.
+    /// Content of finished messages whose last attempt is older than `cutoff`: the MIME
+    /// goes, metadata (sender, subject, size, tags, states) stays.
     async fn purge_contents(&self, cutoff: i64, batch: Batches, dry_run: bool) -> Result<u64> {
         let select = format!(
             "SELECT id FROM messages WHERE content_purged_at IS NULL AND created_at < $1 AND {FINISHED} \
@@ -302,7 +302,7 @@ impl Store {
             return self.count_of(&select_count(&select), &[], cutoff).await;
         }
         let sql = format!(
-            "UPDATE messages SET mime = NULL, template = NULL, content_purged_at = $2 WHERE id IN ({select} LIMIT $3)"
+            "UPDATE messages SET mime = NULL, content_purged_at = $2 WHERE id IN ({select} LIMIT $3)"
         );
         let now = self.now();
         until_short(batch, || {

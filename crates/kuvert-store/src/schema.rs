@@ -29,7 +29,6 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("captures", "recipients"),
     ("captures", "mime"),
     ("webhooks", "signing_key"),
-    ("messages", "template"),
     ("privacy_requests", "requested_by"),
     ("audit_log", "ip"),
     ("audit_log", "detail"),
@@ -92,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "webhook_events",
         include_str!("migrations/0015_webhook_events.sql"),
+    ),
+    (
+        16,
+        "one_content",
+        include_str!("migrations/0016_one_content.sql"),
     ),
 ];
 

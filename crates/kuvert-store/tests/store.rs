@@ -405,11 +405,12 @@ async fn message_from(
             .cloned()
             .unwrap_or_default(),
         require_tls: false,
-        track_opens: None,
-        track_clicks: Some(true),
+        tracking: kuvert_core::tracking::Tracking {
+            clicks: true,
+            ..Default::default()
+        },
         send_at: None,
         created_at: now,
-        template: None,
         quota: None,
         recipients: rcpts
             .iter()

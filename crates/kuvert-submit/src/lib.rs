@@ -11,7 +11,8 @@ use kuvert_core::Clock;
 use kuvert_core::account::{AccountStatus, Plan, PlanLimits};
 use kuvert_core::event::{RecipientKind, RecipientStatus, SuppressionReason};
 use kuvert_core::id::{AccountId, MessageId, RecipientId};
-use kuvert_core::submission::{Limits, Submission, SubmissionError, SubmissionErrorKind};
+use kuvert_core::submission::{Body, Limits, Submission, SubmissionError, SubmissionErrorKind};
+use kuvert_core::tracking::Tracking;
 use kuvert_mail::mime;
 use kuvert_store::{NewMessage, NewRecipient, Store, StoreError};
 use prometheus_client::metrics::counter::Counter;
@@ -156,7 +157,7 @@ impl Acceptor {
     async fn check_and_commit(
         &self,
         account: &AccountId,
-        mut sub: Submission,
+        sub: Submission,
     ) -> Result<Accepted, AcceptError> {
         let now = self.clock.now();
         sub.check(&self.limits, now)?;
@@ -176,9 +177,14 @@ impl Acceptor {
         if !domain.can_send() {
             return Err(AcceptError::UnverifiedDomain(domain.name));
         }
-        sub.tracking = sub
-            .tracking
-            .resolve(&sub.tags, &domain.tracking, &state.tracking);
+        // Only the parts Kuvert builds are tracked: a message that came whole is sent as it
+        // came.
+        let tracking = match sub.body {
+            Body::Parts(_) => sub
+                .tracking
+                .resolve(&sub.tags, &domain.tracking, &state.tracking),
+            Body::Raw(_) => Tracking::default(),
+        };
 
         // One delivery per address, whichever of to, cc and bcc it first appears in.
         let mut seen = HashSet::new();
@@ -204,10 +210,9 @@ impl Acceptor {
         }
 
         let id = MessageId::generate(now);
+        // The one content of the message: when tracked, each recipient's copy is this with
+        // its own links written in at delivery.
         let raw = mime::build(&sub, &id, now);
-        // Tracked: each recipient's copy is built at delivery from this, with its own links.
-        let template = kuvert_mail::tracking::Template::of(&sub)
-            .map(|t| serde_json::to_vec(&t).expect("a template serialises"));
         if raw.len() > self.limits.max_message_bytes {
             return Err(SubmissionError {
                 kind: SubmissionErrorKind::TooLarge,
@@ -261,11 +266,9 @@ impl Acceptor {
                 tags: sub.tags,
                 metadata: sub.metadata,
                 require_tls: sub.require_tls,
-                track_opens: sub.tracking.opens,
-                track_clicks: sub.tracking.clicks,
+                tracking,
                 send_at: sub.send_at,
                 created_at: now,
-                template,
                 quota: Some(quota),
                 recipients,
             })

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kuvert_core::Mailbox;
 use kuvert_core::event::{RecipientKind, RecipientStatus};
-use kuvert_core::submission::{Attachment, Submission, TrackingOptions};
+use kuvert_core::submission::{Attachment, Body, Parts, Submission, TrackingOptions};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -176,10 +176,12 @@ impl SendRequest {
                 .map(|r| mailbox("reply_to".into(), r))
                 .transpose()?,
             subject: self.subject,
-            text: self.text,
-            html: self.html,
-            headers: self.headers.into_iter().collect(),
-            attachments,
+            body: Body::Parts(Parts {
+                text: self.text,
+                html: self.html,
+                headers: self.headers.into_iter().collect(),
+                attachments,
+            }),
             tags: self.tags,
             metadata: self.metadata,
             send_at: super::time_param("send_at", self.send_at.as_deref())?,
@@ -189,7 +191,6 @@ impl SendRequest {
                 unsubscribe: self.tracking.unsubscribe,
             },
             require_tls: self.require_tls,
-            raw: None,
         })
     }
 }

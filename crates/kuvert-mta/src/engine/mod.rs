@@ -22,7 +22,7 @@ use kuvert_core::event::Delivery;
 use kuvert_core::id::{DomainId, MessageId};
 use kuvert_dns::Dns;
 use kuvert_mail::bounce::bounce;
-use kuvert_mail::tracking::{RecipientLinks, Template};
+use kuvert_mail::tracking::{RecipientLinks, personalise};
 use kuvert_mail::verp::{self, VerpTarget};
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Outgoing, Store};
 use prometheus_client::metrics::counter::Counter;
@@ -306,7 +306,7 @@ impl Inner {
                 }
                 for (domain, leases) in by_domain {
                     // A tracked message differs per recipient: one transaction each.
-                    let jobs = if message.template.is_some() {
+                    let jobs = if message.tracking.any() {
                         leases.into_iter().map(|l| vec![l]).collect()
                     } else {
                         vec![leases]
@@ -380,33 +380,29 @@ impl Inner {
                 return vec![];
             };
             let (signer, message) = (signer.clone(), job.message.clone());
-            let personal = match (&job.message.template, job.leases.as_slice()) {
-                (Some(_), [lease]) => Some((
+            let personal = match (job.message.tracking.any(), job.leases.as_slice()) {
+                (true, [lease]) => Some((
                     self.config.tracking_base_url.clone(),
                     self.store.tracking_key().clone(),
                     lease.recipient_id.clone(),
                 )),
                 _ => None,
             };
-            let signing = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let signing = tokio::task::spawn_blocking(move || {
                 let Some((base_url, key, recipient)) = personal else {
-                    return Ok(signer.sign(&message.mime, now));
+                    return signer.sign(&message.mime, now);
                 };
-                let template = message.template.as_deref().unwrap_or_default();
-                // A tracked message is rendered for its one recipient first.
-                let t = serde_json::from_slice::<Template>(template).map_err(|e| e.to_string())?;
-                let personal = RecipientLinks {
+                // A tracked message gets its recipient's links first.
+                let links = RecipientLinks {
                     base_url: &base_url,
                     key: &key,
                     account: &message.account_id,
                     recipient: &recipient,
                 };
-                let rendered = t.render(&message.id, message.created_at, &personal);
-                Ok(signer.sign(&rendered, now))
+                signer.sign(&personalise(&message.mime, message.tracking, &links), now)
             });
             match signing.await {
-                Ok(Ok(signed)) => signed,
-                Ok(Err(e)) => return self.each_lease(job, |_| failed("template", &e)),
+                Ok(signed) => signed,
                 Err(e) => return self.each_lease(job, |_| failed("dkim", &e.to_string())),
             }
         };
