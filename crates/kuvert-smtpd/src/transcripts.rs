@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use crate::config::SmtpConfig;
 use crate::context::SmtpContext;
-use crate::session::{Role, Session};
+use crate::role::{InboundMx, Role, Submission};
+use crate::session::Session;
 
 const HOST: &str = "mx.kuvert.test";
 const DOMAIN: &str = "shop.test";
@@ -55,7 +56,7 @@ async fn reply(io: &mut BufReader<DuplexStream>) -> Vec<String> {
 /// Runs a session for `role` from `peer`; sends each of `steps` as it is (CRLF added) and
 /// returns the greeting and every reply, lines joined by `\n`, up to the end of the
 /// session.
-async fn transcript(ctx: &SmtpContext, role: Role, steps: &[&str]) -> Vec<String> {
+async fn transcript(ctx: &SmtpContext, role: impl Role, steps: &[&str]) -> Vec<String> {
     let peer: SocketAddr = "127.0.0.1:40000".parse().expect("address");
     let (client, server) = tokio::io::duplex(1 << 16);
     let session = Session::new(ctx, peer, role).await;
@@ -102,7 +103,7 @@ async fn submission_without_credentials() {
     let ctx = context(&world, SmtpConfig::default()).await;
     let got = transcript(
         &ctx,
-        Role::Submission,
+        Submission,
         &[
             "HELO",
             "EHLO client.test",
@@ -150,7 +151,7 @@ async fn submission_with_an_api_key() {
     let message = "From: news@shop.test\r\nTo: ann@example.com\r\nSubject: Hi\r\n\r\nHello\r\n.";
     let got = transcript(
         &ctx,
-        Role::Submission,
+        Submission,
         &[
             "EHLO client.test",
             &auth,
@@ -191,7 +192,7 @@ async fn bare_line_ends_are_refused_and_the_conversation_stays_in_step() {
     // write, is answered; QUIT's answer follows.
     let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
     let ctx = context(&world, SmtpConfig::default()).await;
-    let got = transcript(&ctx, Role::Submission, &["NOOP\nNOOP", "QUIT"]).await;
+    let got = transcript(&ctx, Submission, &["NOOP\nNOOP", "QUIT"]).await;
     assert_eq!(
         got,
         [
@@ -210,7 +211,7 @@ async fn the_inbound_mx_takes_mail_for_return_paths_only() {
     let reply = "From: ann@example.com\r\nTo: postmaster@bounces.shop.test\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nAway.\r\n.";
     let got = transcript(
         &ctx,
-        Role::InboundMx,
+        InboundMx,
         &[
             "EHLO mx.example.com",
             "AUTH PLAIN AGFwaQBrZXk=",
@@ -258,7 +259,7 @@ async fn submission_transaction_states_and_auth_exchanges() {
     let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0api\0{secret}"));
     let got = transcript(
         &ctx,
-        Role::Submission,
+        Submission,
         &[
             "MAIL FROM:<news@shop.test>",
             "STARTTLS",
@@ -320,7 +321,7 @@ async fn failed_authentications_close_the_session() {
     let ctx = context(&world, config).await;
     let got = transcript(
         &ctx,
-        Role::Submission,
+        Submission,
         &[
             "EHLO client.test",
             "AUTH PLAIN AGFwaQBrZXk=",
@@ -352,7 +353,7 @@ async fn the_inbound_mx_keeps_the_transaction_states_and_its_report_rate() {
     let ctx = context(&world, config).await;
     let got = transcript(
         &ctx,
-        Role::InboundMx,
+        InboundMx,
         &[
             "MAIL FROM:<>",
             "EHLO mx.example.com",
