@@ -5,14 +5,16 @@
 //! Inbound: the MX of the return-path hosts, where bounces (DSN) and complaints (ARF) arrive.
 //!
 //! [`server`] accepts connections and starts a `session` for each; the session speaks the
-//! protocol (whose bytes and replies are `kuvert_mail::smtp`), and hands a message to
-//! [`message`] (submission) or `inbound` (reports); [`context`] is what they all share.
+//! protocol (whose bytes and replies are `kuvert_mail::smtp`) in its `role`, submission or
+//! inbound MX, which hands a message to [`message`] (submission) or `inbound` (reports);
+//! [`context`] is what they all share.
 
 pub mod config;
 pub mod context;
 mod inbound;
 pub mod message;
 mod metrics;
+mod role;
 pub mod server;
 mod session;
 pub mod tls;

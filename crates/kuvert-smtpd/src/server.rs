@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::context::SmtpContext;
-use crate::session::{Role, Session};
+use crate::role::{InboundMx, Role, Submission};
+use crate::session::Session;
 
 /// Releases a client's connection slot when its session ends.
 struct Slot<'a> {
@@ -121,20 +122,45 @@ async fn connection(
     }
     let _slot = Slot { ctx, ip: peer.ip() };
     ctx.metrics.session(kind);
-    let role = match kind {
-        Listener::Inbound => Role::InboundMx,
-        Listener::Submission | Listener::SubmissionTls => Role::Submission,
-    };
-    let session = Session::new(ctx, peer, role).await;
-    if kind == Listener::SubmissionTls {
-        let Some(tls) = &ctx.tls else {
-            return Ok(());
-        };
-        let stream = tokio::time::timeout(ctx.config.command_timeout.0, tls.accept(stream))
+    let implicit_tls = kind == Listener::SubmissionTls;
+    match kind {
+        Listener::Inbound => {
+            converse(
+                ctx,
+                Session::new(ctx, peer, InboundMx).await,
+                stream,
+                implicit_tls,
+            )
             .await
-            .map_err(|_| std::io::ErrorKind::TimedOut)??;
-        session.run(Box::new(stream), true).await
-    } else {
-        session.run(Box::new(stream), false).await
+        }
+        Listener::Submission | Listener::SubmissionTls => {
+            converse(
+                ctx,
+                Session::new(ctx, peer, Submission).await,
+                stream,
+                implicit_tls,
+            )
+            .await
+        }
     }
+}
+
+/// Runs `session` on `stream`, after the TLS handshake if `implicit_tls`.
+async fn converse<R: Role>(
+    ctx: &SmtpContext,
+    session: Session<'_, R>,
+    stream: tokio::net::TcpStream,
+    implicit_tls: bool,
+) -> std::io::Result<()> {
+    if !implicit_tls {
+        return session.run(Box::new(stream), false).await;
+    }
+    let Some(tls_acceptor) = &ctx.tls else {
+        return Ok(());
+    };
+    let handshake = tls_acceptor.accept(stream);
+    let stream = tokio::time::timeout(ctx.config.command_timeout.0, handshake)
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+    session.run(Box::new(stream), true).await
 }

@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use crate::config::SmtpConfig;
 use crate::context::SmtpContext;
-use crate::session::{Role, Session};
+use crate::role::{InboundMx, Role, Submission};
+use crate::session::Session;
 
 const HOST: &str = "mx.kuvert.test";
 const DOMAIN: &str = "shop.test";
@@ -55,7 +56,7 @@ async fn reply(io: &mut BufReader<DuplexStream>) -> Vec<String> {
 /// Runs a session for `role` from `peer`; sends each of `steps` as it is (CRLF added) and
 /// returns the greeting and every reply, lines joined by `\n`, up to the end of the
 /// session.
-async fn transcript(ctx: &SmtpContext, role: Role, steps: &[&str]) -> Vec<String> {
+async fn transcript(ctx: &SmtpContext, role: impl Role, steps: &[&str]) -> Vec<String> {
     let peer: SocketAddr = "127.0.0.1:40000".parse().expect("address");
     let (client, server) = tokio::io::duplex(1 << 16);
     let session = Session::new(ctx, peer, role).await;
@@ -102,7 +103,7 @@ async fn submission_without_credentials() {
     let ctx = context(&world, SmtpConfig::default()).await;
     let got = transcript(
         &ctx,
-        Role::Submission,
+        Submission,
         &[
             "HELO",
             "EHLO client.test",
@@ -150,7 +151,7 @@ async fn submission_with_an_api_key() {
     let message = "From: news@shop.test\r\nTo: ann@example.com\r\nSubject: Hi\r\n\r\nHello\r\n.";
     let got = transcript(
         &ctx,
-        Role::Submission,
+        Submission,
         &[
             "EHLO client.test",
             &auth,
@@ -191,7 +192,7 @@ async fn bare_line_ends_are_refused_and_the_conversation_stays_in_step() {
     // write, is answered; QUIT's answer follows.
     let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
     let ctx = context(&world, SmtpConfig::default()).await;
-    let got = transcript(&ctx, Role::Submission, &["NOOP\nNOOP", "QUIT"]).await;
+    let got = transcript(&ctx, Submission, &["NOOP\nNOOP", "QUIT"]).await;
     assert_eq!(
         got,
         [
@@ -210,7 +211,7 @@ async fn the_inbound_mx_takes_mail_for_return_paths_only() {
     let reply = "From: ann@example.com\r\nTo: postmaster@bounces.shop.test\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nAway.\r\n.";
     let got = transcript(
         &ctx,
-        Role::InboundMx,
+        InboundMx,
         &[
             "EHLO mx.example.com",
             "AUTH PLAIN AGFwaQBrZXk=",
@@ -236,6 +237,150 @@ async fn the_inbound_mx_takes_mail_for_return_paths_only() {
         "250 2.1.5 Recipient OK",
         "354 End data with <CR><LF>.<CR><LF>",
         "250 2.0.0 OK: automatic reply ignored",
+        "221 2.0.0 Bye",
+    ];
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn submission_transaction_states_and_auth_exchanges() {
+    // A transaction is opened by MAIL and only then takes RCPT and DATA; DATA without a
+    // recipient leaves it open; RSET and EHLO end it.
+    let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
+    let (_, secret) =
+        kuvert_admin::create_key(&world.store, &world.account.id, "smtp", Scope::Send)
+            .await
+            .expect("key");
+    let config = SmtpConfig {
+        allow_plain_auth_on_loopback: true,
+        ..SmtpConfig::default()
+    };
+    let ctx = context(&world, config).await;
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0api\0{secret}"));
+    let got = transcript(
+        &ctx,
+        Submission,
+        &[
+            "MAIL FROM:<news@shop.test>",
+            "STARTTLS",
+            "HELO client.test",
+            "MAIL FROM:<news@shop.test>",
+            "AUTH CRAM-MD5",
+            "AUTH PLAIN AGFwaQBrZXk=",
+            "AUTH PLAIN",
+            &plain,
+            "RCPT TO:<ann@example.com>",
+            "DATA",
+            "MAIL FROM:<news@shop.test>",
+            "DATA",
+            "RCPT TO:<ann@example.com>",
+            "RSET",
+            "RCPT TO:<ann@example.com>",
+            "MAIL FROM:<news@shop.test>",
+            "EHLO client.test",
+            "RCPT TO:<ann@example.com>",
+            "HELP",
+            "QUIT",
+        ],
+    )
+    .await;
+    let want = [
+        "220 mx.kuvert.test ESMTP Kuvert",
+        "503 5.5.1 Say EHLO first",
+        "502 5.5.1 STARTTLS is not offered here",
+        "250 mx.kuvert.test",
+        "530 5.7.0 Authentication required",
+        "504 5.5.4 Unknown mechanism: PLAIN and LOGIN are offered",
+        "535 5.7.8 Authentication credentials invalid",
+        "334 ",
+        "235 2.7.0 Authentication successful",
+        "503 5.5.1 MAIL FROM first",
+        "503 5.5.1 MAIL FROM first",
+        "250 2.1.0 Sender OK",
+        "554 5.5.1 No valid recipients",
+        "250 2.1.5 Recipient OK",
+        "250 2.0.0 OK",
+        "503 5.5.1 MAIL FROM first",
+        "250 2.1.0 Sender OK",
+        "250-mx.kuvert.test greets client.test\n250-PIPELINING\n250-SIZE 26214400\n250-8BITMIME\n250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-AUTH PLAIN LOGIN\n250 HELP",
+        "503 5.5.1 MAIL FROM first",
+        "214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321",
+        "221 2.0.0 Bye",
+    ];
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn failed_authentications_close_the_session() {
+    let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
+    let config = SmtpConfig {
+        allow_plain_auth_on_loopback: true,
+        max_auth_failures: 2,
+        ..SmtpConfig::default()
+    };
+    let ctx = context(&world, config).await;
+    let got = transcript(
+        &ctx,
+        Submission,
+        &[
+            "EHLO client.test",
+            "AUTH PLAIN AGFwaQBrZXk=",
+            "AUTH LOGIN",
+            "YXBp",
+            "a2V5",
+        ],
+    )
+    .await;
+    let want = [
+        "220 mx.kuvert.test ESMTP Kuvert",
+        "250-mx.kuvert.test greets client.test\n250-PIPELINING\n250-SIZE 26214400\n250-8BITMIME\n250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250-AUTH PLAIN LOGIN\n250 HELP",
+        "535 5.7.8 Authentication credentials invalid",
+        "334 VXNlcm5hbWU6",
+        "334 UGFzc3dvcmQ6",
+        "421 4.7.0 Too many failed authentications, closing",
+    ];
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn the_inbound_mx_keeps_the_transaction_states_and_its_report_rate() {
+    // One report a minute: a MAIL refused for an open transaction spends none of it.
+    let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
+    let config = SmtpConfig {
+        inbound_reports_per_minute: 1,
+        ..SmtpConfig::default()
+    };
+    let ctx = context(&world, config).await;
+    let got = transcript(
+        &ctx,
+        InboundMx,
+        &[
+            "MAIL FROM:<>",
+            "EHLO mx.example.com",
+            "RCPT TO:<postmaster@bounces.shop.test>",
+            "DATA",
+            "MAIL FROM:<>",
+            "MAIL FROM:<>",
+            "DATA",
+            "RSET",
+            "MAIL FROM:<>",
+            "AUTH LOGIN",
+            "QUIT",
+        ],
+    )
+    .await;
+    let want = [
+        "220 mx.kuvert.test ESMTP Kuvert",
+        "503 5.5.1 Say EHLO first",
+        "250-mx.kuvert.test greets mx.example.com\n250-PIPELINING\n250-SIZE 2097152\n250-8BITMIME\n250-SMTPUTF8\n250-ENHANCEDSTATUSCODES\n250 HELP",
+        "503 5.5.1 MAIL FROM first",
+        "503 5.5.1 MAIL FROM first",
+        "250 2.1.0 Sender OK",
+        "503 5.5.1 A transaction is already open",
+        "554 5.5.1 No valid recipients",
+        "250 2.0.0 OK",
+        "450 4.7.1 Too many reports from your network; try again later",
+        "502 5.5.1 AUTH is not offered here",
         "221 2.0.0 Bye",
     ];
     assert_eq!(got, want);
