@@ -36,6 +36,23 @@ async fn context(world: &World, config: SmtpConfig) -> Arc<SmtpContext> {
 }
 
 /// Reads one whole reply (its lines up to the one with a space after the code).
+/// A world with a sending key, a submission context that offers AUTH on loopback, and the
+/// key as AUTH PLAIN's argument.
+async fn keyed_submission() -> (World, Arc<SmtpContext>, String) {
+    let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
+    let (_, secret) =
+        kuvert_admin::create_key(&world.store, &world.account.id, "smtp", Scope::Send)
+            .await
+            .expect("key");
+    let config = SmtpConfig {
+        allow_plain_auth_on_loopback: true,
+        ..SmtpConfig::default()
+    };
+    let ctx = context(&world, config).await;
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0api\0{secret}"));
+    (world, ctx, plain)
+}
+
 async fn reply(io: &mut BufReader<DuplexStream>) -> Vec<String> {
     let mut lines = Vec::new();
     loop {
@@ -136,17 +153,7 @@ async fn submission_without_credentials() {
 
 #[tokio::test]
 async fn submission_with_an_api_key() {
-    let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
-    let (_, secret) =
-        kuvert_admin::create_key(&world.store, &world.account.id, "smtp", Scope::Send)
-            .await
-            .expect("key");
-    let config = SmtpConfig {
-        allow_plain_auth_on_loopback: true,
-        ..SmtpConfig::default()
-    };
-    let ctx = context(&world, config).await;
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0api\0{secret}"));
+    let (_world, ctx, plain) = keyed_submission().await;
     let auth = format!("AUTH PLAIN {plain}");
     let message = "From: news@shop.test\r\nTo: ann@example.com\r\nSubject: Hi\r\n\r\nHello\r\n.";
     let got = transcript(
@@ -246,17 +253,7 @@ async fn the_inbound_mx_takes_mail_for_return_paths_only() {
 async fn submission_transaction_states_and_auth_exchanges() {
     // A transaction is opened by MAIL and only then takes RCPT and DATA; DATA without a
     // recipient leaves it open; RSET and EHLO end it.
-    let world = kuvert_testkit::world(DOMAIN, Plan::Free).await;
-    let (_, secret) =
-        kuvert_admin::create_key(&world.store, &world.account.id, "smtp", Scope::Send)
-            .await
-            .expect("key");
-    let config = SmtpConfig {
-        allow_plain_auth_on_loopback: true,
-        ..SmtpConfig::default()
-    };
-    let ctx = context(&world, config).await;
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0api\0{secret}"));
+    let (_world, ctx, plain) = keyed_submission().await;
     let got = transcript(
         &ctx,
         Submission,

@@ -116,14 +116,20 @@ pub(crate) async fn migrate(
     if backend == Backend::Postgres {
         conn.execute("SELECT pg_advisory_lock(7411001)").await?;
     }
-    let result = apply(conn, backend, now).await;
+    let result = apply(conn, backend, now, i64::MAX).await;
     if backend == Backend::Postgres {
         conn.execute("SELECT pg_advisory_unlock(7411001)").await?;
     }
     result
 }
 
-async fn apply(conn: &mut AnyConnection, backend: Backend, now: i64) -> Result<(), StoreError> {
+/// Applies the migrations after the database's version, up to `last`.
+async fn apply(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+    last: i64,
+) -> Result<(), StoreError> {
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
         .await?;
     let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
@@ -137,7 +143,7 @@ async fn apply(conn: &mut AnyConnection, backend: Backend, now: i64) -> Result<(
             "the database is at schema version {current}, newer than this build knows ({newest}); run a newer kuvert"
         )));
     }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= last) {
         tracing::info!(version, name, "applying migration");
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for statement in render(sql, backend)
@@ -164,6 +170,63 @@ async fn apply(conn: &mut AnyConnection, backend: Backend, now: i64) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+
+    /// A message kept as a template before migration 16 keeps what its copies carried; one
+    /// without (sent whole over SMTP) was never tracked, whatever flags it kept.
+    #[tokio::test]
+    async fn tracked_messages_keep_their_tracking_when_the_template_goes() {
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        conn.execute("PRAGMA foreign_keys = OFF")
+            .await
+            .expect("pragma");
+        apply(&mut conn, Backend::Sqlite, 0, 15)
+            .await
+            .expect("up to 15");
+        for (id, opens, template) in [
+            ("smtp", 1, None),
+            ("link", 0, Some(b"{}".to_vec())),
+            ("pixel", 1, Some(b"{}".to_vec())),
+        ] {
+            sqlx::query(
+                "INSERT INTO messages (id, account_id, domain_id, sender, subject, size, tags, require_tls, track_opens, track_clicks, created_at, template) \
+                 VALUES ($1, 'a', 'd', x'00', x'00', 1, '[]', 0, $2, 0, 0, $3)",
+            )
+            .bind(id)
+            .bind(opens)
+            .bind(template)
+            .execute(&mut conn)
+            .await
+            .expect("an old message");
+        }
+        apply(&mut conn, Backend::Sqlite, 0, 16).await.expect("16");
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT id, track_opens, track_unsubscribe FROM messages ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read");
+        assert_eq!(
+            rows,
+            [
+                ("link".to_owned(), 0, 1),
+                ("pixel".to_owned(), 1, 1),
+                ("smtp".to_owned(), 0, 0)
+            ]
+        );
+        assert!(
+            sqlx::query("SELECT template FROM messages")
+                .fetch_all(&mut conn)
+                .await
+                .is_err(),
+            "the template column is gone"
+        );
+    }
+
     /// Migrations are split at ';': a comment holding one would cut a statement in two.
     #[test]
     fn comments_hold_no_semicolon() {
