@@ -1,8 +1,9 @@
 //! Support's access to an account's data: only under a grant the account gave, until it
 //! expires; every attempt, allowed or refused, is in the account's audit log.
 
+use kuvert_core::account::ActorKind;
 use kuvert_core::id::AccountId;
-use kuvert_store::{ActorKind, Store};
+use kuvert_store::Store;
 use serde_json::Value;
 
 use crate::AdminError;

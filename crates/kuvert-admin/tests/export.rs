@@ -137,7 +137,7 @@ async fn the_export_holds_every_personal_column() {
     store
         .audit(
             &account.id,
-            kuvert_store::ActorKind::Key,
+            kuvert_core::account::ActorKind::Key,
             "key_x",
             "GET /v1/events",
             Some(&m("audit_log", "detail")),

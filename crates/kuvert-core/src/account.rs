@@ -40,6 +40,12 @@ macro_rules! string_enum {
 pub(crate) use string_enum;
 
 string_enum! {
+    /// Who acted, in the audit log: a user, an API key, the operator at the command line,
+    /// support (under the account's grant), or Kuvert itself.
+    ActorKind { User = "user", Key = "key", Operator = "operator", Support = "support", System = "system" }
+}
+
+string_enum! {
     /// What an account pays for: it sets event retention and the monthly quota.
     #[derive(Default)]
     Plan { #[default] Free = "free", Premium = "premium" }

@@ -54,6 +54,12 @@ pub fn generate_dkim_rsa() -> DkimKeyPair {
 }
 
 string_enum! {
+    /// Whether a domain may send: a sandbox sends without DNS (its mail is captured), a
+    /// verified domain has its records published, an unverified one does not send yet.
+    DomainState { Verified = "verified", Unverified = "unverified", Sandbox = "sandbox" }
+}
+
+string_enum! {
     /// Which purpose a DNS record serves.
     RecordPurpose { Dkim = "dkim", Spf = "spf", ReturnPath = "return_path", Dmarc = "dmarc", Tracking = "tracking" }
 }

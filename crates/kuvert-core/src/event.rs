@@ -158,14 +158,26 @@ pub struct Bounce {
     pub reporting_mta: Option<String>,
 }
 
+string_enum! {
+    /// Why Kuvert gave up on a recipient without a refusal from its server.
+    FailureReason {
+        /// Not delivered within the maximum age of a message.
+        Expired = "expired",
+        /// The sending domain's DKIM key could not be read: nothing leaves unsigned.
+        DkimKey = "dkim_key",
+        /// Signing did not finish.
+        Dkim = "dkim",
+        /// The message requires TLS and the receiving server does not offer it.
+        TlsRequired = "tls_required",
+    }
+}
+
 /// `failed`: Kuvert gave up on the recipient without a refusal from its server.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Failure {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
-    /// `expired` (not delivered within the maximum age), `dkim_key`, ...
-    pub reason: String,
+    pub reason: FailureReason,
     /// The same in words.
     pub detail: String,
     /// For `expired`: what the last attempt failed on.

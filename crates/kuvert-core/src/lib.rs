@@ -16,6 +16,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod submission;
 pub mod tracking;
+pub mod webhook;
 
 pub use address::{EmailAddress, Mailbox};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -175,7 +175,7 @@ impl FromRequestParts<Arc<AppState>> for FullAccess {
             .store
             .audit(
                 &auth.account_id,
-                kuvert_store::ActorKind::Key,
+                kuvert_core::account::ActorKind::Key,
                 auth.key_id.as_str(),
                 &format!("{} {route}", parts.method),
                 (path != route).then_some(path),

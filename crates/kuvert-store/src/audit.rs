@@ -2,38 +2,18 @@
 //! operator or support is a row here, and support may look only while the account's grant runs.
 
 use kuvert_core::Timestamp;
+use kuvert_core::account::ActorKind;
 use kuvert_core::id::AccountId;
 use sqlx::FromRow;
 
+use crate::accounts::parse_column;
 use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
-
-/// Who acted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActorKind {
-    User,
-    Key,
-    Operator,
-    Support,
-    System,
-}
-
-impl ActorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Key => "key",
-            Self::Operator => "operator",
-            Self::Support => "support",
-            Self::System => "system",
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEntry {
     pub seq: i64,
-    pub actor_kind: String,
+    pub actor_kind: ActorKind,
     pub actor: String,
     /// What was done, with no personal data in it (for a request: its method and route).
     pub action: String,
@@ -68,7 +48,7 @@ impl AuditRow {
     fn open(self, key: &AccountKey) -> Result<AuditEntry> {
         Ok(AuditEntry {
             seq: self.seq,
-            actor_kind: self.actor_kind,
+            actor_kind: parse_column(&self.actor_kind)?,
             actor: self.actor,
             action: self.action,
             detail: key.open_opt(self.detail)?,

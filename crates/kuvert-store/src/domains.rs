@@ -1,4 +1,5 @@
 use kuvert_core::Timestamp;
+use kuvert_core::domain::DomainState;
 use kuvert_core::id::{AccountId, DomainId};
 use kuvert_core::tracking::DomainTracking;
 use sqlx::FromRow;
@@ -30,7 +31,15 @@ pub struct Domain {
 
 impl Domain {
     pub fn can_send(&self) -> bool {
-        self.sandbox || self.verified_at.is_some()
+        self.state() != DomainState::Unverified
+    }
+
+    pub fn state(&self) -> DomainState {
+        match (self.sandbox, self.verified_at) {
+            (true, _) => DomainState::Sandbox,
+            (false, Some(_)) => DomainState::Verified,
+            (false, None) => DomainState::Unverified,
+        }
     }
 }
 

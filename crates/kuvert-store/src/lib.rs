@@ -34,7 +34,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub use accounts::{Account, AccountState, NewAccount, NewUser, SendingContext, User};
-pub use audit::{ActorKind, AuditEntry, SupportGrant};
+pub use audit::{AuditEntry, SupportGrant};
 pub use captures::Capture;
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;

@@ -6,8 +6,10 @@
 use kuvert_core::Timestamp;
 use kuvert_core::event::EventType;
 use kuvert_core::id::{AccountId, WebhookId};
+use kuvert_core::webhook::DeliveryState;
 use sqlx::{Any, FromRow, Transaction};
 
+use crate::accounts::parse_column;
 use crate::events::{EVENT_COLUMNS, EventRecord, EventRow};
 use crate::seal::AccountKey;
 use crate::{Result, Store, StoreError};
@@ -31,14 +33,13 @@ pub struct Delivery {
     pub webhook_id: WebhookId,
     pub account_id: AccountId,
     pub event_seq: i64,
-    pub event_type: String,
+    pub event_type: EventType,
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub done_at: Option<Timestamp>,
-    /// Taken by the endpoint; `Some(false)`: given up.
-    pub ok: Option<bool>,
+    pub state: DeliveryState,
     pub created_at: Timestamp,
 }
 
@@ -89,22 +90,28 @@ struct DeliveryRow {
     created_at: i64,
 }
 
-impl From<DeliveryRow> for Delivery {
-    fn from(r: DeliveryRow) -> Self {
-        Delivery {
+impl DeliveryRow {
+    fn parse(self) -> Result<Delivery> {
+        let r = self;
+        Ok(Delivery {
             id: r.id,
             webhook_id: WebhookId::from_string(r.webhook_id),
             account_id: AccountId::from_string(r.account_id),
             event_seq: r.event_seq,
-            event_type: r.event_type,
+            event_type: parse_column(&r.event_type)?,
             attempts: r.attempts.max(0) as u32,
             next_attempt_at: Timestamp(r.next_attempt_at),
             last_status: r.last_status.map(|s| s as u16),
             last_error: r.last_error,
             done_at: r.done_at.map(Timestamp),
-            ok: r.ok.map(|v| v != 0),
+            // `ok`: taken by the endpoint, or given up; NULL while it is tried.
+            state: match r.ok {
+                None => DeliveryState::Pending,
+                Some(0) => DeliveryState::Failed,
+                Some(_) => DeliveryState::Delivered,
+            },
             created_at: Timestamp(r.created_at),
-        }
+        })
     }
 }
 
@@ -261,7 +268,7 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.into_iter().map(Delivery::from).collect())
+        rows.into_iter().map(DeliveryRow::parse).collect()
     }
 
     /// The next delivery of each endpoint whose oldest pending one is due, taken for
@@ -278,7 +285,7 @@ impl Store {
         .await?;
         let mut taken = Vec::with_capacity(rows.len());
         for r in rows {
-            let d = Delivery::from(r);
+            let d = r.parse()?;
             let claimed = sqlx::query("UPDATE webhook_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3 AND done_at IS NULL")
                 .bind(now + hold_ms)
                 .bind(d.id)

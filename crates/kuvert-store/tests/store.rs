@@ -893,7 +893,14 @@ async fn leases_are_exclusive_and_expire(f: &Fixture) {
         lease: taken[0].clone(),
         tags: vec![],
         domain_id: domain_of(s, &taken[0]).await,
-        outcome: Outcome::Failed(Failure::default()),
+        outcome: Outcome::Failed(Failure {
+            attempt: None,
+            reason: kuvert_core::event::FailureReason::Expired,
+            detail: String::new(),
+            last_reason: None,
+            reply: None,
+            mx: None,
+        }),
     };
     assert_eq!(s.record_outcomes(&[late]).await.expect("record"), [false]);
     let m = s
@@ -1674,7 +1681,7 @@ async fn restriction_holds_mail_and_requests_fall_due(f: &Fixture) {
 }
 
 async fn support_grants_expire_and_the_audit_log_follows_retention(f: &Fixture) {
-    use kuvert_store::ActorKind;
+    use kuvert_core::account::ActorKind;
     const HOUR: i64 = 3_600_000;
     let s = &f.store;
     let a = account(s, "audited@acme.example").await;

@@ -560,7 +560,7 @@ async fn operator_audit(
     i.store
         .audit(
             account,
-            kuvert_store::ActorKind::Operator,
+            kuvert_core::account::ActorKind::Operator,
             &who,
             action,
             None,

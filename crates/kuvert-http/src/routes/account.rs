@@ -519,8 +519,7 @@ pub async fn privacy_requests(
 #[derive(Serialize, ToSchema)]
 pub struct AuditOut {
     pub seq: i64,
-    /// `key`, `user`, `operator`, `support` or `system`.
-    pub actor_kind: String,
+    pub actor_kind: kuvert_core::account::ActorKind,
     pub actor: String,
     /// What was done, naming no one: for a request, its method and route
     /// (`DELETE /v1/suppressions/{address}`).

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kuvert_core::domain::DnsRecord;
+use kuvert_core::domain::{DnsRecord, DomainState};
 use kuvert_core::tracking::DomainTracking;
 use kuvert_store::Domain;
 use serde::{Deserialize, Serialize};
@@ -52,8 +52,7 @@ impl From<DnsRecord> for RecordOut {
 #[derive(Serialize, ToSchema)]
 pub struct DomainOut {
     pub name: String,
-    /// `verified`, `unverified` or `sandbox`.
-    pub state: String,
+    pub state: DomainState,
     pub dkim_selector: String,
     pub verified_at: Option<String>,
     pub checked_at: Option<String>,
@@ -74,14 +73,7 @@ pub struct DomainTrackingIo {
 
 fn domain_out(d: Domain, records: Vec<RecordOut>) -> DomainOut {
     DomainOut {
-        state: if d.sandbox {
-            "sandbox"
-        } else if d.verified_at.is_some() {
-            "verified"
-        } else {
-            "unverified"
-        }
-        .into(),
+        state: d.state(),
         name: d.name,
         dkim_selector: d.selector,
         verified_at: d.verified_at.map(|t| t.to_rfc3339()),

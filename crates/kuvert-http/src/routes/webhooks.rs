@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kuvert_core::event::EventType;
+use kuvert_core::webhook::DeliveryState;
 use kuvert_store::{Delivery, Webhook};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -77,9 +78,8 @@ impl From<Webhook> for WebhookOut {
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryOut {
     pub event_id: String,
-    pub event: String,
-    /// `pending`, `delivered` or `failed` (given up).
-    pub state: String,
+    pub event: EventType,
+    pub state: DeliveryState,
     pub attempts: u32,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
@@ -89,15 +89,10 @@ pub struct DeliveryOut {
 
 impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
-        let state = match d.ok {
-            None => "pending",
-            Some(true) => "delivered",
-            Some(false) => "failed",
-        };
         Self {
             event_id: d.event_seq.to_string(),
             event: d.event_type,
-            state: state.into(),
+            state: d.state,
             attempts: d.attempts,
             last_status: d.last_status,
             last_error: d.last_error,

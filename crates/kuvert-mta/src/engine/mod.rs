@@ -42,7 +42,7 @@ mod pool;
 mod send;
 mod signers;
 
-use outcome::{because, failed, write_outcomes};
+use outcome::{AttemptError, write_outcomes};
 use pool::{ConnectionPool, PRUNE_EVERY};
 use send::relay_tls;
 
@@ -356,7 +356,7 @@ impl Inner {
     async fn attempt(&self, job: &Job) -> Vec<OutcomeRecord> {
         let signer = match self.signer(&job.message.domain_id).await {
             Ok(s) => s,
-            Err(e) => return self.each_lease(job, |_| failed("dkim_key", &e)),
+            Err(e) => return self.attempt_failed(job, AttemptError::DkimKey(e)),
         };
         let destination = match self.router.resolve(&job.domain).await {
             Ok(d) => d,
@@ -365,7 +365,7 @@ impl Inner {
                 return self.each_lease(job, |_| Outcome::Bounced(refusal.clone()));
             }
             Err(RouteFailure::Temporary(e)) => {
-                return self.each_lease(job, |l| self.deferral(job, l, because(e.clone())));
+                return self.attempt_failed(job, AttemptError::Unreachable(e));
             }
         };
         let now = self.store.clock().now();
@@ -403,7 +403,7 @@ impl Inner {
             });
             match signing.await {
                 Ok(signed) => signed,
-                Err(e) => return self.each_lease(job, |_| failed("dkim", &e.to_string())),
+                Err(e) => return self.attempt_failed(job, AttemptError::Signing(e.to_string())),
             }
         };
         let host = format!("{}.{}", self.return_path_prefix, signer.domain());
@@ -432,9 +432,7 @@ impl Inner {
                             ..Delivery::default()
                         })
                     }),
-                    Err(e) => {
-                        self.each_lease(job, |l| self.deferral(job, l, because(e.to_string())))
-                    }
+                    Err(e) => self.attempt_failed(job, AttemptError::Unreachable(e.to_string())),
                 }
             }
             Destination::Smtp { key, hosts, relay } => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use kuvert_core::Timestamp;
-use kuvert_core::event::{Bounce, Deferral, Failure};
+use kuvert_core::event::{Bounce, Deferral, Failure, FailureReason};
 use kuvert_mail::bounce::bounce;
 use kuvert_mail::smtp::Reply;
 use kuvert_store::{Lease, Outcome, OutcomeRecord, Store};
@@ -58,20 +58,34 @@ fn count(stats: &EngineStats, records: &[OutcomeRecord], held: &[bool]) {
     }
 }
 
-/// A retry for a failure before any reply.
-pub(super) fn because(reason: String) -> Deferral {
-    Deferral {
-        reason: Some(reason),
-        ..Deferral::default()
-    }
+/// Why an attempt ended before a receiving server answered for its recipients. Some end
+/// the recipient at once; the rest are tried again.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AttemptError {
+    /// The sending domain's DKIM key cannot be read: nothing leaves unsigned.
+    #[error("{0}")]
+    DkimKey(String),
+    /// Signing did not finish (its thread ended).
+    #[error("{0}")]
+    Signing(String),
+    /// The message requires TLS and the server does not offer it.
+    #[error("{host} does not offer STARTTLS and the message requires TLS")]
+    TlsRequired { host: String },
+    /// No destination yet (DNS), no connection, a capture not written: for now.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
-pub(super) fn failed(reason: &str, detail: &str) -> Outcome {
-    Outcome::Failed(Failure {
-        reason: reason.to_owned(),
-        detail: detail.to_owned(),
-        ..Failure::default()
-    })
+impl AttemptError {
+    /// Why the recipient ends here, or `None` for a failure that passes.
+    fn final_reason(&self) -> Option<FailureReason> {
+        match self {
+            Self::DkimKey(_) => Some(FailureReason::DkimKey),
+            Self::Signing(_) => Some(FailureReason::Dkim),
+            Self::TlsRequired { .. } => Some(FailureReason::TlsRequired),
+            Self::Unreachable(_) => None,
+        }
+    }
 }
 
 impl Inner {
@@ -84,7 +98,7 @@ impl Inner {
             // The last failure stays beside the end: it is what a sender needs to know.
             return Outcome::Failed(Failure {
                 attempt: None,
-                reason: "expired".into(),
+                reason: FailureReason::Expired,
                 detail: format!("not delivered within {} of acceptance", self.config.max_age),
                 last_reason: why.reason,
                 reply: why.reply,
@@ -126,6 +140,27 @@ impl Inner {
             domain_id: job.message.domain_id.clone(),
             outcome,
         }
+    }
+
+    /// The outcome of `error` for each of the job's recipients: the end, or a retry.
+    pub(super) fn attempt_failed(&self, job: &Job, error: AttemptError) -> Vec<OutcomeRecord> {
+        self.each_lease(job, |lease| match error.final_reason() {
+            Some(reason) => Outcome::Failed(Failure {
+                attempt: None,
+                reason,
+                detail: error.to_string(),
+                last_reason: None,
+                reply: None,
+                mx: None,
+            }),
+            None => {
+                let why = Deferral {
+                    reason: Some(error.to_string()),
+                    ..Deferral::default()
+                };
+                self.deferral(job, lease, why)
+            }
+        })
     }
 
     pub(super) fn each_lease(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kuvert_core::event::{Deferral, Delivery};
 use kuvert_store::{Outcome, OutcomeRecord};
 
-use super::outcome::{because, failed};
+use super::outcome::AttemptError;
 use super::{Inner, Job};
 use crate::smtp::{ClientError, Envelope, Stage, tls};
 
@@ -72,18 +72,15 @@ impl Inner {
                 Ok(c) => c,
                 Err(e) => {
                     drop(permit);
-                    return self.each_lease(job, |l| self.deferral(job, l, because(e.to_string())));
+                    return self.attempt_failed(job, AttemptError::Unreachable(e));
                 }
             },
         };
         if job.message.require_tls && conn.tls_version.is_none() {
-            let text = format!(
-                "{} does not offer STARTTLS and the message requires TLS",
-                conn.host
-            );
+            let host = conn.host.clone();
             self.park_idle(&q, conn);
             drop(permit);
-            return self.each_lease(job, |_| failed("tls_required", &text));
+            return self.attempt_failed(job, AttemptError::TlsRequired { host });
         }
         let mut result = conn.send(envelope, signed).await;
         // An idle connection the server has closed meanwhile fails at its first command,

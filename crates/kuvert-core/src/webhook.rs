@@ -1,0 +1,15 @@
+//! Webhooks: what became of an event sent to an endpoint.
+
+use crate::account::string_enum;
+
+string_enum! {
+    /// Where the delivery of one event to one endpoint stands.
+    DeliveryState {
+        /// Not taken yet: it is tried again with backoff.
+        Pending = "pending",
+        /// The endpoint answered 2xx.
+        Delivered = "delivered",
+        /// Given up: the endpoint did not take it in the time allowed.
+        Failed = "failed",
+    }
+}
