@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::account::string_enum;
+use crate::tracking::ClientClass;
 
 string_enum! {
     EventType {
@@ -169,6 +170,9 @@ string_enum! {
         Dkim = "dkim",
         /// The message requires TLS and the receiving server does not offer it.
         TlsRequired = "tls_required",
+        /// A tracked copy could not be built (older versions only: events recorded then
+        /// still read back).
+        Template = "template",
     }
 }
 
@@ -194,9 +198,9 @@ pub struct Failure {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Interaction {
-    /// A class of user agent (`mail_client`, `browser`, `proxy`, ...), never the agent string.
+    /// The class of the client, never its user agent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
+    pub client: Option<ClientClass>,
     /// The client's address, cut to /24 or /48 unless the account keeps it whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
@@ -310,7 +314,7 @@ mod tests {
                 reporting_mta: None,
             }),
             EventDetails::Clicked(Interaction {
-                client: Some("browser".into()),
+                client: Some(ClientClass::Desktop),
                 ip: None,
                 url: Some("https://a.example/".into()),
             }),
@@ -339,5 +343,19 @@ mod tests {
         assert!(
             EventDetails::from_json(EventType::Bounced, serde_json::json!({"code": 1})).is_err()
         );
+        // Events recorded by earlier versions read back as they were written.
+        for (t, old) in [
+            (
+                EventType::Failed,
+                serde_json::json!({"attempt": 1, "reason": "template", "detail": "bad template"}),
+            ),
+            (
+                EventType::Opened,
+                serde_json::json!({"client": "mobile", "ip": "192.0.2.0"}),
+            ),
+        ] {
+            let read = EventDetails::from_json(t, old.clone()).expect("an old event reads");
+            assert_eq!(Value::Object(read.to_json()), old);
+        }
     }
 }

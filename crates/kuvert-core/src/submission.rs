@@ -219,6 +219,17 @@ impl Parts {
                     format!("{ct:?} is not a MIME type like application/pdf"),
                 ));
             }
+            // A container type would make the file's bytes parts of the message: a boundary
+            // of the caller's choosing could reach into the text and HTML around it.
+            let top = ct.split('/').next().unwrap_or_default();
+            if top.eq_ignore_ascii_case("multipart") || top.eq_ignore_ascii_case("message") {
+                return Err(SubmissionError::invalid(
+                    format!("attachments[{i}].content_type"),
+                    format!(
+                        "{ct:?} is a container, not a file; attach it as application/octet-stream"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -361,6 +372,29 @@ mod tests {
         assert_eq!(field_of(&s), None);
         parts(&mut s).headers[0].0.push('n');
         assert_eq!(field_of(&s).as_deref(), Some("headers[0]"));
+    }
+
+    #[test]
+    fn an_attachment_is_a_file_not_a_container() {
+        for (ct, refused) in [
+            ("application/pdf", false),
+            ("text/plain; charset=utf-8", false),
+            ("multipart/mixed; boundary=x", true),
+            ("Message/rfc822", true),
+        ] {
+            let mut s = sample();
+            parts(&mut s).attachments.push(Attachment {
+                filename: "a".into(),
+                content_type: ct.into(),
+                content: b"--x".to_vec(),
+            });
+            let field = field_of(&s);
+            assert_eq!(
+                field.as_deref() == Some("attachments[0].content_type"),
+                refused,
+                "{ct}"
+            );
+        }
     }
 
     #[test]

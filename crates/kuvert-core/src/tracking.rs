@@ -10,10 +10,11 @@ use crate::id::{AccountId, RecipientId};
 use crate::lookup::{LookupKey, same_mac};
 use std::net::IpAddr;
 
+use crate::account::string_enum;
 use crate::submission::TrackingOptions;
 
 /// What an account lets tracking record (its privacy mode).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackingMode {
     /// Each open and click is an event of its recipient.
@@ -181,29 +182,33 @@ pub fn truncate_ip(ip: IpAddr) -> String {
     }
 }
 
-/// A coarse class of a client by its user agent (`unknown`, `proxy`, `bot`, `mobile`,
-/// `desktop`): what an open or click keeps instead of the agent string, which can single a
-/// person out.
-pub fn client_class(user_agent: &str) -> &'static str {
+string_enum! {
+    /// A coarse class of a client by its user agent: what an open or click keeps instead of
+    /// the agent string, which can single a person out.
+    ClientClass { Unknown = "unknown", Proxy = "proxy", Bot = "bot", Mobile = "mobile", Desktop = "desktop" }
+}
+
+/// The class of the client whose user agent this is.
+pub fn client_class(user_agent: &str) -> ClientClass {
     let ua = user_agent.to_ascii_lowercase();
     if ua.is_empty() {
-        "unknown"
+        ClientClass::Unknown
     } else if ua.contains("googleimageproxy")
         || ua.contains("yahoomailproxy")
         || ua.contains("proxy")
     {
-        "proxy"
+        ClientClass::Proxy
     } else if ua.contains("bot")
         || ua.contains("crawler")
         || ua.contains("spider")
         || ua.contains("python")
         || ua.contains("curl")
     {
-        "bot"
+        ClientClass::Bot
     } else if ua.contains("mobile") || ua.contains("android") || ua.contains("iphone") {
-        "mobile"
+        ClientClass::Mobile
     } else {
-        "desktop"
+        ClientClass::Desktop
     }
 }
 
@@ -333,18 +338,18 @@ mod tests {
 
     #[test]
     fn clients_are_classed_not_kept() {
-        assert_eq!(client_class(""), "unknown");
+        assert_eq!(client_class("").as_str(), "unknown");
         assert_eq!(
-            client_class("Mozilla/5.0 (via ggpht.com GoogleImageProxy)"),
+            client_class("Mozilla/5.0 (via ggpht.com GoogleImageProxy)").as_str(),
             "proxy"
         );
-        assert_eq!(client_class("curl/8.0"), "bot");
+        assert_eq!(client_class("curl/8.0").as_str(), "bot");
         assert_eq!(
-            client_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"),
+            client_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)").as_str(),
             "mobile"
         );
         assert_eq!(
-            client_class("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"),
+            client_class("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0").as_str(),
             "desktop"
         );
     }

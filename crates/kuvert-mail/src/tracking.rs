@@ -125,9 +125,9 @@ fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
 pub const UNSUBSCRIBE_PLACEHOLDER: &str = "{{unsubscribe_url}}";
 
 /// One recipient's copy of a tracked message: the MIME built at acceptance, with the
-/// recipient's links written in. Only the text and HTML body parts change, each written again
-/// with the transfer encoding its new text needs; every other byte (the header, the
-/// attachments, the boundaries) stays as built, and the `List-Unsubscribe` fields go first.
+/// recipient's links written in. Only the text and HTML body parts that change are written
+/// again, each with the transfer encoding its new text needs; every other byte (the header,
+/// the attachments, the boundaries) stays as built, and the `List-Unsubscribe` fields go first.
 /// So content flows one way: built once, stored once, personalised at delivery.
 pub fn personalise(mime: &[u8], tracking: Tracking, links: &RecipientLinks<'_>) -> Vec<u8> {
     let unsubscribe = tracking.unsubscribe.then(|| links.url(&Link::Unsubscribe));
@@ -159,11 +159,18 @@ pub fn personalise(mime: &[u8], tracking: Tracking, links: &RecipientLinks<'_>) 
         let Some(part) = message.parts.get(id as usize) else {
             continue;
         };
-        let new = match (&part.body, &unsubscribe) {
-            (PartType::Html(html), _) => html_copy(html, tracking, unsubscribe.as_deref(), links),
-            (PartType::Text(text), Some(u)) => text.replace(UNSUBSCRIBE_PLACEHOLDER, u),
+        let (old, new) = match (&part.body, &unsubscribe) {
+            (PartType::Html(html), _) => (
+                html,
+                html_copy(html, tracking, unsubscribe.as_deref(), links),
+            ),
+            (PartType::Text(text), Some(u)) => (text, text.replace(UNSUBSCRIBE_PLACEHOLDER, u)),
             _ => continue,
         };
+        // A part with nothing to write in stays as it was built, byte for byte.
+        if *old == new {
+            continue;
+        }
         let (start, body, end) = (
             part.offset_header as usize,
             part.offset_body as usize,

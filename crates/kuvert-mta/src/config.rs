@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use kuvert_core::duration::HumanDuration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::smtp::Timeouts;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -68,21 +70,6 @@ pub struct PoolAddress {
     pub ehlo: String,
 }
 
-/// RFC 5321 §4.5.3.2 timeouts, plus one for connecting.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
-    pub connect: HumanDuration,
-    pub greeting: HumanDuration,
-    pub mail: HumanDuration,
-    pub rcpt: HumanDuration,
-    pub data_init: HumanDuration,
-    pub data_block: HumanDuration,
-    pub data_end: HumanDuration,
-    /// An idle connection kept for the next message this long.
-    pub idle: HumanDuration,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Relay {
@@ -114,21 +101,6 @@ impl Default for DestinationLimits {
             connections: 10,
             messages_per_connection: 100,
             messages_per_minute: 0,
-        }
-    }
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: HumanDuration::secs(30),
-            greeting: HumanDuration::secs(300),
-            mail: HumanDuration::secs(300),
-            rcpt: HumanDuration::secs(300),
-            data_init: HumanDuration::secs(120),
-            data_block: HumanDuration::secs(180),
-            data_end: HumanDuration::secs(600),
-            idle: HumanDuration::secs(5),
         }
     }
 }

@@ -53,7 +53,13 @@ pub(crate) async fn handle(ctx: &SmtpContext, rcpt_to: &[String], data: &[u8]) -
         .iter()
         .filter_map(|r| verp::decode(ctx.store.verp_key(), r))
         .collect();
-    let result = match report::parse(data) {
+    // Parsing a report of up to `inbound_max_message_bytes` costs CPU in proportion to its
+    // size, and anyone may send one: on the blocking threads, not the async workers.
+    let owned = data.to_vec();
+    let Ok(parsed) = tokio::task::spawn_blocking(move || report::parse(&owned)).await else {
+        return Reply::new(451, (4, 3, 0), "Temporary failure, try again later");
+    };
+    let result = match parsed {
         Report::Dsn {
             reporting_mta,
             recipients,

@@ -6,8 +6,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::server::Listener;
-
 type Labels<const N: usize> = [(&'static str, &'static str); N];
 
 #[derive(Default)]
@@ -20,32 +18,29 @@ pub(crate) struct SmtpMetrics {
 impl SmtpMetrics {
     pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
-            "kuvert_smtp_sessions",
+            "kuvert_smtpd_sessions",
             "SMTP sessions started, by listener",
             self.sessions.clone(),
         );
         registry.register(
-            "kuvert_smtp_connections_refused",
+            "kuvert_smtpd_connections_refused",
             "SMTP connections turned away by a connection limit, by listener",
             self.refused.clone(),
         );
         registry.register(
-            "kuvert_smtp_messages",
+            "kuvert_smtpd_messages",
             "Answers to a message sent over SMTP (after DATA), by listener role and reply class",
             self.messages.clone(),
         );
     }
 
-    pub(crate) fn session(&self, listener: Listener) {
-        self.sessions
-            .get_or_create(&[("listener", listener.name())])
-            .inc();
+    /// Counts a session of the listener named `listener` (`Listener::name`).
+    pub(crate) fn session(&self, listener: &'static str) {
+        self.sessions.get_or_create(&[("listener", listener)]).inc();
     }
 
-    pub(crate) fn refused(&self, listener: Listener) {
-        self.refused
-            .get_or_create(&[("listener", listener.name())])
-            .inc();
+    pub(crate) fn refused(&self, listener: &'static str) {
+        self.refused.get_or_create(&[("listener", listener)]).inc();
     }
 
     /// Counts the reply to a message: `role` is `submission` or `inbound`.
@@ -70,20 +65,20 @@ mod tests {
         let m = SmtpMetrics::default();
         let mut registry = Registry::default();
         m.register(&mut registry);
-        m.session(Listener::Submission);
-        m.session(Listener::Submission);
-        m.refused(Listener::Inbound);
+        m.session("submission");
+        m.session("submission");
+        m.refused("inbound");
         m.message("submission", 250);
         m.message("submission", 552);
         m.message("inbound", 451);
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).expect("encodes");
         for line in [
-            "kuvert_smtp_sessions_total{listener=\"submission\"} 2",
-            "kuvert_smtp_connections_refused_total{listener=\"inbound\"} 1",
-            "kuvert_smtp_messages_total{role=\"submission\",class=\"2xx\"} 1",
-            "kuvert_smtp_messages_total{role=\"submission\",class=\"5xx\"} 1",
-            "kuvert_smtp_messages_total{role=\"inbound\",class=\"4xx\"} 1",
+            "kuvert_smtpd_sessions_total{listener=\"submission\"} 2",
+            "kuvert_smtpd_connections_refused_total{listener=\"inbound\"} 1",
+            "kuvert_smtpd_messages_total{role=\"submission\",class=\"2xx\"} 1",
+            "kuvert_smtpd_messages_total{role=\"submission\",class=\"5xx\"} 1",
+            "kuvert_smtpd_messages_total{role=\"inbound\",class=\"4xx\"} 1",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
         }

@@ -94,7 +94,7 @@ async fn connection(
         Listener::Submission | Listener::SubmissionTls => &ctx.connections,
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
-        ctx.metrics.refused(kind);
+        ctx.metrics.refused(kind.name());
         stream
             .write_all(
                 &Reply::new(421, (4, 7, 0), "Too many connections, try again later").to_wire(),
@@ -112,7 +112,7 @@ async fn connection(
         admitted
     };
     if !admitted {
-        ctx.metrics.refused(kind);
+        ctx.metrics.refused(kind.name());
         stream
             .write_all(
                 &Reply::new(421, (4, 7, 0), "Too many connections from your address").to_wire(),
@@ -121,7 +121,7 @@ async fn connection(
         return Ok(());
     }
     let _slot = Slot { ctx, ip: peer.ip() };
-    ctx.metrics.session(kind);
+    ctx.metrics.session(kind.name());
     let implicit_tls = kind == Listener::SubmissionTls;
     match kind {
         Listener::Inbound => {

@@ -35,7 +35,6 @@ async fn context(world: &World, config: SmtpConfig) -> Arc<SmtpContext> {
     SmtpContext::new(world.store.clone(), acceptor, config, &domains, None)
 }
 
-/// Reads one whole reply (its lines up to the one with a space after the code).
 /// A world with a sending key, a submission context that offers AUTH on loopback, and the
 /// key as AUTH PLAIN's argument.
 async fn keyed_submission() -> (World, Arc<SmtpContext>, String) {
@@ -53,6 +52,7 @@ async fn keyed_submission() -> (World, Arc<SmtpContext>, String) {
     (world, ctx, plain)
 }
 
+/// Reads one whole reply (its lines up to the one with a space after the code).
 async fn reply(io: &mut BufReader<DuplexStream>) -> Vec<String> {
     let mut lines = Vec::new();
     loop {

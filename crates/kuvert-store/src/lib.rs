@@ -183,16 +183,17 @@ impl Store {
             }
         };
         let now = opts.clock.now().millis();
+        let master = MasterKey::new(&opts.master_key);
         {
             let mut conn = writer.acquire().await?;
-            schema::migrate(&mut conn, backend, now).await?;
+            schema::migrate(&mut conn, backend, now, &master).await?;
         }
         let committer = commit::Committer::start(writer.clone(), backend);
         Ok(Self(Arc::new(Inner {
             pool,
             writer,
             backend,
-            master: MasterKey::new(&opts.master_key),
+            master,
             lookup: LookupKey::derive(&opts.master_key, "lookup"),
             verp: LookupKey::derive(&opts.master_key, "verp"),
             tracking: LookupKey::derive(&opts.master_key, "tracking"),

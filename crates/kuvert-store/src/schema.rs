@@ -3,6 +3,7 @@
 
 use sqlx::{AnyConnection, Executor};
 
+use crate::seal::MasterKey;
 use crate::{Backend, StoreError};
 
 /// Columns holding sealed values. Tests read the raw database to prove none holds plaintext;
@@ -97,7 +98,67 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_content",
         include_str!("migrations/0016_one_content.sql"),
     ),
+    (
+        17,
+        "no_template",
+        include_str!("migrations/0017_no_template.sql"),
+    ),
 ];
+
+/// A message's sealed template, and its account's wrapped key.
+#[derive(sqlx::FromRow)]
+struct TemplateRow {
+    id: String,
+    account_id: String,
+    template: Vec<u8>,
+    data_key: Option<Vec<u8>>,
+}
+
+/// Reads, before migration 17 drops the templates, whether each message that still has one
+/// wanted an unsubscribe link: only its sealed template says so, and a link it did not ask
+/// for would let a recipient of, say, a password reset suppress the account's mail to them.
+async fn unsubscribe_flags(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    master: &MasterKey,
+) -> Result<(), StoreError> {
+    let mut after = String::new();
+    loop {
+        let rows: Vec<TemplateRow> = sqlx::query_as(
+            "SELECT m.id, m.account_id, m.template, a.data_key FROM messages m JOIN accounts a ON a.id = m.account_id \
+             WHERE m.template IS NOT NULL AND m.id > $1 ORDER BY m.id LIMIT 500",
+        )
+        .bind(&after)
+        .fetch_all(&mut **tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.id.clone();
+        for TemplateRow {
+            id,
+            account_id: account,
+            template,
+            data_key,
+        } in rows
+        {
+            // An account whose key is destroyed has nothing left to send.
+            let Some(wrapped) = data_key else { continue };
+            let wanted = master
+                .unwrap(&account, &wrapped)
+                .and_then(|key| key.open(&template))
+                .ok()
+                .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+                .and_then(|t| t["unsubscribe"].as_bool())
+                .unwrap_or(false);
+            if wanted {
+                sqlx::query("UPDATE messages SET track_unsubscribe = 1 WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+}
 
 fn render(sql: &str, backend: Backend) -> String {
     let (blob, serial) = match backend {
@@ -111,12 +172,13 @@ pub(crate) async fn migrate(
     conn: &mut AnyConnection,
     backend: Backend,
     now: i64,
+    master: &MasterKey,
 ) -> Result<(), StoreError> {
     // Several nodes may start at once on one PostgreSQL: one migrates, the others wait.
     if backend == Backend::Postgres {
         conn.execute("SELECT pg_advisory_lock(7411001)").await?;
     }
-    let result = apply(conn, backend, now, i64::MAX).await;
+    let result = apply(conn, backend, now, master, i64::MAX).await;
     if backend == Backend::Postgres {
         conn.execute("SELECT pg_advisory_unlock(7411001)").await?;
     }
@@ -128,6 +190,7 @@ async fn apply(
     conn: &mut AnyConnection,
     backend: Backend,
     now: i64,
+    master: &MasterKey,
     last: i64,
 ) -> Result<(), StoreError> {
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
@@ -146,6 +209,9 @@ async fn apply(
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= last) {
         tracing::info!(version, name, "applying migration");
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if version == 17 {
+            unsubscribe_flags(&mut tx, master).await?;
+        }
         for statement in render(sql, backend)
             .split(';')
             .map(str::trim)
@@ -174,28 +240,45 @@ mod tests {
 
     use super::*;
 
-    /// A message kept as a template before migration 16 keeps what its copies carried; one
-    /// without (sent whole over SMTP) was never tracked, whatever flags it kept.
+    /// A message kept as a template before migrations 16 and 17 keeps what its copies
+    /// carried, read from its sealed template; one without (sent whole over SMTP) was never
+    /// tracked, whatever flags it kept.
     #[tokio::test]
     async fn tracked_messages_keep_their_tracking_when_the_template_goes() {
         sqlx::any::install_default_drivers();
+        let master = MasterKey::new(&[9; 32]);
         let mut conn = AnyConnection::connect("sqlite::memory:")
             .await
             .expect("sqlite");
         conn.execute("PRAGMA foreign_keys = OFF")
             .await
             .expect("pragma");
-        apply(&mut conn, Backend::Sqlite, 0, 15)
+        apply(&mut conn, Backend::Sqlite, 0, &master, 15)
             .await
             .expect("up to 15");
+        let (key, wrapped) = master.new_account_key("acc");
+        sqlx::query(
+            "INSERT INTO accounts (id, plan, region, status, data_key, created_at, updated_at, last_activity_at) \
+             VALUES ('acc', 'free', 'eu', 'active', $1, 0, 0, 0)",
+        )
+        .bind(wrapped)
+        .execute(&mut conn)
+        .await
+        .expect("an account");
+        let template = |opens: bool, unsubscribe: bool| {
+            let json =
+                serde_json::json!({"opens": opens, "clicks": false, "unsubscribe": unsubscribe});
+            Some(key.seal(json.to_string().as_bytes()))
+        };
         for (id, opens, template) in [
             ("smtp", 1, None),
-            ("link", 0, Some(b"{}".to_vec())),
-            ("pixel", 1, Some(b"{}".to_vec())),
+            ("link", 0, template(false, true)),
+            ("pixel", 1, template(true, false)),
+            ("pixel-and-link", 1, template(true, true)),
         ] {
             sqlx::query(
                 "INSERT INTO messages (id, account_id, domain_id, sender, subject, size, tags, require_tls, track_opens, track_clicks, created_at, template) \
-                 VALUES ($1, 'a', 'd', x'00', x'00', 1, '[]', 0, $2, 0, 0, $3)",
+                 VALUES ($1, 'acc', 'd', x'00', x'00', 1, '[]', 0, $2, 0, 0, $3)",
             )
             .bind(id)
             .bind(opens)
@@ -204,7 +287,9 @@ mod tests {
             .await
             .expect("an old message");
         }
-        apply(&mut conn, Backend::Sqlite, 0, 16).await.expect("16");
+        apply(&mut conn, Backend::Sqlite, 0, &master, i64::MAX)
+            .await
+            .expect("the rest");
         let rows: Vec<(String, i64, i64)> =
             sqlx::query_as("SELECT id, track_opens, track_unsubscribe FROM messages ORDER BY id")
                 .fetch_all(&mut conn)
@@ -214,7 +299,8 @@ mod tests {
             rows,
             [
                 ("link".to_owned(), 0, 1),
-                ("pixel".to_owned(), 1, 1),
+                ("pixel".to_owned(), 1, 0),
+                ("pixel-and-link".to_owned(), 1, 1),
                 ("smtp".to_owned(), 0, 0)
             ]
         );

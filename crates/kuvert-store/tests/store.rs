@@ -405,10 +405,7 @@ async fn message_from(
             .cloned()
             .unwrap_or_default(),
         require_tls: false,
-        tracking: kuvert_core::tracking::Tracking {
-            clicks: true,
-            ..Default::default()
-        },
+        tracking: kuvert_core::tracking::Tracking::default(),
         send_at: None,
         created_at: now,
         quota: None,

@@ -51,9 +51,7 @@ pub struct PolicyVersionOut {
 /// The account's tracking: privacy mode and the defaults of its messages.
 #[derive(Serialize, ToSchema)]
 pub struct TrackingSettings {
-    /// `full` (each open and click is an event of its recipient), `aggregate` (only counted:
-    /// no event names who opened or clicked) or `off` (no pixel, no rewritten links).
-    pub mode: String,
+    pub mode: TrackingMode,
     /// Messages track opens unless their domain or they say otherwise.
     pub opens: bool,
     pub clicks: bool,
@@ -66,12 +64,7 @@ pub struct TrackingSettings {
 impl From<AccountTracking> for TrackingSettings {
     fn from(t: AccountTracking) -> Self {
         Self {
-            mode: match t.mode {
-                TrackingMode::Full => "full",
-                TrackingMode::Aggregate => "aggregate",
-                TrackingMode::Off => "off",
-            }
-            .into(),
+            mode: t.mode,
             opens: t.opens,
             clicks: t.clicks,
             truncate_ip: t.truncate_ip,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kuvert_core::domain::{DnsRecord, DomainState};
+use kuvert_core::domain::{DnsRecord, DomainState, RecordPurpose, RecordType};
 use kuvert_core::tracking::DomainTracking;
 use kuvert_store::Domain;
 use serde::{Deserialize, Serialize};
@@ -15,11 +15,9 @@ use crate::extract::{ApiJson, FullAccess};
 
 #[derive(Serialize, ToSchema)]
 pub struct RecordOut {
-    /// `dkim`, `spf`, `return_path`, `dmarc` or `tracking`.
-    pub purpose: String,
-    /// `TXT`, `MX` or `CNAME`.
+    pub purpose: RecordPurpose,
     #[serde(rename = "type")]
-    pub record_type: String,
+    pub record_type: RecordType,
     pub name: String,
     pub value: String,
     /// Required records must be in place before the domain can send.
@@ -37,8 +35,8 @@ pub struct RecordOut {
 impl From<DnsRecord> for RecordOut {
     fn from(r: DnsRecord) -> Self {
         Self {
-            purpose: r.purpose.to_string(),
-            record_type: r.record_type.to_string(),
+            purpose: r.purpose,
+            record_type: r.record_type,
             name: r.name,
             value: r.value,
             required: r.required,

@@ -9,7 +9,9 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use kuvert_core::event::Interaction;
-use kuvert_core::tracking::{AccountTracking, Link, client_class, parse_token, truncate_ip};
+use kuvert_core::tracking::{
+    AccountTracking, ClientClass, Link, client_class, parse_token, truncate_ip,
+};
 use kuvert_store::{Engagement, RecipientRef};
 
 use crate::AppState;
@@ -23,7 +25,7 @@ const PIXEL: &[u8] = &[
 ];
 
 /// A coarse class of the client, not its user agent.
-fn agent_class(headers: &HeaderMap) -> &'static str {
+fn agent_class(headers: &HeaderMap) -> ClientClass {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -76,7 +78,7 @@ fn details(peer: SocketAddr, headers: &HeaderMap, settings: &AccountTracking) ->
         false => peer.ip().to_canonical().to_string(),
     };
     Interaction {
-        client: Some(agent_class(headers).to_owned()),
+        client: Some(agent_class(headers)),
         ip: Some(ip),
         url: None,
     }

@@ -18,7 +18,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::Timeouts;
+use super::Timeouts;
 use kuvert_mail::smtp::Reply;
 use kuvert_mail::smtp::data::dot_stuff;
 

@@ -190,9 +190,9 @@ async fn two_from_fields_over_smtp_are_refused_and_smtp_counts_in_metrics() {
     );
     // Beside HTTP's responses, SMTP's answers to messages, by role and class.
     for line in [
-        "kuvert_smtp_messages_total{role=\"submission\",class=\"2xx\"} 1",
-        "kuvert_smtp_messages_total{role=\"submission\",class=\"5xx\"} 1",
-        "kuvert_smtp_sessions_total{listener=\"submission\"} 1",
+        "kuvert_smtpd_messages_total{role=\"submission\",class=\"2xx\"} 1",
+        "kuvert_smtpd_messages_total{role=\"submission\",class=\"5xx\"} 1",
+        "kuvert_smtpd_sessions_total{listener=\"submission\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in: {metrics}");
     }
