@@ -2,11 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+// `$text` is a `tt`, not a `literal`: utoipa does not read a `literal` fragment handed on
+// inside `#[serde(rename = ...)]`, and its schema would list the variants' names instead.
 macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vattr:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vattr:meta])* $variant:ident = $text:tt),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
-        #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vattr])* #[serde(rename = $text)] $variant),* }
 
         impl $name {

@@ -183,6 +183,25 @@ pub fn dns_records(
 mod tests {
     use super::*;
 
+    /// The OpenAPI schema of an enum lists the texts the API writes, not the variants' names.
+    #[test]
+    fn enum_schemas_list_the_texts_written() {
+        let schema = serde_json::to_value(<RecordType as utoipa::PartialSchema>::schema())
+            .expect("a schema");
+        let written: Vec<String> = RecordType::ALL
+            .iter()
+            .map(|t| {
+                serde_json::to_value(t)
+                    .expect("text")
+                    .as_str()
+                    .expect("a string")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(written, ["TXT", "MX", "CNAME"]);
+        assert_eq!(schema["enum"], serde_json::json!(written), "{schema}");
+    }
+
     fn records() -> Vec<DnsRecord> {
         dns_records(
             "example.com",
