@@ -11,6 +11,7 @@ pub mod event;
 pub mod id;
 pub mod lookup;
 pub mod net;
+pub mod page;
 pub mod password;
 pub mod policy;
 pub mod ratelimit;

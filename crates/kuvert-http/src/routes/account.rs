@@ -542,16 +542,7 @@ pub async fn audit(
     FullAccess(auth): FullAccess,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditOut>>, ApiError> {
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n,
-        Some(n) => {
-            return Err(ApiError::invalid(
-                "limit",
-                format!("limit is {n}; it must be between 1 and 1000"),
-            ));
-        }
-    };
+    let limit = super::limit(kuvert_core::page::AUDIT, q.limit)?;
     let entries = state
         .store
         .audit_log(&auth.account_id, q.before, limit)

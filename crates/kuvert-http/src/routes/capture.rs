@@ -51,7 +51,7 @@ pub async fn list(
     FullAccess(auth): FullAccess,
     ApiQuery(q): ApiQuery<CaptureQuery>,
 ) -> Result<Json<CaptureList>, ApiError> {
-    let limit = super::limit(q.limit)?;
+    let limit = super::limit(kuvert_core::page::LISTS, q.limit)?;
     let before = q
         .cursor
         .as_deref()

@@ -118,7 +118,7 @@ pub async fn list(
         before,
         after: None,
         oldest_first: false,
-        limit: super::limit(q.limit)?,
+        limit: super::limit(kuvert_core::page::LISTS, q.limit)?,
     };
     let page = state.store.list_events(&auth.account_id, &filter).await?;
     Ok(Json(EventList {
@@ -217,7 +217,7 @@ pub async fn stream(
         tag: q.tag,
         after: Some(after),
         oldest_first: true,
-        limit: super::MAX_LIMIT,
+        limit: kuvert_core::page::LISTS.max,
         ..Default::default()
     };
     let account = auth.account_id;

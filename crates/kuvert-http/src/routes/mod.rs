@@ -11,22 +11,14 @@ pub mod tracking;
 pub mod webhooks;
 
 use kuvert_core::Timestamp;
+use kuvert_core::page::PageSize;
 
 use crate::error::ApiError;
 
-/// Page sizes: a default, and the most one request may ask for (as Mailgun's events API).
-pub const DEFAULT_LIMIT: u32 = 100;
-pub const MAX_LIMIT: u32 = 300;
-
-pub fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
-    match requested {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::invalid(
-            "limit",
-            format!("limit is {n}; it must be between 1 and {MAX_LIMIT}"),
-        )),
-    }
+/// The page size a list's `limit` asks for, or the answer to one out of bounds.
+pub fn limit(size: PageSize, asked: Option<u32>) -> Result<u32, ApiError> {
+    size.of(asked)
+        .map_err(|e| ApiError::invalid("limit", e.to_string()))
 }
 
 pub fn time_param(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {

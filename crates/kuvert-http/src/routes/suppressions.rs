@@ -78,7 +78,7 @@ pub async fn list(
             &auth.account_id,
             reason("reason", q.reason.as_deref())?,
             q.cursor.as_deref(),
-            super::limit(q.limit)?,
+            super::limit(kuvert_core::page::LISTS, q.limit)?,
         )
         .await?;
     Ok(Json(SuppressionList {
