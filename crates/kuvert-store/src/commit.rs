@@ -395,7 +395,8 @@ pub(crate) async fn insert_events(
         let sql = format!(
             "INSERT INTO webhook_outbox (webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, created_at) \
              SELECT w.id, w.account_id, e.seq, e.type, 0, e.created_at, e.created_at FROM events e JOIN webhooks w ON w.account_id = e.account_id \
-             WHERE e.seq IN ({}) AND (w.events = '[]' OR EXISTS (SELECT 1 FROM webhook_events t WHERE t.webhook_id = w.id AND t.event_type = e.type)) \
+             WHERE e.seq IN ({}) AND (NOT EXISTS (SELECT 1 FROM webhook_events t WHERE t.webhook_id = w.id) \
+             OR EXISTS (SELECT 1 FROM webhook_events t WHERE t.webhook_id = w.id AND t.event_type = e.type)) \
              ORDER BY e.seq, w.id",
             placeholders(1, chunk.len())
         );

@@ -103,6 +103,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "no_template",
         include_str!("migrations/0017_no_template.sql"),
     ),
+    (
+        18,
+        "webhook_event_rows",
+        include_str!("migrations/0018_webhook_event_rows.sql"),
+    ),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

@@ -19,7 +19,7 @@ pub struct Webhook {
     pub id: WebhookId,
     pub account_id: AccountId,
     pub url: String,
-    /// The event types sent; empty: all.
+    /// The event types sent, in the order of the types; empty: all.
     pub events: Vec<EventType>,
     pub signing_key: String,
     pub created_at: Timestamp,
@@ -43,7 +43,7 @@ pub struct Delivery {
     pub created_at: Timestamp,
 }
 
-const WEBHOOK_COLUMNS: &str = "id, account_id, url, events, signing_key, created_at, updated_at";
+const WEBHOOK_COLUMNS: &str = "id, account_id, url, signing_key, created_at, updated_at";
 const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, last_status, last_error, done_at, ok, created_at";
 
 /// An endpoint as stored (`WEBHOOK_COLUMNS`), its signing key sealed.
@@ -52,20 +52,20 @@ struct WebhookRow {
     id: String,
     account_id: String,
     url: String,
-    events: String,
     signing_key: Vec<u8>,
     created_at: i64,
     updated_at: i64,
 }
 
 impl WebhookRow {
-    fn open(self, key: &AccountKey) -> Result<Webhook> {
-        let events: Vec<String> = serde_json::from_str(&self.events).unwrap_or_default();
+    /// The endpoint with the event types it wants (none: every event).
+    fn open(self, key: &AccountKey, mut events: Vec<EventType>) -> Result<Webhook> {
+        events.sort_unstable();
         Ok(Webhook {
             id: WebhookId::from_string(self.id),
             account_id: AccountId::from_string(self.account_id),
             url: self.url,
-            events: events.iter().filter_map(|e| e.parse().ok()).collect(),
+            events,
             signing_key: key.open_string(&self.signing_key)?,
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
@@ -149,7 +149,16 @@ impl Store {
         let key = self
             .account_key(&AccountId::from_string(row.account_id.clone()))
             .await?;
-        row.open(&key)
+        let types: Vec<String> =
+            sqlx::query_scalar("SELECT event_type FROM webhook_events WHERE webhook_id = $1")
+                .bind(&row.id)
+                .fetch_all(self.pool())
+                .await?;
+        let events = types
+            .iter()
+            .map(|t| parse_column(t))
+            .collect::<Result<_>>()?;
+        row.open(&key, events)
     }
 
     pub async fn create_webhook(
@@ -162,16 +171,13 @@ impl Store {
         let now = self.now();
         let id = WebhookId::generate(Timestamp(now));
         let key = self.account_key(account).await?;
-        let list = serde_json::to_string(&events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
-            .expect("strings serialise");
         let mut tx = self.writer().begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5)"
         ))
         .bind(id.as_str())
         .bind(account.as_str())
         .bind(url)
-        .bind(list)
         .bind(key.seal(signing_key.as_bytes()))
         .bind(now)
         .execute(&mut *tx)
@@ -216,17 +222,16 @@ impl Store {
     ) -> Result<Webhook> {
         let current = self.webhook(account, id).await?;
         let events = events.unwrap_or(&current.events);
-        let list = serde_json::to_string(&events.iter().map(|e| e.as_str()).collect::<Vec<_>>())
-            .expect("strings serialise");
         let mut tx = self.writer().begin().await?;
-        sqlx::query("UPDATE webhooks SET url = $1, events = $2, updated_at = $3 WHERE id = $4 AND account_id = $5")
-            .bind(url.unwrap_or(&current.url))
-            .bind(list)
-            .bind(self.now())
-            .bind(id)
-            .bind(account.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE webhooks SET url = $1, updated_at = $2 WHERE id = $3 AND account_id = $4",
+        )
+        .bind(url.unwrap_or(&current.url))
+        .bind(self.now())
+        .bind(id)
+        .bind(account.as_str())
+        .execute(&mut *tx)
+        .await?;
         set_event_types(&mut tx, account, id, events).await?;
         tx.commit().await?;
         self.webhook(account, id).await

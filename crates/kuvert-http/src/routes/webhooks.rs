@@ -55,7 +55,8 @@ pub enum EventName {
 pub struct WebhookOut {
     pub id: String,
     pub url: String,
-    pub events: Vec<String>,
+    /// The event types sent, in the order of the types; empty: every event.
+    pub events: Vec<EventType>,
     /// Verifies requests: `signature == hex(HMAC-SHA256(signing_key, timestamp + token))`.
     pub signing_key: String,
     pub created_at: String,
@@ -67,7 +68,7 @@ impl From<Webhook> for WebhookOut {
         Self {
             id: w.id.to_string(),
             url: w.url,
-            events: w.events.iter().map(ToString::to_string).collect(),
+            events: w.events,
             signing_key: w.signing_key,
             created_at: w.created_at.to_rfc3339(),
             updated_at: w.updated_at.to_rfc3339(),
