@@ -82,12 +82,6 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new(Registry::default())
-    }
-}
-
 pub async fn count_responses(
     State(state): State<Arc<AppState>>,
     req: Request,

@@ -3,6 +3,8 @@
 //! endpoint receives its events in the order they happened, and a failing endpoint holds
 //! only its own queue.
 
+use std::collections::HashMap;
+
 use kuvert_core::Timestamp;
 use kuvert_core::event::EventType;
 use kuvert_core::id::{AccountId, WebhookId};
@@ -161,6 +163,24 @@ impl Store {
         row.open(&key, events)
     }
 
+    /// The event types each of an account's endpoints wants, in one query.
+    async fn event_types_by_webhook(
+        &self,
+        account: &AccountId,
+    ) -> Result<HashMap<String, Vec<EventType>>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT webhook_id, event_type FROM webhook_events WHERE account_id = $1",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: HashMap<String, Vec<EventType>> = HashMap::new();
+        for (webhook, t) in rows {
+            out.entry(webhook).or_default().push(parse_column(&t)?);
+        }
+        Ok(out)
+    }
+
     pub async fn create_webhook(
         &self,
         account: &AccountId,
@@ -206,11 +226,14 @@ impl Store {
         .bind(account.as_str())
         .fetch_all(self.pool())
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(self.open_webhook(r).await?);
-        }
-        Ok(out)
+        let key = self.account_key(account).await?;
+        let mut types = self.event_types_by_webhook(account).await?;
+        rows.into_iter()
+            .map(|r| {
+                let events = types.remove(&r.id).unwrap_or_default();
+                r.open(&key, events)
+            })
+            .collect()
     }
 
     pub async fn update_webhook(

@@ -80,6 +80,16 @@ async fn events_arrive_signed_and_in_order_after_failures() {
         .create_webhook(&account.id, &url, &[EventType::Dropped], &key)
         .await
         .expect("webhook");
+    // Listed together, each endpoint with its own event types (none: every event).
+    let mut listed: Vec<Vec<EventType>> = store
+        .list_webhooks(&account.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|w| w.events)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [vec![], vec![EventType::Dropped]]);
 
     let acceptor = Acceptor::new(
         store.clone(),
