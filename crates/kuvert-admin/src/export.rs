@@ -248,6 +248,40 @@ pub async fn write_export<S: ExportSink>(
         .collect();
     w.field("privacy_requests", &Value::Array(requests)).await?;
 
+    // Contacts, then their consent records: two passes, as messages and recipients.
+    for section in ["contacts", "consent_records"] {
+        w.list(section).await?;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list_contacts(account, None, None, after.as_deref(), PAGE)
+                .await?;
+            for c in &page.items {
+                if section == "contacts" {
+                    let mut v = crate::contacts::contact_json(c);
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("consent");
+                    }
+                    w.item(&v).await?;
+                    continue;
+                }
+                for r in &c.consent {
+                    w.item(
+                        &json!({"contact_id": c.id, "list_id": r.list_id, "action": r.action,
+                        "method": r.method, "consent_text": r.consent_text, "source": r.source,
+                        "created_at": time(r.created_at)}),
+                    )
+                    .await?;
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        w.end_list().await?;
+    }
+
     w.list("audit_log").await?;
     let mut before = None;
     loop {

@@ -2,6 +2,7 @@
 //! call these, so a rule (the password rule, a domain's key and records) holds the same way
 //! whichever door an operator or user comes through.
 
+pub mod contacts;
 pub mod deletion;
 pub mod export;
 pub mod inactivity;
@@ -46,6 +47,8 @@ pub enum AdminError {
     Export(String),
     #[error("the account has its plan's {0} sending domains already")]
     DomainLimit(u32),
+    #[error("the import failed: {0}")]
+    Import(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

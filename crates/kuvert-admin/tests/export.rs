@@ -125,6 +125,44 @@ async fn the_export_holds_every_personal_column() {
         .expect("capture");
 
     store
+        .define_property(
+            &account.id,
+            "note",
+            kuvert_core::contact::PropertyKind::String,
+        )
+        .await
+        .expect("property");
+    let list = store
+        .create_list(&account.id, "news", false, None)
+        .await
+        .expect("list");
+    store
+        .create_contact(
+            &account.id,
+            kuvert_store::NewContact {
+                address: kuvert_core::EmailAddress::parse(&format!(
+                    "{}@example.com",
+                    m("contacts", "address")
+                ))
+                .expect("address"),
+                name: Some(m("contacts", "name")),
+                properties: [(
+                    "note".to_owned(),
+                    kuvert_core::contact::PropertyValue::String(m("contacts", "properties")),
+                )]
+                .into(),
+                lists: vec![list.id],
+                consent: kuvert_store::ConsentInput {
+                    method: kuvert_core::contact::ConsentMethod::Form,
+                    text: None,
+                    source: Some(m("consent_records", "source")),
+                },
+            },
+        )
+        .await
+        .expect("contact");
+
+    store
         .record_privacy_request(
             &account.id,
             kuvert_core::account::PrivacyRight::Objection,
@@ -164,6 +202,6 @@ async fn the_export_holds_every_personal_column() {
         );
         checked += 1;
     }
-    assert!(checked >= 18, "{checked} personal columns checked");
+    assert!(checked >= 22, "{checked} personal columns checked");
     store.close().await;
 }

@@ -42,7 +42,7 @@ string_enum! {
 
 string_enum! {
     /// Why an address is on an account's suppression list.
-    SuppressionReason { Bounce = "bounce", Unsubscribe = "unsubscribe", Complaint = "complaint", Manual = "manual" }
+    SuppressionReason { Bounce = "bounce", Unsubscribe = "unsubscribe", Complaint = "complaint", Manual = "manual", Erased = "erased" }
 }
 
 string_enum! {

@@ -72,6 +72,10 @@ ids! {
     EventId = "evt";
     WebhookId = "whk";
     PrivacyRequestId = "prq";
+    ContactId = "con";
+    ListId = "lst";
+    ImportId = "imp";
+    SegmentId = "seg";
 }
 
 #[cfg(test)]

@@ -155,8 +155,10 @@ pub enum MailExchangers {
     Implicit,
     /// `MX 0 .`: the domain accepts no mail.
     Null,
-    /// The domain does not exist, or has neither MX nor addresses.
+    /// The domain does not exist (NXDOMAIN).
     NoDomain,
+    /// The domain exists but has neither MX nor addresses.
+    NoMailServer,
 }
 
 impl Dns {
@@ -189,7 +191,7 @@ impl Dns {
             }
             Err(e) if e.is_nx_domain() => Ok(MailExchangers::NoDomain),
             Err(e) if e.is_no_records_found() => match self.addresses(domain).await {
-                Ok(a) if a.is_empty() => Ok(MailExchangers::NoDomain),
+                Ok(a) if a.is_empty() => Ok(MailExchangers::NoMailServer),
                 Ok(_) => Ok(MailExchangers::Implicit),
                 Err(e) => Err(e),
             },

@@ -63,6 +63,13 @@ pub enum ErrorCode {
     Conflict,
     /// The account's data has been erased.
     Erased,
+    /// The address may not become a contact or be subscribed: it was erased at its owner's
+    /// request, or is suppressed, or the contact left.
+    AddressRefused,
+    /// More than an account may have (properties, say).
+    LimitReached,
+    /// The import is not in a state that allows this.
+    ImportState,
     /// Something failed inside Kuvert; it has been logged.
     Internal,
 }
@@ -165,6 +172,18 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Erased,
                 "this account's data has been erased",
             ),
+            StoreError::Refused(why) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::AddressRefused,
+                why,
+            )
+            .field("address"),
+            StoreError::Limit(why) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::LimitReached,
+                why,
+            ),
+            StoreError::Filter(e) => Self::invalid("filter", e.to_string()),
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::internal()
@@ -252,6 +271,7 @@ impl From<AdminError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, ErrorCode::WrongPassword, message)
                     .field("password")
             }
+            AdminError::Import(_) => Self::invalid("body", message),
             AdminError::Store(s) => s.into(),
             _ => Self::internal(),
         }

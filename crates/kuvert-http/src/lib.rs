@@ -45,6 +45,12 @@ pub struct AppState {
     pub password_attempts: kuvert_core::ratelimit::RateLimiter<kuvert_core::id::AccountId>,
     /// Requests to the tracking links per client network.
     pub tracking_hits: kuvert_core::ratelimit::RateLimiter,
+    /// Wakes the import runner after an upload.
+    pub imports: std::sync::Arc<tokio::sync::Notify>,
+    /// `[contacts] max_import_bytes`.
+    pub max_import_bytes: u64,
+    /// `[contacts] disposable_domains`.
+    pub disposable_domains: Vec<String>,
     /// Live logs open per account.
     pub streams: std::sync::Mutex<std::collections::HashMap<kuvert_core::id::AccountId, u32>>,
 }
@@ -180,6 +186,25 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
             account::support_grant,
             account::revoke_support
         ))
+        .routes(routes!(contacts::list, contacts::create))
+        .routes(routes!(contacts::get, contacts::update, contacts::remove))
+        .routes(routes!(contacts::bulk_delete))
+        .routes(routes!(contacts::export))
+        .routes(routes!(
+            contacts::properties_list,
+            contacts::properties_create
+        ))
+        .routes(routes!(contacts::properties_delete))
+        .routes(routes!(contacts::lists, contacts::list_create))
+        .routes(routes!(contacts::list_get, contacts::list_delete))
+        .routes(routes!(contacts::validate))
+        .routes(routes!(imports::create, imports::list))
+        .routes(routes!(imports::get, imports::cancel))
+        .routes(routes!(imports::confirm))
+        .routes(routes!(imports::errors))
+        .routes(routes!(segments::list, segments::create))
+        .routes(routes!(segments::get, segments::remove))
+        .routes(routes!(segments::preview))
         .routes(routes!(tracking::open))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))
@@ -206,6 +231,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Attachments arrive base64-encoded inside JSON: a message at the size limit needs 4/3 of
     // it, plus room for the rest of the request.
     let body_limit = state.acceptor.limits().max_message_bytes / 3 * 4 + 1024 * 1024;
+    // An import's CSV is streamed into the store, with its own bound.
+    let import_limit = state.max_import_bytes;
     let (api, doc) = routes_and_document();
     let openapi = Arc::new(
         doc.to_pretty_json()
@@ -231,7 +258,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     .layer(DefaultBodyLimit::max(body_limit))
     .layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
-            refuse_declared_oversize(req, next, body_limit)
+            let limit =
+                if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/imports" {
+                    usize::try_from(import_limit).unwrap_or(usize::MAX)
+                } else {
+                    body_limit
+                };
+            refuse_declared_oversize(req, next, limit)
         },
     ))
     .with_state(state)

@@ -78,7 +78,7 @@ impl Router {
                     format!("{domain} accepts no mail (null MX, RFC 7505)"),
                 )));
             }
-            Ok(MailExchangers::NoDomain) => {
+            Ok(MailExchangers::NoDomain | MailExchangers::NoMailServer) => {
                 return Err(RouteFailure::Permanent(Reply::new(
                     550,
                     (5, 1, 2),

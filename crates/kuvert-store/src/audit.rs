@@ -178,3 +178,52 @@ impl Store {
         Ok(row.map(SupportGrant::from))
     }
 }
+
+/// An audit entry's sealed detail, for redaction.
+#[derive(FromRow)]
+struct DetailRow {
+    seq: i64,
+    detail: Vec<u8>,
+}
+
+/// Rewrites the details of the account's audit entries that name `address` (a request's
+/// path, written as sent or percent-encoded) so that they name it no more: part of an
+/// erasure. Reads every detail of the account once, a page at a time.
+pub(crate) async fn redact_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &AccountKey,
+    account: &str,
+    address: &str,
+) -> Result<u64> {
+    let needle = address.trim().to_lowercase();
+    let encoded = needle.replace('@', "%40");
+    let mut after = 0i64;
+    let mut changed = 0;
+    loop {
+        let rows: Vec<DetailRow> = sqlx::query_as(
+            "SELECT seq, detail FROM audit_log WHERE account_id = $1 AND seq > $2 AND detail IS NOT NULL ORDER BY seq LIMIT 1000",
+        )
+        .bind(account)
+        .bind(after)
+        .fetch_all(&mut **tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(changed);
+        };
+        after = last.seq;
+        for row in rows {
+            let Ok(detail) = key.open_string(&row.detail) else {
+                continue;
+            };
+            let lower = detail.to_lowercase();
+            if lower.contains(&needle) || lower.contains(&encoded) {
+                sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = $2")
+                    .bind(key.seal(b"(erased)"))
+                    .bind(row.seq)
+                    .execute(&mut **tx)
+                    .await?;
+                changed += 1;
+            }
+        }
+    }
+}

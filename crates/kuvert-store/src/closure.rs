@@ -11,6 +11,16 @@ use crate::{Result, Store, StoreError};
 /// with the column naming the account. A test checks that every table of the schema is here
 /// or in [`NO_ACCOUNT_DATA`], so that a new table cannot be forgotten by the deletion.
 pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
+    ("import_errors", "account_id"),
+    ("import_chunks", "account_id"),
+    ("imports", "account_id"),
+    ("segments", "account_id"),
+    ("consent_records", "account_id"),
+    ("subscriptions", "account_id"),
+    ("contact_values", "account_id"),
+    ("contacts", "account_id"),
+    ("lists", "account_id"),
+    ("contact_properties", "account_id"),
     ("webhook_outbox", "account_id"),
     ("privacy_requests", "account_id"),
     ("audit_log", "account_id"),
@@ -36,9 +46,9 @@ pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations", "polic
 /// Large tables are deleted from in batches, by their key column.
 fn batch_key(table: &str) -> Option<&'static str> {
     match table {
-        "events" | "captures" | "audit_log" => Some("seq"),
+        "events" | "captures" | "audit_log" | "consent_records" => Some("seq"),
         "webhook_outbox" => Some("id"),
-        "recipients" | "messages" => Some("id"),
+        "recipients" | "messages" | "contacts" => Some("id"),
         _ => None,
     }
 }

@@ -7,8 +7,10 @@ mod audit;
 mod captures;
 mod closure;
 mod commit;
+mod contacts;
 mod domains;
 mod events;
+mod imports;
 mod keys;
 mod messages;
 mod policies;
@@ -18,6 +20,7 @@ mod reports;
 mod retention;
 pub mod schema;
 pub mod seal;
+mod segments;
 mod sql;
 mod stats;
 mod suppressions;
@@ -38,14 +41,20 @@ pub use audit::{AuditEntry, SupportGrant};
 pub use captures::Capture;
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
+pub use contacts::{
+    ConsentInput, ConsentRecord, Contact, ContactPage, ContactPatch, EngagementSummary, Erasure,
+    List, NewContact, Subscription, refusal_reason,
+};
 pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};
+pub use imports::{Import, ImportBatch, ImportRow, RowError};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView};
 pub use privacy::PrivacyRequest;
 pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{Engagement, RecipientRef, Report};
 pub use retention::{PurgeCounts, PurgeRun, RetentionPolicy};
+pub use segments::Segment;
 pub use stats::{HourlyCounts, METRICS, StatsQuery};
 pub use suppressions::{Suppression, SuppressionPage};
 pub use webhooks::{AttemptOutcome, Delivery, Webhook};
@@ -71,6 +80,12 @@ pub enum StoreError {
     Closed,
     #[error("invalid database URL: {0}")]
     Url(String),
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Filter(#[from] kuvert_core::segment::FilterError),
+    #[error("{0}")]
+    Limit(&'static str),
     #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
     QuotaExceeded { used: u64, quota: u64 },
 }
@@ -156,9 +171,11 @@ impl Store {
                         if backend == Backend::Sqlite {
                             // WAL lets readers run beside the writer; FULL sync makes a
                             // commit durable before it returns, which every acknowledgement
-                            // relies on.
+                            // relies on. Secure delete overwrites what is deleted, so that an
+                            // erased address does not linger in free pages of the file.
                             for pragma in [
                                 "PRAGMA journal_mode = WAL",
+                                "PRAGMA secure_delete = ON",
                                 "PRAGMA synchronous = FULL",
                                 "PRAGMA busy_timeout = 10000",
                                 "PRAGMA foreign_keys = ON",

@@ -33,6 +33,11 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("privacy_requests", "requested_by"),
     ("audit_log", "ip"),
     ("audit_log", "detail"),
+    ("contacts", "address"),
+    ("contacts", "name"),
+    ("contacts", "properties"),
+    ("consent_records", "source"),
+    ("import_chunks", "data"),
 ];
 
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
@@ -40,13 +45,17 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
 pub const SECRET_COLUMNS: &[(&str, &str)] =
     &[("domains", "dkim_private"), ("webhooks", "signing_key")];
 
+/// Sealed columns that hold an upload only while it is worked on (an import's file, gone when
+/// the import ends): what it becomes is exported, not the upload.
+pub const TRANSIENT_COLUMNS: &[(&str, &str)] = &[("import_chunks", "data")];
+
 /// Columns holding personal data: every one is in the account's export under the same
 /// table and column name (a test fills each and finds it there).
 pub fn personal_columns() -> impl Iterator<Item = (&'static str, &'static str)> {
     SEALED_COLUMNS
         .iter()
         .copied()
-        .filter(|c| !SECRET_COLUMNS.contains(c))
+        .filter(|c| !SECRET_COLUMNS.contains(c) && !TRANSIENT_COLUMNS.contains(c))
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -108,6 +117,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_event_rows",
         include_str!("migrations/0018_webhook_event_rows.sql"),
     ),
+    (19, "contacts", include_str!("migrations/0019_contacts.sql")),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

@@ -74,6 +74,10 @@ impl MasterKey {
 pub struct AccountKey {
     cipher: XChaCha20Poly1305,
     aad: Vec<u8>,
+    /// Keyed hashes of the account's contacts' addresses, and what stays of an erased one:
+    /// derived from the data key, so they link nothing across accounts, and mean nothing
+    /// once the account's key is destroyed.
+    lookup: kuvert_core::lookup::LookupKey,
 }
 
 impl AccountKey {
@@ -81,7 +85,13 @@ impl AccountKey {
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
             aad: account_id.as_bytes().to_vec(),
+            lookup: kuvert_core::lookup::LookupKey::derive(key, "contact-lookup"),
         }
+    }
+    /// The keyed hash of an address under this account's own key (normalised: trimmed, lower
+    /// case).
+    pub fn lookup(&self, address: &str) -> String {
+        self.lookup.hash(address)
     }
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         seal_with(&self.cipher, &self.aad, plaintext)

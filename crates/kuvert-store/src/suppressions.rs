@@ -148,16 +148,18 @@ impl Store {
         Ok(SuppressionPage { items, next })
     }
 
-    /// Which of these addresses the account suppresses, and why.
+    /// Which of these addresses the account suppresses, and why. An erased address is
+    /// found by the keyed hash under the account's own key that is all that stays of it.
     pub async fn suppressed(
         &self,
         account: &AccountId,
         addresses: &[&str],
     ) -> Result<HashMap<String, SuppressionReason>> {
+        let key = self.account_key(account).await?;
         let mut found = HashMap::new();
         let lookups: Vec<(String, &str)> = addresses
             .iter()
-            .map(|a| (self.lookup_hash(a), *a))
+            .flat_map(|a| [(self.lookup_hash(a), *a), (key.lookup(a), *a)])
             .collect();
         for chunk in lookups.chunks(500) {
             let sql = format!(
@@ -170,7 +172,12 @@ impl Store {
             }
             for row in q.fetch_all(self.pool()).await? {
                 if let Some((_, addr)) = chunk.iter().find(|(l, _)| *l == row.address_lookup) {
-                    found.insert((*addr).to_owned(), parse_column(&row.reason)?);
+                    let reason: SuppressionReason = parse_column(&row.reason)?;
+                    // Erased outranks whatever else the address was suppressed for.
+                    let slot = found.entry((*addr).to_owned()).or_insert(reason);
+                    if reason == SuppressionReason::Erased {
+                        *slot = reason;
+                    }
                 }
             }
         }

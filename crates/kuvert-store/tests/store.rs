@@ -168,6 +168,10 @@ both_backends!(
     a_closed_account_is_unreadable_at_once_and_gone_after_its_period,
     restriction_holds_mail_and_requests_fall_due,
     support_grants_expire_and_the_audit_log_follows_retention,
+    contacts_lists_and_consent,
+    import_batches_skip_what_may_not_be_subscribed,
+    segments_filter_in_sql,
+    erasure_leaves_only_a_keyed_hash,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -1820,4 +1824,650 @@ async fn domain_of(s: &Store, lease: &kuvert_store::Lease) -> kuvert_core::id::D
         .await
         .expect("the message")
         .domain_id
+}
+
+fn addr(s: &str) -> kuvert_core::EmailAddress {
+    kuvert_core::EmailAddress::parse(s).expect("address")
+}
+
+fn api_consent() -> kuvert_store::ConsentInput {
+    kuvert_store::ConsentInput {
+        method: kuvert_core::contact::ConsentMethod::Api,
+        text: None,
+        source: Some("192.0.2.7".into()),
+    }
+}
+
+async fn contacts_lists_and_consent(f: &Fixture) {
+    use kuvert_core::contact::{
+        ConsentAction, ContactStatus, PropertyKind, PropertyValue, SubscriptionStatus,
+    };
+    let s = &f.store;
+    let a = account(s, "contacts@acme.example").await;
+    s.define_property(&a.id, "age", PropertyKind::Integer)
+        .await
+        .expect("define");
+    assert!(matches!(
+        s.define_property(&a.id, "age", PropertyKind::String).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let list = s
+        .create_list(&a.id, "news", false, Some("v1: weekly news"))
+        .await
+        .expect("list");
+    let c = s
+        .create_contact(
+            &a.id,
+            kuvert_store::NewContact {
+                address: addr("Ann@Example.com"),
+                name: Some("Ann".into()),
+                properties: [("age".to_owned(), PropertyValue::Integer(41))].into(),
+                lists: vec![list.id.clone()],
+                consent: api_consent(),
+            },
+        )
+        .await
+        .expect("create");
+    assert_eq!(c.status, ContactStatus::Active);
+    assert_eq!(c.subscriptions[0].status, SubscriptionStatus::Subscribed);
+    assert_eq!(
+        c.consent[0].consent_text.as_deref(),
+        Some("v1: weekly news")
+    );
+    assert_eq!(c.consent[0].source.as_deref(), Some("192.0.2.7"));
+    // Found by address whatever its case, and unique per account after normalising.
+    let again = s
+        .contact(&a.id, "ann@example.COM")
+        .await
+        .expect("by address");
+    assert_eq!(again.id, c.id);
+    assert!(matches!(
+        s.create_contact(
+            &a.id,
+            kuvert_store::NewContact {
+                address: addr("ann@example.com"),
+                name: None,
+                properties: Default::default(),
+                lists: vec![],
+                consent: api_consent(),
+            }
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Another account neither sees it nor blocks the address.
+    let b = account(s, "contacts@other.example").await;
+    assert!(matches!(
+        s.contact(&b.id, c.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.list(&b.id, list.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let changed = s
+        .update_contact(
+            &a.id,
+            c.id.as_str(),
+            kuvert_store::ContactPatch {
+                name: Some(None),
+                properties: vec![("age".into(), Some(PropertyValue::Integer(42)))],
+                unsubscribe: vec![list.id.clone()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(changed.name, None);
+    assert_eq!(changed.properties["age"], PropertyValue::Integer(42));
+    assert_eq!(
+        changed.subscriptions[0].status,
+        SubscriptionStatus::Unsubscribed
+    );
+    assert_eq!(
+        changed.consent.iter().map(|r| r.action).collect::<Vec<_>>(),
+        [ConsentAction::Given, ConsentAction::Withdrawn]
+    );
+    assert_eq!(
+        s.list(&a.id, list.id.as_str())
+            .await
+            .expect("list")
+            .subscribed,
+        0
+    );
+    let page = s
+        .list_contacts(&a.id, Some(list.id.as_str()), None, None, 10)
+        .await
+        .expect("page");
+    assert_eq!(page.items.len(), 1);
+    s.delete_contact(&a.id, "ANN@example.com")
+        .await
+        .expect("delete");
+    assert!(matches!(
+        s.contact(&a.id, c.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A plain deletion does not block the address.
+    s.create_contact(
+        &a.id,
+        kuvert_store::NewContact {
+            address: addr("ann@example.com"),
+            name: None,
+            properties: Default::default(),
+            lists: vec![list.id.clone()],
+            consent: api_consent(),
+        },
+    )
+    .await
+    .expect("back after a deletion");
+    // A suppressed address is refused.
+    s.add_suppression(&a.id, "gone@example.com", SuppressionReason::Bounce)
+        .await
+        .expect("suppress");
+    assert!(matches!(
+        s.create_contact(
+            &a.id,
+            kuvert_store::NewContact {
+                address: addr("gone@example.com"),
+                name: None,
+                properties: Default::default(),
+                lists: vec![],
+                consent: api_consent(),
+            }
+        )
+        .await,
+        Err(StoreError::Refused(_))
+    ));
+}
+
+fn rows(from: u64, addresses: &[&str]) -> Vec<kuvert_store::ImportRow> {
+    addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| kuvert_store::ImportRow {
+            row_number: from + i as u64,
+            address: a.to_string(),
+            name: Some(format!("N{i}")),
+            properties: Default::default(),
+        })
+        .collect()
+}
+
+async fn import_batches_skip_what_may_not_be_subscribed(f: &Fixture) {
+    use kuvert_core::contact::{ImportMode, ImportState, SubscriptionStatus};
+    let s = &f.store;
+    let a = account(s, "imports@acme.example").await;
+    let list = s
+        .create_list(&a.id, "news", false, None)
+        .await
+        .expect("list");
+    // Already there: one who left the list, one bounced, one erased.
+    let left = s
+        .create_contact(
+            &a.id,
+            kuvert_store::NewContact {
+                address: addr("left@example.com"),
+                name: None,
+                properties: Default::default(),
+                lists: vec![list.id.clone()],
+                consent: api_consent(),
+            },
+        )
+        .await
+        .expect("contact");
+    s.update_contact(
+        &a.id,
+        left.id.as_str(),
+        kuvert_store::ContactPatch {
+            unsubscribe: vec![list.id.clone()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("leave");
+    s.add_suppression(&a.id, "bounced@example.com", SuppressionReason::Bounce)
+        .await
+        .expect("suppress");
+    s.erase_address(&a.id, "erased@example.com")
+        .await
+        .expect("erase");
+
+    let id = s
+        .create_import(&a.id, Some(&list.id), ImportMode::Add, Some("form v2"))
+        .await
+        .expect("import");
+    s.add_import_chunk(&a.id, &id, 0, b"email\n")
+        .await
+        .expect("chunk");
+    assert_eq!(
+        s.import_chunk(&a.id, &id, 0)
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(&b"email\n"[..])
+    );
+    s.import_uploaded(&a.id, &id).await.expect("uploaded");
+    let (acc, claimed, state) = s
+        .claim_import("node.a", 60_000)
+        .await
+        .expect("claim")
+        .expect("one");
+    assert_eq!(
+        (acc, &claimed, state),
+        (a.id.clone(), &id, ImportState::Scanning)
+    );
+    assert!(
+        s.claim_import("node.b", 60_000)
+            .await
+            .expect("claim")
+            .is_none(),
+        "leased"
+    );
+    s.import_scanned(&a.id, &id, 6, &serde_json::json!([]))
+        .await
+        .expect("scanned");
+    let batch = kuvert_store::ImportBatch {
+        rows: rows(
+            1,
+            &[
+                "new@example.com",
+                "left@example.com",
+                "bounced@example.com",
+                "ERASED@example.com",
+                "new@example.com",
+            ],
+        ),
+        refused: vec![kuvert_store::RowError {
+            row_number: 6,
+            column: "email".into(),
+            reason: "invalid address".into(),
+        }],
+        through: 6,
+    };
+    // Only the lease holder writes.
+    assert!(matches!(
+        s.apply_import_batch(
+            &a.id,
+            &id,
+            "node.b",
+            60_000,
+            kuvert_store::ImportBatch {
+                rows: vec![],
+                refused: vec![],
+                through: 6
+            }
+        )
+        .await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.apply_import_batch(&a.id, &id, "node.a", 60_000, batch)
+        .await
+        .expect("batch");
+    let i = s.import(&a.id, id.as_str()).await.expect("import");
+    assert_eq!(
+        (i.processed, i.created, i.updated, i.skipped, i.failed),
+        (6, 1, 0, 4, 1),
+        "{i:?}"
+    );
+    let errors = s
+        .import_errors(&a.id, id.as_str(), 0, 100)
+        .await
+        .expect("errors");
+    let reasons: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| (e.row_number, e.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(
+        reasons[0].1.contains("unsubscribed from this list"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].1.contains("bounced"), "{reasons:?}");
+    assert!(reasons[2].1.contains("erased"), "{reasons:?}");
+    assert!(reasons[3].1.contains("row 1"), "{reasons:?}");
+    assert_eq!(reasons[4], (6, "invalid address"));
+    let new = s.contact(&a.id, "new@example.com").await.expect("created");
+    assert_eq!(new.subscriptions[0].status, SubscriptionStatus::Subscribed);
+    assert_eq!(new.consent[0].consent_text.as_deref(), Some("form v2"));
+    assert!(matches!(
+        s.contact(&a.id, "erased@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A batch already written is not counted twice (a resumed import).
+    assert!(
+        s.apply_import_batch(
+            &a.id,
+            &id,
+            "node.a",
+            60_000,
+            kuvert_store::ImportBatch {
+                rows: rows(1, &["new@example.com"]),
+                refused: vec![],
+                through: 6,
+            }
+        )
+        .await
+        .is_err()
+    );
+    s.finish_import(&a.id, &id, None).await.expect("finish");
+    assert_eq!(
+        s.import(&a.id, id.as_str()).await.expect("import").state,
+        ImportState::Done
+    );
+    assert!(
+        s.import_chunk(&a.id, &id, 0).await.expect("read").is_none(),
+        "the upload goes"
+    );
+    // Unsubscribe mode takes contacts off the list.
+    let un = s
+        .create_import(&a.id, Some(&list.id), ImportMode::Unsubscribe, None)
+        .await
+        .expect("import");
+    s.import_uploaded(&a.id, &un).await.expect("uploaded");
+    s.claim_import("node.a", 60_000)
+        .await
+        .expect("claim")
+        .expect("one");
+    s.import_scanned(&a.id, &un, 2, &serde_json::json!([]))
+        .await
+        .expect("scanned");
+    s.apply_import_batch(
+        &a.id,
+        &un,
+        "node.a",
+        60_000,
+        kuvert_store::ImportBatch {
+            rows: rows(1, &["new@example.com", "nobody@example.com"]),
+            refused: vec![],
+            through: 2,
+        },
+    )
+    .await
+    .expect("batch");
+    let i = s.import(&a.id, un.as_str()).await.expect("import");
+    assert_eq!((i.updated, i.skipped), (1, 1));
+    let new = s.contact(&a.id, "new@example.com").await.expect("contact");
+    assert_eq!(
+        new.subscriptions[0].status,
+        SubscriptionStatus::Unsubscribed
+    );
+}
+
+async fn segments_filter_in_sql(f: &Fixture) {
+    use kuvert_core::contact::{PropertyKind, PropertyValue};
+    use kuvert_core::segment::Filter;
+    let s = &f.store;
+    let a = account(s, "segments@acme.example").await;
+    s.define_property(&a.id, "age", PropertyKind::Integer)
+        .await
+        .expect("define");
+    s.define_property(&a.id, "city", PropertyKind::String)
+        .await
+        .expect("define");
+    let list = s
+        .create_list(&a.id, "news", false, None)
+        .await
+        .expect("list");
+    for (i, (age, city)) in [(25, "Berlin"), (35, "Berlin"), (45, "Paris"), (55, "Lyon")]
+        .into_iter()
+        .enumerate()
+    {
+        s.create_contact(
+            &a.id,
+            kuvert_store::NewContact {
+                address: addr(&format!("c{i}@example.com")),
+                name: None,
+                properties: [
+                    ("age".to_owned(), PropertyValue::Integer(age)),
+                    ("city".to_owned(), PropertyValue::String(city.into())),
+                ]
+                .into(),
+                lists: if i % 2 == 0 {
+                    vec![list.id.clone()]
+                } else {
+                    vec![]
+                },
+                consent: api_consent(),
+            },
+        )
+        .await
+        .expect("contact");
+        // Ids sort by creation time: one millisecond apart, they sort as created.
+        f.clock.advance_millis(1);
+    }
+    let count = |v: serde_json::Value| {
+        let filter: Filter = serde_json::from_value(v).expect("filter");
+        let (s, a) = (s.clone(), a.id.clone());
+        async move { s.segment_count(&a, &filter).await }
+    };
+    use serde_json::json;
+    assert_eq!(
+        count(json!({"property": {"name": "age", "op": "gte", "value": 35}}))
+            .await
+            .expect("count"),
+        3
+    );
+    assert_eq!(
+        count(json!({"property": {"name": "city", "op": "eq", "value": "berlin"}}))
+            .await
+            .expect("count"),
+        2,
+        "text compares without case"
+    );
+    assert_eq!(
+        count(json!({"property": {"name": "city", "op": "eq", "value": "Berlin"}}))
+            .await
+            .expect("count"),
+        2
+    );
+    assert_eq!(
+        count(json!({"all": [
+            {"property": {"name": "city", "op": "ne", "value": "Berlin"}},
+            {"list": {"list": list.id.as_str()}}
+        ]}))
+        .await
+        .expect("count"),
+        1
+    );
+    assert_eq!(
+        count(json!({"any": [
+            {"property": {"name": "age", "op": "lt", "value": 30}},
+            {"property": {"name": "age", "op": "gt", "value": 50}}
+        ]}))
+        .await
+        .expect("count"),
+        2
+    );
+    assert_eq!(
+        count(json!({"engagement": {"kind": "opened", "never": true}}))
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        count(json!({"engagement": {"kind": "opened", "days": 30}}))
+            .await
+            .expect("count"),
+        0
+    );
+    assert_eq!(
+        count(json!({"not": {"status": "active"}}))
+            .await
+            .expect("count"),
+        0
+    );
+    assert!(matches!(
+        count(json!({"property": {"name": "nope", "op": "exists"}})).await,
+        Err(StoreError::Filter(_))
+    ));
+    let seg = s
+        .create_segment(
+            &a.id,
+            "older",
+            &serde_json::from_value(json!({"property": {"name": "age", "op": "gt", "value": 40}}))
+                .expect("filter"),
+        )
+        .await
+        .expect("segment");
+    let preview = s
+        .segment_preview(&a.id, &seg.filter, 10)
+        .await
+        .expect("preview");
+    assert_eq!(
+        preview
+            .iter()
+            .map(|c| c.address.as_str())
+            .collect::<Vec<_>>(),
+        ["c2@example.com", "c3@example.com"]
+    );
+    // Another account's contacts never count.
+    let b = account(s, "segments@other.example").await;
+    assert!(matches!(
+        s.segment(&b.id, seg.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn erasure_leaves_only_a_keyed_hash(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "erase@acme.example").await;
+    let victim = "Victim.Person@Example.com";
+    let list = s
+        .create_list(&a.id, "news", false, None)
+        .await
+        .expect("list");
+    s.create_contact(
+        &a.id,
+        kuvert_store::NewContact {
+            address: addr(victim),
+            name: Some("Victim Person".into()),
+            properties: Default::default(),
+            lists: vec![list.id.clone()],
+            consent: api_consent(),
+        },
+    )
+    .await
+    .expect("contact");
+    let id = message(
+        s,
+        &a.id,
+        &[],
+        &[
+            (victim, RecipientStatus::Queued),
+            ("other@example.com", RecipientStatus::Queued),
+        ],
+        f.clock.now(),
+    )
+    .await;
+    s.capture(
+        &a.id,
+        &id,
+        "b@send.example",
+        &[victim.to_lowercase()],
+        b"To: victim.person@example.com\r\n\r\nhi",
+    )
+    .await
+    .expect("capture");
+    s.add_suppression(&a.id, victim, SuppressionReason::Complaint)
+        .await
+        .expect("suppress");
+    s.audit(
+        &a.id,
+        kuvert_core::account::ActorKind::Key,
+        "key_x",
+        "DELETE /v1/contacts/{contact}",
+        Some("/v1/contacts/victim.person%40example.com"),
+        None,
+    )
+    .await
+    .expect("audit");
+    let done = s.erase_address(&a.id, victim).await.expect("erase");
+    assert_eq!(
+        (done.contacts, done.recipients, done.messages, done.captures),
+        (1, 1, 1, 1),
+        "{done:?}"
+    );
+    // Later sends and imports find it.
+    let found = s
+        .suppressed(&a.id, &["victim.person@example.com"])
+        .await
+        .expect("check");
+    assert_eq!(
+        found["victim.person@example.com"],
+        SuppressionReason::Erased
+    );
+    let list_page = s
+        .list_suppressions(&a.id, None, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(list_page.items.len(), 1);
+    assert_eq!(list_page.items[0].address, None, "no address stays");
+    // Nothing readable names it.
+    let m = s.message(&a.id, id.as_str()).await.expect("message");
+    assert!(m.mime.is_none());
+    assert_eq!(m.recipients.len(), 1, "the other recipient stays");
+    assert!(
+        s.list_captures(&a.id, None, 10)
+            .await
+            .expect("captures")
+            .is_empty()
+    );
+    let audit = s.audit_log(&a.id, None, 10).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .all(|e| !e.detail.clone().unwrap_or_default().contains("victim")),
+        "{audit:?}"
+    );
+    // And nothing stored does, in clear or as the instance-wide lookup hash: only the
+    // account's own keyed hash stays.
+    let dump = database_text(f).await.to_lowercase();
+    assert!(
+        !dump.contains("victim.person"),
+        "the address is in the database"
+    );
+    assert!(
+        !dump.contains(&s.lookup_hash(victim)),
+        "its lookup hash is in the database"
+    );
+    assert!(
+        dump.contains(&s.lookup_hash("other@example.com")),
+        "the scan reads the rows"
+    );
+}
+
+/// Every byte the database holds, as text: the SQLite files, or a `pg_dump` of the
+/// PostgreSQL database.
+async fn database_text(f: &Fixture) -> String {
+    match &f.pg_db {
+        Some(db) => {
+            let base = pg_admin_url();
+            let url = format!(
+                "{}/{db}",
+                &base[..base.rfind('/').expect("database in URL")]
+            );
+            let out = std::process::Command::new("pg_dump")
+                .arg("--data-only")
+                .arg(&url)
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        None => {
+            let dir = f._dir.as_ref().expect("a directory");
+            let mut all = Vec::new();
+            for entry in std::fs::read_dir(dir.path()).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.to_string_lossy().contains("kuvert.db") {
+                    all.extend(std::fs::read(&path).expect("read"));
+                }
+            }
+            String::from_utf8_lossy(&all).into_owned()
+        }
+    }
 }

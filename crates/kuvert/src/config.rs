@@ -29,6 +29,7 @@ pub struct Config {
     pub tracking: Tracking,
     pub retention: Retention,
     pub notices: Notices,
+    pub contacts: Contacts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,6 +75,25 @@ impl Default for Retention {
             deleted_accounts: HumanDuration::secs(90 * 86_400),
             inactive_months: 12,
             inactive_grace: HumanDuration::secs(30 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Contacts {
+    /// Largest CSV file an import takes, in bytes (it is kept sealed in the database while
+    /// the import runs).
+    pub max_import_bytes: u64,
+    /// Domains address validation calls disposable, beside those Kuvert knows.
+    pub disposable_domains: Vec<String>,
+}
+
+impl Default for Contacts {
+    fn default() -> Self {
+        Self {
+            max_import_bytes: 512 << 20,
+            disposable_domains: Vec::new(),
         }
     }
 }
@@ -216,6 +236,7 @@ impl Default for Config {
             tracking: Tracking::default(),
             retention: Retention::default(),
             notices: Notices::default(),
+            contacts: Contacts::default(),
         }
     }
 }

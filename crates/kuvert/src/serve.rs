@@ -71,6 +71,14 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     engine.register_metrics(&mut registry);
     instance.store.register_metrics(&mut registry);
     let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
+    let (stop_imports, imports_stopped) = tokio::sync::watch::channel(false);
+    let importer = kuvert_admin::contacts::import::Importer::new(
+        instance.store.clone(),
+        &instance.node_id()?,
+        imports_stopped,
+    );
+    let imports = importer.waker();
+    let importer = tokio::spawn(importer.run(std::time::Duration::from_secs(5)));
     let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped, &mut registry).await?;
     let state = Arc::new(AppState {
         store: instance.store.clone(),
@@ -84,6 +92,9 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         account_purge_after: config.retention.deleted_accounts.0,
         password_attempts: kuvert_http::password_attempts(),
         streams: Default::default(),
+        imports,
+        max_import_bytes: config.contacts.max_import_bytes,
+        disposable_domains: config.contacts.disposable_domains.clone(),
         tracking_hits: kuvert_core::ratelimit::RateLimiter::per_minute(
             config.tracking.requests_per_minute,
             config.tracking.requests_per_minute,
@@ -103,6 +114,9 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         let _ = listener.await;
     }
     tracing::info!("stopped accepting; in-flight requests finished");
+    // An import stops between batches; the next start resumes it.
+    let _ = stop_imports.send(true);
+    let _ = importer.await;
     engine.shutdown(std::time::Duration::from_secs(30)).await;
     tracing::info!("delivery stopped");
     Ok(())

@@ -278,29 +278,6 @@ pub async fn delete(
     }))
 }
 
-/// Bytes gathered before a chunk of the export is sent.
-const CHUNK: usize = 64 * 1024;
-
-/// The export's way to the response body.
-struct ChunkSink {
-    tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
-    buf: Vec<u8>,
-}
-
-impl kuvert_admin::export::ExportSink for ChunkSink {
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), kuvert_admin::AdminError> {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= CHUNK {
-            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-            self.tx
-                .send(Ok(chunk.into()))
-                .await
-                .map_err(|_| kuvert_admin::AdminError::Export("the client went away".into()))?;
-        }
-        Ok(())
-    }
-}
-
 /// A copy of every personal datum held about the account and its users (access and
 /// portability, the holder's rights): profile, users, keys' metadata, domains, webhooks,
 /// suppressions, messages and recipients, events within retention, captured mail.
@@ -311,43 +288,18 @@ pub async fn export(
     State(state): State<Arc<AppState>>,
     FullAccess(auth): FullAccess,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let by = format!("API key {}", auth.key_id);
     kuvert_admin::rights::record_access(&state.store, &auth.account_id, &by).await?;
-    let name = format!("attachment; filename=\"kuvert-{}.json\"", auth.account_id);
-    // Written as it is read, through a small channel: memory holds a chunk, not the export.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let name = format!("kuvert-{}.json", auth.account_id);
     let (store, account) = (state.store.clone(), auth.account_id.clone());
-    tokio::spawn(async move {
-        let mut sink = ChunkSink {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        };
-        let done = kuvert_admin::export::write_export(&store, &account, &mut sink).await;
-        let last = match done {
-            Ok(()) => Ok(axum::body::Bytes::from(std::mem::take(&mut sink.buf))),
-            Err(e) => {
-                tracing::warn!(%account, error = %e, "the export stopped half-way");
-                // An error ends the body abnormally: the client sees a cut, not a whole file.
-                Err(std::io::Error::other(e.to_string()))
-            }
-        };
-        let _ = sink.tx.send(last).await;
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    Ok((
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                "application/json".to_owned(),
-            ),
-            (axum::http::header::CONTENT_DISPOSITION, name),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response())
+    Ok(super::streamed(
+        "application/json",
+        &name,
+        move |mut sink| async move {
+            let done = kuvert_admin::export::write_export(&store, &account, &mut sink).await;
+            (sink, done)
+        },
+    ))
 }
 
 /// Changes to the account's company fields; a field left out stays, `""` clears it.
