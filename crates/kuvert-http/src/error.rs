@@ -237,6 +237,12 @@ impl From<AcceptError> for ApiError {
                 ErrorCode::QuotaExceeded,
                 message,
             ),
+            AcceptError::Erased { field } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::AddressRefused,
+                message,
+            )
+            .field(field),
             AcceptError::Store(s) => s.into(),
             _ => Self::internal(),
         }

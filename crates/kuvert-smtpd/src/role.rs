@@ -200,6 +200,11 @@ fn refusal(e: &AcceptError) -> Reply {
         AcceptError::AccountNotActive(s) => {
             Reply::new(550, (5, 7, 1), format!("The account is {s}"))
         }
+        AcceptError::Erased { .. } => Reply::new(
+            550,
+            (5, 7, 1),
+            "A recipient was erased at its owner's request and may not be mailed",
+        ),
         AcceptError::Invalid(s) => match s.kind {
             SubmissionErrorKind::TooLarge => Reply::new(552, (5, 3, 4), s.to_string()),
             SubmissionErrorKind::TooManyRecipients => Reply::new(452, (4, 5, 3), s.to_string()),

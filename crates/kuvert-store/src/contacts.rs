@@ -4,6 +4,7 @@
 //! copied into `contact_values`: numbers in clear, text as a keyed hash.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kuvert_core::Timestamp;
 use kuvert_core::contact::{
@@ -154,6 +155,10 @@ impl ListRow {
 
 const LIST_COLUMNS: &str = "l.id, l.name, l.double_opt_in, l.consent_text, \
      (SELECT COUNT(*) FROM subscriptions s WHERE s.list_id = l.id AND s.status = 'subscribed') AS subscribed, l.created_at";
+
+/// A list's own columns, its count left at 0.
+const LIST_SETTINGS: &str =
+    "l.id, l.name, l.double_opt_in, l.consent_text, CAST(0 AS BIGINT) AS subscribed, l.created_at";
 
 #[derive(FromRow)]
 pub(crate) struct ContactRow {
@@ -451,8 +456,18 @@ impl Store {
     }
 
     pub async fn list(&self, account: &AccountId, id: &str) -> Result<List> {
+        self.list_with(account, id, LIST_COLUMNS).await
+    }
+
+    /// A list without its count of subscribers (which reads every membership): for checks
+    /// and settings on paths that run per page or per batch.
+    pub(crate) async fn list_settings(&self, account: &AccountId, id: &str) -> Result<List> {
+        self.list_with(account, id, LIST_SETTINGS).await
+    }
+
+    async fn list_with(&self, account: &AccountId, id: &str, columns: &str) -> Result<List> {
         sqlx::query_as::<_, ListRow>(&format!(
-            "SELECT {LIST_COLUMNS} FROM lists l WHERE l.account_id = $1 AND l.id = $2"
+            "SELECT {columns} FROM lists l WHERE l.account_id = $1 AND l.id = $2"
         ))
         .bind(account.as_str())
         .bind(id)
@@ -489,7 +504,7 @@ impl Store {
     ) -> Result<HashMap<String, List>> {
         let mut found = HashMap::new();
         for id in lists {
-            let list = self.list(account, id.as_str()).await?;
+            let list = self.list_settings(account, id.as_str()).await?;
             found.insert(id.as_str().to_owned(), list);
         }
         Ok(found)
@@ -611,11 +626,11 @@ impl Store {
     }
 
     /// Opens rows of contacts with their subscriptions and consent records, read for all of
-    /// them in two queries.
+    /// them in two queries and opened on a blocking thread (a page is thousands of values).
     pub(crate) async fn open_contacts(
         &self,
         account: &AccountId,
-        key: &AccountKey,
+        key: &Arc<AccountKey>,
         rows: Vec<ContactRow>,
     ) -> Result<Vec<Contact>> {
         if rows.is_empty() {
@@ -623,8 +638,8 @@ impl Store {
         }
         let kinds = self.contact_properties(account).await?;
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let mut subs: HashMap<String, Vec<Subscription>> = HashMap::new();
-        let mut consent: HashMap<String, Vec<ConsentRecord>> = HashMap::new();
+        let mut subs: Vec<SubscriptionRow> = Vec::new();
+        let mut consent: Vec<ConsentRow> = Vec::new();
         for chunk in ids.chunks(500) {
             let sql = format!(
                 "SELECT contact_id, list_id, status, updated_at FROM subscriptions WHERE contact_id IN ({}) ORDER BY list_id",
@@ -634,13 +649,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(self.pool()).await? {
-                subs.entry(r.contact_id).or_default().push(Subscription {
-                    list_id: ListId::from_string(r.list_id),
-                    status: parse_column(&r.status)?,
-                    updated_at: Timestamp(r.updated_at),
-                });
-            }
+            subs.extend(q.fetch_all(self.pool()).await?);
             let sql = format!(
                 "SELECT contact_id, list_id, action, method, consent_text, source, created_at FROM consent_records \
                  WHERE account_id = $1 AND contact_id IN ({}) ORDER BY seq",
@@ -650,27 +659,12 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(self.pool()).await? {
-                consent
-                    .entry(r.contact_id)
-                    .or_default()
-                    .push(ConsentRecord {
-                        list_id: ListId::from_string(r.list_id),
-                        action: parse_column(&r.action)?,
-                        method: parse_column(&r.method)?,
-                        consent_text: r.consent_text,
-                        source: key.open_opt(r.source)?,
-                        created_at: Timestamp(r.created_at),
-                    });
-            }
+            consent.extend(q.fetch_all(self.pool()).await?);
         }
-        rows.into_iter()
-            .map(|row| {
-                let s = subs.remove(&row.id).unwrap_or_default();
-                let c = consent.remove(&row.id).unwrap_or_default();
-                row.open(key, &kinds, s, c)
-            })
-            .collect()
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || open_all(&key, &kinds, rows, subs, consent))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// Contacts in id order (creation order), of one list or every one, optionally of one
@@ -685,7 +679,7 @@ impl Store {
     ) -> Result<ContactPage> {
         let key = self.account_key(account).await?;
         if let Some(list) = list {
-            self.list(account, list).await?;
+            self.list_settings(account, list).await?;
         }
         let rows = sqlx::query_as::<_, ContactRow>(&format!(
             "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.account_id = $1 AND c.id > $2 \
@@ -944,6 +938,48 @@ impl Store {
         }
         Ok(done)
     }
+}
+
+/// Opens contacts with their subscriptions and consent records.
+fn open_all(
+    key: &AccountKey,
+    kinds: &HashMap<String, PropertyKind>,
+    rows: Vec<ContactRow>,
+    subs: Vec<SubscriptionRow>,
+    consent: Vec<ConsentRow>,
+) -> Result<Vec<Contact>> {
+    let mut by_contact: HashMap<String, (Vec<Subscription>, Vec<ConsentRecord>)> = HashMap::new();
+    for r in subs {
+        by_contact
+            .entry(r.contact_id)
+            .or_default()
+            .0
+            .push(Subscription {
+                list_id: ListId::from_string(r.list_id),
+                status: parse_column(&r.status)?,
+                updated_at: Timestamp(r.updated_at),
+            });
+    }
+    for r in consent {
+        by_contact
+            .entry(r.contact_id)
+            .or_default()
+            .1
+            .push(ConsentRecord {
+                list_id: ListId::from_string(r.list_id),
+                action: parse_column(&r.action)?,
+                method: parse_column(&r.method)?,
+                consent_text: r.consent_text,
+                source: key.open_opt(r.source)?,
+                created_at: Timestamp(r.created_at),
+            });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let (s, c) = by_contact.remove(&row.id).unwrap_or_default();
+            row.open(key, kinds, s, c)
+        })
+        .collect()
 }
 
 pub(crate) async fn delete_contact_rows(

@@ -20,7 +20,7 @@ use crate::contacts::{
     ConsentInsert, index_value, insert_consent, refusal_reason, seal_properties,
 };
 use crate::seal::AccountKey;
-use crate::sql::{insert_rows, placeholders};
+use crate::sql::{insert_rows, params, placeholders};
 use crate::{Result, Store, StoreError};
 
 /// An import as the API shows it.
@@ -201,7 +201,7 @@ impl Store {
         consent_text: Option<&str>,
     ) -> Result<ImportId> {
         if let Some(list) = list {
-            self.list(account, list.as_str()).await?;
+            self.list_settings(account, list.as_str()).await?;
         }
         let now = self.now();
         let id = ImportId::generate(Timestamp(now));
@@ -554,7 +554,7 @@ impl Store {
     ) -> Result<()> {
         let import = self.import(account, id.as_str()).await?;
         let list = match &import.list_id {
-            Some(l) => Some(self.list(account, l.as_str()).await?),
+            Some(l) => Some(self.list_settings(account, l.as_str()).await?),
             None => None,
         };
         let key = self.account_key(account).await?;
@@ -574,13 +574,16 @@ impl Store {
         };
 
         let mut tx = self.writer().begin().await?;
+        // Every parameter of the look-ups below is positional on SQLite (see `sql::params`).
+        let p = self.backend() == crate::Backend::Sqlite;
         // What the database knows of these addresses.
         let mut existing: HashMap<String, ExistingRow> = HashMap::new();
         let mut suppressed: HashMap<String, SuppressionReason> = HashMap::new();
         for chunk in sealed.chunks(500) {
             let sql = format!(
-                "SELECT id, address_lookup, status, properties FROM contacts WHERE account_id = $1 AND address_lookup IN ({})",
-                placeholders(2, chunk.len())
+                "SELECT id, address_lookup, status, properties FROM contacts WHERE account_id = {} AND address_lookup IN ({})",
+                params(p, 1, 1),
+                params(p, 2, chunk.len())
             );
             let mut q = sqlx::query_as::<_, ExistingRow>(&sql).bind(acc);
             for s in chunk {
@@ -590,8 +593,9 @@ impl Store {
                 existing.insert(r.address_lookup.clone(), r);
             }
             let sql = format!(
-                "SELECT address_lookup, reason FROM suppressions WHERE account_id = $1 AND address_lookup IN ({})",
-                placeholders(2, chunk.len() * 2)
+                "SELECT address_lookup, reason FROM suppressions WHERE account_id = {} AND address_lookup IN ({})",
+                params(p, 1, 1),
+                params(p, 2, chunk.len() * 2)
             );
             let mut q = sqlx::query_as::<_, LookupReason>(&sql).bind(acc);
             for s in chunk {
@@ -606,8 +610,9 @@ impl Store {
             let ids: Vec<&str> = existing.values().map(|e| e.id.as_str()).collect();
             for chunk in ids.chunks(500) {
                 let sql = format!(
-                    "SELECT contact_id, status FROM subscriptions WHERE list_id = $1 AND contact_id IN ({})",
-                    placeholders(2, chunk.len())
+                    "SELECT contact_id, status FROM subscriptions WHERE list_id = {} AND contact_id IN ({})",
+                    params(p, 1, 1),
+                    params(p, 2, chunk.len())
                 );
                 let mut q = sqlx::query_as::<_, SubStatus>(&sql).bind(list.id.as_str());
                 for id in chunk {

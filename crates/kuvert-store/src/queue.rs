@@ -303,7 +303,8 @@ impl Store {
     /// Records outcomes in one transaction: recipient state, event, and for hard bounces the
     /// suppression. Returns, for each record, whether its lease was still held; an outcome
     /// whose lease was lost is still logged as an event (it happened), but leaves the
-    /// recipient to the lease's new holder.
+    /// recipient to the lease's new holder, unless the recipient is gone (erased): then
+    /// nothing is written.
     pub async fn record_outcomes(&self, records: &[OutcomeRecord]) -> Result<Vec<bool>> {
         let now = self.now();
         let mut sealed = Vec::with_capacity(records.len());
@@ -366,11 +367,40 @@ impl Store {
                 }
             }
         }
+        // A recipient whose row is gone (its address erased while it was in flight) leaves
+        // no trace: its outcome would write the address back.
+        let lost: Vec<&str> = records
+            .iter()
+            .filter(|r| {
+                !updated.contains(&(r.lease.token.as_str(), r.lease.recipient_id.to_string()))
+            })
+            .map(|r| r.lease.recipient_id.as_str())
+            .collect();
+        let mut gone: HashSet<&str> = lost.iter().copied().collect();
+        for chunk in lost.chunks(500) {
+            let sql = format!(
+                "SELECT id FROM recipients WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for id in q.fetch_all(&mut *tx).await? {
+                gone.remove(id.as_str());
+            }
+        }
+        let kept = |rec: &OutcomeRecord| !gone.contains(rec.lease.recipient_id.as_str());
         let mut rollup = Rollup::default();
-        let events: Vec<&SealedEvent> = sealed.iter().map(|(e, _, _)| e).collect();
+        let events: Vec<&SealedEvent> = records
+            .iter()
+            .zip(&sealed)
+            .filter(|(r, _)| kept(r))
+            .map(|(_, (e, _, _))| e)
+            .collect();
         insert_events(&mut tx, &events, &mut rollup).await?;
         for (rec, (_, address, lookup)) in records.iter().zip(&sealed) {
-            if rec.outcome.suppresses() {
+            if rec.outcome.suppresses() && kept(rec) {
                 let account = rec.lease.account_id.as_str();
                 suppress(
                     &mut tx,

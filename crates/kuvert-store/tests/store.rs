@@ -2381,11 +2381,51 @@ async fn erasure_leaves_only_a_keyed_hash(f: &Fixture) {
     )
     .await
     .expect("audit");
+    // The victim's copy is in flight while the erasure runs: its outcome comes after.
+    let leased = s.lease_due("node-a", 10, LEASE).await.expect("lease");
+    let in_flight = leased
+        .into_iter()
+        .find(|l| l.address.eq_ignore_ascii_case(victim))
+        .expect("the victim's recipient is due");
+    let domain_id = domain_of(s, &in_flight).await;
     let done = s.erase_address(&a.id, victim).await.expect("erase");
     assert_eq!(
         (done.contacts, done.recipients, done.messages, done.captures),
         (1, 1, 1, 1),
         "{done:?}"
+    );
+    let held = s
+        .record_outcomes(&[OutcomeRecord {
+            domain_id,
+            lease: in_flight,
+            tags: vec![],
+            outcome: Outcome::Delivered(Delivery::default()),
+        }])
+        .await
+        .expect("outcome");
+    assert_eq!(held, [false], "the recipient is gone");
+    let events = s
+        .list_events(
+            &a.id,
+            &EventFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert!(
+        events.items.iter().all(|e| !e
+            .recipient
+            .clone()
+            .unwrap_or_default()
+            .eq_ignore_ascii_case(victim)),
+        "an outcome after the erasure wrote the address back: {:?}",
+        events
+            .items
+            .iter()
+            .map(|e| &e.recipient)
+            .collect::<Vec<_>>()
     );
     // Later sends and imports find it.
     let found = s

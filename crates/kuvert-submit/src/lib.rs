@@ -32,6 +32,10 @@ pub enum AcceptError {
     AccountNotActive(AccountStatus),
     #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
     QuotaExceeded { used: u64, quota: u64 },
+    /// A recipient was erased at its owner's request: the message is refused whole, since
+    /// keeping it (even as dropped) would store the address again.
+    #[error("{field}: the recipient was erased at its owner's request and may not be mailed")]
+    Erased { field: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -199,6 +203,20 @@ impl Acceptor {
         .collect();
         let addresses: Vec<&str> = recipients.iter().map(|(_, a)| *a).collect();
         let suppressed = self.store.suppressed(account, &addresses).await?;
+        if let Some(erased) = addresses
+            .iter()
+            .find(|a| suppressed.get(**a) == Some(&SuppressionReason::Erased))
+        {
+            let field = [("to", &sub.to), ("cc", &sub.cc), ("bcc", &sub.bcc)]
+                .into_iter()
+                .find_map(|(name, list)| {
+                    list.iter()
+                        .position(|m| m.address.as_str() == *erased)
+                        .map(|i| format!("{name}[{i}]"))
+                })
+                .unwrap_or_else(|| "to".into());
+            return Err(AcceptError::Erased { field });
+        }
         let queued = (recipients.len() - suppressed.len()) as u64;
 
         // A first look, to refuse early; the commit checks again in its transaction, where

@@ -153,6 +153,80 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             Own,
             Some(json!({"opens": false})),
         ),
+        ("get", "/v1/contacts", Full, Own, None),
+        (
+            "post",
+            "/v1/contacts",
+            Full,
+            Own,
+            Some(json!({"address": "a-contact@example.com"})),
+        ),
+        ("get", "/v1/contacts/{contact}", Full, NotFound, None),
+        (
+            "patch",
+            "/v1/contacts/{contact}",
+            Full,
+            NotFound,
+            Some(json!({"name": "Mallory"})),
+        ),
+        ("delete", "/v1/contacts/{contact}", Full, NotFound, None),
+        (
+            "post",
+            "/v1/contacts/delete",
+            Full,
+            Own,
+            Some(json!({"addresses": ["b-contact@example.com"]})),
+        ),
+        ("get", "/v1/contacts/export", Full, Own, None),
+        ("get", "/v1/contact-properties", Full, Own, None),
+        (
+            "post",
+            "/v1/contact-properties",
+            Full,
+            Own,
+            Some(json!({"name": "a_prop", "kind": "string"})),
+        ),
+        (
+            "delete",
+            "/v1/contact-properties/{name}",
+            Full,
+            NotFound,
+            None,
+        ),
+        ("get", "/v1/lists", Full, Own, None),
+        (
+            "post",
+            "/v1/lists",
+            Full,
+            Own,
+            Some(json!({"name": "a-list"})),
+        ),
+        ("get", "/v1/lists/{id}", Full, NotFound, None),
+        ("delete", "/v1/lists/{id}", Full, NotFound, None),
+        ("get", "/v1/addresses/validate", Full, Own, None),
+        ("post", "/v1/imports", Full, Own, None),
+        ("get", "/v1/imports", Full, Own, None),
+        ("get", "/v1/imports/{id}", Full, NotFound, None),
+        ("delete", "/v1/imports/{id}", Full, NotFound, None),
+        (
+            "post",
+            "/v1/imports/{id}/confirm",
+            Full,
+            NotFound,
+            Some(json!({})),
+        ),
+        ("get", "/v1/imports/{id}/errors", Full, NotFound, None),
+        ("get", "/v1/segments", Full, Own, None),
+        (
+            "post",
+            "/v1/segments",
+            Full,
+            Own,
+            Some(json!({"name": "a-segment", "filter": {"status": "active"}})),
+        ),
+        ("get", "/v1/segments/{id}", Full, NotFound, None),
+        ("delete", "/v1/segments/{id}", Full, NotFound, None),
+        ("get", "/v1/segments/{id}/contacts", Full, NotFound, None),
         ("get", "/o/{token}", Public, Unscoped, None),
         ("get", "/c/{token}", Public, Unscoped, None),
         ("get", "/u/{token}", Public, Unscoped, None),
@@ -172,6 +246,10 @@ struct Other {
     key_id: String,
     domain: String,
     suppression: String,
+    contact: String,
+    list: String,
+    import: String,
+    segment: String,
 }
 
 async fn other_account(api: &Api) -> Other {
@@ -232,7 +310,39 @@ async fn other_account(api: &Api) -> Other {
         )
         .await;
     assert!(status < 300, "{s}");
+    let b_post = async |path: &str, body: Value| api.post_with_key(path, &secret, &body).await;
+    let (status, list) = b_post("/v1/lists", json!({"name": "b-list"})).await;
+    assert_eq!(status, 201, "{list}");
+    let list = list["id"].as_str().expect("list id").to_owned();
+    let (status, c) = b_post(
+        "/v1/contacts",
+        json!({"address": "b-contact@example.com", "name": "B's secret text", "lists": [list]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    let (status, seg) = b_post(
+        "/v1/segments",
+        json!({"name": "b-segment", "filter": {"list": {"list": list}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{seg}");
+    let import: Value = api
+        .http
+        .post(api.url("/v1/imports"))
+        .bearer_auth(&secret)
+        .header("content-type", "text/csv")
+        .body("email\nb-contact@example.com\n")
+        .send()
+        .await
+        .expect("import")
+        .json()
+        .await
+        .expect("json");
     Other {
+        contact: c["id"].as_str().expect("contact id").to_owned(),
+        list,
+        import: import["id"].as_str().expect("import id").to_owned(),
+        segment: seg["id"].as_str().expect("segment id").to_owned(),
         account: account["id"].as_str().expect("id").to_owned(),
         user: account["owner"]["id"].as_str().expect("owner").to_owned(),
         message: m["id"].as_str().expect("message id").to_owned(),
@@ -254,6 +364,12 @@ impl Other {
             &self.key_id
         } else if template.starts_with("/v1/users/") {
             &self.user
+        } else if template.starts_with("/v1/lists/") {
+            &self.list
+        } else if template.starts_with("/v1/imports/") {
+            &self.import
+        } else if template.starts_with("/v1/segments/") {
+            &self.segment
         } else {
             "none"
         };
@@ -261,6 +377,7 @@ impl Other {
             .replace("{id}", id)
             .replace("{name}", &self.domain)
             .replace("{address}", &self.suppression)
+            .replace("{contact}", &self.contact)
             .replace("{token}", "not-a-token.0")
     }
 
@@ -270,6 +387,7 @@ impl Other {
         let mut marks = vec![
             self.account.as_str(),
             "b-reader@example.com",
+            "b-contact@example.com",
             "b-hook",
             "B's secret text",
         ];
@@ -281,6 +399,10 @@ impl Other {
                 &self.key_id,
                 &self.domain,
                 &self.suppression,
+                &self.contact,
+                &self.list,
+                &self.import,
+                &self.segment,
             ]);
         }
         marks

@@ -5,6 +5,7 @@ mod access;
 mod account_deletion;
 mod bad_input;
 mod common;
+mod contacts;
 mod delivery;
 mod domains;
 mod hardening;
