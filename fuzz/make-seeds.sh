@@ -8,7 +8,7 @@ root=..
 seeds=seeds
 mkdir -p "$seeds"
 find "$seeds" -type f ! -name 'regress-*' -delete
-mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config}
+mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config,contact_csv,segment_filter}
 
 verp='b-rcp_01jd3k9m2n4p6q8r0s2t4v6w8x-0f1e2d3c4b5a6978@bounces.sandbox.kuvert.test'
 rcpt='ann@example.com'
@@ -110,3 +110,15 @@ addresses = [{ ip = "192.0.2.1", ehlo = "out.example.com" }, { ip = "::1", ehlo 
 max_line_length = 511
 data_timeout = "18446744073709551615s"
 TOML
+
+# Contact imports: the first byte chooses where the file is cut in two.
+printf '\x40email,name,city,age\r\nann@example.com,"Ann, ""A""",Berlin,41\r\nbob@example.com,Bob,,x\r\n' \
+    >"$seeds/contact_csv/plain.csv"
+printf '\x10\xef\xbb\xbfemail;name;card\nann@example.com;=HYPERLINK("x");4111 1111 1111 1111\n\n\xc3,\xa9\n' \
+    >"$seeds/contact_csv/semicolons.csv"
+
+# Segment filters.
+printf '{"all": [{"property": {"name": "age", "op": "gte", "value": 30}}, {"property": {"name": "city", "op": "eq", "value": "Berlin"}}, {"not": {"engagement": {"kind": "clicked", "never": true}}}, {"list": {"list": "lst_x", "status": "pending"}}]}' \
+    >"$seeds/segment_filter/all.json"
+printf '{"any": [{"property": {"name": "born", "op": "lt", "value": "2000-01-01"}}, {"property": {"name": "vip", "op": "eq", "value": true}}, {"engagement": {"kind": "opened", "days": 30}}, {"status": "active"}]}' \
+    >"$seeds/segment_filter/any.json"

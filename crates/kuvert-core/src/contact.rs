@@ -253,10 +253,10 @@ mod tests {
             Ok(Some(PropertyValue::Boolean(true)))
         );
         assert!(PropertyValue::parse_text(K::Boolean, "maybe").is_err());
-        let day = PropertyValue::parse_text(K::DateTime, "2026-01-02").unwrap();
+        let day = PropertyValue::parse_text(K::DateTime, "2026-01-02").expect("test value");
         assert_eq!(
             day,
-            PropertyValue::parse_text(K::DateTime, "2026-01-02T00:00:00Z").unwrap()
+            PropertyValue::parse_text(K::DateTime, "2026-01-02T00:00:00Z").expect("test value")
         );
         assert!(PropertyValue::parse_text(K::DateTime, "02/01/2026").is_err());
         assert!(PropertyValue::parse_text(K::String, &"x".repeat(1_001)).is_err());

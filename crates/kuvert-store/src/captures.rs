@@ -5,6 +5,7 @@ use kuvert_core::id::{AccountId, MessageId};
 use sqlx::FromRow;
 
 use crate::seal::AccountKey;
+use crate::sql::placeholders;
 use crate::{Result, Store, StoreError};
 
 /// A message kept by capture mode, as it would have left.
@@ -45,7 +46,8 @@ impl CaptureRow {
 }
 
 impl Store {
-    /// Keeps a message as capture mode delivers it.
+    /// Keeps a message as capture mode delivers it, unless one of its recipients was erased
+    /// meanwhile (the copy was in flight): then nothing is kept that names it.
     pub async fn capture(
         &self,
         account: &AccountId,
@@ -56,17 +58,26 @@ impl Store {
     ) -> Result<()> {
         let key = self.account_key(account).await?;
         let rcpts = serde_json::to_string(recipients).expect("strings serialise");
-        sqlx::query(
-            "INSERT INTO captures (account_id, message_id, mail_from, recipients, mime, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(account.as_str())
-        .bind(message.as_str())
-        .bind(mail_from)
-        .bind(key.seal(rcpts.as_bytes()))
-        .bind(key.seal(mime))
-        .bind(self.now())
-        .execute(self.writer())
-        .await?;
+        let sql = format!(
+            "INSERT INTO captures (account_id, message_id, mail_from, recipients, mime, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM suppressions \
+             WHERE account_id = $1 AND reason = 'erased' AND address_lookup IN ({}))",
+            placeholders(7, recipients.len().max(1))
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(account.as_str())
+            .bind(message.as_str())
+            .bind(mail_from)
+            .bind(key.seal(rcpts.as_bytes()))
+            .bind(key.seal(mime))
+            .bind(self.now());
+        if recipients.is_empty() {
+            q = q.bind("");
+        }
+        for r in recipients {
+            q = q.bind(key.lookup(r));
+        }
+        q.execute(self.writer()).await?;
         Ok(())
     }
 

@@ -230,11 +230,31 @@ pub(crate) fn open_properties(
     Ok(props)
 }
 
-/// A property value as `contact_values` keeps it for segments.
-pub(crate) fn index_value(key: &AccountKey, v: &PropertyValue) -> (Option<f64>, Option<String>) {
-    match v.as_text() {
-        Some(t) => (None, Some(key.lookup(t))),
-        None => (v.number(), None),
+/// A property value as `contact_values` keeps it for segments: a number in clear, or text
+/// as a keyed hash.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexedValue {
+    pub(crate) name: String,
+    pub(crate) num: Option<f64>,
+    pub(crate) text: Option<String>,
+}
+
+impl IndexedValue {
+    pub(crate) fn of(key: &AccountKey, name: &str, v: &PropertyValue) -> Self {
+        let (num, text) = match v.as_text() {
+            Some(t) => (None, Some(key.lookup(t))),
+            None => (v.number(), None),
+        };
+        Self {
+            name: name.to_owned(),
+            num,
+            text,
+        }
+    }
+
+    /// Every value of a contact's properties.
+    pub(crate) fn all(key: &AccountKey, props: &Properties) -> Vec<Self> {
+        props.iter().map(|(n, v)| Self::of(key, n, v)).collect()
     }
 }
 
@@ -317,22 +337,19 @@ async fn write_values(
         .bind(contact)
         .execute(&mut **tx)
         .await?;
-    let rows: Vec<(&String, (Option<f64>, Option<String>))> = props
-        .iter()
-        .map(|(name, v)| (name, index_value(key, v)))
-        .collect();
+    let rows = IndexedValue::all(key, props);
     insert_rows(
         tx,
         "INSERT INTO contact_values (contact_id, account_id, name, num, text_lookup)",
         5,
         "",
         &rows,
-        |q, (name, (num, text))| {
+        |q, v| {
             q.bind(contact.to_owned())
                 .bind(account.to_owned())
-                .bind(name.as_str())
-                .bind(*num)
-                .bind(text.clone())
+                .bind(v.name.as_str())
+                .bind(v.num)
+                .bind(v.text.clone())
         },
     )
     .await?;

@@ -17,7 +17,7 @@ use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::contacts::{
-    ConsentInsert, index_value, insert_consent, refusal_reason, seal_properties,
+    ConsentInsert, IndexedValue, insert_consent, refusal_reason, seal_properties,
 };
 use crate::seal::AccountKey;
 use crate::sql::{insert_rows, params, placeholders};
@@ -155,7 +155,15 @@ struct Sealed {
     address: Vec<u8>,
     name: Option<Vec<u8>>,
     properties: Option<Vec<u8>>,
-    values: Vec<(String, Option<f64>, Option<String>)>,
+    values: Vec<IndexedValue>,
+}
+
+/// An existing contact's new name and properties (update mode).
+struct Update {
+    id: String,
+    name: Option<Vec<u8>>,
+    properties: Option<Vec<u8>>,
+    values: Vec<IndexedValue>,
 }
 
 fn seal_rows(
@@ -170,14 +178,7 @@ fn seal_rows(
             address: key.seal(r.address.as_bytes()),
             name: key.seal_opt(r.name.as_deref()),
             properties: seal_properties(key, &r.properties),
-            values: r
-                .properties
-                .iter()
-                .map(|(n, v)| {
-                    let (num, text) = index_value(key, v);
-                    (n.clone(), num, text)
-                })
-                .collect(),
+            values: IndexedValue::all(key, &r.properties),
         })
         .collect()
 }
@@ -481,6 +482,22 @@ impl Store {
         )))
     }
 
+    /// Takes this import, if its lease is free (the CLI works the import it uploaded).
+    pub async fn claim_import_id(&self, id: &ImportId, owner: &str, lease_ms: i64) -> Result<bool> {
+        let now = self.now();
+        let done = sqlx::query(
+            "UPDATE imports SET lease_owner = $1, lease_until = $2 WHERE id = $3 \
+             AND state IN ('scanning', 'running') AND (lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(id.as_str())
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Renews a lease; false when it is no longer ours (cancelled, or taken over).
     pub async fn renew_import(&self, id: &ImportId, owner: &str, lease_ms: i64) -> Result<bool> {
         let done = sqlx::query(
@@ -633,12 +650,7 @@ impl Store {
         let mut new_contacts: Vec<(String, &Sealed)> = Vec::new();
         let mut subscribe: Vec<String> = Vec::new();
         let mut unsubscribe: Vec<String> = Vec::new();
-        let mut updates: Vec<(
-            String,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Vec<(String, Option<f64>, Option<String>)>,
-        )> = Vec::new();
+        let mut updates: Vec<Update> = Vec::new();
         let skip = |errors: &mut Vec<RowError>, counts: &mut Counts, row: u64, reason: &str| {
             errors.push(RowError {
                 row_number: row,
@@ -717,18 +729,17 @@ impl Store {
                         let mut props =
                             crate::contacts::open_properties(&key, c.properties.clone(), &kinds)?;
                         props.extend(row.properties.clone());
-                        let values = props
-                            .iter()
-                            .map(|(n, v)| {
-                                let (num, text) = index_value(&key, v);
-                                (n.clone(), num, text)
-                            })
-                            .collect();
+                        let values = IndexedValue::all(&key, &props);
                         let name = match &row.name {
                             Some(_) => s.name.clone(),
                             None => None,
                         };
-                        updates.push((c.id.clone(), name, seal_properties(&key, &props), values));
+                        updates.push(Update {
+                            id: c.id.clone(),
+                            name,
+                            properties: seal_properties(&key, &props),
+                            values,
+                        });
                         changed = true;
                     }
                     if changed {
@@ -759,7 +770,7 @@ impl Store {
             },
         )
         .await?;
-        let values: Vec<(&str, &(String, Option<f64>, Option<String>))> = new_contacts
+        let values: Vec<(&str, &IndexedValue)> = new_contacts
             .iter()
             .flat_map(|(cid, s)| s.values.iter().map(move |v| (cid.as_str(), v)))
             .collect();
@@ -769,16 +780,22 @@ impl Store {
             5,
             "",
             &values,
-            |q, (cid, (name, num, text))| {
+            |q, (cid, v)| {
                 q.bind(*cid)
                     .bind(acc.to_owned())
-                    .bind(name.as_str())
-                    .bind(*num)
-                    .bind(text.clone())
+                    .bind(v.name.as_str())
+                    .bind(v.num)
+                    .bind(v.text.clone())
             },
         )
         .await?;
-        for (cid, name, props, values) in &updates {
+        for Update {
+            id: cid,
+            name,
+            properties: props,
+            values,
+        } in &updates
+        {
             sqlx::query(
                 "UPDATE contacts SET name = COALESCE($1, name), properties = $2, updated_at = $3 WHERE id = $4 AND account_id = $5",
             )
@@ -800,12 +817,12 @@ impl Store {
                 5,
                 "",
                 &values,
-                |q, (name, num, text)| {
+                |q, v| {
                     q.bind(cid.to_owned())
                         .bind(acc.to_owned())
-                        .bind(name.as_str())
-                        .bind(*num)
-                        .bind(text.clone())
+                        .bind(v.name.as_str())
+                        .bind(v.num)
+                        .bind(v.text.clone())
                 },
             )
             .await?;

@@ -2404,6 +2404,16 @@ async fn erasure_leaves_only_a_keyed_hash(f: &Fixture) {
         .await
         .expect("outcome");
     assert_eq!(held, [false], "the recipient is gone");
+    // So is its captured copy, made after the erasure by the delivery in flight.
+    s.capture(
+        &a.id,
+        &id,
+        "b@send.example",
+        &[victim.to_owned()],
+        b"To: victim.person@example.com\r\n\r\nhi",
+    )
+    .await
+    .expect("capture");
     let events = s
         .list_events(
             &a.id,

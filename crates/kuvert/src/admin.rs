@@ -113,6 +113,235 @@ pub enum DomainCmd {
     Pool { name: String, pool: Option<String> },
 }
 
+#[derive(Subcommand)]
+pub enum ContactsCmd {
+    /// Import a CSV file (a header row with an `email` column, optionally `name`, and a
+    /// column per defined property), with a progress bar. The same job as `POST
+    /// /v1/imports`: sensitive-looking or unknown columns stop it for review.
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        account: String,
+        /// The list (id or name) to subscribe the contacts to.
+        #[arg(long)]
+        list: Option<String>,
+        #[arg(long, default_value = "add")]
+        mode: kuvert_core::contact::ImportMode,
+        /// The consent wording (or its version) to record.
+        #[arg(long)]
+        consent_text: Option<String>,
+        /// Leave this column out (may be given more than once).
+        #[arg(long = "drop")]
+        drop_columns: Vec<String>,
+        /// Import sensitive-looking columns that are not dropped.
+        #[arg(long)]
+        accept_sensitive: bool,
+    },
+    /// Write every contact (of a list, or of the account) with properties, subscriptions
+    /// and consent records.
+    Export {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        list: Option<String>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The file to write; standard output without it.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+/// A list an operator names, by id or by name.
+async fn find_list(
+    i: &Instance,
+    account: &kuvert_core::id::AccountId,
+    name: &str,
+) -> Result<kuvert_store::List> {
+    i.store
+        .lists(account)
+        .await?
+        .into_iter()
+        .find(|l| l.id.as_str() == name || l.name == name)
+        .with_context(|| format!("no list {name:?} in this account"))
+}
+
+/// Writes an export to a file or standard output.
+struct FileSink(Box<dyn std::io::Write + Send>);
+
+impl kuvert_admin::export::ExportSink for FileSink {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), kuvert_admin::AdminError> {
+        self.0
+            .write_all(bytes)
+            .map_err(|e| kuvert_admin::AdminError::Export(e.to_string()))
+    }
+}
+
+pub async fn contacts(i: &Instance, cmd: ContactsCmd, json_out: bool) -> Result<()> {
+    use kuvert_admin::contacts::import::{Importer, Upload};
+    use kuvert_core::contact::ImportState;
+    match cmd {
+        ContactsCmd::Import {
+            file,
+            account,
+            list,
+            mode,
+            consent_text,
+            drop_columns,
+            accept_sensitive,
+        } => {
+            let a = find_account(i, &account).await?;
+            let list = match list {
+                Some(l) => Some(find_list(i, &a.id, &l).await?.id),
+                None => None,
+            };
+            let id = i
+                .store
+                .create_import(&a.id, list.as_ref(), mode, consent_text.as_deref())
+                .await?;
+            let mut upload = Upload::new(
+                &i.store,
+                a.id.clone(),
+                id.clone(),
+                i.config.contacts.max_import_bytes,
+            );
+            let mut f = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut f, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                upload.push(&buf[..n]).await?;
+            }
+            upload.finish().await?;
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let importer =
+                Importer::new(i.store.clone(), &format!("cli.{}", i.node_id()?), stopped);
+            // The progress bar reads the import's counters while the job runs.
+            let bar = {
+                let (store, account, id) = (i.store.clone(), a.id.clone(), id.clone());
+                tokio::spawn(async move {
+                    loop {
+                        if let Ok(imp) = store.import(&account, id.as_str()).await
+                            && imp.total > 0
+                        {
+                            let width = 40;
+                            let done = (imp.processed * width / imp.total.max(1)) as usize;
+                            eprint!(
+                                "\r[{}{}] {}/{} rows",
+                                "#".repeat(done),
+                                ".".repeat(width as usize - done),
+                                imp.processed,
+                                imp.total
+                            );
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                })
+            };
+            let mut worked = importer.run_one(&a.id, &id).await?;
+            let imp = i.store.import(&a.id, id.as_str()).await?;
+            if imp.state == ImportState::Review {
+                let findings = imp.findings.as_array().cloned().unwrap_or_default();
+                let mut blocked = Vec::new();
+                for f in &findings {
+                    let column = f["column"].as_str().unwrap_or_default().to_owned();
+                    let sensitive = f["problem"] == "sensitive";
+                    let allowed = drop_columns.contains(&column) || (sensitive && accept_sensitive);
+                    if !allowed {
+                        blocked.push(format!(
+                            "{column} ({})",
+                            if sensitive {
+                                f["sensitive"]["kind"].as_str().unwrap_or("sensitive")
+                            } else {
+                                "no such property"
+                            }
+                        ));
+                    }
+                }
+                if !blocked.is_empty() {
+                    bar.abort();
+                    bail!(
+                        "import {id} waits for review: {}. Run again with --drop COLUMN (or --accept-sensitive), or confirm it with POST /v1/imports/{id}/confirm",
+                        blocked.join(", ")
+                    );
+                }
+                i.store
+                    .confirm_import(&a.id, id.as_str(), &drop_columns)
+                    .await?;
+                worked = importer.run_one(&a.id, &id).await?;
+            }
+            bar.abort();
+            if !worked {
+                bail!(
+                    "import {id} is being worked by a running server: follow it with GET /v1/imports/{id}"
+                );
+            }
+            let imp = i.store.import(&a.id, id.as_str()).await?;
+            eprintln!();
+            print(
+                json_out,
+                json!({"id": imp.id, "state": imp.state, "total": imp.total, "created": imp.created,
+                    "updated": imp.updated, "skipped": imp.skipped, "failed": imp.failed, "error": imp.error}),
+                || {
+                    format!(
+                        "import {}: {}; {} rows, {} created, {} updated, {} skipped, {} failed{}",
+                        imp.id,
+                        imp.state,
+                        imp.total,
+                        imp.created,
+                        imp.updated,
+                        imp.skipped,
+                        imp.failed,
+                        imp.error
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    )
+                },
+            );
+        }
+        ContactsCmd::Export {
+            account,
+            list,
+            format,
+            output,
+        } => {
+            let a = find_account(i, &account).await?;
+            let list = match list {
+                Some(l) => Some(find_list(i, &a.id, &l).await?.id),
+                None => None,
+            };
+            let format = match format.as_str() {
+                "csv" => kuvert_admin::contacts::Format::Csv,
+                "json" => kuvert_admin::contacts::Format::Json,
+                other => bail!("--format is csv or json, not {other:?}"),
+            };
+            let out: Box<dyn std::io::Write + Send> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let mut sink = FileSink(out);
+            kuvert_admin::contacts::export(
+                &i.store,
+                &a.id,
+                list.as_ref().map(|l| l.as_str()),
+                format,
+                &mut sink,
+            )
+            .await?;
+            sink.0.flush()?;
+        }
+    }
+    Ok(())
+}
+
 /// A pool name must be one the configuration defines.
 fn known_pool(i: &Instance, pool: Option<&str>) -> Result<()> {
     if let Some(p) = pool

@@ -76,6 +76,9 @@ enum Command {
     /// Privacy policy and terms versions.
     #[command(subcommand)]
     Policy(admin::PolicyCmd),
+    /// Contacts: import a CSV file, export them.
+    #[command(subcommand)]
+    Contacts(admin::ContactsCmd),
     /// Privacy requests of account holders.
     #[command(subcommand)]
     Privacy(admin::PrivacyCmd),
@@ -124,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             Command::Support(cmd) => admin::support(&instance, cmd).await,
             Command::Policy(cmd) => admin::policy(&instance, cmd, cli.json).await,
             Command::Privacy(cmd) => admin::privacy(&instance, cmd, cli.json).await,
+            Command::Contacts(cmd) => admin::contacts(&instance, cmd, cli.json).await,
             Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),
         };

@@ -221,26 +221,26 @@ mod tests {
             vec!["a@x.test".into(), "Ann, \"A\"".into()],
             vec!["b@x.test".into(), "Bob".into()],
         ];
-        assert_eq!(read_in(&[whole]).unwrap(), want);
+        assert_eq!(read_in(&[whole]).expect("test value"), want);
         for cut in 1..whole.len() {
             let (a, b) = whole.split_at(cut);
-            assert_eq!(read_in(&[a, b]).unwrap(), want, "cut at {cut}");
+            assert_eq!(read_in(&[a, b]).expect("test value"), want, "cut at {cut}");
         }
     }
 
     #[test]
     fn semicolons_blank_lines_and_bounds() {
-        let got = read_in(&[b"email;name\n\na@x.test;A,nn\n"]).unwrap();
+        let got = read_in(&[b"email;name\n\na@x.test;A,nn\n"]).expect("test value");
         assert_eq!(got[1], vec!["a@x.test".to_string(), "A,nn".into()]);
         assert_eq!(got.len(), 2);
         let long = format!("email\n{}\n", "x".repeat(MAX_RECORD_BYTES + 1));
         assert_eq!(read_in(&[long.as_bytes()]), Err(CsvError::RecordTooLong(1)));
         let wide = format!("email\n{}\n", ",".repeat(MAX_FIELDS + 1));
         assert_eq!(read_in(&[wide.as_bytes()]), Err(CsvError::TooManyFields(1)));
-        let bad = read_in(&[b"email\n\xFFa@x.test\n"]).unwrap();
+        let bad = read_in(&[b"email\n\xFFa@x.test\n"]).expect("test value");
         assert_eq!(bad[1][0], "\u{FFFD}a@x.test");
         // Two fields whose bytes join into one character are read apart.
-        let split = read_in(&[b"a,b\n\xC3,\xA9\n"]).unwrap();
+        let split = read_in(&[b"a,b\n\xC3,\xA9\n"]).expect("test value");
         assert_eq!(split[1], vec!["\u{FFFD}".to_string(), "\u{FFFD}".into()]);
     }
 
@@ -251,7 +251,7 @@ mod tests {
             &mut out,
             &["a@x.test", "Ann, \"A\"", "line\nbreak", "=SUM(A1)", "-5"],
         );
-        let got = read_in(&[&out]).unwrap();
+        let got = read_in(&[&out]).expect("test value");
         assert_eq!(
             got[0],
             vec![

@@ -181,6 +181,19 @@ impl Importer {
         }
     }
 
+    /// Claims this import and works it, if no one else holds it; false if someone does.
+    pub async fn run_one(&self, account: &AccountId, id: &ImportId) -> Result<bool, AdminError> {
+        if !self
+            .store
+            .claim_import_id(id, &self.owner, LEASE_MS)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.work(account, id).await?;
+        Ok(true)
+    }
+
     /// Works one claimed import: its scan, then, when nothing waits for review, its rows.
     pub async fn work(&self, account: &AccountId, id: &ImportId) -> Result<(), AdminError> {
         let import = self.store.import(account, id.as_str()).await?;
@@ -369,7 +382,7 @@ impl Importer {
             if let Some(Err(e)) = &s.mapping {
                 return Err(AdminError::Import(e.clone()));
             }
-            if last && !s.current.rows.is_empty() || last && !s.current.refused.is_empty() {
+            if last && (!s.current.rows.is_empty() || !s.current.refused.is_empty()) {
                 s.batches.push(std::mem::take(&mut s.current));
             }
             for batch in std::mem::take(&mut s.batches) {

@@ -146,7 +146,7 @@ pub struct ContactQuery {
 
 /// The account's contacts in creation order, or the one with an address.
 #[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ContactQuery),
-    responses((status = 200, body = ContactList)),
+    responses((status = 200, body = ContactList), (status = 404, body = ErrorBody, description = "no such list")),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -270,7 +270,7 @@ fn address(field: &str, a: &str) -> Result<EmailAddress, ApiError> {
 /// Adds a contact, subscribed to the lists named with consent recorded. An erased or
 /// suppressed address is refused (`address_refused`).
 #[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = ContactIn,
-    responses((status = 201, body = ContactOut), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = ContactOut), (status = 404, body = ErrorBody, description = "no such list"), (status = 409, body = ErrorBody)),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -465,7 +465,7 @@ pub struct BulkDeleteOut {
 
 /// Deletes or erases contacts in bulk: a list's, or those of a set of addresses.
 #[utoipa::path(post, path = "/v1/contacts/delete", tag = "contacts", request_body = BulkDeleteIn,
-    responses((status = 200, body = BulkDeleteOut)),
+    responses((status = 200, body = BulkDeleteOut), (status = 404, body = ErrorBody, description = "no such list")),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn bulk_delete(
     State(state): State<Arc<AppState>>,
@@ -531,7 +531,7 @@ pub struct ExportQuery {
 /// Every contact (of a list, or of the account) with properties, subscriptions and consent
 /// records, streamed: CSV with a column per property, or a JSON array.
 #[utoipa::path(get, path = "/v1/contacts/export", tag = "contacts", params(ExportQuery),
-    responses((status = 200, content_type = "text/csv", description = "the contacts")),
+    responses((status = 200, content_type = "text/csv", description = "the contacts"), (status = 404, body = ErrorBody, description = "no such list")),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn export(
     State(state): State<Arc<AppState>>,

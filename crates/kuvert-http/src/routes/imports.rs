@@ -89,7 +89,7 @@ pub struct ImportQuery {
 /// background: watch it at `GET /v1/imports/{id}`.
 #[utoipa::path(post, path = "/v1/imports", tag = "contacts", params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "the CSV file"),
-    responses((status = 202, body = ImportOut), (status = 404, body = ErrorBody)),
+    responses((status = 202, body = ImportOut), (status = 404, body = ErrorBody, description = "no such list"), (status = 413, body = ErrorBody)),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
