@@ -338,19 +338,42 @@ async fn write_values(
         .execute(&mut **tx)
         .await?;
     let rows = IndexedValue::all(key, props);
+    let owned: Vec<(&str, &IndexedValue)> = rows.iter().map(|v| (contact, v)).collect();
+    insert_values(tx, account, &owned).await
+}
+
+/// Writes contacts' values for segments: numbers and texts in statements of their own, so
+/// that no parameter is ever bound to NULL (PostgreSQL types a cached statement's
+/// parameters by what was bound first; a NULL there, a number later, is refused).
+pub(crate) async fn insert_values(
+    tx: &mut Transaction<'_, Any>,
+    account: &str,
+    values: &[(&str, &IndexedValue)],
+) -> Result<()> {
+    let numbers: Vec<(&str, &str, f64)> = values
+        .iter()
+        .filter_map(|(c, v)| v.num.map(|n| (*c, v.name.as_str(), n)))
+        .collect();
     insert_rows(
         tx,
-        "INSERT INTO contact_values (contact_id, account_id, name, num, text_lookup)",
-        5,
+        "INSERT INTO contact_values (contact_id, account_id, name, num)",
+        4,
         "",
-        &rows,
-        |q, v| {
-            q.bind(contact.to_owned())
-                .bind(account.to_owned())
-                .bind(v.name.as_str())
-                .bind(v.num)
-                .bind(v.text.clone())
-        },
+        &numbers,
+        |q, (c, name, n)| q.bind(*c).bind(account.to_owned()).bind(*name).bind(*n),
+    )
+    .await?;
+    let texts: Vec<(&str, &str, &str)> = values
+        .iter()
+        .filter_map(|(c, v)| v.text.as_deref().map(|t| (*c, v.name.as_str(), t)))
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO contact_values (contact_id, account_id, name, text_lookup)",
+        4,
+        "",
+        &texts,
+        |q, (c, name, t)| q.bind(*c).bind(account.to_owned()).bind(*name).bind(*t),
     )
     .await?;
     Ok(())

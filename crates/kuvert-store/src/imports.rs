@@ -17,7 +17,7 @@ use sqlx::FromRow;
 
 use crate::accounts::parse_column;
 use crate::contacts::{
-    ConsentInsert, IndexedValue, insert_consent, refusal_reason, seal_properties,
+    ConsentInsert, IndexedValue, insert_consent, insert_values, refusal_reason, seal_properties,
 };
 use crate::seal::AccountKey;
 use crate::sql::{insert_rows, params, placeholders};
@@ -774,21 +774,7 @@ impl Store {
             .iter()
             .flat_map(|(cid, s)| s.values.iter().map(move |v| (cid.as_str(), v)))
             .collect();
-        insert_rows(
-            &mut tx,
-            "INSERT INTO contact_values (contact_id, account_id, name, num, text_lookup)",
-            5,
-            "",
-            &values,
-            |q, (cid, v)| {
-                q.bind(*cid)
-                    .bind(acc.to_owned())
-                    .bind(v.name.as_str())
-                    .bind(v.num)
-                    .bind(v.text.clone())
-            },
-        )
-        .await?;
+        insert_values(&mut tx, acc, &values).await?;
         for Update {
             id: cid,
             name,
@@ -810,22 +796,9 @@ impl Store {
                 .bind(cid.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let values: Vec<_> = values.iter().collect();
-            insert_rows(
-                &mut tx,
-                "INSERT INTO contact_values (contact_id, account_id, name, num, text_lookup)",
-                5,
-                "",
-                &values,
-                |q, v| {
-                    q.bind(cid.to_owned())
-                        .bind(acc.to_owned())
-                        .bind(v.name.as_str())
-                        .bind(v.num)
-                        .bind(v.text.clone())
-                },
-            )
-            .await?;
+            let values: Vec<(&str, &IndexedValue)> =
+                values.iter().map(|v| (cid.as_str(), v)).collect();
+            insert_values(&mut tx, acc, &values).await?;
         }
         if let Some(list) = &list {
             let lid = list.id.as_str();

@@ -170,6 +170,7 @@ both_backends!(
     support_grants_expire_and_the_audit_log_follows_retention,
     contacts_lists_and_consent,
     import_batches_skip_what_may_not_be_subscribed,
+    a_large_import_batch_with_every_kind_of_value,
     segments_filter_in_sql,
     erasure_leaves_only_a_keyed_hash,
 );
@@ -1981,6 +1982,7 @@ async fn contacts_lists_and_consent(f: &Fixture) {
 }
 
 fn rows(from: u64, addresses: &[&str]) -> Vec<kuvert_store::ImportRow> {
+    use kuvert_core::contact::PropertyValue;
     addresses
         .iter()
         .enumerate()
@@ -1988,7 +1990,12 @@ fn rows(from: u64, addresses: &[&str]) -> Vec<kuvert_store::ImportRow> {
             row_number: from + i as u64,
             address: a.to_string(),
             name: Some(format!("N{i}")),
-            properties: Default::default(),
+            properties: [
+                ("age".to_owned(), PropertyValue::Integer(20 + i as i64)),
+                ("city".to_owned(), PropertyValue::String("Berlin".into())),
+                ("vip".to_owned(), PropertyValue::Boolean(i % 2 == 0)),
+            ]
+            .into(),
         })
         .collect()
 }
@@ -2520,4 +2527,52 @@ async fn database_text(f: &Fixture) -> String {
             String::from_utf8_lossy(&all).into_owned()
         }
     }
+}
+
+/// More value rows than one statement holds, mixing numbers and texts: the statements'
+/// rows then change phase from one to the next (PostgreSQL refused a number where a cached
+/// statement had first seen a NULL).
+async fn a_large_import_batch_with_every_kind_of_value(f: &Fixture) {
+    use kuvert_core::contact::{ImportMode, PropertyKind};
+    let s = &f.store;
+    let a = account(s, "bulk@acme.example").await;
+    for (name, kind) in [
+        ("age", PropertyKind::Integer),
+        ("city", PropertyKind::String),
+        ("vip", PropertyKind::Boolean),
+    ] {
+        s.define_property(&a.id, name, kind).await.expect("define");
+    }
+    let id = s
+        .create_import(&a.id, None, ImportMode::Add, None)
+        .await
+        .expect("import");
+    s.import_uploaded(&a.id, &id).await.expect("uploaded");
+    s.claim_import("node.a", 60_000)
+        .await
+        .expect("claim")
+        .expect("one");
+    s.import_scanned(&a.id, &id, 2_000, &serde_json::json!([]))
+        .await
+        .expect("scanned");
+    let addresses: Vec<String> = (0..2_000).map(|i| format!("bulk{i}@example.com")).collect();
+    let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    s.apply_import_batch(
+        &a.id,
+        &id,
+        "node.a",
+        60_000,
+        kuvert_store::ImportBatch {
+            rows: rows(1, &refs),
+            refused: vec![],
+            through: 2_000,
+        },
+    )
+    .await
+    .expect("batch");
+    let filter: kuvert_core::segment::Filter = serde_json::from_value(serde_json::json!(
+        {"all": [{"property": {"name": "vip", "op": "eq", "value": true}}, {"property": {"name": "city", "op": "eq", "value": "Berlin"}}]}
+    ))
+    .expect("filter");
+    assert_eq!(s.segment_count(&a.id, &filter).await.expect("count"), 1_000);
 }
