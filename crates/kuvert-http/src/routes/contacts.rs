@@ -531,7 +531,9 @@ pub struct ExportQuery {
 /// Every contact (of a list, or of the account) with properties, subscriptions and consent
 /// records, streamed: CSV with a column per property, or a JSON array.
 #[utoipa::path(get, path = "/v1/contacts/export", tag = "contacts", params(ExportQuery),
-    responses((status = 200, content_type = "text/csv", description = "the contacts"), (status = 404, body = ErrorBody, description = "no such list")),
+    responses((status = 200, description = "the contacts: CSV, or with format=json a JSON array",
+            content((String = "text/csv"), (Vec<ContactOut> = "application/json"))),
+        (status = 404, body = ErrorBody, description = "no such list")),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn export(
     State(state): State<Arc<AppState>>,

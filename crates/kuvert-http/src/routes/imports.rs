@@ -231,7 +231,7 @@ pub async fn confirm(
 
 /// Cancels an import that has not finished (rows already written stay).
 #[utoipa::path(delete, path = "/v1/imports/{id}", tag = "contacts", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the import has finished")),
     security(("api_key" = []), ("basic" = [])))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
