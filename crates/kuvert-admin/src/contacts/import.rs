@@ -227,19 +227,9 @@ impl Importer {
         let mut seq = 0i64;
         loop {
             let chunk = self.store.import_chunk(account, id, seq).await?;
-            let (mut records, mut state) = parser.take().expect("the parser is back");
+            let (records, state) = parser.take().expect("the parser is back");
             let done = chunk.is_none();
-            let (records, state, result) = tokio::task::spawn_blocking(move || {
-                let mut call = |n: u64, f: &[&str]| each(&mut state, n, f);
-                let result = match &chunk {
-                    Some(bytes) => records.feed(bytes, &mut call),
-                    None => records.finish(&mut call),
-                };
-                (records, state, result)
-            })
-            .await
-            .map_err(|_| AdminError::Import("the import's reader stopped".into()))?;
-            result.map_err(|e| AdminError::Import(e.to_string()))?;
+            let (records, state) = parse_chunk(records, state, chunk, each).await?;
             if done {
                 return Ok((records, state));
             }
@@ -368,17 +358,7 @@ impl Importer {
         loop {
             let chunk = self.store.import_chunk(account, id, seq).await?;
             let last = chunk.is_none();
-            let (r, mut s, result) = tokio::task::spawn_blocking(move || {
-                let mut call = |n: u64, f: &[&str]| each(&mut state, n, f);
-                let result = match &chunk {
-                    Some(bytes) => records.feed(bytes, &mut call),
-                    None => records.finish(&mut call),
-                };
-                (records, state, result)
-            })
-            .await
-            .map_err(|_| AdminError::Import("the import's reader stopped".into()))?;
-            result.map_err(|e| AdminError::Import(e.to_string()))?;
+            let (r, mut s) = parse_chunk(records, state, chunk, each).await?;
             if let Some(Err(e)) = &s.mapping {
                 return Err(AdminError::Import(e.clone()));
             }
@@ -404,6 +384,28 @@ impl Importer {
         self.store.finish_import(account, id, None).await?;
         Ok(())
     }
+}
+
+/// Parses one chunk of the upload (or, given none, the end of it) on a blocking thread,
+/// handing each record completed to `each`; the parser and its state come back.
+async fn parse_chunk<S: Send + 'static>(
+    mut records: Records,
+    mut state: S,
+    chunk: Option<Vec<u8>>,
+    each: fn(&mut S, u64, &[&str]),
+) -> Result<(Records, S), AdminError> {
+    let (records, state, result) = tokio::task::spawn_blocking(move || {
+        let mut call = |n: u64, f: &[&str]| each(&mut state, n, f);
+        let result = match &chunk {
+            Some(bytes) => records.feed(bytes, &mut call),
+            None => records.finish(&mut call),
+        };
+        (records, state, result)
+    })
+    .await
+    .map_err(|_| AdminError::Import("the import's reader stopped".into()))?;
+    result.map_err(|e| AdminError::Import(e.to_string()))?;
+    Ok((records, state))
 }
 
 /// Stores an upload in chunks as it arrives, then leaves it for the runner.
