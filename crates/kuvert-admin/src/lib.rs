@@ -49,6 +49,12 @@ pub enum AdminError {
     DomainLimit(u32),
     #[error("the import failed: {0}")]
     Import(String),
+    #[error(
+        "the list has no confirm_from: a double opt-in list needs a sender for its confirmation mail"
+    )]
+    NoConfirmationSender,
+    #[error("the confirmation mail was refused: {0}")]
+    ConfirmationMail(kuvert_submit::AcceptError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -36,6 +36,11 @@ impl Housekeeping {
         }
         let inactive = handle_inactive(&self.store, &self.notices, &self.inactivity).await?;
         let purged = self.store.purge(&self.retention, false).await?;
+        // Subscriptions never confirmed, and addresses a form left that nobody confirmed.
+        let unconfirmed = self.store.purge_unconfirmed().await?;
+        if unconfirmed > 0 {
+            tracing::info!(unconfirmed, "unconfirmed subscriptions purged");
+        }
         Ok(Some((inactive, purged)))
     }
 

@@ -133,7 +133,7 @@ async fn the_export_holds_every_personal_column() {
         .await
         .expect("property");
     let list = store
-        .create_list(&account.id, "news", false, None)
+        .create_list(&account.id, kuvert_store::ListSettings::named("news"))
         .await
         .expect("list");
     store

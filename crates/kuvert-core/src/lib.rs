@@ -12,6 +12,7 @@ pub mod event;
 pub mod id;
 pub mod lookup;
 pub mod net;
+pub mod optin;
 pub mod page;
 pub mod password;
 pub mod policy;

@@ -278,6 +278,8 @@ impl From<AdminError> for ApiError {
                     .field("password")
             }
             AdminError::Import(_) => Self::invalid("body", message),
+            AdminError::NoConfirmationSender => Self::invalid("confirm_from", message),
+            AdminError::ConfirmationMail(e) => e.into(),
             AdminError::Store(s) => s.into(),
             _ => Self::internal(),
         }

@@ -45,6 +45,12 @@ pub struct AppState {
     pub password_attempts: kuvert_core::ratelimit::RateLimiter<kuvert_core::id::AccountId>,
     /// Requests to the tracking links per client network.
     pub tracking_hits: kuvert_core::ratelimit::RateLimiter,
+    /// Posts to the public subscribe forms and confirmation links per client network.
+    pub form_hits: kuvert_core::ratelimit::RateLimiter,
+    /// Confirmation mails per address (by its instance lookup hash), over every list.
+    pub form_addresses: kuvert_core::ratelimit::RateLimiter<String>,
+    /// Double opt-in: confirmation mails and their links.
+    pub optin: kuvert_admin::contacts::optin::OptIn,
     /// Wakes the import runner after an upload.
     pub imports: std::sync::Arc<tokio::sync::Notify>,
     /// `[contacts] max_import_bytes`.
@@ -53,6 +59,15 @@ pub struct AppState {
     pub disposable_domains: Vec<String>,
     /// Live logs open per account.
     pub streams: std::sync::Mutex<std::collections::HashMap<kuvert_core::id::AccountId, u32>>,
+}
+
+/// A fresh limiter of confirmation mails per address.
+pub fn form_addresses() -> kuvert_core::ratelimit::RateLimiter<String> {
+    kuvert_core::ratelimit::RateLimiter::every(
+        routes::forms::MAILS_PER_ADDRESS_PER_HOUR,
+        std::time::Duration::from_secs(3600),
+        routes::forms::MAILS_PER_ADDRESS_PER_HOUR,
+    )
 }
 
 /// Password confirmations an account may try: this many, then one more per three minutes.
@@ -196,7 +211,11 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         ))
         .routes(routes!(contacts::properties_delete))
         .routes(routes!(contacts::lists, contacts::list_create))
-        .routes(routes!(contacts::list_get, contacts::list_delete))
+        .routes(routes!(
+            contacts::list_get,
+            contacts::list_update,
+            contacts::list_delete
+        ))
         .routes(routes!(contacts::validate))
         .routes(routes!(imports::create, imports::list))
         .routes(routes!(imports::get, imports::cancel))
@@ -208,6 +227,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(tracking::open))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))
+        .routes(routes!(forms::subscribe))
+        .routes(routes!(forms::confirm_page, forms::confirm))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
 }

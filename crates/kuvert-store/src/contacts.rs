@@ -24,14 +24,36 @@ use crate::{Result, Store, StoreError};
 #[derive(Clone, Debug, PartialEq)]
 pub struct List {
     pub id: ListId,
+    pub settings: ListSettings,
+    pub subscribed: u64,
+    pub created_at: Timestamp,
+}
+
+/// What an account sets on a list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListSettings {
     pub name: String,
-    /// New subscribers from the public form are `pending` until they click the link of a
-    /// confirmation mail.
+    /// Subscribers confirm by the link of a confirmation mail; until then they are
+    /// `pending`.
     pub double_opt_in: bool,
     /// The wording (or version) of the consent subscribers give, recorded with each.
     pub consent_text: Option<String>,
-    pub subscribed: u64,
-    pub created_at: Timestamp,
+    /// The public subscribe form takes subscribers (always with double opt-in).
+    pub public_form: bool,
+    /// The sender of the confirmation mail, on one of the account's domains.
+    pub confirm_from: Option<String>,
+    /// A consent given by the form records the address it came from.
+    pub record_source: bool,
+}
+
+impl ListSettings {
+    /// A plain list: no double opt-in, no form.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A contact as the API shows it, with its subscriptions and consent records.
@@ -136,6 +158,9 @@ struct ListRow {
     name: String,
     double_opt_in: i64,
     consent_text: Option<String>,
+    public_form: i64,
+    confirm_from: Option<String>,
+    record_source: i64,
     subscribed: i64,
     created_at: i64,
 }
@@ -144,21 +169,23 @@ impl ListRow {
     fn parse(self) -> List {
         List {
             id: ListId::from_string(self.id),
-            name: self.name,
-            double_opt_in: self.double_opt_in != 0,
-            consent_text: self.consent_text,
+            settings: ListSettings {
+                name: self.name,
+                double_opt_in: self.double_opt_in != 0,
+                consent_text: self.consent_text,
+                public_form: self.public_form != 0,
+                confirm_from: self.confirm_from,
+                record_source: self.record_source != 0,
+            },
             subscribed: self.subscribed.max(0) as u64,
             created_at: Timestamp(self.created_at),
         }
     }
 }
 
-const LIST_COLUMNS: &str = "l.id, l.name, l.double_opt_in, l.consent_text, \
-     (SELECT COUNT(*) FROM subscriptions s WHERE s.list_id = l.id AND s.status = 'subscribed') AS subscribed, l.created_at";
+const LIST_OWN_COLUMNS: &str = "l.id, l.name, l.double_opt_in, l.consent_text, l.public_form, l.confirm_from, l.record_source, l.created_at";
 
-/// A list's own columns, its count left at 0.
-const LIST_SETTINGS: &str =
-    "l.id, l.name, l.double_opt_in, l.consent_text, CAST(0 AS BIGINT) AS subscribed, l.created_at";
+const LIST_COUNT: &str = "(SELECT COUNT(*) FROM subscriptions s WHERE s.list_id = l.id AND s.status = 'subscribed') AS subscribed";
 
 #[derive(FromRow)]
 pub(crate) struct ContactRow {
@@ -379,6 +406,96 @@ pub(crate) async fn insert_values(
     Ok(())
 }
 
+/// What happened to an address that its contact (if the account has one) shows: the
+/// engagement summary, and the status a hard bounce, a complaint or an unsubscribe sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ContactMark {
+    Sent,
+    Opened,
+    Clicked,
+    SoftBounce,
+    Bounced,
+    Complained,
+    Unsubscribed,
+}
+
+impl ContactMark {
+    /// The update, binding the time first, then the account, then the lookups.
+    fn update(self) -> &'static str {
+        match self {
+            Self::Sent => "UPDATE contacts SET last_sent_at = $1",
+            Self::Opened => "UPDATE contacts SET last_opened_at = $1",
+            Self::Clicked => "UPDATE contacts SET last_clicked_at = $1",
+            Self::SoftBounce => "UPDATE contacts SET last_soft_bounce_at = $1",
+            // A complaint outranks a bounce and an unsubscribe; neither undoes a complaint.
+            Self::Bounced => "UPDATE contacts SET status = 'bounced', updated_at = $1",
+            Self::Complained => "UPDATE contacts SET status = 'complained', updated_at = $1",
+            Self::Unsubscribed => "UPDATE contacts SET status = 'unsubscribed', updated_at = $1",
+        }
+    }
+
+    fn only(self) -> &'static str {
+        match self {
+            Self::Bounced | Self::Unsubscribed => " AND status = 'active'",
+            Self::Complained => " AND status <> 'complained'",
+            _ => "",
+        }
+    }
+}
+
+/// Marks the contacts of `lookups` (keyed hashes under the account's own key) in `tx`.
+/// An unsubscribe also leaves every list the contact was subscribed to, each withdrawal a
+/// consent record.
+pub(crate) async fn mark_contacts(
+    tx: &mut Transaction<'_, Any>,
+    account: &str,
+    lookups: &[&str],
+    mark: ContactMark,
+    now: i64,
+) -> Result<()> {
+    for chunk in lookups.chunks(500) {
+        let sql = format!(
+            "{} WHERE account_id = $2 AND address_lookup IN ({}){}",
+            mark.update(),
+            placeholders(3, chunk.len()),
+            mark.only()
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(account);
+        for l in chunk {
+            q = q.bind(*l);
+        }
+        q.execute(&mut **tx).await?;
+        if mark != ContactMark::Unsubscribed {
+            continue;
+        }
+        let sql = format!(
+            "UPDATE subscriptions SET status = 'unsubscribed', updated_at = $1 WHERE account_id = $2 AND status <> 'unsubscribed' \
+             AND contact_id IN (SELECT id FROM contacts WHERE account_id = $2 AND address_lookup IN ({})) RETURNING contact_id, list_id",
+            placeholders(3, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+            .bind(now)
+            .bind(account);
+        for l in chunk {
+            q = q.bind(*l);
+        }
+        let left = q.fetch_all(&mut **tx).await?;
+        let records: Vec<ConsentInsert<'_>> = left
+            .iter()
+            .map(|(contact, list)| ConsentInsert {
+                contact_id: contact,
+                list_id: list,
+                action: ConsentAction::Withdrawn,
+                method: ConsentMethod::Unsubscribe,
+                text: None,
+                source: None,
+            })
+            .collect();
+        insert_consent(tx, account, &records, now).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     // ---- properties ----
 
@@ -454,40 +571,64 @@ impl Store {
 
     // ---- lists ----
 
-    pub async fn create_list(
-        &self,
-        account: &AccountId,
-        name: &str,
-        double_opt_in: bool,
-        consent_text: Option<&str>,
-    ) -> Result<List> {
+    pub async fn create_list(&self, account: &AccountId, settings: ListSettings) -> Result<List> {
         let now = self.now();
         let id = ListId::generate(Timestamp(now));
         sqlx::query(
-            "INSERT INTO lists (id, account_id, name, double_opt_in, consent_text, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO lists (id, account_id, name, double_opt_in, consent_text, public_form, confirm_from, record_source, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(id.as_str())
         .bind(account.as_str())
-        .bind(name)
-        .bind(i64::from(double_opt_in))
-        .bind(consent_text)
+        .bind(&settings.name)
+        .bind(i64::from(settings.double_opt_in))
+        .bind(settings.consent_text.as_deref())
+        .bind(i64::from(settings.public_form))
+        .bind(settings.confirm_from.as_deref())
+        .bind(i64::from(settings.record_source))
         .bind(now)
         .execute(self.writer())
         .await
         .map_err(StoreError::conflict("list"))?;
         Ok(List {
             id,
-            name: name.to_owned(),
-            double_opt_in,
-            consent_text: consent_text.map(str::to_owned),
+            settings,
             subscribed: 0,
             created_at: Timestamp(now),
         })
     }
 
+    /// Changes a list's settings.
+    pub async fn update_list(
+        &self,
+        account: &AccountId,
+        id: &str,
+        settings: ListSettings,
+    ) -> Result<List> {
+        let done = sqlx::query(
+            "UPDATE lists SET name = $1, double_opt_in = $2, consent_text = $3, public_form = $4, confirm_from = $5, record_source = $6 \
+             WHERE account_id = $7 AND id = $8",
+        )
+        .bind(&settings.name)
+        .bind(i64::from(settings.double_opt_in))
+        .bind(settings.consent_text.as_deref())
+        .bind(i64::from(settings.public_form))
+        .bind(settings.confirm_from.as_deref())
+        .bind(i64::from(settings.record_source))
+        .bind(account.as_str())
+        .bind(id)
+        .execute(self.writer())
+        .await
+        .map_err(StoreError::conflict("list"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("list"));
+        }
+        self.list(account, id).await
+    }
+
     pub async fn lists(&self, account: &AccountId) -> Result<Vec<List>> {
         let rows = sqlx::query_as::<_, ListRow>(&format!(
-            "SELECT {LIST_COLUMNS} FROM lists l WHERE l.account_id = $1 ORDER BY l.name"
+            "SELECT {LIST_OWN_COLUMNS}, {LIST_COUNT} FROM lists l WHERE l.account_id = $1 ORDER BY l.name"
         ))
         .bind(account.as_str())
         .fetch_all(self.pool())
@@ -496,18 +637,31 @@ impl Store {
     }
 
     pub async fn list(&self, account: &AccountId, id: &str) -> Result<List> {
-        self.list_with(account, id, LIST_COLUMNS).await
+        self.list_with(account, id, LIST_COUNT).await
+    }
+
+    /// A list by id alone, with its account: for the public form, which names only the list.
+    pub async fn list_by_id(&self, id: &str) -> Result<(AccountId, List)> {
+        let account: String = sqlx::query_scalar("SELECT account_id FROM lists WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("list"))?;
+        let account = AccountId::from_string(account);
+        let list = self.list_settings(&account, id).await?;
+        Ok((account, list))
     }
 
     /// A list without its count of subscribers (which reads every membership): for checks
     /// and settings on paths that run per page or per batch.
-    pub(crate) async fn list_settings(&self, account: &AccountId, id: &str) -> Result<List> {
-        self.list_with(account, id, LIST_SETTINGS).await
+    pub async fn list_settings(&self, account: &AccountId, id: &str) -> Result<List> {
+        self.list_with(account, id, "CAST(0 AS BIGINT) AS subscribed")
+            .await
     }
 
-    async fn list_with(&self, account: &AccountId, id: &str, columns: &str) -> Result<List> {
+    async fn list_with(&self, account: &AccountId, id: &str, count: &str) -> Result<List> {
         sqlx::query_as::<_, ListRow>(&format!(
-            "SELECT {columns} FROM lists l WHERE l.account_id = $1 AND l.id = $2"
+            "SELECT {LIST_OWN_COLUMNS}, {count} FROM lists l WHERE l.account_id = $1 AND l.id = $2"
         ))
         .bind(account.as_str())
         .bind(id)
@@ -637,7 +791,10 @@ impl Store {
                 list_id: list.id.as_str(),
                 action: ConsentAction::Given,
                 method: consent.method,
-                text: consent.text.as_deref().or(list.consent_text.as_deref()),
+                text: consent
+                    .text
+                    .as_deref()
+                    .or(list.settings.consent_text.as_deref()),
                 source: key.seal_opt(consent.source.as_deref()),
             });
         }

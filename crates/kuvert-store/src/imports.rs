@@ -641,10 +641,9 @@ impl Store {
             }
         }
 
-        let consent_text = import
-            .consent_text
-            .as_deref()
-            .or(list.as_ref().and_then(|l| l.consent_text.as_deref()));
+        let consent_text = import.consent_text.as_deref().or(list
+            .as_ref()
+            .and_then(|l| l.settings.consent_text.as_deref()));
         let kinds = self.contact_properties(account).await?;
         let mut seen: HashMap<&str, u64> = HashMap::new();
         let mut new_contacts: Vec<(String, &Sealed)> = Vec::new();

@@ -13,6 +13,7 @@ mod events;
 mod imports;
 mod keys;
 mod messages;
+mod optin;
 mod policies;
 mod privacy;
 mod queue;
@@ -43,13 +44,14 @@ pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
 pub use contacts::{
     ConsentInput, ConsentRecord, Contact, ContactPage, ContactPatch, EngagementSummary, Erasure,
-    List, NewContact, Subscription, refusal_reason,
+    List, ListSettings, NewContact, Subscription, refusal_reason,
 };
 pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};
 pub use imports::{Import, ImportBatch, ImportRow, RowError};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView};
+pub use optin::{Confirmed, OptInAsk, OptInRequest, RESEND_AFTER_MS};
 pub use privacy::PrivacyRequest;
 pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{Engagement, RecipientRef, Report};

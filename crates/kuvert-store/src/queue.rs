@@ -20,6 +20,7 @@ use sqlx::FromRow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::commit::{SealedEvent, insert_events};
+use crate::contacts::{ContactMark, mark_contacts};
 use crate::seal::AccountKey;
 use crate::sql::placeholders;
 use crate::stats::Rollup;
@@ -326,7 +327,14 @@ impl Store {
                 metric: rec.outcome.metric(),
                 domain_id: Some(rec.domain_id.to_string()),
             };
-            sealed.push((event, address, lookup));
+            let mark = match &rec.outcome {
+                Outcome::Delivered(_) => Some(ContactMark::Sent),
+                Outcome::Bounced(b) if b.class.suppresses() => Some(ContactMark::Bounced),
+                Outcome::Bounced(_) => Some(ContactMark::SoftBounce),
+                _ => None,
+            };
+            let contact = mark.map(|m| (m, key.lookup(&rec.lease.address)));
+            sealed.push((event, address, lookup, contact));
         }
         // Recipients with the same new state under the same lease: one UPDATE, which says
         // (RETURNING) whose lease still held.
@@ -396,10 +404,25 @@ impl Store {
             .iter()
             .zip(&sealed)
             .filter(|(r, _)| kept(r))
-            .map(|(_, (e, _, _))| e)
+            .map(|(_, (e, _, _, _))| e)
             .collect();
         insert_events(&mut tx, &events, &mut rollup).await?;
-        for (rec, (_, address, lookup)) in records.iter().zip(&sealed) {
+        // The contacts of these addresses: what their engagement summary and status show.
+        let mut marks: BTreeMap<(&str, ContactMark), Vec<&str>> = BTreeMap::new();
+        for (rec, (_, _, _, contact)) in records.iter().zip(&sealed) {
+            if let Some((mark, lookup)) = contact
+                && kept(rec)
+            {
+                marks
+                    .entry((rec.lease.account_id.as_str(), *mark))
+                    .or_default()
+                    .push(lookup);
+            }
+        }
+        for ((account, mark), lookups) in &marks {
+            mark_contacts(&mut tx, account, lookups, *mark, now).await?;
+        }
+        for (rec, (_, address, lookup, _)) in records.iter().zip(&sealed) {
             if rec.outcome.suppresses() && kept(rec) {
                 let account = rec.lease.account_id.as_str();
                 suppress(

@@ -10,6 +10,7 @@ use kuvert_core::tracking::TrackingMode;
 use sqlx::FromRow;
 
 use crate::commit::{SealedEvent, insert_event};
+use crate::contacts::{ContactMark, mark_contacts};
 use crate::seal::AccountKey;
 use crate::stats::Rollup;
 use crate::suppressions::suppress;
@@ -131,11 +132,25 @@ impl Store {
                 Report::Complaint(_) => (Some(SuppressionReason::Complaint), "complained"),
             };
             let event = sealed_event(&key, r, metric, &report.details(), &address, &lookup, now);
-            sealed.push((r, report, event, suppress, lookup, address));
+            let mark = match report {
+                Report::Bounce(b) if b.class.suppresses() => ContactMark::Bounced,
+                Report::Bounce(_) => ContactMark::SoftBounce,
+                Report::Complaint(_) => ContactMark::Complained,
+            };
+            let contact = key.lookup(&r.address);
+            sealed.push((r, report, event, suppress, lookup, address, (mark, contact)));
         }
         let mut tx = self.writer().begin().await?;
         let mut rollup = Rollup::default();
-        for (r, report, event, suppression, lookup, address) in &sealed {
+        for (r, report, event, suppression, lookup, address, (mark, contact)) in &sealed {
+            mark_contacts(
+                &mut tx,
+                r.account_id.as_str(),
+                &[contact.as_str()],
+                *mark,
+                now,
+            )
+            .await?;
             if matches!(report, Report::Bounce(_)) {
                 sqlx::query("UPDATE recipients SET status = $1, next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 WHERE id = $3")
                     .bind(RecipientStatus::Bounced.as_str())
@@ -248,6 +263,17 @@ impl Store {
             if first.rows_affected() == 1 {
                 count(&mut rollup, unique_metric);
             }
+        }
+        // A contact's summary says when this person last opened or clicked: kept only where
+        // the account records engagement per recipient.
+        let mark = match what {
+            Engagement::Open => (!counted_only).then_some(ContactMark::Opened),
+            Engagement::Click => (!counted_only).then_some(ContactMark::Clicked),
+            Engagement::Unsubscribe => Some(ContactMark::Unsubscribed),
+        };
+        if let Some(mark) = mark {
+            let contact = key.lookup(&r.address);
+            mark_contacts(&mut tx, r.account_id.as_str(), &[&contact], mark, now).await?;
         }
         if counted_only {
             count(&mut rollup, metric);

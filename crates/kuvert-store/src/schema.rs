@@ -118,6 +118,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0018_webhook_event_rows.sql"),
     ),
     (19, "contacts", include_str!("migrations/0019_contacts.sql")),
+    (20, "opt_in", include_str!("migrations/0020_opt_in.sql")),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

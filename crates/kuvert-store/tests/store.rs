@@ -173,6 +173,7 @@ both_backends!(
     a_large_import_batch_with_every_kind_of_value,
     segments_filter_in_sql,
     erasure_leaves_only_a_keyed_hash,
+    double_opt_in_waits_for_the_link,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -1048,10 +1049,86 @@ async fn outcomes_update_state_events_and_suppressions(f: &Fixture) {
             outcome: bounce(BounceClass::Policy, "550 5.7.1 blocked"),
         },
     ];
+    // Contacts of the account for three of them: what happens shows on them.
+    let list = s
+        .create_list(&a.id, kuvert_store::ListSettings::named("news"))
+        .await
+        .expect("list");
+    for address in ["ok@example.com", "gone@example.com", "policy@example.com"] {
+        s.create_contact(
+            &a.id,
+            kuvert_store::NewContact {
+                address: addr(address),
+                name: None,
+                properties: Default::default(),
+                lists: vec![list.id.clone()],
+                consent: api_consent(),
+            },
+        )
+        .await
+        .expect("contact");
+    }
     assert_eq!(
         s.record_outcomes(&records).await.expect("record"),
         [true; 4]
     );
+    {
+        use kuvert_core::contact::{
+            ConsentAction, ConsentMethod, ContactStatus, SubscriptionStatus,
+        };
+        let now = f.clock.now();
+        let ok = s.contact(&a.id, "ok@example.com").await.expect("ok");
+        assert_eq!(
+            (ok.status, ok.engagement.last_sent_at),
+            (ContactStatus::Active, Some(now))
+        );
+        let gone = s.contact(&a.id, "gone@example.com").await.expect("gone");
+        assert_eq!(
+            (gone.status, gone.engagement.last_sent_at),
+            (ContactStatus::Bounced, None)
+        );
+        let policy = s
+            .contact(&a.id, "policy@example.com")
+            .await
+            .expect("policy");
+        assert_eq!(
+            policy.status,
+            ContactStatus::Active,
+            "a soft bounce leaves it active"
+        );
+        // An open and an unsubscribe by the delivered one.
+        f.clock.advance_millis(5_000);
+        let r = s
+            .recipient_ref(&lease("ok@example.com").recipient_id)
+            .await
+            .expect("ref")
+            .expect("there");
+        s.record_engagement(
+            &r,
+            &kuvert_store::Engagement::Open,
+            Default::default(),
+            kuvert_core::tracking::TrackingMode::Full,
+        )
+        .await
+        .expect("open");
+        s.record_engagement(
+            &r,
+            &kuvert_store::Engagement::Unsubscribe,
+            Default::default(),
+            kuvert_core::tracking::TrackingMode::Full,
+        )
+        .await
+        .expect("unsubscribe");
+        let ok = s.contact(&a.id, "ok@example.com").await.expect("ok");
+        assert_eq!(ok.engagement.last_opened_at, Some(f.clock.now()));
+        assert_eq!(ok.status, ContactStatus::Unsubscribed);
+        assert_eq!(ok.subscriptions[0].status, SubscriptionStatus::Unsubscribed);
+        let last = ok.consent.last().expect("consent");
+        assert_eq!(
+            (last.action, last.method),
+            (ConsentAction::Withdrawn, ConsentMethod::Unsubscribe)
+        );
+    }
 
     let m = s.message(&a.id, id.as_str()).await.expect("message");
     let status = |e: &str| {
@@ -1853,7 +1930,13 @@ async fn contacts_lists_and_consent(f: &Fixture) {
         Err(StoreError::Conflict(_))
     ));
     let list = s
-        .create_list(&a.id, "news", false, Some("v1: weekly news"))
+        .create_list(
+            &a.id,
+            kuvert_store::ListSettings {
+                consent_text: Some("v1: weekly news".into()),
+                ..kuvert_store::ListSettings::named("news")
+            },
+        )
         .await
         .expect("list");
     let c = s
@@ -2005,7 +2088,7 @@ async fn import_batches_skip_what_may_not_be_subscribed(f: &Fixture) {
     let s = &f.store;
     let a = account(s, "imports@acme.example").await;
     let list = s
-        .create_list(&a.id, "news", false, None)
+        .create_list(&a.id, kuvert_store::ListSettings::named("news"))
         .await
         .expect("list");
     // Already there: one who left the list, one bounced, one erased.
@@ -2212,7 +2295,7 @@ async fn segments_filter_in_sql(f: &Fixture) {
         .await
         .expect("define");
     let list = s
-        .create_list(&a.id, "news", false, None)
+        .create_list(&a.id, kuvert_store::ListSettings::named("news"))
         .await
         .expect("list");
     for (i, (age, city)) in [(25, "Berlin"), (35, "Berlin"), (45, "Paris"), (55, "Lyon")]
@@ -2340,7 +2423,7 @@ async fn erasure_leaves_only_a_keyed_hash(f: &Fixture) {
     let a = account(s, "erase@acme.example").await;
     let victim = "Victim.Person@Example.com";
     let list = s
-        .create_list(&a.id, "news", false, None)
+        .create_list(&a.id, kuvert_store::ListSettings::named("news"))
         .await
         .expect("list");
     s.create_contact(
@@ -2575,4 +2658,122 @@ async fn a_large_import_batch_with_every_kind_of_value(f: &Fixture) {
     ))
     .expect("filter");
     assert_eq!(s.segment_count(&a.id, &filter).await.expect("count"), 1_000);
+}
+
+async fn double_opt_in_waits_for_the_link(f: &Fixture) {
+    use kuvert_core::contact::{ConsentMethod, SubscriptionStatus};
+    use kuvert_core::optin::LINK_LIFETIME_MS;
+    use kuvert_store::{Confirmed, OptInAsk, OptInRequest, RESEND_AFTER_MS};
+    let s = &f.store;
+    let a = account(s, "optin@acme.example").await;
+    let list = s
+        .create_list(
+            &a.id,
+            kuvert_store::ListSettings {
+                double_opt_in: true,
+                public_form: true,
+                record_source: true,
+                confirm_from: Some("news@acme.example".into()),
+                consent_text: Some("v2: monthly letter".into()),
+                ..kuvert_store::ListSettings::named("letter")
+            },
+        )
+        .await
+        .expect("list");
+    let (owner, found) = s.list_by_id(list.id.as_str()).await.expect("by id");
+    assert_eq!(
+        (owner, found.settings.clone()),
+        (a.id.clone(), list.settings.clone())
+    );
+    let (ann, gone, bob) = (
+        addr("ann@example.com"),
+        addr("gone@example.com"),
+        addr("bob@example.com"),
+    );
+    let ask = |address| OptInAsk {
+        account: &a.id,
+        list: &list.id,
+        address,
+        name: Some("Ann"),
+        from_form: true,
+    };
+    let OptInRequest::Send(link) = s.request_opt_in(ask(&ann)).await.expect("ask") else {
+        panic!("a first request sends a mail")
+    };
+    let c = s.contact(&a.id, "ann@example.com").await.expect("contact");
+    assert_eq!(link.contact, c.id);
+    assert_eq!(c.name.as_deref(), Some("Ann"));
+    assert_eq!(c.subscriptions[0].status, SubscriptionStatus::Pending);
+    assert!(
+        c.consent.is_empty(),
+        "no consent before the link: {:?}",
+        c.consent
+    );
+    // Within the hour no second mail; after it, one.
+    f.clock.advance_millis(RESEND_AFTER_MS - 1);
+    assert_eq!(
+        s.request_opt_in(ask(&ann)).await.expect("again"),
+        OptInRequest::RecentlySent
+    );
+    f.clock.advance_millis(1);
+    let OptInRequest::Send(link) = s.request_opt_in(ask(&ann)).await.expect("later") else {
+        panic!("an hour later a request sends again")
+    };
+    // The link confirms once, with the consent recorded as double opt-in.
+    assert_eq!(
+        s.confirm_opt_in(&link, "198.51.100.9")
+            .await
+            .expect("confirm"),
+        Confirmed::Now
+    );
+    assert_eq!(
+        s.confirm_opt_in(&link, "198.51.100.9")
+            .await
+            .expect("twice"),
+        Confirmed::Already
+    );
+    let c = s.contact(&a.id, "ann@example.com").await.expect("contact");
+    assert_eq!(c.subscriptions[0].status, SubscriptionStatus::Subscribed);
+    assert_eq!(c.consent.len(), 1, "{:?}", c.consent);
+    assert_eq!(c.consent[0].method, ConsentMethod::DoubleOptIn);
+    assert_eq!(
+        c.consent[0].consent_text.as_deref(),
+        Some("v2: monthly letter")
+    );
+    assert_eq!(c.consent[0].source.as_deref(), Some("198.51.100.9"));
+    assert_eq!(
+        s.request_opt_in(ask(&ann)).await.expect("subscribed"),
+        OptInRequest::AlreadySubscribed
+    );
+    // A suppressed address gets no mail and no contact.
+    s.add_suppression(&a.id, "gone@example.com", SuppressionReason::Complaint)
+        .await
+        .expect("suppress");
+    assert_eq!(
+        s.request_opt_in(ask(&gone)).await.expect("suppressed"),
+        OptInRequest::Refused(SuppressionReason::Complaint)
+    );
+    assert!(matches!(
+        s.contact(&a.id, "gone@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // An address nobody confirms: its subscription and the contact the form made go when
+    // the link expires; a confirmed one stays.
+    let OptInRequest::Send(bob) = s.request_opt_in(ask(&bob)).await.expect("bob") else {
+        panic!("bob gets a mail")
+    };
+    f.clock.advance_millis(LINK_LIFETIME_MS - 1);
+    assert_eq!(s.purge_unconfirmed().await.expect("purge"), 0);
+    f.clock.advance_millis(2);
+    assert_eq!(s.purge_unconfirmed().await.expect("purge"), 2);
+    // Its link then finds nothing to confirm (past its time the token is refused before).
+    assert!(matches!(
+        s.confirm_opt_in(&bob, "198.51.100.9").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.contact(&a.id, "bob@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.contact(&a.id, "ann@example.com").await.is_ok());
 }

@@ -76,7 +76,7 @@ async fn run(label: &str, store: Store, csv: &std::path::Path, rows: usize) {
             .expect("property");
     }
     let list = store
-        .create_list(&a, "all", false, None)
+        .create_list(&a, kuvert_store::ListSettings::named("all"))
         .await
         .expect("list");
 

@@ -163,7 +163,7 @@ async fn find_list(
         .lists(account)
         .await?
         .into_iter()
-        .find(|l| l.id.as_str() == name || l.name == name)
+        .find(|l| l.id.as_str() == name || l.settings.name == name)
         .with_context(|| format!("no list {name:?} in this account"))
 }
 

@@ -87,6 +87,9 @@ pub struct Contacts {
     pub max_import_bytes: u64,
     /// Domains address validation calls disposable, beside those Kuvert knows.
     pub disposable_domains: Vec<String>,
+    /// Posts to the public subscribe forms and their confirmation links a client network
+    /// may make per minute.
+    pub form_requests_per_minute: u32,
 }
 
 impl Default for Contacts {
@@ -94,6 +97,7 @@ impl Default for Contacts {
         Self {
             max_import_bytes: 512 << 20,
             disposable_domains: Vec::new(),
+            form_requests_per_minute: 10,
         }
     }
 }

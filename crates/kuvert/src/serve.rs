@@ -34,6 +34,8 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     } else {
         config.tracking.base_url.clone()
     };
+    // The public form and its confirmation links are reached where the tracking links are.
+    let delivery_base_url = delivery.tracking_base_url.clone();
     // Delivery uses a caching resolver (MX answers are kept for their TTL); domain
     // verification does not (a record just published must be seen at once).
     let engine = kuvert_mta::Engine::start(
@@ -80,9 +82,20 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     let imports = importer.waker();
     let importer = tokio::spawn(importer.run(std::time::Duration::from_secs(5)));
     let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped, &mut registry).await?;
+    let optin = kuvert_admin::contacts::optin::OptIn::new(
+        instance.store.clone(),
+        acceptor.clone(),
+        &delivery_base_url,
+    );
     let state = Arc::new(AppState {
         store: instance.store.clone(),
         acceptor,
+        optin,
+        form_hits: kuvert_core::ratelimit::RateLimiter::per_minute(
+            config.contacts.form_requests_per_minute,
+            config.contacts.form_requests_per_minute,
+        ),
+        form_addresses: kuvert_http::form_addresses(),
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
         metrics: Metrics::new(registry),

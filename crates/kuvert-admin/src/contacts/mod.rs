@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod import;
+pub mod optin;
 
 use kuvert_core::EmailAddress;
 use kuvert_core::account::PrivacyRight;

@@ -195,9 +195,14 @@ pub struct ContactIn {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub properties: serde_json::Map<String, serde_json::Value>,
-    /// Lists to subscribe the contact to (ids), with consent recorded.
+    /// Lists to subscribe the contact to (ids), with consent recorded. On a double opt-in
+    /// list the subscription is `pending` until the contact follows the link of a
+    /// confirmation mail, unless `preconfirmed`.
     #[serde(default)]
     pub lists: Vec<String>,
+    /// The contact has confirmed already (elsewhere): no confirmation mail.
+    #[serde(default)]
+    pub preconfirmed: bool,
     /// The wording the contact agreed to (or its version); the list's own when left out.
     #[schema(max_length = 1000)]
     pub consent_text: Option<String>,
@@ -256,6 +261,40 @@ fn list_ids(field: &str, ids: Vec<String>) -> Result<Vec<ListId>, ApiError> {
     Ok(ids.into_iter().map(ListId::from_string).collect())
 }
 
+/// Splits lists to subscribe to into those subscribed at once and the double opt-in ones,
+/// whose subscriptions wait for a confirmation.
+async fn by_opt_in(
+    state: &AppState,
+    account: &AccountId,
+    ids: Vec<ListId>,
+    preconfirmed: bool,
+) -> Result<(Vec<ListId>, Vec<List>), ApiError> {
+    let mut now = Vec::new();
+    let mut confirm = Vec::new();
+    for id in ids {
+        let list = state.store.list_settings(account, id.as_str()).await?;
+        if list.settings.double_opt_in && !preconfirmed {
+            confirm.push(list);
+        } else {
+            now.push(id);
+        }
+    }
+    Ok((now, confirm))
+}
+
+/// Asks for the confirmation of each double opt-in subscription.
+async fn ask_all(
+    state: &AppState,
+    account: &AccountId,
+    address: &EmailAddress,
+    lists: &[List],
+) -> Result<(), ApiError> {
+    for list in lists {
+        state.optin.ask(account, list, address, None, false).await?;
+    }
+    Ok(())
+}
+
 fn address(field: &str, a: &str) -> Result<EmailAddress, ApiError> {
     EmailAddress::parse(a).map_err(|e| {
         ApiError::new(
@@ -282,18 +321,25 @@ pub async fn create(
     let consent_text = text_field("consent_text", req.consent_text, 1000)?;
     let source = text_field("consent_source", req.consent_source, 100)?;
     let (props, warnings) = properties(&state, &auth.account_id, req.properties).await?;
+    let (lists, confirm) = by_opt_in(
+        &state,
+        &auth.account_id,
+        list_ids("lists", req.lists)?,
+        req.preconfirmed,
+    )
+    .await?;
     let contact = state
         .store
         .create_contact(
             &auth.account_id,
             NewContact {
-                address,
+                address: address.clone(),
                 name,
                 properties: props
                     .into_iter()
                     .filter_map(|(n, v)| v.map(|v| (n, v)))
                     .collect(),
-                lists: list_ids("lists", req.lists)?,
+                lists,
                 consent: ConsentInput {
                     method: ConsentMethod::Api,
                     text: consent_text,
@@ -302,6 +348,15 @@ pub async fn create(
             },
         )
         .await?;
+    let contact = if confirm.is_empty() {
+        contact
+    } else {
+        ask_all(&state, &auth.account_id, &address, &confirm).await?;
+        state
+            .store
+            .contact(&auth.account_id, contact.id.as_str())
+            .await?
+    };
     let mut out = ContactOut::from(contact);
     out.warnings = warnings;
     Ok((StatusCode::CREATED, Json(out)))
@@ -338,9 +393,12 @@ pub struct ContactPatchIn {
     pub properties: serde_json::Map<String, serde_json::Value>,
     /// `active` or `unsubscribed` (from all of the account's mail).
     pub status: Option<ContactStatus>,
-    /// Lists to subscribe to (consent recorded).
+    /// Lists to subscribe to (consent recorded); a double opt-in list's subscription waits
+    /// for its confirmation, unless `preconfirmed`.
     #[serde(default)]
     pub subscribe: Vec<String>,
+    #[serde(default)]
+    pub preconfirmed: bool,
     /// Lists to leave (withdrawal recorded).
     #[serde(default)]
     pub unsubscribe: Vec<String>,
@@ -384,6 +442,13 @@ pub async fn update(
         text: text_field("consent_text", req.consent_text, 1000)?,
         source: text_field("consent_source", req.consent_source, 100)?,
     };
+    let (subscribe, confirm) = by_opt_in(
+        &state,
+        &auth.account_id,
+        list_ids("subscribe", req.subscribe)?,
+        req.preconfirmed,
+    )
+    .await?;
     let updated = state
         .store
         .update_contact(
@@ -393,12 +458,27 @@ pub async fn update(
                 name,
                 properties: props,
                 status: req.status,
-                subscribe: list_ids("subscribe", req.subscribe)?,
+                subscribe,
                 unsubscribe: list_ids("unsubscribe", req.unsubscribe)?,
                 consent: Some(consent),
             },
         )
         .await?;
+    let updated = if confirm.is_empty() {
+        updated
+    } else {
+        if !updated.status.mailable() {
+            return Err(ApiError::from(kuvert_store::StoreError::Refused(
+                "the contact is not active: it cannot be subscribed",
+            )));
+        }
+        let address = address("address", &updated.address)?;
+        ask_all(&state, &auth.account_id, &address, &confirm).await?;
+        state
+            .store
+            .contact(&auth.account_id, updated.id.as_str())
+            .await?
+    };
     let mut out = ContactOut::from(updated);
     out.warnings = warnings;
     Ok(Json(out))
@@ -645,21 +725,28 @@ pub struct ListOut {
     pub name: String,
     pub double_opt_in: bool,
     pub consent_text: Option<String>,
+    pub public_form: bool,
+    pub confirm_from: Option<String>,
+    pub record_source: bool,
+    /// Where the list's subscribe form posts (it takes posts when `public_form` is on).
+    pub form_url: String,
     /// Contacts subscribed now.
     pub subscribed: u64,
     pub created_at: String,
 }
 
-impl From<List> for ListOut {
-    fn from(l: List) -> Self {
-        Self {
-            id: l.id.to_string(),
-            name: l.name,
-            double_opt_in: l.double_opt_in,
-            consent_text: l.consent_text,
-            subscribed: l.subscribed,
-            created_at: time(l.created_at),
-        }
+fn list_out(state: &AppState, l: List) -> ListOut {
+    ListOut {
+        form_url: state.optin.form_url(&l.id),
+        id: l.id.to_string(),
+        name: l.settings.name,
+        double_opt_in: l.settings.double_opt_in,
+        consent_text: l.settings.consent_text,
+        public_form: l.settings.public_form,
+        confirm_from: l.settings.confirm_from,
+        record_source: l.settings.record_source,
+        subscribed: l.subscribed,
+        created_at: time(l.created_at),
     }
 }
 
@@ -668,11 +755,80 @@ impl From<List> for ListOut {
 pub struct ListIn {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// New subscribers confirm by the link of a mail before they are subscribed (the API
+    /// can skip it for a contact with `preconfirmed`).
     #[serde(default)]
     pub double_opt_in: bool,
     /// The wording subscribers agree to (or its version), recorded with each consent.
     #[schema(max_length = 1000)]
     pub consent_text: Option<String>,
+    /// The public subscribe form (`POST /f/{list}`) takes subscribers; needs double opt-in.
+    #[serde(default)]
+    pub public_form: bool,
+    /// The sender of the confirmation mail, on a domain of the account; needed with double
+    /// opt-in.
+    #[schema(max_length = 320)]
+    pub confirm_from: Option<String>,
+    /// A consent given through the form records the address it came from.
+    #[serde(default)]
+    pub record_source: bool,
+}
+
+/// Reads a list's settings, refusing what cannot work: a form without double opt-in (anyone
+/// could put anyone on the list), double opt-in without a sender on the account's domain.
+async fn list_settings(
+    state: &AppState,
+    account: &AccountId,
+    req: ListIn,
+) -> Result<kuvert_store::ListSettings, ApiError> {
+    let name = req.name.trim().to_owned();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::invalid("name", "a list's name is 1 to 200 bytes"));
+    }
+    if req.public_form && !req.double_opt_in {
+        return Err(ApiError::invalid(
+            "public_form",
+            "a public form needs double_opt_in: without a confirmation anyone could subscribe anyone",
+        ));
+    }
+    let confirm_from = text_field("confirm_from", req.confirm_from, 320)?;
+    if let Some(from) = &confirm_from {
+        let mailbox = kuvert_core::Mailbox::parse(from).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidAddress,
+                format!("{from:?}: {e}"),
+            )
+            .field("confirm_from")
+        })?;
+        let domain = mailbox.address.domain().to_owned();
+        let owned = match state.store.domain(&domain).await {
+            Ok(d) => d.account_id == *account,
+            Err(kuvert_store::StoreError::NotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !owned {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownDomain,
+                format!("{domain} is not a domain of this account"),
+            )
+            .field("confirm_from"));
+        }
+    } else if req.double_opt_in {
+        return Err(ApiError::invalid(
+            "confirm_from",
+            "a double opt-in list needs confirm_from, the sender of its confirmation mail",
+        ));
+    }
+    Ok(kuvert_store::ListSettings {
+        name,
+        double_opt_in: req.double_opt_in,
+        consent_text: text_field("consent_text", req.consent_text, 1000)?,
+        public_form: req.public_form,
+        confirm_from,
+        record_source: req.record_source,
+    })
 }
 
 /// The account's lists.
@@ -689,7 +845,7 @@ pub async fn lists(
             .lists(&auth.account_id)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(|l| list_out(&state, l))
             .collect(),
     ))
 }
@@ -703,21 +859,9 @@ pub async fn list_create(
     FullAccess(auth): FullAccess,
     ApiJson(req): ApiJson<ListIn>,
 ) -> Result<(StatusCode, Json<ListOut>), ApiError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::invalid("name", "a list's name is 1 to 200 bytes"));
-    }
-    let consent = text_field("consent_text", req.consent_text, 1000)?;
-    let list = state
-        .store
-        .create_list(
-            &auth.account_id,
-            name,
-            req.double_opt_in,
-            consent.as_deref(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(list.into())))
+    let settings = list_settings(&state, &auth.account_id, req).await?;
+    let list = state.store.create_list(&auth.account_id, settings).await?;
+    Ok((StatusCode::CREATED, Json(list_out(&state, list))))
 }
 
 /// A list.
@@ -729,7 +873,26 @@ pub async fn list_get(
     FullAccess(auth): FullAccess,
     Path(id): Path<String>,
 ) -> Result<Json<ListOut>, ApiError> {
-    Ok(Json(state.store.list(&auth.account_id, &id).await?.into()))
+    let list = state.store.list(&auth.account_id, &id).await?;
+    Ok(Json(list_out(&state, list)))
+}
+
+/// Changes a list's settings (all of them, as in `POST /v1/lists`).
+#[utoipa::path(put, path = "/v1/lists/{id}", tag = "contacts", params(("id" = String, Path)), request_body = ListIn,
+    responses((status = 200, body = ListOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn list_update(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ListIn>,
+) -> Result<Json<ListOut>, ApiError> {
+    let settings = list_settings(&state, &auth.account_id, req).await?;
+    let list = state
+        .store
+        .update_list(&auth.account_id, &id, settings)
+        .await?;
+    Ok(Json(list_out(&state, list)))
 }
 
 /// Deletes a list and its memberships (consent records stay with their contacts).

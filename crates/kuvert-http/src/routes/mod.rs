@@ -3,6 +3,7 @@ pub mod capture;
 pub mod contacts;
 pub mod domains;
 pub mod events;
+pub mod forms;
 pub mod imports;
 pub mod keys;
 pub mod messages;

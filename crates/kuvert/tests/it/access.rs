@@ -202,6 +202,13 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             Some(json!({"name": "a-list"})),
         ),
         ("get", "/v1/lists/{id}", Full, NotFound, None),
+        (
+            "put",
+            "/v1/lists/{id}",
+            Full,
+            NotFound,
+            Some(json!({"name": "renamed"})),
+        ),
         ("delete", "/v1/lists/{id}", Full, NotFound, None),
         ("get", "/v1/addresses/validate", Full, Own, None),
         ("post", "/v1/imports", Full, Own, None),
@@ -231,6 +238,10 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         ("get", "/c/{token}", Public, Unscoped, None),
         ("get", "/u/{token}", Public, Unscoped, None),
         ("post", "/u/{token}", Public, Unscoped, None),
+        // B's list has no public form: nobody finds one there.
+        ("post", "/f/{list}", Public, NotFound, None),
+        ("get", "/s/{token}", Public, Unscoped, None),
+        ("post", "/s/{token}", Public, Unscoped, None),
         ("get", "/healthz", Public, Unscoped, None),
         ("get", "/metrics", Public, Unscoped, None),
     ]
@@ -378,6 +389,7 @@ impl Other {
             .replace("{name}", &self.domain)
             .replace("{address}", &self.suppression)
             .replace("{contact}", &self.contact)
+            .replace("{list}", &self.list)
             .replace("{token}", "not-a-token.0")
     }
 

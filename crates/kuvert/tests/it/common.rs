@@ -137,3 +137,21 @@ pub async fn mail_to(sink: &kuvert_testkit::SmtpSink, rcpt: &str) -> kuvert_test
     }
     panic!("no mail for {rcpt} at the sink")
 }
+
+/// The message text with quoted-printable soft breaks and `=3D` undone.
+pub fn unfolded(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .replace("=\r\n", "")
+        .replace("=3D", "=")
+}
+
+/// The first URL starting with `prefix` in `text`.
+pub fn url_after(text: &str, prefix: &str) -> String {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix} in:\n{text}"));
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(*c))
+        .collect()
+}

@@ -8,6 +8,7 @@ mod common;
 mod contacts;
 mod delivery;
 mod domains;
+mod forms;
 mod hardening;
 mod live;
 mod quickstart;

@@ -6,25 +6,7 @@ use std::time::Duration;
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::{Value, json};
 
-use crate::common::{Api, server_with_sink};
-
-/// The message text with quoted-printable soft breaks and `=3D` undone.
-fn unfolded(data: &[u8]) -> String {
-    String::from_utf8_lossy(data)
-        .replace("=\r\n", "")
-        .replace("=3D", "=")
-}
-
-/// The first URL starting with `prefix` in `text`.
-fn url_after(text: &str, prefix: &str) -> String {
-    let start = text
-        .find(prefix)
-        .unwrap_or_else(|| panic!("{prefix} in:\n{text}"));
-    text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(*c))
-        .collect()
-}
+use crate::common::{Api, server_with_sink, unfolded, url_after};
 
 async fn events(api: &Api, kind: &str) -> Vec<Value> {
     let (_, page) = api.get(&format!("/v1/events?type={kind}")).await;

@@ -1,0 +1,212 @@
+//! The public subscribe form and the confirmation link of double opt-in. No key is needed:
+//! a list's form works once its account turns it on, and a confirmation link is good by its
+//! signature. Anyone can reach these, so each is rate-limited per client network, and a
+//! form's answer is the same whatever came of it (subscribed already, suppressed, sent):
+//! it tells a stranger nothing about an address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use kuvert_core::EmailAddress;
+use kuvert_core::account::AccountStatus;
+use kuvert_core::optin::{Confirmation, parse_token};
+use kuvert_store::{Confirmed, OptInRequest, StoreError};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+
+/// Largest form body taken: an address, a name and a few hidden fields.
+const MAX_FORM_BYTES: usize = 8 * 1024;
+
+/// Confirmation mails one address may be sent per hour, over every list of the instance.
+pub const MAILS_PER_ADDRESS_PER_HOUR: u32 = 3;
+
+/// What a subscribe form posts (`application/x-www-form-urlencoded`). Other fields (a submit
+/// button's name, say) are ignored.
+#[derive(Deserialize, ToSchema)]
+pub struct FormIn {
+    /// The address to subscribe.
+    #[schema(max_length = 320)]
+    pub email: String,
+    #[schema(max_length = 200)]
+    pub name: Option<String>,
+    /// A honeypot: a field the form hides from people. A post that fills it is a robot's,
+    /// answered as any other and otherwise ignored.
+    #[serde(default)]
+    pub website: String,
+}
+
+fn limited(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
+    if state.form_hits.allow(peer.ip(), std::time::Instant::now()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        "too many requests from your network; try again in a minute",
+    ))
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> Response {
+    (
+        [
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (axum::http::header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"robots\" content=\"noindex\"><title>{title}</title></head>\
+             <body><h1>{title}</h1>{body}</body></html>"
+        )),
+    )
+        .into_response()
+}
+
+/// The answer to every accepted form post, whatever came of it.
+fn check_your_inbox() -> Response {
+    page(
+        "Almost done",
+        "<p>If the address can receive our mail, a message with a confirmation link is on \
+         its way. Your subscription starts when you follow it.</p>",
+    )
+}
+
+/// A subscribe form's post: the subscription waits for the confirmation link of a mail
+/// sent to the address. A list takes posts once its account sets `public_form`.
+#[utoipa::path(post, path = "/f/{list}", tag = "forms", params(("list" = String, Path, description = "the list's id")),
+    request_body(content = FormIn, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, content_type = "text/html", description = "the same page whatever came of it"),
+        (status = 404, body = ErrorBody, description = "no such list, or its form is off"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(list): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    limited(&state, peer)?;
+    let (account, list) = match state.store.list_by_id(&list).await {
+        Ok(found) => found,
+        Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("form")),
+        Err(e) => return Err(e.into()),
+    };
+    if !list.settings.public_form
+        || state.store.account_state(&account).await?.status != AccountStatus::Active
+    {
+        return Err(ApiError::not_found("form"));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| ApiError::payload_too_large())?;
+    let form: FormIn = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|e| ApiError::invalid("body", format!("not a form this route takes: {e}")))?;
+    let address = EmailAddress::parse(form.email.trim()).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidAddress,
+            format!("this is not an e-mail address: {e}"),
+        )
+        .field("email")
+    })?;
+    let name = form
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.len() > 200) {
+        return Err(ApiError::invalid("name", "a name is at most 200 bytes"));
+    }
+    if !form.website.is_empty() {
+        tracing::debug!(list = %list.id, "a form post filled the honeypot; ignored");
+        return Ok(check_your_inbox());
+    }
+    // However many lists and accounts ask, an address gets few confirmation mails.
+    let who = state.store.lookup_hash(address.as_str());
+    if !state
+        .form_addresses
+        .allow_key(who, std::time::Instant::now())
+    {
+        return Ok(check_your_inbox());
+    }
+    match state.optin.ask(&account, &list, &address, name, true).await {
+        Ok(OptInRequest::Send(_)) => {}
+        Ok(other) => tracing::debug!(list = %list.id, outcome = ?other, "form post without a mail"),
+        // The account's sender may be refused (a domain not verified, a quota): the person at
+        // the form cannot mend that, and the account sees it in its log.
+        Err(e) => tracing::warn!(list = %list.id, error = %e, "a confirmation mail was not sent"),
+    }
+    Ok(check_your_inbox())
+}
+
+/// What a genuine, unexpired confirmation link asks for; anything else is no link.
+fn confirmation(state: &AppState, peer: SocketAddr, token: &str) -> Result<Confirmation, ApiError> {
+    limited(state, peer)?;
+    let now = state.store.clock().now();
+    parse_token(state.store.tracking_key(), token, now).ok_or(ApiError::not_found("link"))
+}
+
+/// A confirmation link, followed: a page with a button. Mail scanners follow links, so a
+/// GET confirms nothing.
+#[utoipa::path(get, path = "/s/{token}", tag = "forms", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn confirm_page(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = confirmation(&state, peer, &token)?;
+    let list = state
+        .store
+        .list_settings(&c.account, c.list.as_str())
+        .await?;
+    Ok(page(
+        "Confirm your subscription",
+        &format!(
+            "<p>Receive the mail of the list \u{201c}{}\u{201d}?</p>\
+             <form method=\"post\" action=\"{}\"><button type=\"submit\">Yes, subscribe me</button></form>",
+            escape(&list.settings.name),
+            escape(&token)
+        ),
+    ))
+}
+
+/// The page's button: the subscription starts, and the consent is recorded.
+#[utoipa::path(post, path = "/s/{token}", tag = "forms", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn confirm(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = confirmation(&state, peer, &token)?;
+    let source = peer.ip().to_canonical().to_string();
+    let done = state.store.confirm_opt_in(&c, &source).await?;
+    Ok(page(
+        "Subscribed",
+        match done {
+            Confirmed::Now => "<p>Thank you: your subscription is confirmed.</p>",
+            Confirmed::Already => "<p>Your subscription was confirmed already.</p>",
+        },
+    ))
+}
