@@ -4,6 +4,8 @@
 //! - any string that `parse_token` takes is a genuine token: the token made of what it read
 //!   is that very string (arbitrary input, and a genuine token with one byte changed, cut
 //!   short or grown);
+//! - the same of double opt-in's confirmation links (`kuvert_core::optin`): any string
+//!   `parse_token` takes is the genuine link of what it read, not yet expired;
 //! - `rewrite_links` only hands out http(s) links without control characters, at most
 //!   `MAX_TRACKED_LINKS`, returns its input unchanged when it rewrote nothing or when each
 //!   link is rewritten to itself, and takes time linear in the size of the HTML (the input
@@ -81,8 +83,50 @@ fuzz_target!(|input: &[u8]| {
         genuine_or_nothing(&key, &odd);
     }
 
+    confirmation_links(&key, input, &text);
     links(&text);
 });
+
+fn confirmation_links(key: &LookupKey, input: &[u8], text: &str) {
+    use kuvert_core::Timestamp;
+    use kuvert_core::id::{ContactId, ListId};
+    use kuvert_core::optin::{Confirmation, parse_token, token};
+    let now = Timestamp(1_800_000_000_000);
+    let genuine = |s: &str| {
+        if let Some(c) = parse_token(key, s, now) {
+            assert_eq!(token(key, &c), s);
+            assert!(c.expires > now);
+            assert!(ListId::looks_like(c.list.as_str()));
+            assert!(ContactId::looks_like(c.contact.as_str()));
+        }
+    };
+    genuine(text);
+    let id = |prefix: &str, salt: u8| {
+        let mut s = format!("{prefix}_");
+        for i in 0..26 {
+            let b = input.get(i).copied().unwrap_or(0);
+            s.push(ALPHABET[usize::from(b.wrapping_add(salt).wrapping_mul(17) % 32)] as char);
+        }
+        s
+    };
+    let c = Confirmation {
+        account: AccountId::from_string(id("acc", 0)),
+        list: ListId::from_string(id("lst", 1)),
+        contact: ContactId::from_string(id("con", 2)),
+        expires: Timestamp(now.0 + i64::from(input.first().copied().unwrap_or(1)) - 128),
+    };
+    let t = token(key, &c);
+    let want = (c.expires > now).then(|| c.clone());
+    assert_eq!(parse_token(key, &t, now), want);
+    assert_eq!(parse_token(&LookupKey::new([8; 32]), &t, now), None);
+    if let Some(&b) = input.last() {
+        let mut bytes = t.clone().into_bytes();
+        let at = usize::from(b) * 7 % bytes.len();
+        bytes[at] = ALPHABET[usize::from(b) % 32];
+        genuine(&String::from_utf8_lossy(&bytes));
+        genuine(&t[..at]);
+    }
+}
 
 fn genuine_or_nothing(key: &LookupKey, s: &str) {
     if let Some(t) = parse_token(key, s) {

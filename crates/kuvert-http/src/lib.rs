@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use routes::forms::MAX_FORM_WORK;
 pub use routes::messages::submission_from_json;
 
 /// What every handler shares.
@@ -49,6 +50,8 @@ pub struct AppState {
     pub form_hits: kuvert_core::ratelimit::RateLimiter,
     /// Confirmation mails per address (by its instance lookup hash), over every list.
     pub form_addresses: kuvert_core::ratelimit::RateLimiter<String>,
+    /// Subscribe requests being worked after their answers (`forms::MAX_FORM_WORK`).
+    pub form_work: Arc<tokio::sync::Semaphore>,
     /// Double opt-in: confirmation mails and their links.
     pub optin: kuvert_admin::contacts::optin::OptIn,
     /// Wakes the import runner after an upload.

@@ -468,10 +468,27 @@ pub(crate) async fn mark_contacts(
         if mark != ContactMark::Unsubscribed {
             continue;
         }
+        // Requests never confirmed go; subscriptions end, each with its withdrawal.
+        let contacts = |first: usize| {
+            format!(
+                "contact_id IN (SELECT id FROM contacts WHERE account_id = ${} AND address_lookup IN ({}))",
+                first - 1,
+                placeholders(first, chunk.len())
+            )
+        };
         let sql = format!(
-            "UPDATE subscriptions SET status = 'unsubscribed', updated_at = $1 WHERE account_id = $2 AND status <> 'unsubscribed' \
-             AND contact_id IN (SELECT id FROM contacts WHERE account_id = $2 AND address_lookup IN ({})) RETURNING contact_id, list_id",
-            placeholders(3, chunk.len())
+            "DELETE FROM subscriptions WHERE account_id = $1 AND status = 'pending' AND {}",
+            contacts(2)
+        );
+        let mut q = sqlx::query(&sql).bind(account);
+        for l in chunk {
+            q = q.bind(*l);
+        }
+        q.execute(&mut **tx).await?;
+        let sql = format!(
+            "UPDATE subscriptions SET status = 'unsubscribed', updated_at = $1, confirm_sent_at = NULL WHERE account_id = $2 \
+             AND status = 'subscribed' AND {} RETURNING contact_id, list_id",
+            contacts(3)
         );
         let mut q = sqlx::query_as::<_, (String, String)>(&sql)
             .bind(now)
@@ -728,13 +745,25 @@ impl Store {
         let now = self.now();
         let id = ContactId::generate(Timestamp(now));
         let mut tx = self.writer().begin().await?;
+        let lookup = key.lookup(&address);
+        crate::optin::lock_address(&mut tx, self.backend(), account.as_str(), &lookup).await?;
+        if let Some(reason) = crate::optin::suppressed_in(
+            &mut tx,
+            account.as_str(),
+            &lookup,
+            &self.lookup_hash(&address),
+        )
+        .await?
+        {
+            return Err(StoreError::Refused(refusal_reason(reason)));
+        }
         sqlx::query(
             "INSERT INTO contacts (id, account_id, address_lookup, address, name, properties, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(id.as_str())
         .bind(account.as_str())
-        .bind(key.lookup(&address))
+        .bind(&lookup)
         .bind(key.seal(address.as_bytes()))
         .bind(key.seal_opt(new.name.as_deref()))
         .bind(seal_properties(&key, &new.properties))
@@ -935,7 +964,7 @@ impl Store {
         let id = current.id.as_str();
         let mut tx = self.writer().begin().await?;
         sqlx::query(
-            "UPDATE contacts SET name = $1, properties = $2, status = $3, updated_at = $4 WHERE id = $5 AND account_id = $6",
+            "UPDATE contacts SET name = $1, properties = $2, status = $3, updated_at = $4, unconfirmed = 0 WHERE id = $5 AND account_id = $6",
         )
         .bind(key.seal_opt(name.as_deref()))
         .bind(seal_properties(&key, &props))
@@ -1047,6 +1076,7 @@ impl Store {
         let now = self.now();
         let mut done = Erasure::default();
         let mut tx = self.writer().begin().await?;
+        crate::optin::lock_address(&mut tx, self.backend(), account.as_str(), &own).await?;
         let contact: Option<String> = sqlx::query_scalar(
             "SELECT id FROM contacts WHERE account_id = $1 AND address_lookup = $2",
         )

@@ -51,7 +51,7 @@ pub use events::{EventFilter, EventPage, EventRecord};
 pub use imports::{Import, ImportBatch, ImportRow, RowError};
 pub use keys::{ApiKey, KeyAuth};
 pub use messages::{MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView};
-pub use optin::{Confirmed, OptInAsk, OptInRequest, RESEND_AFTER_MS};
+pub use optin::{Confirmed, MAX_UNANSWERED, OptInAsk, OptInRequest, RESEND_AFTER_MS};
 pub use privacy::PrivacyRequest;
 pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{Engagement, RecipientRef, Report};

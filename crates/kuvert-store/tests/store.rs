@@ -2757,18 +2757,33 @@ async fn double_opt_in_waits_for_the_link(f: &Fixture) {
         s.contact(&a.id, "gone@example.com").await,
         Err(StoreError::NotFound(_))
     ));
-    // An address nobody confirms: its subscription and the contact the form made go when
-    // the link expires; a confirmed one stays.
-    let OptInRequest::Send(bob) = s.request_opt_in(ask(&bob)).await.expect("bob") else {
+    // An address nobody confirms: three mails an hour apart, then no more; a mail that could
+    // not be sent does not count. Its subscription and the contact the form made go when
+    // the last link expires; a confirmed one stays.
+    let OptInRequest::Send(first) = s.request_opt_in(ask(&bob)).await.expect("bob") else {
         panic!("bob gets a mail")
     };
-    f.clock.advance_millis(LINK_LIFETIME_MS - 1);
+    s.opt_in_mail_failed(&first).await.expect("not sent");
+    for _ in 0..kuvert_store::MAX_UNANSWERED {
+        assert!(matches!(
+            s.request_opt_in(ask(&bob)).await.expect("bob"),
+            OptInRequest::Send(_)
+        ));
+        f.clock.advance_millis(RESEND_AFTER_MS);
+    }
+    assert_eq!(
+        s.request_opt_in(ask(&bob)).await.expect("bob"),
+        OptInRequest::RecentlySent,
+        "no fourth unanswered mail"
+    );
+    f.clock
+        .advance_millis(LINK_LIFETIME_MS - RESEND_AFTER_MS - 1);
     assert_eq!(s.purge_unconfirmed().await.expect("purge"), 0);
     f.clock.advance_millis(2);
     assert_eq!(s.purge_unconfirmed().await.expect("purge"), 2);
     // Its link then finds nothing to confirm (past its time the token is refused before).
     assert!(matches!(
-        s.confirm_opt_in(&bob, "198.51.100.9").await,
+        s.confirm_opt_in(&first, "198.51.100.9").await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
@@ -2776,4 +2791,28 @@ async fn double_opt_in_waits_for_the_link(f: &Fixture) {
         Err(StoreError::NotFound(_))
     ));
     assert!(s.contact(&a.id, "ann@example.com").await.is_ok());
+    // Ann leaves the list; a request to rejoin leaves her out until she confirms.
+    s.update_contact(
+        &a.id,
+        "ann@example.com",
+        kuvert_store::ContactPatch {
+            unsubscribe: vec![list.id.clone()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("leave");
+    let OptInRequest::Send(again) = s.request_opt_in(ask(&ann)).await.expect("rejoin") else {
+        panic!("a request to rejoin sends a mail")
+    };
+    let c = s.contact(&a.id, "ann@example.com").await.expect("contact");
+    assert_eq!(c.subscriptions[0].status, SubscriptionStatus::Unsubscribed);
+    assert_eq!(
+        s.confirm_opt_in(&again, "198.51.100.9")
+            .await
+            .expect("confirm"),
+        Confirmed::Now
+    );
+    let c = s.contact(&a.id, "ann@example.com").await.expect("contact");
+    assert_eq!(c.subscriptions[0].status, SubscriptionStatus::Subscribed);
 }

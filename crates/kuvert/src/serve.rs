@@ -96,6 +96,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
             config.contacts.form_requests_per_minute,
         ),
         form_addresses: kuvert_http::form_addresses(),
+        form_work: Arc::new(tokio::sync::Semaphore::new(kuvert_http::MAX_FORM_WORK)),
         dns: instance.dns()?,
         domain_settings: config.domain_settings(),
         metrics: Metrics::new(registry),

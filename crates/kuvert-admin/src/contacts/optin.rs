@@ -86,10 +86,11 @@ impl OptIn {
                 clicks: Some(false),
                 unsubscribe: false,
             };
-            self.acceptor
-                .accept(account, mail)
-                .await
-                .map_err(AdminError::ConfirmationMail)?;
+            if let Err(e) = self.acceptor.accept(account, mail).await {
+                // Not sent, so not counted: the request may be made again at once.
+                self.store.opt_in_mail_failed(c).await?;
+                return Err(AdminError::ConfirmationMail(e));
+            }
         }
         Ok(asked)
     }

@@ -290,7 +290,12 @@ async fn ask_all(
     lists: &[List],
 ) -> Result<(), ApiError> {
     for list in lists {
-        state.optin.ask(account, list, address, None, false).await?;
+        let asked = state.optin.ask(account, list, address, None, false).await?;
+        if let kuvert_store::OptInRequest::Refused(reason) = asked {
+            return Err(
+                kuvert_store::StoreError::Refused(kuvert_store::refusal_reason(reason)).into(),
+            );
+        }
     }
     Ok(())
 }
@@ -449,6 +454,15 @@ pub async fn update(
         req.preconfirmed,
     )
     .await?;
+    if !confirm.is_empty() {
+        let current = state.store.contact(&auth.account_id, &contact).await?;
+        if !req.status.unwrap_or(current.status).mailable() {
+            return Err(kuvert_store::StoreError::Refused(
+                "the contact is not active: it cannot be subscribed",
+            )
+            .into());
+        }
+    }
     let updated = state
         .store
         .update_contact(
@@ -467,11 +481,6 @@ pub async fn update(
     let updated = if confirm.is_empty() {
         updated
     } else {
-        if !updated.status.mailable() {
-            return Err(ApiError::from(kuvert_store::StoreError::Refused(
-                "the contact is not active: it cannot be subscribed",
-            )));
-        }
         let address = address("address", &updated.address)?;
         ask_all(&state, &auth.account_id, &address, &confirm).await?;
         state
@@ -784,6 +793,13 @@ async fn list_settings(
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("name", "a list's name is 1 to 200 bytes"));
+    }
+    // It goes into the subject of the confirmation mail.
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "a list's name holds no control characters",
+        ));
     }
     if req.public_form && !req.double_opt_in {
         return Err(ApiError::invalid(

@@ -27,6 +27,9 @@ const MAX_FORM_BYTES: usize = 8 * 1024;
 /// Confirmation mails one address may be sent per hour, over every list of the instance.
 pub const MAILS_PER_ADDRESS_PER_HOUR: u32 = 3;
 
+/// Subscribe requests worked at once, after their answers; more are dropped.
+pub const MAX_FORM_WORK: usize = 32;
+
 /// What a subscribe form posts (`application/x-www-form-urlencoded`). Other fields (a submit
 /// button's name, say) are ignored.
 #[derive(Deserialize, ToSchema)]
@@ -73,6 +76,12 @@ fn page(title: &str, body: &str) -> Response {
         [
             (axum::http::header::CACHE_CONTROL, "no-store"),
             (axum::http::header::X_FRAME_OPTIONS, "DENY"),
+            // The link's token is in the URL: no page it leads to learns it.
+            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
         ],
         Html(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -141,29 +150,71 @@ pub async fn subscribe(
         tracing::debug!(list = %list.id, "a form post filled the honeypot; ignored");
         return Ok(check_your_inbox());
     }
-    // However many lists and accounts ask, an address gets few confirmation mails.
-    let who = state.store.lookup_hash(address.as_str());
+    // However many lists and accounts ask, an address gets few confirmation mails (a
+    // `+tag` makes no other address of it).
+    let who = state.store.lookup_hash(&untagged(address.as_str()));
     if !state
         .form_addresses
         .allow_key(who, std::time::Instant::now())
     {
         return Ok(check_your_inbox());
     }
-    match state.optin.ask(&account, &list, &address, name, true).await {
-        Ok(OptInRequest::Send(_)) => {}
-        Ok(other) => tracing::debug!(list = %list.id, outcome = ?other, "form post without a mail"),
-        // The account's sender may be refused (a domain not verified, a quota): the person at
-        // the form cannot mend that, and the account sees it in its log.
-        Err(e) => tracing::warn!(list = %list.id, error = %e, "a confirmation mail was not sent"),
-    }
+    // The work is done after the answer, so that how long the answer takes says nothing of
+    // the address; a full queue drops the request (the poster can send the form again).
+    let Ok(permit) = state.form_work.clone().try_acquire_owned() else {
+        tracing::warn!(list = %list.id, "too many subscribe requests at once; one dropped");
+        return Ok(check_your_inbox());
+    };
+    let name = name.map(str::to_owned);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        match state
+            .optin
+            .ask(&account, &list, &address, name.as_deref(), true)
+            .await
+        {
+            Ok(OptInRequest::Send(_)) => {}
+            Ok(other) => {
+                tracing::debug!(list = %list.id, outcome = ?other, "form post without a mail")
+            }
+            // The account's sender may be refused (a domain not verified, a quota): the person
+            // at the form cannot mend that, and the account sees it in its log.
+            Err(e) => {
+                tracing::warn!(list = %list.id, error = %e, "a confirmation mail was not sent")
+            }
+        }
+    });
     Ok(check_your_inbox())
 }
 
-/// What a genuine, unexpired confirmation link asks for; anything else is no link.
-fn confirmation(state: &AppState, peer: SocketAddr, token: &str) -> Result<Confirmation, ApiError> {
+/// The address without a `+tag` in its local part, for counting what it is sent.
+fn untagged(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let local = local.split_once('+').map_or(local, |(l, _)| l);
+            format!("{local}@{domain}")
+        }
+        None => address.to_owned(),
+    }
+}
+
+/// What a genuine, unexpired confirmation link of an active account asks for; anything else
+/// is no link.
+async fn confirmation(
+    state: &AppState,
+    peer: SocketAddr,
+    token: &str,
+) -> Result<Confirmation, ApiError> {
     limited(state, peer)?;
     let now = state.store.clock().now();
-    parse_token(state.store.tracking_key(), token, now).ok_or(ApiError::not_found("link"))
+    let c =
+        parse_token(state.store.tracking_key(), token, now).ok_or(ApiError::not_found("link"))?;
+    // A restricted account processes nothing.
+    if state.store.account_state(&c.account).await?.status != AccountStatus::Active {
+        return Err(ApiError::not_found("link"));
+    }
+    Ok(c)
 }
 
 /// A confirmation link, followed: a page with a button. Mail scanners follow links, so a
@@ -175,7 +226,7 @@ pub async fn confirm_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let c = confirmation(&state, peer, &token)?;
+    let c = confirmation(&state, peer, &token).await?;
     let list = state
         .store
         .list_settings(&c.account, c.list.as_str())
@@ -199,7 +250,7 @@ pub async fn confirm(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let c = confirmation(&state, peer, &token)?;
+    let c = confirmation(&state, peer, &token).await?;
     let source = peer.ip().to_canonical().to_string();
     let done = state.store.confirm_opt_in(&c, &source).await?;
     Ok(page(

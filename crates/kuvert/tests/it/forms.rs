@@ -136,6 +136,14 @@ async fn a_public_form_subscribes_only_after_the_confirmation_link() {
     // 6: the link's page confirms nothing (mail scanners follow links).
     let r = api.http.get(&link).send().await.expect("get");
     assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("default-src 'none'")),
+        "{:?}",
+        r.headers()
+    );
     let page = r.text().await.expect("page");
     assert!(page.contains("<form method=\"post\""), "{page}");
     assert_eq!(
