@@ -557,6 +557,21 @@ impl Store {
             .collect())
     }
 
+    /// Brings PostgreSQL's statistics of the contact tables up to date. An import calls it
+    /// as the tables grow: a plan made while they were empty (or with autovacuum off) reads
+    /// every contact of the account for each look-up of a batch, which makes an import
+    /// quadratic. SQLite's planner needs none.
+    pub async fn refresh_contact_statistics(&self) -> Result<()> {
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query(
+                "ANALYZE contacts, contact_values, subscriptions, consent_records, suppressions",
+            )
+            .execute(self.writer())
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Writes a batch in one transaction with the import's counters, while `owner` holds
     /// its lease. Erased and suppressed addresses are skipped with the reason, and so are
     /// contacts that left the list or the account's mail: an import never subscribes them

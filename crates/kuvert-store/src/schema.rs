@@ -119,6 +119,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (19, "contacts", include_str!("migrations/0019_contacts.sql")),
     (20, "opt_in", include_str!("migrations/0020_opt_in.sql")),
+    (
+        21,
+        "contacts_for_speed",
+        include_str!("migrations/0021_contacts_for_speed.sql"),
+    ),
 ];
 
 /// A message's sealed template, and its account's wrapped key.
@@ -177,11 +182,13 @@ async fn unsubscribe_flags(
 }
 
 fn render(sql: &str, backend: Backend) -> String {
-    let (blob, serial) = match backend {
-        Backend::Sqlite => ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
-        Backend::Postgres => ("BYTEA", "BIGSERIAL PRIMARY KEY"),
+    let (blob, serial, without_rowid) = match backend {
+        Backend::Sqlite => ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT", "WITHOUT ROWID"),
+        Backend::Postgres => ("BYTEA", "BIGSERIAL PRIMARY KEY", ""),
     };
-    sql.replace("{blob}", blob).replace("{serial}", serial)
+    sql.replace("{blob}", blob)
+        .replace("{serial}", serial)
+        .replace("{without_rowid}", without_rowid)
 }
 
 pub(crate) async fn migrate(

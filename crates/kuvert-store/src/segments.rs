@@ -127,8 +127,14 @@ impl Sql<'_> {
                 let compare = p.compare(self.kinds)?;
                 let acc = self.bind(Bind::Text(self.account.to_owned()));
                 let name = self.bind(Bind::Text(p.name.clone()));
+                // Each kind has its own partial index: say which, so that `exists` and
+                // `missing` read it too.
+                let column = match self.kinds.get(&p.name) {
+                    Some(kuvert_core::contact::PropertyKind::String) => "v.text_lookup",
+                    _ => "v.num",
+                };
                 let values = format!(
-                    "SELECT v.contact_id FROM contact_values v WHERE v.account_id = {acc} AND v.name = {name}"
+                    "SELECT v.contact_id FROM contact_values v WHERE v.account_id = {acc} AND v.name = {name} AND {column} IS NOT NULL"
                 );
                 let cond = match compare {
                     Compare::Exists => format!("c.id IN ({values})"),

@@ -21,7 +21,7 @@ use crate::AdminError;
 /// Bytes of the upload per sealed chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Rows per transaction.
-pub const BATCH_ROWS: usize = 2_000;
+pub const BATCH_ROWS: usize = 10_000;
 /// A claimed import is ours this long without a renewal.
 const LEASE_MS: i64 = 60_000;
 
@@ -355,6 +355,7 @@ impl Importer {
             current: ImportBatch::default(),
         };
         let mut seq = 0i64;
+        let mut written = 0u64;
         loop {
             let chunk = self.store.import_chunk(account, id, seq).await?;
             let last = chunk.is_none();
@@ -369,6 +370,11 @@ impl Importer {
                 self.store
                     .apply_import_batch(account, id, &self.owner, LEASE_MS, batch)
                     .await?;
+                written += 1;
+                // After batches 1, 2, 4, 8, ...: the tables' statistics follow their growth.
+                if written.is_power_of_two() {
+                    self.store.refresh_contact_statistics().await?;
+                }
             }
             (records, state) = (r, s);
             if last {
