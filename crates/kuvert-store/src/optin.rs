@@ -5,7 +5,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::contact::{ConsentAction, ConsentMethod, ContactStatus, SubscriptionStatus};
 use kuvert_core::event::SuppressionReason;
-use kuvert_core::id::{AccountId, ContactId, ListId};
+use kuvert_core::id::{AccountId, ContactId};
 use kuvert_core::optin::{Confirmation, LINK_LIFETIME_MS};
 
 use crate::accounts::parse_column;
@@ -43,7 +43,7 @@ pub enum Confirmed {
 /// A subscription request: who asks, for what.
 pub struct OptInAsk<'a> {
     pub account: &'a AccountId,
-    pub list: &'a ListId,
+    pub list: &'a crate::List,
     pub address: &'a kuvert_core::EmailAddress,
     pub name: Option<&'a str>,
     /// Made by the public form: a contact it creates is dropped if it never confirms.
@@ -58,7 +58,7 @@ impl Store {
     /// requests at once (on two nodes) send one mail.
     pub async fn request_opt_in(&self, ask: OptInAsk<'_>) -> Result<OptInRequest> {
         let address = ask.address.as_str();
-        let list = self.list_settings(ask.account, ask.list.as_str()).await?;
+        let list = ask.list;
         let key = self.account_key(ask.account).await?;
         let lookup = key.lookup(address);
         let now = self.now();
@@ -136,7 +136,7 @@ impl Store {
         tx.commit().await?;
         Ok(OptInRequest::Send(Confirmation {
             account: ask.account.clone(),
-            list: list.id,
+            list: list.id.clone(),
             contact: ContactId::from_string(contact),
             expires: Timestamp(now + LINK_LIFETIME_MS),
         }))
@@ -312,7 +312,7 @@ pub(crate) async fn lock_address(
 }
 
 /// Why the address may not be mailed, read inside `tx`: an entry of the account under its
-/// own keyed hash (an erasure) or the instance's.
+/// own keyed hash (an erasure) or the instance's; erased before any other reason.
 pub(crate) async fn suppressed_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     account: &str,
@@ -320,7 +320,8 @@ pub(crate) async fn suppressed_in(
     instance: &str,
 ) -> Result<Option<SuppressionReason>> {
     let reason: Option<String> = sqlx::query_scalar(
-        "SELECT reason FROM suppressions WHERE account_id = $1 AND address_lookup IN ($2, $3) LIMIT 1",
+        "SELECT reason FROM suppressions WHERE account_id = $1 AND address_lookup IN ($2, $3) \
+         ORDER BY CASE WHEN reason = 'erased' THEN 0 ELSE 1 END LIMIT 1",
     )
     .bind(account)
     .bind(own)

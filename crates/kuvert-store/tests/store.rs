@@ -2692,7 +2692,7 @@ async fn double_opt_in_waits_for_the_link(f: &Fixture) {
     );
     let ask = |address| OptInAsk {
         account: &a.id,
-        list: &list.id,
+        list: &list,
         address,
         name: Some("Ann"),
         from_form: true,

@@ -105,7 +105,7 @@ async fn run(label: &str, store: Store, csv: &std::path::Path, rows: usize) {
     assert_eq!(imp.created as usize, rows, "{imp:?}");
     let write_phase = total - uploaded;
     println!(
-        "| {label} | import {rows} rows | {:.1} s | {:.0} rows/s | upload and scan {:.1} s, writing {:.0} rows/s | {:.0} MiB |",
+        "| {label} | import {rows} rows | {:.1} s | {:.0} rows/s | upload {:.1} s, then scan and write {:.0} rows/s | {:.0} MiB |",
         total.as_secs_f64(),
         rows as f64 / total.as_secs_f64(),
         uploaded.as_secs_f64(),

@@ -229,11 +229,11 @@ pub async fn contacts(i: &Instance, cmd: ContactsCmd, json_out: bool) -> Result<
                             && imp.total > 0
                         {
                             let width = 40;
-                            let done = (imp.processed * width / imp.total.max(1)) as usize;
+                            let done = (imp.processed.min(imp.total) * width / imp.total) as usize;
                             eprint!(
                                 "\r[{}{}] {}/{} rows",
                                 "#".repeat(done),
-                                ".".repeat(width as usize - done),
+                                ".".repeat((width as usize).saturating_sub(done)),
                                 imp.processed,
                                 imp.total
                             );
@@ -245,23 +245,12 @@ pub async fn contacts(i: &Instance, cmd: ContactsCmd, json_out: bool) -> Result<
             let mut worked = importer.run_one(&a.id, &id).await?;
             let imp = i.store.import(&a.id, id.as_str()).await?;
             if imp.state == ImportState::Review {
-                let findings = imp.findings.as_array().cloned().unwrap_or_default();
-                let mut blocked = Vec::new();
-                for f in &findings {
-                    let column = f["column"].as_str().unwrap_or_default().to_owned();
-                    let sensitive = f["problem"] == "sensitive";
-                    let allowed = drop_columns.contains(&column) || (sensitive && accept_sensitive);
-                    if !allowed {
-                        blocked.push(format!(
-                            "{column} ({})",
-                            if sensitive {
-                                f["sensitive"]["kind"].as_str().unwrap_or("sensitive")
-                            } else {
-                                "no such property"
-                            }
-                        ));
-                    }
-                }
+                let review = kuvert_admin::contacts::import::Review::of(
+                    &imp.findings,
+                    &drop_columns,
+                    accept_sensitive,
+                );
+                let blocked = review.unanswered;
                 if !blocked.is_empty() {
                     bar.abort();
                     bail!(
@@ -270,7 +259,7 @@ pub async fn contacts(i: &Instance, cmd: ContactsCmd, json_out: bool) -> Result<
                     );
                 }
                 i.store
-                    .confirm_import(&a.id, id.as_str(), &drop_columns)
+                    .confirm_import(&a.id, id.as_str(), &review.dropped)
                     .await?;
                 worked = importer.run_one(&a.id, &id).await?;
             }

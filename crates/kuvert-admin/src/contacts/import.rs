@@ -40,6 +40,44 @@ pub struct ColumnFinding {
     pub sensitive: Option<Finding>,
 }
 
+/// A review's answer to an import's findings: the columns to drop as the import reads
+/// header names (trimmed, lower case), and the findings it leaves unanswered, each as
+/// "column (why)". An unknown column must be dropped; a sensitive one is dropped or
+/// accepted (`accept_sensitive`: the HTTP confirmation is that acceptance).
+pub struct Review {
+    pub dropped: Vec<String>,
+    pub unanswered: Vec<String>,
+}
+
+impl Review {
+    pub fn of(findings: &serde_json::Value, drop: &[String], accept_sensitive: bool) -> Self {
+        let dropped: Vec<String> = drop.iter().map(|c| c.trim().to_lowercase()).collect();
+        let unanswered = findings
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let column = f["column"].as_str().unwrap_or_default();
+                let sensitive = f["problem"] == "sensitive";
+                let answered =
+                    dropped.iter().any(|d| d == column) || (sensitive && accept_sensitive);
+                (!answered).then(|| {
+                    let why = if sensitive {
+                        f["sensitive"]["kind"].as_str().unwrap_or("sensitive")
+                    } else {
+                        "no such property"
+                    };
+                    format!("{column} ({why})")
+                })
+            })
+            .collect();
+        Self {
+            dropped,
+            unanswered,
+        }
+    }
+}
+
 /// How the header maps: the address column, the name column, and properties by column.
 #[derive(Clone, Debug)]
 struct Mapping {
@@ -485,5 +523,25 @@ impl<'a> Upload<'a> {
         {
             tracing::warn!(import = %self.id, error = %e, "an abandoned upload was not cleared");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Review;
+
+    #[test]
+    fn a_review_drops_columns_by_the_names_the_import_reads() {
+        let findings = serde_json::json!([
+            {"column": "card", "problem": "sensitive", "sensitive": {"kind": "card_number"}},
+            {"column": "email_hash", "problem": "unknown_column"}
+        ]);
+        let r = Review::of(&findings, &[" Email_Hash ".to_owned()], false);
+        assert_eq!(r.dropped, ["email_hash"]);
+        assert_eq!(r.unanswered, ["card (card_number)"]);
+        let r = Review::of(&findings, &["EMAIL_HASH".to_owned()], true);
+        assert!(r.unanswered.is_empty(), "{:?}", r.unanswered);
+        let r = Review::of(&findings, &[], true);
+        assert_eq!(r.unanswered, ["email_hash (no such property)"]);
     }
 }

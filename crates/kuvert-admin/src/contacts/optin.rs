@@ -67,7 +67,7 @@ impl OptIn {
             .store
             .request_opt_in(OptInAsk {
                 account,
-                list: &list.id,
+                list,
                 address,
                 name,
                 from_form,

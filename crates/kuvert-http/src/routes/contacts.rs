@@ -17,6 +17,7 @@ use kuvert_store::{ConsentInput, Contact, ContactPatch, List, NewContact};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::{address, text_field};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, FullAccess};
@@ -211,16 +212,6 @@ pub struct ContactIn {
     pub consent_source: Option<String>,
 }
 
-fn text_field(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    match v {
-        Some(t) if t.len() > max => Err(ApiError::invalid(
-            field,
-            format!("{field} is longer than {max} bytes"),
-        )),
-        other => Ok(other.filter(|t| !t.trim().is_empty())),
-    }
-}
-
 /// Reads property values by their definitions; a warning for each that looks sensitive.
 async fn properties(
     state: &AppState,
@@ -269,11 +260,14 @@ async fn by_opt_in(
     ids: Vec<ListId>,
     preconfirmed: bool,
 ) -> Result<(Vec<ListId>, Vec<List>), ApiError> {
+    if preconfirmed {
+        return Ok((ids, Vec::new()));
+    }
     let mut now = Vec::new();
     let mut confirm = Vec::new();
     for id in ids {
         let list = state.store.list_settings(account, id.as_str()).await?;
-        if list.settings.double_opt_in && !preconfirmed {
+        if list.settings.double_opt_in {
             confirm.push(list);
         } else {
             now.push(id);
@@ -298,17 +292,6 @@ async fn ask_all(
         }
     }
     Ok(())
-}
-
-fn address(field: &str, a: &str) -> Result<EmailAddress, ApiError> {
-    EmailAddress::parse(a).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidAddress,
-            format!("{a:?}: {e}"),
-        )
-        .field(field)
-    })
 }
 
 /// Adds a contact, subscribed to the lists named with consent recorded. An erased or

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use kuvert_core::EmailAddress;
 use kuvert_core::account::AccountStatus;
 use kuvert_core::optin::{Confirmation, parse_token};
 use kuvert_store::{Confirmed, OptInRequest, StoreError};
@@ -19,7 +17,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorBody};
 
 /// Largest form body taken: an address, a name and a few hidden fields.
 const MAX_FORM_BYTES: usize = 8 * 1024;
@@ -46,14 +44,7 @@ pub struct FormIn {
 }
 
 fn limited(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
-    if state.form_hits.allow(peer.ip(), std::time::Instant::now()) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::RateLimited,
-        "too many requests from your network; try again in a minute",
-    ))
+    super::per_network(&state.form_hits, peer)
 }
 
 fn escape(s: &str) -> String {
@@ -130,22 +121,9 @@ pub async fn subscribe(
         .map_err(|_| ApiError::payload_too_large())?;
     let form: FormIn = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| ApiError::invalid("body", format!("not a form this route takes: {e}")))?;
-    let address = EmailAddress::parse(form.email.trim()).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidAddress,
-            format!("this is not an e-mail address: {e}"),
-        )
-        .field("email")
-    })?;
-    let name = form
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
-    if name.is_some_and(|n| n.len() > 200) {
-        return Err(ApiError::invalid("name", "a name is at most 200 bytes"));
-    }
+    let address = super::address("email", form.email.trim())?;
+    let name = super::text_field("name", form.name, 200)?;
+    let name = name.as_deref().map(str::trim);
     if !form.website.is_empty() {
         tracing::debug!(list = %list.id, "a form post filled the honeypot; ignored");
         return Ok(check_your_inbox());
@@ -166,7 +144,6 @@ pub async fn subscribe(
         return Ok(check_your_inbox());
     };
     let name = name.map(str::to_owned);
-    let state = state.clone();
     tokio::spawn(async move {
         let _permit = permit;
         match state

@@ -208,22 +208,16 @@ pub async fn confirm(
             format!("the import is {}, not in review", import.state),
         ));
     }
-    let dropped: Vec<String> = req
-        .drop_columns
-        .iter()
-        .map(|c| c.trim().to_lowercase())
-        .collect();
-    for f in import.findings.as_array().into_iter().flatten() {
-        let column = f["column"].as_str().unwrap_or_default();
-        if f["problem"] == "unknown_column" && !dropped.iter().any(|d| d == column) {
-            return Err(ApiError::invalid(
-                "drop_columns",
-                format!(
-                    "{column:?} is no defined property: drop it, or define it and import again"
-                ),
-            ));
-        }
+    // Confirming accepts the sensitive-looking columns kept; unknown ones must be dropped.
+    let review =
+        kuvert_admin::contacts::import::Review::of(&import.findings, &req.drop_columns, true);
+    if let Some(column) = review.unanswered.first() {
+        return Err(ApiError::invalid(
+            "drop_columns",
+            format!("{column}: drop it, or define the property and import again"),
+        ));
     }
+    let dropped = review.dropped;
     state.store.confirm_import(account, &id, &dropped).await?;
     state.imports.notify_one();
     Ok(Json(state.store.import(account, &id).await?.into()))

@@ -14,10 +14,50 @@ pub mod suppressions;
 pub mod tracking;
 pub mod webhooks;
 
-use kuvert_core::Timestamp;
-use kuvert_core::page::PageSize;
+use std::net::SocketAddr;
 
-use crate::error::ApiError;
+use axum::http::StatusCode;
+use kuvert_core::page::PageSize;
+use kuvert_core::ratelimit::RateLimiter;
+use kuvert_core::{EmailAddress, Timestamp};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Takes one request of `peer`'s network from `limiter` (the routes anyone can reach), or
+/// answers 429.
+pub fn per_network(limiter: &RateLimiter, peer: SocketAddr) -> Result<(), ApiError> {
+    if limiter.allow(peer.ip(), std::time::Instant::now()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        "too many requests from your network; try again in a minute",
+    ))
+}
+
+/// An address a request names in `field`, or the answer that it is none.
+pub fn address(field: &str, a: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(a).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidAddress,
+            format!("{a:?}: {e}"),
+        )
+        .field(field)
+    })
+}
+
+/// An optional text field of at most `max` bytes; blank is none.
+pub fn text_field(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match v {
+        Some(t) if t.len() > max => Err(ApiError::invalid(
+            field,
+            format!("{field} is longer than {max} bytes"),
+        )),
+        other => Ok(other.filter(|t| !t.trim().is_empty())),
+    }
+}
 
 /// The page size a list's `limit` asks for, or the answer to one out of bounds.
 pub fn limit(size: PageSize, asked: Option<u32>) -> Result<u32, ApiError> {

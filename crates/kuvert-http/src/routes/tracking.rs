@@ -15,7 +15,7 @@ use kuvert_core::tracking::{
 use kuvert_store::{Engagement, RecipientRef};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorBody};
 
 /// A transparent 1×1 GIF.
 const PIXEL: &[u8] = &[
@@ -42,16 +42,7 @@ async fn recipient(
     kind: fn(&Link) -> bool,
 ) -> Result<(RecipientRef, Link, AccountTracking), ApiError> {
     // Anyone may follow these links, and each one is a write: a rate per client network.
-    if !state
-        .tracking_hits
-        .allow(peer.ip(), std::time::Instant::now())
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many requests from your network; try again in a minute",
-        ));
-    }
+    super::per_network(&state.tracking_hits, peer)?;
     let t = parse_token(state.store.tracking_key(), token)
         .filter(|t| kind(&t.link))
         .ok_or(ApiError::not_found("link"))?;

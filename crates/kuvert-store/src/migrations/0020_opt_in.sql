@@ -11,4 +11,5 @@ ALTER TABLE lists ADD COLUMN record_source BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE subscriptions ADD COLUMN confirm_sent_at BIGINT;
 ALTER TABLE subscriptions ADD COLUMN confirm_count BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX subscriptions_asked ON subscriptions (confirm_sent_at) WHERE confirm_sent_at IS NOT NULL;
-ALTER TABLE contacts ADD COLUMN unconfirmed BIGINT NOT NULL DEFAULT 0
+ALTER TABLE contacts ADD COLUMN unconfirmed BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX contacts_unconfirmed ON contacts (created_at) WHERE unconfirmed = 1

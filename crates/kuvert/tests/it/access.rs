@@ -261,6 +261,7 @@ struct Other {
     list: String,
     import: String,
     segment: String,
+    property: String,
 }
 
 async fn other_account(api: &Api) -> Other {
@@ -322,6 +323,12 @@ async fn other_account(api: &Api) -> Other {
         .await;
     assert!(status < 300, "{s}");
     let b_post = async |path: &str, body: Value| api.post_with_key(path, &secret, &body).await;
+    let (status, p) = b_post(
+        "/v1/contact-properties",
+        json!({"name": "b_prop", "kind": "string"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{p}");
     let (status, list) = b_post("/v1/lists", json!({"name": "b-list"})).await;
     assert_eq!(status, 201, "{list}");
     let list = list["id"].as_str().expect("list id").to_owned();
@@ -354,6 +361,7 @@ async fn other_account(api: &Api) -> Other {
         list,
         import: import["id"].as_str().expect("import id").to_owned(),
         segment: seg["id"].as_str().expect("segment id").to_owned(),
+        property: "b_prop".to_owned(),
         account: account["id"].as_str().expect("id").to_owned(),
         user: account["owner"]["id"].as_str().expect("owner").to_owned(),
         message: m["id"].as_str().expect("message id").to_owned(),
@@ -386,7 +394,14 @@ impl Other {
         };
         template
             .replace("{id}", id)
-            .replace("{name}", &self.domain)
+            .replace(
+                "{name}",
+                if template.starts_with("/v1/contact-properties/") {
+                    &self.property
+                } else {
+                    &self.domain
+                },
+            )
             .replace("{address}", &self.suppression)
             .replace("{contact}", &self.contact)
             .replace("{list}", &self.list)
@@ -415,6 +430,7 @@ impl Other {
                 &self.list,
                 &self.import,
                 &self.segment,
+                &self.property,
             ]);
         }
         marks
@@ -548,6 +564,10 @@ async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
         format!("/v1/messages/{}", b.message),
         format!("/v1/webhooks/{}", b.webhook),
         format!("/v1/domains/{}", b.domain),
+        format!("/v1/contacts/{}", b.contact),
+        format!("/v1/lists/{}", b.list),
+        format!("/v1/segments/{}", b.segment),
+        format!("/v1/imports/{}", b.import),
     ] {
         let (status, text) = call(&api, "get", &path, Some(&b.key), None).await;
         assert_eq!(status, 200, "{path}: {text}");
@@ -568,4 +588,9 @@ async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
     assert!(list.contains(&b.suppression), "{list}");
     let (_, keys) = call(&api, "get", "/v1/keys", Some(&b.key), None).await;
     assert!(keys.contains(&b.key_id), "B's key is not revoked: {keys}");
+    let (_, props) = call(&api, "get", "/v1/contact-properties", Some(&b.key), None).await;
+    assert!(
+        props.contains(&b.property),
+        "B's property is there: {props}"
+    );
 }
