@@ -7,8 +7,9 @@ cd "$(dirname "$0")"
 root=..
 seeds=seeds
 mkdir -p "$seeds"
-find "$seeds" -type f ! -name 'regress-*' -delete
-mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config,contact_csv,segment_filter}
+# header_fields/ holds hand-made blocks this script does not write.
+find "$seeds" -type f ! -name 'regress-*' ! -path '*/header_fields/*' -delete
+mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config,contact_csv,segment_filter,template}
 
 verp='b-rcp_01jd3k9m2n4p6q8r0s2t4v6w8x-0f1e2d3c4b5a6978@bounces.sandbox.kuvert.test'
 rcpt='ann@example.com'
@@ -122,3 +123,10 @@ printf '{"all": [{"property": {"name": "age", "op": "gte", "value": 30}}, {"prop
     >"$seeds/segment_filter/all.json"
 printf '{"any": [{"property": {"name": "born", "op": "lt", "value": "2000-01-01"}}, {"property": {"name": "vip", "op": "eq", "value": true}}, {"engagement": {"kind": "opened", "days": 30}}, {"status": "active"}]}' \
     >"$seeds/segment_filter/any.json"
+
+# Templates: first byte's low bit chooses MJML (1) or HTML (0); a NUL ends the source and
+# JSON data follows.
+printf '\x01<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{name}} {{#each items}}<b>{{this}}</b>{{/each}}</mj-text><mj-button href="{{url}}">Go</mj-button></mj-column></mj-section></mj-body></mjml>\x00{"name": "Ann", "items": [1, 2], "url": "https://a.example/?a=1&b=2"}' \
+    >"$seeds/template/mjml.bin"
+printf '\x00<!doctype html><html><head><style>p{}</style></head><body><!--[if mso]>x<![endif]--><p>Hi {{name}}, <a href="{{unsubscribe_url}}">leave</a></p><ul>{{#each items}}<li>{{#if (gt this 1)}}{{this}}{{else}}-{{/if}}</li>{{/each}}</ul>&amp; &#x263A;</body></html>\x00{"name": "<Ann>", "items": [1, 2, 3]}' \
+    >"$seeds/template/html.bin"

@@ -282,6 +282,20 @@ pub async fn write_export<S: ExportSink>(
         w.end_list().await?;
     }
 
+    // Templates: every version with its source and the HTML it compiled to.
+    w.list("template_versions").await?;
+    for v in store.template_versions_for_export(account).await? {
+        let c = v.compiled;
+        w.item(
+            &json!({"template": v.template, "tag": v.info.tag, "active": v.info.active,
+            "comment": v.info.comment, "created_at": time(v.info.created_at),
+            "body": {"engine": c.source.engine, "content": c.source.content, "text": c.source.text,
+                "subject": c.source.subject, "html": c.html}}),
+        )
+        .await?;
+    }
+    w.end_list().await?;
+
     w.list("audit_log").await?;
     let mut before = None;
     loop {

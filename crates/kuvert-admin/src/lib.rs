@@ -11,6 +11,7 @@ pub mod policy;
 pub mod retention;
 pub mod rights;
 pub mod support;
+pub mod templates;
 
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
@@ -55,6 +56,20 @@ pub enum AdminError {
     NoConfirmationSender,
     #[error("the confirmation mail was refused: {0}")]
     ConfirmationMail(kuvert_submit::AcceptError),
+    #[error("{message}")]
+    InvalidName {
+        field: &'static str,
+        message: String,
+    },
+    /// A template version that cannot be saved (its MJML or Handlebars).
+    #[error(transparent)]
+    Template(kuvert_template::TemplateError),
+    /// A template that cannot be filled in or sent (a missing variable, an unknown version).
+    #[error(transparent)]
+    Render(kuvert_submit::AcceptError),
+    /// A blocking task failed (a bug, logged).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -184,6 +184,26 @@ async fn the_export_holds_every_personal_column() {
         .await
         .expect("audit");
 
+    kuvert_admin::templates::create_template(
+        &store,
+        &account.id,
+        "welcome",
+        None,
+        kuvert_admin::templates::VersionRequest {
+            tag: None,
+            comment: None,
+            active: true,
+            source: kuvert_template::Source {
+                engine: kuvert_template::Engine::Html,
+                content: format!("<p>{}</p>", m("template_versions", "body")),
+                text: None,
+                subject: None,
+            },
+        },
+    )
+    .await
+    .expect("template");
+
     let export = kuvert_admin::export::export_account(&store, &account.id)
         .await
         .expect("export");

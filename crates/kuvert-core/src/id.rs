@@ -76,6 +76,7 @@ ids! {
     ListId = "lst";
     ImportId = "imp";
     SegmentId = "seg";
+    TemplateId = "tpl";
 }
 
 #[cfg(test)]

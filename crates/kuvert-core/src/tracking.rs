@@ -2,6 +2,10 @@
 //! signed tokens that name a recipient (and, for a click, the link). The links themselves
 //! are written into each recipient's copy by `kuvert_mail::tracking`.
 
+/// The body placeholder replaced by the recipient's unsubscribe link (a template's
+/// `{{unsubscribe_url}}` variable is left as this for the delivery step).
+pub const UNSUBSCRIBE_PLACEHOLDER: &str = "{{unsubscribe_url}}";
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::{Deserialize, Serialize};

@@ -70,6 +70,14 @@ pub enum ErrorCode {
     LimitReached,
     /// The import is not in a state that allows this.
     ImportState,
+    /// A template version cannot be saved: its MJML or Handlebars is invalid, or it uses
+    /// what Kuvert does not run (partials, unknown helpers).
+    InvalidTemplate,
+    /// A variable the template names has no value in the data given.
+    MissingVariable,
+    /// The template cannot be filled in with the data given (too much work, too large, a
+    /// helper given the wrong kind of value).
+    RenderFailed,
     /// Something failed inside Kuvert; it has been logged.
     Internal,
 }
@@ -172,6 +180,7 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Erased,
                 "this account's data has been erased",
             ),
+            StoreError::InUse(why) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, why),
             StoreError::Refused(why) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::AddressRefused,
@@ -243,6 +252,18 @@ impl From<AcceptError> for ApiError {
                 message,
             )
             .field(field),
+            AcceptError::UnknownTemplate { ref version, .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::NotFound,
+                message,
+            )
+            .field(if version.is_some() {
+                "version"
+            } else {
+                "template"
+            }),
+            AcceptError::Template(t) => t.into(),
+            AcceptError::Internal(_) => Self::internal(),
             AcceptError::Store(s) => s.into(),
             _ => Self::internal(),
         }
@@ -279,7 +300,9 @@ impl From<AdminError> for ApiError {
             }
             AdminError::Import(_) => Self::invalid("body", message),
             AdminError::NoConfirmationSender => Self::invalid("confirm_from", message),
-            AdminError::ConfirmationMail(e) => e.into(),
+            AdminError::ConfirmationMail(e) | AdminError::Render(e) => e.into(),
+            AdminError::InvalidName { field, .. } => Self::invalid(field, message),
+            AdminError::Template(e) => e.into(),
             AdminError::Store(s) => s.into(),
             _ => Self::internal(),
         }
@@ -307,5 +330,21 @@ impl From<BytesRejection> for ApiError {
                 r.body_text(),
             )
         }
+    }
+}
+
+impl From<kuvert_template::TemplateError> for ApiError {
+    fn from(e: kuvert_template::TemplateError) -> Self {
+        use kuvert_template::TemplateError as T;
+        let message = e.to_string();
+        let part = e.part().to_string();
+        let (code, field) = match &e {
+            T::Invalid { .. } => (ErrorCode::InvalidTemplate, part),
+            T::MissingVariable { name, .. } => {
+                (ErrorCode::MissingVariable, format!("variables.{name}"))
+            }
+            _ => (ErrorCode::RenderFailed, "variables".to_owned()),
+        };
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).field(field)
     }
 }

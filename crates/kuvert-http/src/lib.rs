@@ -227,6 +227,20 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(segments::list, segments::create))
         .routes(routes!(segments::get, segments::remove))
         .routes(routes!(segments::preview))
+        .routes(routes!(templates::list, templates::create))
+        .routes(routes!(
+            templates::get,
+            templates::update,
+            templates::remove
+        ))
+        .routes(routes!(templates::add_version))
+        .routes(routes!(
+            templates::get_version,
+            templates::update_version,
+            templates::remove_version
+        ))
+        .routes(routes!(templates::preview))
+        .routes(routes!(templates::test_send))
         .routes(routes!(tracking::open))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))

@@ -121,8 +121,7 @@ fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
         .find(&needle.to_ascii_lowercase())
 }
 
-/// The body placeholder replaced by the recipient's unsubscribe link.
-pub const UNSUBSCRIBE_PLACEHOLDER: &str = "{{unsubscribe_url}}";
+pub use kuvert_core::tracking::UNSUBSCRIBE_PLACEHOLDER;
 
 /// One recipient's copy of a tracked message: the MIME built at acceptance, with the
 /// recipient's links written in. Only the text and HTML body parts that change are written

@@ -11,6 +11,8 @@ use crate::{Result, Store, StoreError};
 /// with the column naming the account. A test checks that every table of the schema is here
 /// or in [`NO_ACCOUNT_DATA`], so that a new table cannot be forgotten by the deletion.
 pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
+    ("template_versions", "account_id"),
+    ("templates", "account_id"),
     ("import_errors", "account_id"),
     ("import_chunks", "account_id"),
     ("imports", "account_id"),

@@ -25,6 +25,7 @@ mod segments;
 mod sql;
 mod stats;
 mod suppressions;
+mod templates;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -59,6 +60,7 @@ pub use retention::{PurgeCounts, PurgeRun, RetentionPolicy};
 pub use segments::Segment;
 pub use stats::{HourlyCounts, METRICS, StatsQuery};
 pub use suppressions::{Suppression, SuppressionPage};
+pub use templates::{MAX_TEMPLATES, MAX_VERSIONS, NewVersion, Template, Version, VersionInfo};
 pub use webhooks::{AttemptOutcome, Delivery, Webhook};
 
 use seal::{AccountKey, MasterKey};
@@ -88,6 +90,9 @@ pub enum StoreError {
     Filter(#[from] kuvert_core::segment::FilterError),
     #[error("{0}")]
     Limit(&'static str),
+    /// The thing is in use and cannot go (the active version of a template, say).
+    #[error("{0}")]
+    InUse(&'static str),
     #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
     QuotaExceeded { used: u64, quota: u64 },
 }

@@ -38,6 +38,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("contacts", "properties"),
     ("consent_records", "source"),
     ("import_chunks", "data"),
+    ("template_versions", "body"),
 ];
 
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
@@ -123,6 +124,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         21,
         "contacts_for_speed",
         include_str!("migrations/0021_contacts_for_speed.sql"),
+    ),
+    (
+        22,
+        "templates",
+        include_str!("migrations/0022_templates.sql"),
     ),
 ];
 

@@ -174,6 +174,7 @@ both_backends!(
     segments_filter_in_sql,
     erasure_leaves_only_a_keyed_hash,
     double_opt_in_waits_for_the_link,
+    templates_keep_one_active_version,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -2815,4 +2816,123 @@ async fn double_opt_in_waits_for_the_link(f: &Fixture) {
     );
     let c = s.contact(&a.id, "ann@example.com").await.expect("contact");
     assert_eq!(c.subscriptions[0].status, SubscriptionStatus::Subscribed);
+}
+
+fn version(tag: Option<&str>, active: bool, content: &str) -> kuvert_store::NewVersion {
+    kuvert_store::NewVersion {
+        tag: tag.map(Into::into),
+        comment: None,
+        active,
+        compiled: kuvert_template::compile(kuvert_template::Source {
+            engine: kuvert_template::Engine::Html,
+            content: content.into(),
+            text: None,
+            subject: Some("Hi {{name}}".into()),
+        })
+        .expect("compiles"),
+    }
+}
+
+async fn templates_keep_one_active_version(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "templates@acme.example").await;
+    let b = account(s, "other@acme.example").await;
+    let t = s
+        .create_template(
+            &a.id,
+            "welcome",
+            Some("first"),
+            version(None, false, "<p>one {{name}}</p>"),
+        )
+        .await
+        .expect("create");
+    assert_eq!(t.active().map(|v| v.tag.as_str()), Some("v1"));
+    assert!(matches!(
+        s.create_template(&a.id, "welcome", None, version(None, true, "x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Another account may use the name, and sees nothing of A's.
+    s.create_template(&b.id, "welcome", None, version(None, true, "<p>b</p>"))
+        .await
+        .expect("B's own");
+    assert!(matches!(
+        s.template_version(&b.id, "welcome", Some("v2")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A second version, not active: the first stays active; a third, active, takes over.
+    let t = s
+        .add_template_version(&a.id, "welcome", version(None, false, "<p>two</p>"))
+        .await
+        .expect("v2");
+    assert_eq!(t.active().map(|v| v.tag.as_str()), Some("v1"));
+    let t = s
+        .add_template_version(
+            &a.id,
+            "welcome",
+            version(Some("spring"), true, "<p>three</p>"),
+        )
+        .await
+        .expect("spring");
+    assert_eq!(t.versions.len(), 3);
+    assert_eq!(t.versions.iter().filter(|v| v.active).count(), 1);
+    assert_eq!(t.active().map(|v| v.tag.as_str()), Some("spring"));
+    assert!(matches!(
+        s.add_template_version(&a.id, "welcome", version(Some("spring"), false, "x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The active version is what a send without a tag gets; its content is sealed and opens.
+    let v = s
+        .template_version(&a.id, "welcome", None)
+        .await
+        .expect("active");
+    assert_eq!(v.info.tag, "spring");
+    assert_eq!(v.compiled.source.content, "<p>three</p>");
+    let v1 = s
+        .template_version(&a.id, "welcome", Some("v1"))
+        .await
+        .expect("v1");
+    assert_eq!(v1.compiled.html, "<p>one {{name}}</p>");
+
+    // Activation moves the one active flag; the active version cannot be deleted.
+    let t = s
+        .update_template_version(&a.id, "welcome", "v2", true, Some(Some("reverted")))
+        .await
+        .expect("activate");
+    assert_eq!(t.active().map(|v| v.tag.as_str()), Some("v2"));
+    assert_eq!(t.versions.iter().filter(|v| v.active).count(), 1);
+    assert_eq!(
+        t.active().and_then(|v| v.comment.as_deref()),
+        Some("reverted")
+    );
+    assert!(matches!(
+        s.delete_template_version(&a.id, "welcome", "v2").await,
+        Err(StoreError::InUse(_))
+    ));
+    s.delete_template_version(&a.id, "welcome", "v1")
+        .await
+        .expect("delete v1");
+    // B cannot reach A's template by name.
+    assert!(matches!(
+        s.delete_template_version(&b.id, "welcome", "spring").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let list = s.templates(&a.id).await.expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0]
+            .versions
+            .iter()
+            .map(|v| v.tag.as_str())
+            .collect::<Vec<_>>()
+            .len(),
+        2
+    );
+
+    s.delete_template(&a.id, "welcome").await.expect("delete");
+    assert!(s.templates(&a.id).await.expect("list").is_empty());
+    assert_eq!(s.templates(&b.id).await.expect("B's").len(), 1);
 }

@@ -19,6 +19,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod template;
+
+pub use template::{MAX_VARIABLES_BYTES, TemplateUse};
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AcceptError {
@@ -36,6 +40,20 @@ pub enum AcceptError {
     /// keeping it (even as dropped) would store the address again.
     #[error("{field}: the recipient was erased at its owner's request and may not be mailed")]
     Erased { field: String },
+    /// No template of that name (`version` is `None`), or no version of that tag.
+    #[error("{}", match version {
+        Some(v) => format!("the template {name:?} has no version {v:?}"),
+        None => format!("there is no template {name:?}"),
+    })]
+    UnknownTemplate {
+        name: String,
+        version: Option<String>,
+    },
+    #[error(transparent)]
+    Template(#[from] kuvert_template::TemplateError),
+    /// A blocking task failed (a bug, logged): not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -100,6 +118,10 @@ impl Acceptor {
     pub fn notify_on_queue(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
         self.queued = Some(notify);
         self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn limits(&self) -> &Limits {

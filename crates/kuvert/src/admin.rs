@@ -890,3 +890,157 @@ pub async fn policy(i: &Instance, cmd: PolicyCmd, json_out: bool) -> Result<()> 
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum TemplatesCmd {
+    /// The account's templates with their versions.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Create a template from a file, or add the file as a new version of an existing one.
+    Save {
+        name: String,
+        /// The MJML or HTML source.
+        file: std::path::PathBuf,
+        #[arg(long)]
+        account: String,
+        /// mjml or html; from the file's extension (.mjml) when absent.
+        #[arg(long)]
+        engine: Option<String>,
+        /// The version's subject, with variables.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The version's tag (v1, v2, ... when absent).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Make the new version the active one.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Render a version with sample variables (a JSON object) and print its parts.
+    Preview {
+        name: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long, default_value = "{}")]
+        variables: String,
+    },
+}
+
+pub async fn templates(i: &Instance, cmd: TemplatesCmd, json_out: bool) -> Result<()> {
+    use kuvert_admin::templates as t;
+    match cmd {
+        TemplatesCmd::List { account } => {
+            let a = find_account(i, &account).await?;
+            let all = i.store.templates(&a.id).await?;
+            let v: Vec<_> = all
+                .iter()
+                .map(|t| {
+                    json!({"name": t.name, "description": t.description,
+                        "active_version": t.active().map(|v| &v.tag),
+                        "versions": t.versions.iter().map(|v| &v.tag).collect::<Vec<_>>()})
+                })
+                .collect();
+            print(json_out, json!(v), || {
+                all.iter()
+                    .map(|t| {
+                        format!(
+                            "{}  active {}  ({} versions)",
+                            t.name,
+                            t.active().map_or("-", |v| v.tag.as_str()),
+                            t.versions.len()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TemplatesCmd::Save {
+            name,
+            file,
+            account,
+            engine,
+            subject,
+            tag,
+            activate,
+        } => {
+            let a = find_account(i, &account).await?;
+            let content = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let engine = match engine.as_deref() {
+                Some(e) => kuvert_template::Engine::parse(e)
+                    .with_context(|| format!("--engine is mjml or html, not {e:?}"))?,
+                None if file.extension().is_some_and(|x| x == "mjml") => {
+                    kuvert_template::Engine::Mjml
+                }
+                None => kuvert_template::Engine::Html,
+            };
+            let version = t::VersionRequest {
+                tag,
+                comment: None,
+                active: activate,
+                source: kuvert_template::Source {
+                    engine,
+                    content,
+                    text: None,
+                    subject,
+                },
+            };
+            let lower = name.to_ascii_lowercase();
+            let saved = match i.store.template(&a.id, &lower).await {
+                Ok(_) => t::add_version(&i.store, &a.id, &lower, version).await?,
+                Err(kuvert_store::StoreError::NotFound(_)) => {
+                    t::create_template(&i.store, &a.id, &name, None, version).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            operator_audit(i, &a.id, &format!("saved a version of template {lower}")).await?;
+            let newest = saved.versions.first().map(|v| v.tag.clone());
+            print(
+                json_out,
+                json!({"name": saved.name, "version": newest, "active_version": saved.active().map(|v| &v.tag)}),
+                || {
+                    format!(
+                        "saved {} version {}",
+                        saved.name,
+                        newest.as_deref().unwrap_or("-")
+                    )
+                },
+            );
+        }
+        TemplatesCmd::Preview {
+            name,
+            account,
+            version,
+            variables,
+        } => {
+            let a = find_account(i, &account).await?;
+            let variables: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&variables).context("--variables is a JSON object")?;
+            let using = kuvert_submit::TemplateUse {
+                name: name.to_ascii_lowercase(),
+                version,
+                variables,
+            };
+            let p = t::preview(&i.acceptor(), &a.id, &using).await?;
+            print(
+                json_out,
+                json!({"version": p.tag, "subject": p.rendered.subject, "html": p.rendered.html,
+                    "text": p.rendered.text, "variables": p.variables}),
+                || {
+                    format!(
+                        "version {}\nsubject: {}\nvariables: {}\n\n{}",
+                        p.tag,
+                        p.rendered.subject.as_deref().unwrap_or("-"),
+                        p.variables.join(", "),
+                        p.rendered.text
+                    )
+                },
+            );
+        }
+    }
+    Ok(())
+}

@@ -79,6 +79,9 @@ enum Command {
     /// Contacts: import a CSV file, export them.
     #[command(subcommand)]
     Contacts(admin::ContactsCmd),
+    /// Templates: save a version from a file, list them, preview one.
+    #[command(subcommand)]
+    Templates(admin::TemplatesCmd),
     /// Privacy requests of account holders.
     #[command(subcommand)]
     Privacy(admin::PrivacyCmd),
@@ -128,6 +131,7 @@ fn main() -> anyhow::Result<()> {
             Command::Policy(cmd) => admin::policy(&instance, cmd, cli.json).await,
             Command::Privacy(cmd) => admin::privacy(&instance, cmd, cli.json).await,
             Command::Contacts(cmd) => admin::contacts(&instance, cmd, cli.json).await,
+            Command::Templates(cmd) => admin::templates(&instance, cmd, cli.json).await,
             Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),
         };

@@ -47,20 +47,7 @@ fn limited(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
     super::per_network(&state.form_hits, peer)
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use kuvert_template::escape_html as escape;
 
 fn page(title: &str, body: &str) -> Response {
     (

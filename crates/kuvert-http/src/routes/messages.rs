@@ -9,6 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use kuvert_core::Mailbox;
 use kuvert_core::event::{RecipientKind, RecipientStatus};
 use kuvert_core::submission::{Attachment, Body, Parts, Submission, TrackingOptions};
+use kuvert_submit::{Accepted, TemplateUse};
+use kuvert_template::Rendered;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -35,9 +37,18 @@ pub struct SendRequest {
     #[schema(value_type = Vec<String>)]
     pub bcc: Vec<String>,
     pub reply_to: Option<String>,
-    pub subject: String,
+    /// Required, unless a template version gives one.
+    pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
+    /// A stored template instead of `text` and `html`.
+    pub template: Option<String>,
+    /// The template version's tag; the active version when absent.
+    pub version: Option<String>,
+    /// The template's variables. A variable the template names and this lacks is an error.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: Map<String, Value>,
     /// Extra headers, such as `X-Campaign`. Headers Kuvert sets itself are refused.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -122,7 +133,7 @@ pub struct AcceptedRecipientOut {
     pub reason: Option<String>,
 }
 
-fn mailbox(field: String, s: &str) -> Result<Mailbox, ApiError> {
+pub(crate) fn mailbox(field: String, s: &str) -> Result<Mailbox, ApiError> {
     Mailbox::parse(s).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,7 +144,7 @@ fn mailbox(field: String, s: &str) -> Result<Mailbox, ApiError> {
     })
 }
 
-fn mailboxes(field: &str, list: &[String]) -> Result<Vec<Mailbox>, ApiError> {
+pub(crate) fn mailboxes(field: &str, list: &[String]) -> Result<Vec<Mailbox>, ApiError> {
     list.iter()
         .enumerate()
         .map(|(i, s)| mailbox(format!("{field}[{i}]"), s))
@@ -141,7 +152,28 @@ fn mailboxes(field: &str, list: &[String]) -> Result<Vec<Mailbox>, ApiError> {
 }
 
 impl SendRequest {
-    fn into_submission(self) -> Result<Submission, ApiError> {
+    /// The request as a submission; `rendered` is its template filled in, when it names one.
+    fn into_submission(self, rendered: Option<Rendered>) -> Result<Submission, ApiError> {
+        let (text, html, template_subject) = match (rendered, &self.template) {
+            (Some(r), _) => (Some(r.text), Some(r.html), r.subject),
+            (None, None) => (self.text, self.html, None),
+            (None, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "template",
+                    "a template is filled in only by the send route",
+                ));
+            }
+        };
+        let subject = self.subject.or(template_subject).ok_or_else(|| {
+            ApiError::invalid(
+                "subject",
+                if self.template.is_some() {
+                    "subject is required: the template version has none"
+                } else {
+                    "subject is required"
+                },
+            )
+        })?;
         let attachments = self
             .attachments
             .into_iter()
@@ -175,10 +207,10 @@ impl SendRequest {
                 .as_deref()
                 .map(|r| mailbox("reply_to".into(), r))
                 .transpose()?,
-            subject: self.subject,
+            subject,
             body: Body::Parts(Parts {
-                text: self.text,
-                html: self.html,
+                text,
+                html,
                 headers: self.headers.into_iter().collect(),
                 attachments,
             }),
@@ -198,7 +230,7 @@ impl SendRequest {
 /// The body of `POST /v1/messages` as the `Submission` it asks for, with the errors the route
 /// answers (the checks of `Submission::check` and `accept()` come after).
 pub fn submission_from_json(body: &[u8]) -> Result<Submission, ApiError> {
-    crate::extract::from_json::<SendRequest>(body)?.into_submission()
+    crate::extract::from_json::<SendRequest>(body)?.into_submission(None)
 }
 
 /// Send a message. Answers once the message is stored durably.
@@ -216,13 +248,42 @@ pub fn submission_from_json(body: &[u8]) -> Result<Submission, ApiError> {
 pub async fn send(
     State(state): State<Arc<AppState>>,
     Auth(auth): Auth,
-    ApiJson(req): ApiJson<SendRequest>,
+    ApiJson(mut req): ApiJson<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
-    let submission = req.into_submission()?;
+    let rendered = match &req.template {
+        None => None,
+        Some(_) if req.text.is_some() || req.html.is_some() => {
+            return Err(ApiError::invalid(
+                "template",
+                "give a template or text and html, not both",
+            ));
+        }
+        Some(name) => {
+            let using = TemplateUse {
+                name: name.to_ascii_lowercase(),
+                version: req.version.clone(),
+                variables: std::mem::take(&mut req.variables),
+            };
+            let (_, rendered) = state
+                .acceptor
+                .render_template(&auth.account_id, &using, Map::new())
+                .await?;
+            Some(rendered)
+        }
+    };
+    // A template that links `{{unsubscribe_url}}` asks for the link.
+    let unsubscribe = rendered
+        .as_ref()
+        .is_some_and(Rendered::asks_for_unsubscribe);
+    let mut submission = req.into_submission(rendered)?;
+    submission.tracking.unsubscribe |= unsubscribe;
     let accepted = state.acceptor.accept(&auth.account_id, submission).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(SendResponse {
+    Ok((StatusCode::ACCEPTED, Json(accepted.into())))
+}
+
+impl From<Accepted> for SendResponse {
+    fn from(accepted: Accepted) -> Self {
+        SendResponse {
             id: accepted.id.to_string(),
             recipients: accepted
                 .recipients
@@ -234,8 +295,8 @@ pub async fn send(
                     reason: r.reason,
                 })
                 .collect(),
-        }),
-    ))
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod segments;
 pub mod stats;
 pub mod suppressions;
+pub mod templates;
 pub mod tracking;
 pub mod webhooks;
 

@@ -234,6 +234,69 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         ("get", "/v1/segments/{id}", Full, NotFound, None),
         ("delete", "/v1/segments/{id}", Full, NotFound, None),
         ("get", "/v1/segments/{id}/contacts", Full, NotFound, None),
+        ("get", "/v1/templates", Full, Own, None),
+        (
+            "post",
+            "/v1/templates",
+            Full,
+            Own,
+            Some(
+                json!({"name": "a-template", "version": {"engine": "html", "content": "<p>{{x}}</p>"}}),
+            ),
+        ),
+        ("get", "/v1/templates/{name}", Full, NotFound, None),
+        (
+            "patch",
+            "/v1/templates/{name}",
+            Full,
+            NotFound,
+            Some(json!({"description": "A's words"})),
+        ),
+        ("delete", "/v1/templates/{name}", Full, NotFound, None),
+        (
+            "post",
+            "/v1/templates/{name}/versions",
+            Full,
+            NotFound,
+            Some(json!({"engine": "html", "content": "<p>A's</p>", "active": true})),
+        ),
+        (
+            "get",
+            "/v1/templates/{name}/versions/{tag}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "patch",
+            "/v1/templates/{name}/versions/{tag}",
+            Full,
+            NotFound,
+            Some(json!({"active": true})),
+        ),
+        (
+            "delete",
+            "/v1/templates/{name}/versions/{tag}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "post",
+            "/v1/templates/{name}/preview",
+            Full,
+            NotFound,
+            Some(json!({"variables": {"x": 1}})),
+        ),
+        (
+            "post",
+            "/v1/templates/{name}/test",
+            Full,
+            NotFound,
+            Some(
+                json!({"from": "demo@sandbox.kuvert.test", "to": ["x@example.com"], "variables": {"x": 1}}),
+            ),
+        ),
         ("get", "/o/{token}", Public, Unscoped, None),
         ("get", "/c/{token}", Public, Unscoped, None),
         ("get", "/u/{token}", Public, Unscoped, None),
@@ -262,6 +325,9 @@ struct Other {
     import: String,
     segment: String,
     property: String,
+    template: String,
+    /// A version of B's template that is not the active one (so that deleting it would work).
+    tag: String,
 }
 
 async fn other_account(api: &Api) -> Other {
@@ -344,6 +410,18 @@ async fn other_account(api: &Api) -> Other {
     )
     .await;
     assert_eq!(status, 201, "{seg}");
+    let (status, t) = b_post(
+        "/v1/templates",
+        json!({"name": "b-template", "version": {"engine": "html", "content": "<p>B's secret text {{x}}</p>"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let (status, t) = b_post(
+        "/v1/templates/b-template/versions",
+        json!({"engine": "html", "content": "<p>B's secret text</p>", "tag": "b-v2"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
     let import: Value = api
         .http
         .post(api.url("/v1/imports"))
@@ -362,6 +440,8 @@ async fn other_account(api: &Api) -> Other {
         import: import["id"].as_str().expect("import id").to_owned(),
         segment: seg["id"].as_str().expect("segment id").to_owned(),
         property: "b_prop".to_owned(),
+        template: "b-template".to_owned(),
+        tag: "b-v2".to_owned(),
         account: account["id"].as_str().expect("id").to_owned(),
         user: account["owner"]["id"].as_str().expect("owner").to_owned(),
         message: m["id"].as_str().expect("message id").to_owned(),
@@ -398,6 +478,8 @@ impl Other {
                 "{name}",
                 if template.starts_with("/v1/contact-properties/") {
                     &self.property
+                } else if template.starts_with("/v1/templates/") {
+                    &self.template
                 } else {
                     &self.domain
                 },
@@ -405,6 +487,7 @@ impl Other {
             .replace("{address}", &self.suppression)
             .replace("{contact}", &self.contact)
             .replace("{list}", &self.list)
+            .replace("{tag}", &self.tag)
             .replace("{token}", "not-a-token.0")
     }
 
@@ -431,6 +514,7 @@ impl Other {
                 &self.import,
                 &self.segment,
                 &self.property,
+                &self.template,
             ]);
         }
         marks
@@ -593,4 +677,20 @@ async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
         props.contains(&b.property),
         "B's property is there: {props}"
     );
+    let path = format!("/v1/templates/{}/versions/{}", b.template, b.tag);
+    let (status, text) = call(&api, "get", &path, Some(&b.key), None).await;
+    assert_eq!(status, 200, "B's version is there: {text}");
+    let (_, t) = call(
+        &api,
+        "get",
+        &format!("/v1/templates/{}", b.template),
+        Some(&b.key),
+        None,
+    )
+    .await;
+    assert!(
+        t.contains("\"active_version\":\"v1\""),
+        "B's active version is unchanged: {t}"
+    );
+    assert!(!t.contains("A's words"), "{t}");
 }

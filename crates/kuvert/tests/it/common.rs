@@ -155,3 +155,17 @@ pub fn url_after(text: &str, prefix: &str) -> String {
         .take_while(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(*c))
         .collect()
 }
+
+/// The DKIM record the sandbox domain publishes (for dkimpy).
+pub async fn dkim_record(api: &Api) -> String {
+    let (_, domain) = api.get("/v1/domains/sandbox.kuvert.test").await;
+    domain["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["purpose"] == "dkim")
+        .expect("dkim")["value"]
+        .as_str()
+        .expect("value")
+        .to_owned()
+}

@@ -18,5 +18,6 @@ mod retention;
 mod rights;
 mod smtp;
 mod stats;
+mod templates;
 mod tracking;
 mod webhooks;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::{Value, json};
 
-use crate::common::{Api, server_with_sink, unfolded, url_after};
+use crate::common::{Api, dkim_record, server_with_sink, unfolded, url_after};
 
 async fn events(api: &Api, kind: &str) -> Vec<Value> {
     let (_, page) = api.get(&format!("/v1/events?type={kind}")).await;
@@ -59,16 +59,7 @@ async fn opens_clicks_and_one_click_unsubscribe() {
         signature.contains("List-Unsubscribe:List-Unsubscribe-Post"),
         "{signature}"
     );
-    let (_, domain) = api.get("/v1/domains/sandbox.kuvert.test").await;
-    let record = domain["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .find(|r| r["purpose"] == "dkim")
-        .expect("dkim")["value"]
-        .as_str()
-        .expect("value")
-        .to_owned();
+    let record = dkim_record(&api).await;
     if let Err(e) = kuvert_testkit::dkimpy_verify(&got[0].data, &record) {
         panic!("{e}");
     }
