@@ -15,7 +15,14 @@ use kuvert_template::{
 };
 use libfuzzer_sys::fuzz_target;
 
+static HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|input: &[u8]| {
+    // mrml's tokenizer indexes past its input on some malformed MJML; the template crate
+    // catches that panic and refuses the source. libFuzzer's hook would abort at the panic
+    // itself, before the catch: this one prints it, and a panic nobody catches still ends
+    // the run (libfuzzer-sys aborts when the input's call unwinds).
+    HOOK.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
     let Some((&first, rest)) = input.split_first() else {
         return;
     };

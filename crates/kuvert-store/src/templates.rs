@@ -43,6 +43,7 @@ pub struct VersionInfo {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Version {
     pub template: String,
+    pub template_id: TemplateId,
     pub info: VersionInfo,
     pub compiled: Compiled,
 }
@@ -230,6 +231,7 @@ impl Store {
             .map_err(|e| StoreError::Sealing(format!("template version: {e}")))?;
         Ok(Version {
             template: name.to_owned(),
+            template_id: TemplateId::from_string(row.info.template_id.clone()),
             info: row.info.parse()?,
             compiled,
         })

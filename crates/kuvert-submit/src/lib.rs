@@ -85,6 +85,8 @@ pub struct Acceptor {
     latency: Histogram,
     /// What was accepted, over every entrance alike.
     counts: AcceptCounts,
+    /// Template versions parsed for rendering (shared by the clones).
+    prepared: template::PreparedCache,
 }
 
 /// Counters are handles on shared values: the clones of an acceptor count together.
@@ -111,6 +113,7 @@ impl Acceptor {
             queued: None,
             latency: Histogram::new(LATENCY_BOUNDS),
             counts: AcceptCounts::default(),
+            prepared: template::PreparedCache::default(),
         }
     }
 

@@ -4,7 +4,10 @@
 
 use kuvert_core::id::AccountId;
 use kuvert_store::{StoreError, VersionInfo};
-use kuvert_template::Rendered;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kuvert_template::{Compiled, Prepared, Rendered, TemplateError};
 use serde_json::{Map, Value};
 
 use crate::{AcceptError, Acceptor};
@@ -68,14 +71,107 @@ impl Acceptor {
         };
         let mut data = base;
         data.extend(using.variables.clone());
+        let cache = self.prepared.clone();
+        let key = (version.template_id.to_string(), version.info.tag.clone());
         let compiled = version.compiled;
-        let rendered =
-            tokio::task::spawn_blocking(move || compiled.prepare()?.render(&Value::Object(data)))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "a template render failed");
-                    AcceptError::Internal(format!("the renderer stopped: {e}"))
-                })??;
+        let rendered = tokio::task::spawn_blocking(move || {
+            cache.get(key, compiled)?.render(&Value::Object(data))
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "a template render failed");
+            AcceptError::Internal(format!("the renderer stopped: {e}"))
+        })??;
         Ok((version.info, rendered))
+    }
+}
+
+/// Versions parsed for rendering, by template and tag: parsing a version's Handlebars costs
+/// more than filling in one copy (BENCHMARKS.md), and a version's content never changes.
+/// An entry serves only the same content (a tag deleted and used again gets a new one), and
+/// the cache empties itself when it holds more than [`PREPARED_CACHE_BYTES`] of sources.
+#[derive(Clone, Default)]
+pub(crate) struct PreparedCache(Arc<Mutex<CacheInner>>);
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<(String, String), (Compiled, Arc<Prepared>)>,
+    bytes: usize,
+}
+
+pub(crate) const PREPARED_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+impl PreparedCache {
+    fn get(
+        &self,
+        key: (String, String),
+        compiled: Compiled,
+    ) -> Result<Arc<Prepared>, TemplateError> {
+        if let Some((c, p)) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .get(&key)
+            && *c == compiled
+        {
+            return Ok(p.clone());
+        }
+        let prepared = Arc::new(compiled.prepare()?);
+        let size = bytes(&compiled);
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.bytes + size > PREPARED_CACHE_BYTES {
+            inner.entries.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += size;
+        if let Some((old, _)) = inner.entries.insert(key, (compiled, prepared.clone())) {
+            inner.bytes = inner.bytes.saturating_sub(bytes(&old));
+        }
+        Ok(prepared)
+    }
+}
+
+fn bytes(c: &Compiled) -> usize {
+    c.html.len() + c.source.content.len() + c.source.text.as_ref().map_or(0, String::len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(content: &str) -> Compiled {
+        kuvert_template::compile(kuvert_template::Source {
+            engine: kuvert_template::Engine::Html,
+            content: content.into(),
+            text: None,
+            subject: None,
+        })
+        .expect("compiles")
+    }
+
+    #[test]
+    fn an_entry_serves_only_its_own_content() {
+        let cache = PreparedCache::default();
+        let key = || ("tpl_1".to_owned(), "v1".to_owned());
+        let data = serde_json::json!({"x": "1"});
+        let first = cache
+            .get(key(), version("<p>a {{x}}</p>"))
+            .expect("prepares");
+        let again = cache
+            .get(key(), version("<p>a {{x}}</p>"))
+            .expect("prepares");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same content is parsed once"
+        );
+        // The tag deleted and used again for other content.
+        let other = cache
+            .get(key(), version("<p>b {{x}}</p>"))
+            .expect("prepares");
+        assert_eq!(other.render(&data).expect("renders").html, "<p>b 1</p>");
+        let inner = cache.0.lock().expect("lock");
+        assert_eq!(inner.entries.len(), 1);
+        assert_eq!(inner.bytes, bytes(&version("<p>b {{x}}</p>")));
     }
 }
