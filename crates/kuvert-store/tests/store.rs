@@ -2932,6 +2932,46 @@ async fn templates_keep_one_active_version(f: &Fixture) {
         2
     );
 
+    // Activations and new active versions at once: each succeeds or is refused cleanly, and
+    // one version stays active.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        let a = a.id.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                s.update_template_version(
+                    &a,
+                    "welcome",
+                    if i % 4 == 0 { "v2" } else { "spring" },
+                    true,
+                    None,
+                )
+                .await
+                .map(|_| ())
+            } else {
+                s.add_template_version(
+                    &a,
+                    "welcome",
+                    version(Some(&format!("c{i}")), true, "<p>c</p>"),
+                )
+                .await
+                .map(|_| ())
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("each change succeeds");
+    }
+    let t = s.template(&a.id, "welcome").await.expect("template");
+    assert_eq!(
+        t.versions.iter().filter(|v| v.active).count(),
+        1,
+        "{:?}",
+        t.versions
+    );
+    assert_eq!(t.versions.len(), 6);
+
     s.delete_template(&a.id, "welcome").await.expect("delete");
     assert!(s.templates(&a.id).await.expect("list").is_empty());
     assert_eq!(s.templates(&b.id).await.expect("B's").len(), 1);
