@@ -42,6 +42,7 @@ fuzz_target!(|input: &[u8]| {
         content: src.to_owned(),
         text: (first & 2 == 2).then(|| src.to_owned()),
         subject: (first & 4 == 4).then(|| src.replace(['\r', '\n'], " ")),
+        defaults: Default::default(),
     }) {
         Ok(c) => c,
         Err(TemplateError::Invalid { .. }) => return,

@@ -198,6 +198,7 @@ async fn the_export_holds_every_personal_column() {
                 content: format!("<p>{}</p>", m("template_versions", "body")),
                 text: None,
                 subject: None,
+                defaults: Default::default(),
             },
         },
     )

@@ -2828,6 +2828,7 @@ fn version(tag: Option<&str>, active: bool, content: &str) -> kuvert_store::NewV
             content: content.into(),
             text: None,
             subject: Some("Hi {{name}}".into()),
+            defaults: Default::default(),
         })
         .expect("compiles"),
     }

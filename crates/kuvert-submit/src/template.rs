@@ -146,6 +146,7 @@ mod tests {
             content: content.into(),
             text: None,
             subject: None,
+            defaults: Default::default(),
         })
         .expect("compiles")
     }

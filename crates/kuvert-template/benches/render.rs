@@ -54,6 +54,7 @@ fn main() {
         content: newsletter(),
         text: None,
         subject: Some("{{first_name}}, this week's news".into()),
+        defaults: Default::default(),
     };
     let mut compile_ms = Vec::new();
     let mut compiled = None;

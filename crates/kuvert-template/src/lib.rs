@@ -13,13 +13,15 @@ mod text;
 mod vars;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use text::html_to_text;
 pub use vars::{MAX_RENDER_STEPS, MAX_RENDERED_BYTES, escape_html};
 
 /// The largest source of one part (MJML or HTML, text, subject).
 pub const MAX_SOURCE_BYTES: usize = 512 * 1024;
+/// The most bytes of a version's defaults (as JSON).
+pub const MAX_DEFAULTS_BYTES: usize = 64 * 1024;
 /// How deeply MJML tags or Handlebars blocks, else-chains and subexpressions may nest: the
 /// parsers recurse, and a deeper source is no real template but an attempt on the stack.
 pub const MAX_NESTING: usize = 100;
@@ -64,6 +66,9 @@ pub struct Source {
     pub text: Option<String>,
     /// The subject; a send may give its own instead.
     pub subject: Option<String>,
+    /// Values for variables that the data of a send or a contact may leave out.
+    #[serde(default)]
+    pub defaults: Map<String, Value>,
 }
 
 /// A version ready to store: the source and the HTML it compiled to.
@@ -95,6 +100,7 @@ pub enum Part {
     Content,
     Text,
     Subject,
+    Defaults,
 }
 
 impl std::fmt::Display for Part {
@@ -103,6 +109,7 @@ impl std::fmt::Display for Part {
             Part::Content => "content",
             Part::Text => "text",
             Part::Subject => "subject",
+            Part::Defaults => "defaults",
         })
     }
 }
@@ -159,6 +166,13 @@ pub fn compile(source: Source) -> Result<Compiled, TemplateError> {
             });
         }
     }
+    let defaults = serde_json::to_vec(&source.defaults).map_or(0, |v| v.len());
+    if defaults > MAX_DEFAULTS_BYTES {
+        return Err(TemplateError::Invalid {
+            part: Part::Defaults,
+            message: format!("{defaults} bytes; the limit is {MAX_DEFAULTS_BYTES} bytes"),
+        });
+    }
     if let Some(subject) = &source.subject
         && subject.contains(['\r', '\n'])
     {
@@ -190,6 +204,7 @@ pub fn compile(source: Source) -> Result<Compiled, TemplateError> {
 
 /// A compiled version parsed for rendering: keep one per version and render each copy with it.
 pub struct Prepared {
+    defaults: Map<String, Value>,
     html: vars::Part,
     text: Option<vars::Part>,
     subject: Option<vars::Part>,
@@ -198,6 +213,7 @@ pub struct Prepared {
 impl Compiled {
     pub fn prepare(&self) -> Result<Prepared, TemplateError> {
         Ok(Prepared {
+            defaults: self.source.defaults.clone(),
             html: vars::Part::parse(Part::Content, &self.html, true)?,
             text: self
                 .source
@@ -216,16 +232,19 @@ impl Compiled {
 }
 
 impl Prepared {
-    /// Fills in one copy. `data` is an object of variables; `unsubscribe_url` is added (as the
-    /// placeholder the delivery step replaces) unless the data has one. The cost is bounded
-    /// before the work starts: the parts' steps times the longest list in the data to the
-    /// power of how deeply loops nest.
+    /// Fills in one copy. `data` is an object of variables over the version's defaults;
+    /// `unsubscribe_url` is added (as the placeholder the delivery step replaces) unless the
+    /// data has one. The cost is bounded before the work starts: the parts' steps times the
+    /// longest list in the data to the power of how deeply loops nest, times its size.
     pub fn render(&self, data: &Value) -> Result<Rendered, TemplateError> {
-        let mut data = data.clone();
-        if let Value::Object(map) = &mut data {
-            map.entry(UNSUBSCRIBE_VARIABLE)
-                .or_insert_with(|| Value::String(UNSUBSCRIBE_PLACEHOLDER.into()));
+        let mut merged = self.defaults.clone();
+        if let Value::Object(given) = data {
+            merged.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        merged
+            .entry(UNSUBSCRIBE_VARIABLE)
+            .or_insert_with(|| Value::String(UNSUBSCRIBE_PLACEHOLDER.into()));
+        let data = Value::Object(merged);
         let size = vars::DataSize::of(&data);
         let html = self.html.render(&data, &size)?;
         let text = match &self.text {
@@ -270,6 +289,7 @@ mod tests {
             content: content.into(),
             text: None,
             subject: None,
+            defaults: Default::default(),
         }
     }
 
@@ -277,6 +297,7 @@ mod tests {
     fn fills_variables_escaping_html_only_in_html() {
         let c = compile(Source {
             subject: Some("Hello {{name}}".into()),
+            defaults: Default::default(),
             ..html("<p>Hi {{name}}, {{{bold}}}</p>")
         })
         .expect("valid");
@@ -306,6 +327,38 @@ mod tests {
         );
         let e = p.render(&json!({"city": "B"})).expect_err("refused");
         assert!(matches!(e, TemplateError::MissingVariable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn defaults_fill_what_the_data_leaves_out() {
+        let mut source = html("<p>{{greeting}} {{name}}</p>");
+        source.defaults = json!({"greeting": "Hello", "name": "friend"})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let p = compile(source).expect("valid").prepare().expect("valid");
+        assert_eq!(
+            p.render(&json!({})).expect("renders").html,
+            "<p>Hello friend</p>"
+        );
+        assert_eq!(
+            p.render(&json!({"name": "Ada"})).expect("renders").html,
+            "<p>Hello Ada</p>"
+        );
+        let mut big = html("x");
+        big.defaults
+            .insert("a".into(), Value::String("x".repeat(MAX_DEFAULTS_BYTES)));
+        let e = compile(big).expect_err("refused");
+        assert!(
+            matches!(
+                e,
+                TemplateError::Invalid {
+                    part: Part::Defaults,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -397,6 +450,7 @@ mod tests {
     fn the_unsubscribe_link_is_no_subject() {
         let e = compile(Source {
             subject: Some("Leave: {{unsubscribe_url}}".into()),
+            defaults: Default::default(),
             ..html("<p>x</p>")
         })
         .expect_err("refused");
@@ -458,6 +512,7 @@ mod tests {
                 .into(),
             text: None,
             subject: None,
+            defaults: Default::default(),
         })
         .expect("valid");
         assert!(c.html.contains("<!doctype html>"), "{}", c.html);
@@ -492,6 +547,7 @@ mod tests {
                 content: src.into(),
                 text: None,
                 subject: None,
+                defaults: Default::default(),
             })
             .expect_err("refused");
             assert!(

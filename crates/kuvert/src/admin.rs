@@ -987,6 +987,7 @@ pub async fn templates(i: &Instance, cmd: TemplatesCmd, json_out: bool) -> Resul
                     content,
                     text: None,
                     subject,
+                    defaults: Default::default(),
                 },
             };
             let lower = name.to_ascii_lowercase();

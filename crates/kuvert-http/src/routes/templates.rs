@@ -78,6 +78,10 @@ pub struct VersionIn {
     pub text: Option<String>,
     /// The subject, with variables; a send may give its own.
     pub subject: Option<String>,
+    /// Values for variables a send or a contact may leave out (at most 64 KiB).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub defaults: Map<String, Value>,
     /// Letters, digits, `-`, `_`, `.`; `v1`, `v2`, ... when absent.
     pub tag: Option<String>,
     pub comment: Option<String>,
@@ -97,6 +101,7 @@ impl From<VersionIn> for VersionRequest {
                 content: v.content,
                 text: v.text,
                 subject: v.subject,
+                defaults: v.defaults,
             },
         }
     }
@@ -251,6 +256,8 @@ pub struct VersionContentOut {
     pub content: String,
     pub text: Option<String>,
     pub subject: Option<String>,
+    #[schema(value_type = Object)]
+    pub defaults: Map<String, Value>,
     /// The HTML the content compiled to (for MJML), with its variables.
     pub html: String,
 }
@@ -279,6 +286,7 @@ pub async fn get_version(
         content: c.source.content,
         text: c.source.text,
         subject: c.source.subject,
+        defaults: c.source.defaults,
         html: c.html,
     }))
 }

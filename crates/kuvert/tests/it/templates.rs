@@ -163,7 +163,8 @@ async fn an_mjml_template_is_previewed_test_sent_and_sent() {
     let (status, t) = api
         .post(
             "/v1/templates/order-shipped/versions",
-            &json!({"engine": "html", "content": "<p>v2 for {{name}}</p>", "subject": "v2", "active": true}),
+            &json!({"engine": "html", "content": "<p>v2 for {{name}} from {{shop}}</p>", "subject": "v2",
+                "defaults": {"shop": "the shop"}, "active": true}),
         )
         .await;
     assert_eq!(status, 201, "{t}");
@@ -171,7 +172,8 @@ async fn an_mjml_template_is_previewed_test_sent_and_sent() {
     // Names and tags are kept in lower case, and found in any case.
     let (status, v) = api.get("/v1/templates/Order-Shipped/versions/V2").await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["content"], "<p>v2 for {{name}}</p>");
+    assert_eq!(v["content"], "<p>v2 for {{name}} from {{shop}}</p>");
+    assert_eq!(v["defaults"], json!({"shop": "the shop"}));
     let (status, sent) = api
         .post(
             "/v1/messages",
