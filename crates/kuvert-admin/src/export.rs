@@ -296,6 +296,17 @@ pub async fn write_export<S: ExportSink>(
     }
     w.end_list().await?;
 
+    w.list("campaigns").await?;
+    for c in store.campaigns(account).await? {
+        let s = c.settings;
+        w.item(&json!({"id": c.id, "name": s.name, "state": c.state, "sender": s.from,
+            "reply_to": s.reply_to, "subject": s.subject, "template": s.template, "version": s.version,
+            "audience": s.audience, "sent": c.sent, "skipped": c.skipped, "errors": c.errors,
+            "created_at": time(c.created_at), "finished_at": c.finished_at.map(time)}))
+            .await?;
+    }
+    w.end_list().await?;
+
     w.list("audit_log").await?;
     let mut before = None;
     loop {

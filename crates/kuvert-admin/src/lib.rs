@@ -2,6 +2,7 @@
 //! call these, so a rule (the password rule, a domain's key and records) holds the same way
 //! whichever door an operator or user comes through.
 
+pub mod campaigns;
 pub mod contacts;
 pub mod deletion;
 pub mod export;

@@ -151,7 +151,7 @@ async fn the_export_holds_every_personal_column() {
                     kuvert_core::contact::PropertyValue::String(m("contacts", "properties")),
                 )]
                 .into(),
-                lists: vec![list.id],
+                lists: vec![list.id.clone()],
                 consent: kuvert_store::ConsentInput {
                     method: kuvert_core::contact::ConsentMethod::Form,
                     text: None,
@@ -204,6 +204,28 @@ async fn the_export_holds_every_personal_column() {
     )
     .await
     .expect("template");
+
+    store
+        .create_campaign(
+            &account.id,
+            kuvert_store::CampaignSettings {
+                name: "spring".into(),
+                from: format!("{}@exp.example", m("campaigns", "sender")),
+                reply_to: Some(format!("{}@exp.example", m("campaigns", "reply_to"))),
+                subject: Some(m("campaigns", "subject")),
+                template: "welcome".into(),
+                version: None,
+                audience: kuvert_core::campaign::Audience {
+                    lists: vec![list.id.to_string()],
+                    segments: Vec::new(),
+                },
+                send_at: None,
+                per_hour: None,
+                max_errors: 10,
+            },
+        )
+        .await
+        .expect("campaign");
 
     let export = kuvert_admin::export::export_account(&store, &account.id)
         .await

@@ -77,6 +77,7 @@ ids! {
     ImportId = "imp";
     SegmentId = "seg";
     TemplateId = "tpl";
+    CampaignId = "cmp";
 }
 
 #[cfg(test)]

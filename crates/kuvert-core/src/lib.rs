@@ -4,6 +4,7 @@
 pub mod account;
 pub mod address;
 pub mod apikey;
+pub mod campaign;
 pub mod clock;
 pub mod contact;
 pub mod domain;

@@ -264,6 +264,9 @@ impl From<AcceptError> for ApiError {
             }),
             AcceptError::Template(t) => t.into(),
             AcceptError::Internal(_) => Self::internal(),
+            AcceptError::AlreadySent => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+            }
             AcceptError::Store(s) => s.into(),
             _ => Self::internal(),
         }

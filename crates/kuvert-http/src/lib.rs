@@ -56,6 +56,8 @@ pub struct AppState {
     pub optin: kuvert_admin::contacts::optin::OptIn,
     /// Wakes the import runner after an upload.
     pub imports: std::sync::Arc<tokio::sync::Notify>,
+    /// Wakes the campaign runner (a campaign was scheduled or resumed).
+    pub campaigns: std::sync::Arc<tokio::sync::Notify>,
     /// `[contacts] max_import_bytes`.
     pub max_import_bytes: u64,
     /// `[contacts] disposable_domains`.
@@ -241,6 +243,14 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         ))
         .routes(routes!(templates::preview))
         .routes(routes!(templates::test_send))
+        .routes(routes!(campaigns::list, campaigns::create))
+        .routes(routes!(
+            campaigns::get,
+            campaigns::update,
+            campaigns::remove
+        ))
+        .routes(routes!(campaigns::test_send))
+        .routes(routes!(campaigns::action))
         .routes(routes!(tracking::open))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))

@@ -11,6 +11,8 @@ use crate::{Result, Store, StoreError};
 /// with the column naming the account. A test checks that every table of the schema is here
 /// or in [`NO_ACCOUNT_DATA`], so that a new table cannot be forgotten by the deletion.
 pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
+    ("campaign_sends", "account_id"),
+    ("campaigns", "account_id"),
     ("template_versions", "account_id"),
     ("templates", "account_id"),
     ("import_errors", "account_id"),
@@ -49,6 +51,7 @@ pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations", "polic
 fn batch_key(table: &str) -> Option<&'static str> {
     match table {
         "events" | "captures" | "audit_log" | "consent_records" => Some("seq"),
+        "campaign_sends" => Some("contact_id"),
         "webhook_outbox" => Some("id"),
         "recipients" | "messages" | "contacts" => Some("id"),
         _ => None,

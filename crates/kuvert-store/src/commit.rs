@@ -38,6 +38,8 @@ pub(crate) struct SealedMessage {
     pub quota: Option<u64>,
     pub recipients: Vec<SealedRecipient>,
     pub events: Vec<SealedEvent>,
+    /// The campaign and contact this message is the copy for.
+    pub campaign: Option<(String, String)>,
 }
 
 pub(crate) struct SealedRecipient {
@@ -238,6 +240,33 @@ async fn write(
         .collect();
     let messages = kept.as_slice();
     let mut rollup = Rollup::default();
+    // A campaign's copies first: a contact that has one already fails its message (and the
+    // batch, which is then written one by one), so that no contact gets a campaign twice.
+    let copies: Vec<(&SealedMessage, &(String, String))> = messages
+        .iter()
+        .filter_map(|m| m.campaign.as_ref().map(|c| (*m, c)))
+        .collect();
+    if !copies.is_empty() {
+        insert_rows(
+            &mut tx,
+            "INSERT INTO campaign_sends (campaign_id, contact_id, account_id, message_id, created_at)",
+            5,
+            "",
+            &copies,
+            |q, (m, (campaign, contact))| {
+                q.bind(campaign)
+                    .bind(contact)
+                    .bind(&m.account_id)
+                    .bind(&m.id)
+                    .bind(m.created_at)
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Database(e) => StoreError::conflict("the campaign's copy for this contact")(e),
+            e => e,
+        })?;
+    }
     // A handful of statements per batch, not per message: the rows of each table go in
     // multi-row INSERTs.
     // Bodies are large: a statement takes at most `MAX_STATEMENT_BYTES` of them.

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod campaigns;
 mod captures;
 mod closure;
 mod commit;
@@ -40,6 +41,7 @@ use sqlx::any::AnyPoolOptions;
 
 pub use accounts::{Account, AccountState, NewAccount, NewUser, SendingContext, User};
 pub use audit::{AuditEntry, SupportGrant};
+pub use campaigns::{Campaign, CampaignProgress, CampaignSettings, CampaignWork};
 pub use captures::Capture;
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
@@ -51,7 +53,9 @@ pub use domains::{Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};
 pub use imports::{Import, ImportBatch, ImportRow, RowError};
 pub use keys::{ApiKey, KeyAuth};
-pub use messages::{MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView};
+pub use messages::{
+    CampaignCopy, MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView,
+};
 pub use optin::{Confirmed, MAX_UNANSWERED, OptInAsk, OptInRequest, RESEND_AFTER_MS};
 pub use privacy::PrivacyRequest;
 pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};

@@ -38,6 +38,15 @@ pub struct NewMessage {
     /// would take the month's usage past it (checked in the transaction, so concurrent
     /// senders cannot overshoot it together). `None`: not counted against a quota.
     pub quota: Option<u64>,
+    /// A campaign's copy for one contact: committed with a row that refuses a second.
+    pub campaign: Option<CampaignCopy>,
+}
+
+/// Which campaign a message is the copy of, and for which contact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignCopy {
+    pub campaign: kuvert_core::id::CampaignId,
+    pub contact: kuvert_core::id::ContactId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +206,9 @@ impl Store {
             queued,
             recipients,
             events,
+            campaign: m
+                .campaign
+                .map(|c| (c.campaign.to_string(), c.contact.to_string())),
         };
         self.0.committer.commit(sealed).await?;
         self.events_written();

@@ -39,6 +39,9 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("consent_records", "source"),
     ("import_chunks", "data"),
     ("template_versions", "body"),
+    ("campaigns", "sender"),
+    ("campaigns", "reply_to"),
+    ("campaigns", "subject"),
 ];
 
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
@@ -129,6 +132,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         22,
         "templates",
         include_str!("migrations/0022_templates.sql"),
+    ),
+    (
+        23,
+        "campaigns",
+        include_str!("migrations/0023_campaigns.sql"),
     ),
 ];
 

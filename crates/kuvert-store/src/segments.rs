@@ -175,20 +175,76 @@ impl Sql<'_> {
 impl Store {
     /// The condition of `filter` and its binds, placeholders from `$2` (`$1` is the account).
     async fn compile(&self, account: &AccountId, filter: &Filter) -> Result<(String, Vec<Bind>)> {
+        let (text, binds, _) = self.compile_at(account, filter, 2).await?;
+        Ok((text, binds))
+    }
+
+    /// The filter's condition with its placeholders numbered from `next`, and the number
+    /// after its last.
+    async fn compile_at(
+        &self,
+        account: &AccountId,
+        filter: &Filter,
+        next: usize,
+    ) -> Result<(String, Vec<Bind>, usize)> {
         let key = self.account_key(account).await?;
         let kinds = self.contact_properties(account).await?;
         filter.check(&kinds)?;
         let mut sql = Sql {
             text: String::new(),
             binds: Vec::new(),
-            next: 2,
+            next,
             account: account.as_str(),
             key: &key,
             kinds: &kinds,
             now: self.now(),
         };
         sql.filter(filter)?;
-        Ok((sql.text, sql.binds))
+        Ok((sql.text, sql.binds, sql.next))
+    }
+
+    /// Active contacts any of `filters` selects (each checked on its own), after `after`
+    /// in id order: a campaign's audience, a page at a time, each contact once.
+    pub async fn audience_page(
+        &self,
+        account: &AccountId,
+        filters: &[Filter],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Contact>> {
+        if filters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut next = 2;
+        let mut parts = Vec::with_capacity(filters.len());
+        let mut binds = Vec::new();
+        for f in filters {
+            let (cond, b, n) = self.compile_at(account, f, next).await?;
+            parts.push(cond);
+            binds.extend(b);
+            next = n;
+        }
+        let columns = CONTACT_COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM contacts c WHERE c.account_id = $1 AND c.status = '{}' AND c.id > ${next} AND ({}) ORDER BY c.id LIMIT {limit}",
+            kuvert_core::contact::ContactStatus::Active.as_str(),
+            parts.join(" OR ")
+        );
+        let mut q = sqlx::query_as::<_, ContactRow>(&sql).bind(account.as_str());
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Num(n) => q.bind(n),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.bind(after.unwrap_or("")).fetch_all(self.pool()).await?;
+        let key = self.account_key(account).await?;
+        self.open_contacts(account, &key, rows).await
     }
 
     /// How many contacts the filter selects.

@@ -175,6 +175,7 @@ both_backends!(
     erasure_leaves_only_a_keyed_hash,
     double_opt_in_waits_for_the_link,
     templates_keep_one_active_version,
+    campaigns_are_claimed_once_and_keep_their_progress,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -416,6 +417,7 @@ async fn message_from(
         send_at: None,
         created_at: now,
         quota: None,
+        campaign: None,
         recipients: rcpts
             .iter()
             .map(|(addr, status)| NewRecipient {
@@ -2976,4 +2978,139 @@ async fn templates_keep_one_active_version(f: &Fixture) {
     s.delete_template(&a.id, "welcome").await.expect("delete");
     assert!(s.templates(&a.id).await.expect("list").is_empty());
     assert_eq!(s.templates(&b.id).await.expect("B's").len(), 1);
+}
+
+async fn campaigns_are_claimed_once_and_keep_their_progress(f: &Fixture) {
+    use kuvert_core::campaign::{Audience, CampaignState};
+    let s = &f.store;
+    let a = account(s, "campaigns@acme.example").await;
+    let b = account(s, "other-campaigns@acme.example").await;
+    let list = s
+        .create_list(&a.id, kuvert_store::ListSettings::named("news"))
+        .await
+        .expect("list");
+    let settings = kuvert_store::CampaignSettings {
+        name: "spring".into(),
+        from: "News <news@acme.example>".into(),
+        reply_to: None,
+        subject: Some("Spring".into()),
+        template: "note".into(),
+        version: None,
+        audience: Audience {
+            lists: vec![list.id.to_string()],
+            segments: Vec::new(),
+        },
+        send_at: Some(Timestamp(START.0 + 3_600_000)),
+        per_hour: None,
+        max_errors: 3,
+    };
+    // B cannot name A's list.
+    assert!(matches!(
+        s.create_campaign(&b.id, settings.clone()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let c = s.create_campaign(&a.id, settings).await.expect("draft");
+    assert_eq!(c.settings.from, "News <news@acme.example>");
+    assert!(
+        s.claim_campaign("n1", 60_000)
+            .await
+            .expect("claim")
+            .is_none(),
+        "a draft is not due"
+    );
+    s.set_campaign_state(&a.id, c.id.as_str(), CampaignState::Scheduled, None)
+        .await
+        .expect("schedule");
+    assert!(
+        s.claim_campaign("n1", 60_000)
+            .await
+            .expect("claim")
+            .is_none(),
+        "not before its time"
+    );
+    assert!(matches!(
+        s.set_campaign_state(&a.id, c.id.as_str(), CampaignState::Sending, None)
+            .await,
+        Err(StoreError::InUse(_))
+    ));
+    f.clock.advance_millis(3_600_000);
+    let work = s
+        .claim_campaign("n1", 60_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(work.campaign.state, CampaignState::Sending);
+    assert!(
+        s.claim_campaign("n2", 60_000)
+            .await
+            .expect("claim")
+            .is_none(),
+        "held by n1"
+    );
+    let page = kuvert_store::CampaignProgress {
+        cursor: Some("con_5".into()),
+        sent: 5,
+        skipped: 1,
+        errors: 0,
+        last_error: None,
+    };
+    assert!(
+        !s.campaign_progress(&c.id, "n2", &page, 60_000, false, false)
+            .await
+            .expect("n2")
+    );
+    assert!(
+        s.campaign_progress(&c.id, "n1", &page, 60_000, false, false)
+            .await
+            .expect("n1")
+    );
+    // n1 dies; after its lease, n2 takes over where n1's last page ended.
+    f.clock.advance_millis(61_000);
+    let work = s
+        .claim_campaign("n2", 60_000)
+        .await
+        .expect("claim")
+        .expect("due again");
+    assert_eq!(work.cursor.as_deref(), Some("con_5"));
+    assert_eq!((work.campaign.sent, work.campaign.skipped), (5, 1));
+    // Paused by the account: n2's next page is not recorded, and the state stays.
+    s.set_campaign_state(&a.id, c.id.as_str(), CampaignState::Paused, None)
+        .await
+        .expect("pause");
+    assert!(
+        !s.campaign_progress(&c.id, "n2", &page, 60_000, false, false)
+            .await
+            .expect("n2")
+    );
+    s.set_campaign_state(&a.id, c.id.as_str(), CampaignState::Sending, None)
+        .await
+        .expect("resume");
+    let work = s
+        .claim_campaign("n1", 60_000)
+        .await
+        .expect("claim")
+        .expect("resumed");
+    assert!(
+        s.campaign_progress(
+            &work.campaign.id,
+            "n1",
+            &kuvert_store::CampaignProgress::default(),
+            60_000,
+            true,
+            false
+        )
+        .await
+        .expect("finish")
+    );
+    let done = s.campaign(&a.id, c.id.as_str()).await.expect("campaign");
+    assert_eq!(done.state, CampaignState::Sent);
+    assert!(done.finished_at.is_some());
+    assert!(matches!(
+        s.delete_campaign(&a.id, c.id.as_str()).await,
+        Err(StoreError::InUse(_))
+    ));
+    assert!(matches!(
+        s.campaign(&b.id, c.id.as_str()).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

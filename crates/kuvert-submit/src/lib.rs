@@ -14,7 +14,7 @@ use kuvert_core::id::{AccountId, MessageId, RecipientId};
 use kuvert_core::submission::{Body, Limits, Submission, SubmissionError, SubmissionErrorKind};
 use kuvert_core::tracking::Tracking;
 use kuvert_mail::mime;
-use kuvert_store::{NewMessage, NewRecipient, Store, StoreError};
+use kuvert_store::{CampaignCopy, NewMessage, NewRecipient, Store, StoreError};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -51,6 +51,9 @@ pub enum AcceptError {
     },
     #[error(transparent)]
     Template(#[from] kuvert_template::TemplateError),
+    /// The contact has this campaign's copy already.
+    #[error("the contact has this campaign already")]
+    AlreadySent,
     /// A blocking task failed (a bug, logged): not the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -168,8 +171,19 @@ impl Acceptor {
         account: &AccountId,
         sub: Submission,
     ) -> Result<Accepted, AcceptError> {
+        self.accept_copy(account, sub, None).await
+    }
+
+    /// Accepts a campaign's copy for one contact: refused with
+    /// [`AcceptError::AlreadySent`] if that contact has this campaign's copy already.
+    pub async fn accept_copy(
+        &self,
+        account: &AccountId,
+        sub: Submission,
+        campaign: Option<CampaignCopy>,
+    ) -> Result<Accepted, AcceptError> {
         let started = std::time::Instant::now();
-        let accepted = self.check_and_commit(account, sub).await?;
+        let accepted = self.check_and_commit(account, sub, campaign).await?;
         self.latency.observe(started.elapsed().as_secs_f64());
         let dropped = accepted
             .recipients
@@ -187,6 +201,7 @@ impl Acceptor {
         &self,
         account: &AccountId,
         sub: Submission,
+        campaign: Option<CampaignCopy>,
     ) -> Result<Accepted, AcceptError> {
         let now = self.clock.now();
         sub.check(&self.limits, now)?;
@@ -298,6 +313,7 @@ impl Acceptor {
                 })
                 .collect(),
         };
+        let is_copy = campaign.is_some();
         self.store
             .commit_message(NewMessage {
                 id,
@@ -314,12 +330,14 @@ impl Acceptor {
                 created_at: now,
                 quota: Some(quota),
                 recipients,
+                campaign,
             })
             .await
             .map_err(|e| match e {
                 StoreError::QuotaExceeded { used, quota } => {
                     AcceptError::QuotaExceeded { used, quota }
                 }
+                StoreError::Conflict(_) if is_copy => AcceptError::AlreadySent,
                 e => AcceptError::Store(e),
             })?;
         if let Some(n) = &self.queued

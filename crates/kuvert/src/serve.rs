@@ -74,6 +74,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     instance.store.register_metrics(&mut registry);
     let (stop_smtp, smtp_stopped) = tokio::sync::watch::channel(false);
     let (stop_imports, imports_stopped) = tokio::sync::watch::channel(false);
+    let campaigns_stopped = imports_stopped.clone();
     let importer = kuvert_admin::contacts::import::Importer::new(
         instance.store.clone(),
         &instance.node_id()?,
@@ -81,6 +82,14 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     );
     let imports = importer.waker();
     let importer = tokio::spawn(importer.run(std::time::Duration::from_secs(5)));
+    let runner = kuvert_admin::campaigns::CampaignRunner::new(
+        instance.store.clone(),
+        acceptor.clone(),
+        &instance.node_id()?,
+        campaigns_stopped,
+    );
+    let campaigns = runner.waker();
+    let runner = tokio::spawn(runner.run(std::time::Duration::from_secs(5)));
     let smtp = start_smtp(instance, dev, acceptor.clone(), smtp_stopped, &mut registry).await?;
     let optin = kuvert_admin::contacts::optin::OptIn::new(
         instance.store.clone(),
@@ -107,6 +116,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         password_attempts: kuvert_http::password_attempts(),
         streams: Default::default(),
         imports,
+        campaigns,
         max_import_bytes: config.contacts.max_import_bytes,
         disposable_domains: config.contacts.disposable_domains.clone(),
         tracking_hits: kuvert_core::ratelimit::RateLimiter::per_minute(
@@ -131,6 +141,7 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
     // An import stops between batches; the next start resumes it.
     let _ = stop_imports.send(true);
     let _ = importer.await;
+    let _ = runner.await;
     engine.shutdown(std::time::Duration::from_secs(30)).await;
     tracing::info!("delivery stopped");
     Ok(())

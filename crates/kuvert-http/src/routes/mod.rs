@@ -1,4 +1,5 @@
 pub mod account;
+pub mod campaigns;
 pub mod capture;
 pub mod contacts;
 pub mod domains;

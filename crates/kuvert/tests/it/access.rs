@@ -297,6 +297,43 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
                 json!({"from": "demo@sandbox.kuvert.test", "to": ["x@example.com"], "variables": {"x": 1}}),
             ),
         ),
+        ("get", "/v1/campaigns", Full, Own, None),
+        (
+            "post",
+            "/v1/campaigns",
+            Full,
+            Own,
+            Some(
+                json!({"name": "a-campaign", "from": "demo@sandbox.kuvert.test", "template": "a-template",
+                "audience": {"lists": ["lst_none"]}}),
+            ),
+        ),
+        ("get", "/v1/campaigns/{id}", Full, NotFound, None),
+        (
+            "put",
+            "/v1/campaigns/{id}",
+            Full,
+            NotFound,
+            Some(
+                json!({"name": "A's words", "from": "demo@sandbox.kuvert.test", "template": "a-template",
+                "audience": {"lists": ["lst_none"]}}),
+            ),
+        ),
+        ("delete", "/v1/campaigns/{id}", Full, NotFound, None),
+        (
+            "post",
+            "/v1/campaigns/{id}/test",
+            Full,
+            NotFound,
+            Some(json!({"to": ["x@example.com"]})),
+        ),
+        (
+            "post",
+            "/v1/campaigns/{id}/{action}",
+            Full,
+            NotFound,
+            Some(json!({})),
+        ),
         ("get", "/o/{token}", Public, Unscoped, None),
         ("get", "/c/{token}", Public, Unscoped, None),
         ("get", "/u/{token}", Public, Unscoped, None),
@@ -326,6 +363,7 @@ struct Other {
     segment: String,
     property: String,
     template: String,
+    campaign: String,
     /// A version of B's template that is not the active one (so that deleting it would work).
     tag: String,
 }
@@ -422,6 +460,13 @@ async fn other_account(api: &Api) -> Other {
     )
     .await;
     assert_eq!(status, 201, "{t}");
+    let (status, campaign) = b_post(
+        "/v1/campaigns",
+        json!({"name": "B's campaign", "from": format!("news@{domain}"), "template": "b-template",
+            "audience": {"lists": [list]}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{campaign}");
     let import: Value = api
         .http
         .post(api.url("/v1/imports"))
@@ -441,6 +486,7 @@ async fn other_account(api: &Api) -> Other {
         segment: seg["id"].as_str().expect("segment id").to_owned(),
         property: "b_prop".to_owned(),
         template: "b-template".to_owned(),
+        campaign: campaign["id"].as_str().expect("campaign id").to_owned(),
         tag: "b-v2".to_owned(),
         account: account["id"].as_str().expect("id").to_owned(),
         user: account["owner"]["id"].as_str().expect("owner").to_owned(),
@@ -469,6 +515,8 @@ impl Other {
             &self.import
         } else if template.starts_with("/v1/segments/") {
             &self.segment
+        } else if template.starts_with("/v1/campaigns/") {
+            &self.campaign
         } else {
             "none"
         };
@@ -488,6 +536,7 @@ impl Other {
             .replace("{contact}", &self.contact)
             .replace("{list}", &self.list)
             .replace("{tag}", &self.tag)
+            .replace("{action}", "pause")
             .replace("{token}", "not-a-token.0")
     }
 
@@ -515,6 +564,7 @@ impl Other {
                 &self.segment,
                 &self.property,
                 &self.template,
+                &self.campaign,
             ]);
         }
         marks
@@ -693,4 +743,17 @@ async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
         "B's active version is unchanged: {t}"
     );
     assert!(!t.contains("A's words"), "{t}");
+    let (status, c) = call(
+        &api,
+        "get",
+        &format!("/v1/campaigns/{}", b.campaign),
+        Some(&b.key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    assert!(
+        c.contains("\"state\":\"draft\"") && !c.contains("A's words"),
+        "B's campaign is unchanged: {c}"
+    );
 }

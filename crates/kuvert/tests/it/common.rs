@@ -169,3 +169,18 @@ pub async fn dkim_record(api: &Api) -> String {
         .expect("value")
         .to_owned()
 }
+
+/// Uploads a CSV file to `POST /v1/imports?{query}`; the import as it answers (202).
+pub async fn import(api: &Api, query: &str, body: String) -> Value {
+    let r = api
+        .http
+        .post(api.url(&format!("/v1/imports?{query}")))
+        .bearer_auth(&api.key)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 202);
+    r.json().await.expect("json")
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kuvert_testkit::DnsServer;
 use serde_json::{Value, json};
 
-use crate::common::{Api, FROM, assert_error, dev_server};
+use crate::common::{Api, FROM, assert_error, dev_server, import};
 
 /// A 16-digit number that passes the Luhn check, different for each `i`.
 fn card(i: u64) -> String {
@@ -55,20 +55,6 @@ fn csv(rows: u64) -> String {
         out.push_str(&format!("{email},User {i},{city},{age},{}\n", card(i)));
     }
     out
-}
-
-async fn import(api: &Api, query: &str, body: String) -> Value {
-    let r = api
-        .http
-        .post(api.url(&format!("/v1/imports?{query}")))
-        .bearer_auth(&api.key)
-        .header("content-type", "text/csv")
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status().as_u16(), 202);
-    r.json().await.expect("json")
 }
 
 /// Polls an import until `until` holds; returns it, and the states seen on the way.

@@ -4,6 +4,7 @@
 mod access;
 mod account_deletion;
 mod bad_input;
+mod campaigns;
 mod common;
 mod contacts;
 mod delivery;

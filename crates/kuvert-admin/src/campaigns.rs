@@ -1,0 +1,366 @@
+//! Campaigns: the runner that queues a campaign's copies, a page of contacts at a time.
+//!
+//! Each copy is filled in with the contact's properties and accepted like any message, with
+//! a mark (`CampaignCopy`) that the group commit writes as a `campaign_sends` row in the
+//! message's own transaction; a contact with a row already is refused. So whatever stops
+//! the runner (a pause, a crash, a node's death and another node's claim after the lease),
+//! no contact gets the campaign twice: the next claim goes on after the last page recorded,
+//! and contacts of a page that was under way are found in `campaign_sends` and skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kuvert_core::Mailbox;
+use kuvert_core::campaign::CampaignState;
+use kuvert_core::event::RecipientStatus;
+use kuvert_core::id::{AccountId, CampaignId};
+use kuvert_core::segment::{Filter, ListCondition};
+use kuvert_core::submission::{Body, Parts, Submission, TrackingOptions};
+use kuvert_store::{Campaign, CampaignCopy, CampaignProgress, CampaignWork, Contact, Store};
+use kuvert_submit::{AcceptError, Acceptor, TemplateUse};
+use serde_json::{Map, Value};
+
+use crate::AdminError;
+
+/// Contacts a page takes; a page's progress is recorded in one statement.
+pub const PAGE: u32 = 200;
+/// Copies accepted at once (they share the group commit's transactions).
+const IN_FLIGHT: usize = 32;
+/// How long a claim holds a campaign without a page recorded.
+const LEASE_MS: i64 = 60_000;
+
+/// A visible unsubscribe link, added when a template has none.
+const UNSUBSCRIBE_HTML: &str =
+    "<p style=\"font-size:12px;color:#666\"><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>";
+
+pub struct CampaignRunner {
+    store: Store,
+    acceptor: Acceptor,
+    owner: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// What became of one contact.
+enum Copy {
+    Sent,
+    Skipped,
+    Failed(String),
+    /// Nothing more can go (the account is not active, the quota is used up, the domain
+    /// lost its verification): the campaign pauses with this reason.
+    Stop(String),
+}
+
+impl CampaignRunner {
+    pub fn new(
+        store: Store,
+        acceptor: Acceptor,
+        node: &str,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            store,
+            acceptor,
+            owner: format!("{node}.{}", CampaignId::generate(kuvert_core::Timestamp(0))),
+            stop,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Wakes the runner (a campaign was scheduled or resumed).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    /// Works campaigns until `stop` turns true; looks at each wake-up and every `poll`.
+    pub async fn run(self, poll: Duration) {
+        let mut stop = self.stop.clone();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.run_one().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "campaign runner"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Claims one due campaign and queues pages of it until it is sent, paused, held back
+    /// by its hourly rate, or the process stops. False when none was due.
+    pub async fn run_one(&self) -> Result<bool, AdminError> {
+        let Some(work) = self.store.claim_campaign(&self.owner, LEASE_MS).await? else {
+            return Ok(false);
+        };
+        let audience = filters(&self.store, &work.account, &work.campaign).await?;
+        let mut cursor = work.cursor.clone();
+        let mut done = work.campaign.sent + work.campaign.skipped + work.campaign.errors;
+        let mut errors = work.campaign.errors;
+        loop {
+            if *self.stop.borrow() {
+                return Ok(true);
+            }
+            let limit = match self.allowed(&work.campaign, done) {
+                0 => return Ok(true), // the lease runs out; the next claim is after it
+                n => n.min(PAGE),
+            };
+            let page = self
+                .store
+                .audience_page(&work.account, &audience, cursor.as_deref(), limit)
+                .await?;
+            let Some(last) = page.last() else {
+                let progress = CampaignProgress::default();
+                self.store
+                    .campaign_progress(
+                        &work.campaign.id,
+                        &self.owner,
+                        &progress,
+                        LEASE_MS,
+                        true,
+                        false,
+                    )
+                    .await?;
+                return Ok(true);
+            };
+            let last = last.id.to_string();
+            let (progress, stopped) = self.page(&work, page).await?;
+            done += progress.sent + progress.skipped + progress.errors;
+            errors += progress.errors;
+            // Too many failed copies (listmonk's max_send_errors), or nothing more can go.
+            let pause = stopped || errors > u64::from(work.campaign.settings.max_errors);
+            let progress = CampaignProgress {
+                cursor: Some(last.clone()),
+                ..progress
+            };
+            let kept = self
+                .store
+                .campaign_progress(
+                    &work.campaign.id,
+                    &self.owner,
+                    &progress,
+                    LEASE_MS,
+                    false,
+                    pause,
+                )
+                .await?;
+            if !kept || pause {
+                return Ok(true);
+            }
+            cursor = Some(last);
+        }
+    }
+
+    /// How many more copies the hourly rate allows now (all, without one): the rate times
+    /// the time since the start, plus a minute's worth so that a campaign starts at once.
+    fn allowed(&self, c: &Campaign, done: u64) -> u32 {
+        let Some(per_hour) = c.settings.per_hour else {
+            return u32::MAX;
+        };
+        let started = c.started_at.map_or(0, |t| t.millis());
+        let elapsed = (self.store.clock().now().millis() - started).max(0) as u64 + 60_000;
+        let budget = u64::from(per_hour) * elapsed / 3_600_000;
+        budget.saturating_sub(done).min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Queues a page's copies; true as well when the campaign must stop (`Copy::Stop`).
+    async fn page(
+        &self,
+        work: &CampaignWork,
+        page: Vec<Contact>,
+    ) -> Result<(CampaignProgress, bool), AdminError> {
+        let ids: Vec<String> = page.iter().map(|c| c.id.to_string()).collect();
+        let had = self.store.campaign_sent_to(&work.campaign.id, &ids).await?;
+        let mut progress = CampaignProgress::default();
+        let copies = futures_util::stream::iter(
+            page.into_iter()
+                .filter(|c| !had.contains(c.id.as_str()))
+                .map(|c| self.copy(work, c)),
+        )
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<Copy>>()
+        .await;
+        progress.skipped = had.len() as u64;
+        let mut stopped = false;
+        for c in copies {
+            match c {
+                Copy::Sent => progress.sent += 1,
+                Copy::Skipped => progress.skipped += 1,
+                Copy::Failed(why) => {
+                    progress.errors += 1;
+                    progress.last_error = Some(why);
+                }
+                Copy::Stop(why) => {
+                    stopped = true;
+                    progress.last_error = Some(why);
+                }
+            }
+        }
+        Ok((progress, stopped))
+    }
+
+    async fn copy(&self, work: &CampaignWork, contact: Contact) -> Copy {
+        let c = &work.campaign;
+        let mut base = Map::new();
+        for (name, value) in &contact.properties {
+            base.insert(
+                name.clone(),
+                serde_json::to_value(value).unwrap_or(Value::Null),
+            );
+        }
+        base.insert("email".into(), Value::String(contact.address.clone()));
+        if let Some(n) = &contact.name {
+            base.insert("name".into(), Value::String(n.clone()));
+        }
+        let using = TemplateUse {
+            name: c.settings.template.clone(),
+            version: c.settings.version.clone(),
+            variables: Map::new(),
+        };
+        let rendered = match self
+            .acceptor
+            .render_template(&work.account, &using, base)
+            .await
+        {
+            Ok((_, r)) => r,
+            Err(e @ AcceptError::UnknownTemplate { .. }) => return Copy::Stop(e.to_string()),
+            Err(e) => return Copy::Failed(format!("{}: {e}", contact.id)),
+        };
+        let submission = match copy_submission(c, &contact, rendered) {
+            Ok(s) => s,
+            Err(e) => return Copy::Stop(e),
+        };
+        let mark = CampaignCopy {
+            campaign: c.id.clone(),
+            contact: contact.id.clone(),
+        };
+        match self
+            .acceptor
+            .accept_copy(&work.account, submission, Some(mark))
+            .await
+        {
+            Ok(a)
+                if a.recipients
+                    .iter()
+                    .all(|r| r.status == RecipientStatus::Dropped) =>
+            {
+                Copy::Skipped
+            }
+            Ok(_) => Copy::Sent,
+            Err(AcceptError::AlreadySent | AcceptError::Erased { .. }) => Copy::Skipped,
+            Err(e @ (AcceptError::Invalid(_) | AcceptError::Template(_))) => {
+                Copy::Failed(format!("{}: {e}", contact.id))
+            }
+            Err(e) => Copy::Stop(e.to_string()),
+        }
+    }
+}
+
+/// The audience as filters: each list (subscribed) and each segment's filter as it is now.
+async fn filters(
+    store: &Store,
+    account: &AccountId,
+    c: &Campaign,
+) -> Result<Vec<Filter>, AdminError> {
+    let mut out: Vec<Filter> = c
+        .settings
+        .audience
+        .lists
+        .iter()
+        .map(|l| {
+            Filter::List(ListCondition {
+                list: l.clone(),
+                status: None,
+            })
+        })
+        .collect();
+    for id in &c.settings.audience.segments {
+        match store.segment(account, id).await {
+            Ok(s) => out.push(s.filter),
+            // A segment deleted since selects no one.
+            Err(kuvert_store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// One contact's copy: from, reply-to and subject of the campaign, the rendered parts with a
+/// visible unsubscribe link (added at the end when the template has none) and the one-click
+/// `List-Unsubscribe` always, tagged with the campaign's id.
+pub fn copy_submission(
+    c: &Campaign,
+    contact: &Contact,
+    rendered: kuvert_template::Rendered,
+) -> Result<Submission, String> {
+    let from = Mailbox::parse(&c.settings.from).map_err(|e| format!("from: {e}"))?;
+    let to = Mailbox::parse(&contact.address).map_err(|e| format!("{}: {e}", contact.id))?;
+    let reply_to = c
+        .settings
+        .reply_to
+        .as_deref()
+        .map(Mailbox::parse)
+        .transpose()
+        .map_err(|e| format!("reply_to: {e}"))?;
+    let subject = c
+        .settings
+        .subject
+        .clone()
+        .or(rendered.subject.clone())
+        .ok_or("no subject: the campaign and its template version have none")?;
+    let mut html = rendered.html;
+    let mut text = rendered.text;
+    if !html.contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER) {
+        match html.rfind("</body>") {
+            Some(at) => html.insert_str(at, UNSUBSCRIBE_HTML),
+            None => html.push_str(UNSUBSCRIBE_HTML),
+        }
+    }
+    if !text.contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER) {
+        text.push_str("\n\nUnsubscribe: ");
+        text.push_str(kuvert_template::UNSUBSCRIBE_PLACEHOLDER);
+        text.push('\n');
+    }
+    let mut metadata = Map::new();
+    metadata.insert("campaign".into(), Value::String(c.id.to_string()));
+    Ok(Submission {
+        from,
+        to: vec![to],
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        reply_to,
+        subject,
+        body: Body::Parts(Parts {
+            text: Some(text),
+            html: Some(html),
+            headers: Vec::new(),
+            attachments: Vec::new(),
+        }),
+        tags: vec![c.id.to_string()],
+        metadata,
+        send_at: None,
+        tracking: TrackingOptions {
+            unsubscribe: true,
+            ..TrackingOptions::default()
+        },
+        require_tls: false,
+    })
+}
+
+/// The states an account may ask for, by name (`schedule`, `pause`, ...).
+pub fn requested_state(action: &str) -> Option<CampaignState> {
+    Some(match action {
+        "schedule" => CampaignState::Scheduled,
+        "unschedule" => CampaignState::Draft,
+        "pause" => CampaignState::Paused,
+        "resume" => CampaignState::Sending,
+        "cancel" => CampaignState::Cancelled,
+        _ => return None,
+    })
+}
