@@ -101,75 +101,94 @@ impl CampaignRunner {
         };
         let audience = filters(&self.store, &work.account, &work.campaign).await?;
         let mut cursor = work.cursor.clone();
-        let mut done = work.campaign.sent + work.campaign.skipped + work.campaign.errors;
-        let mut errors = work.campaign.errors;
+        let mut rate_done = work.rate_done;
+        // listmonk's max_send_errors counts from the start or the last resume: this claim.
+        let mut errors = 0;
         loop {
             if *self.stop.borrow() {
+                self.store
+                    .release_campaign(&work.campaign.id, &self.owner)
+                    .await?;
                 return Ok(true);
             }
-            let limit = match self.allowed(&work.campaign, done) {
+            let limit = match self.allowed(&work, rate_done) {
                 0 => return Ok(true), // the lease runs out; the next claim is after it
                 n => n.min(PAGE),
             };
-            let page = self
+            let page = match self
                 .store
                 .audience_page(&work.account, &audience, cursor.as_deref(), limit)
-                .await?;
-            let Some(last) = page.last() else {
-                let progress = CampaignProgress::default();
-                self.store
-                    .campaign_progress(
-                        &work.campaign.id,
-                        &self.owner,
-                        &progress,
-                        LEASE_MS,
-                        true,
-                        false,
-                    )
+                .await
+            {
+                Ok(page) => page,
+                // A segment that no longer fits the account's properties: nothing can go
+                // until the account changes it.
+                Err(kuvert_store::StoreError::Filter(e)) => {
+                    let progress = CampaignProgress {
+                        last_error: Some(format!("a segment of the audience: {e}")),
+                        ..CampaignProgress::default()
+                    };
+                    self.record(&work, &progress, false, true).await?;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if page.is_empty() {
+                self.record(&work, &CampaignProgress::default(), true, false)
                     .await?;
                 return Ok(true);
-            };
-            let last = last.id.to_string();
+            }
             let (progress, stopped) = self.page(&work, page).await?;
-            done += progress.sent + progress.skipped + progress.errors;
+            rate_done += progress.sent + progress.skipped + progress.errors;
             errors += progress.errors;
-            // Too many failed copies (listmonk's max_send_errors), or nothing more can go.
+            // Too many failed copies, or nothing more can go (the cursor then stays before
+            // the first contact that was not handled).
             let pause = stopped || errors > u64::from(work.campaign.settings.max_errors);
-            let progress = CampaignProgress {
-                cursor: Some(last.clone()),
-                ..progress
-            };
-            let kept = self
-                .store
-                .campaign_progress(
-                    &work.campaign.id,
-                    &self.owner,
-                    &progress,
-                    LEASE_MS,
-                    false,
-                    pause,
-                )
-                .await?;
-            if !kept || pause {
+            let next = progress.cursor.clone();
+            if !self.record(&work, &progress, false, pause).await? || pause {
                 return Ok(true);
             }
-            cursor = Some(last);
+            cursor = next.or(cursor);
         }
     }
 
+    async fn record(
+        &self,
+        work: &CampaignWork,
+        progress: &CampaignProgress,
+        finished: bool,
+        pause: bool,
+    ) -> Result<bool, AdminError> {
+        Ok(self
+            .store
+            .campaign_progress(
+                &work.campaign.id,
+                &self.owner,
+                progress,
+                LEASE_MS,
+                finished,
+                pause,
+            )
+            .await?)
+    }
+
     /// How many more copies the hourly rate allows now (all, without one): the rate times
-    /// the time since the start, plus a minute's worth so that a campaign starts at once.
-    fn allowed(&self, c: &Campaign, done: u64) -> u32 {
-        let Some(per_hour) = c.settings.per_hour else {
+    /// the time since the start or the last resume, plus a minute's worth so that a
+    /// campaign starts at once, less what was handled since.
+    fn allowed(&self, work: &CampaignWork, done: u64) -> u32 {
+        let Some(per_hour) = work.campaign.settings.per_hour else {
             return u32::MAX;
         };
-        let started = c.started_at.map_or(0, |t| t.millis());
-        let elapsed = (self.store.clock().now().millis() - started).max(0) as u64 + 60_000;
+        let since = work.rate_since.millis();
+        let elapsed = (self.store.clock().now().millis() - since).max(0) as u64 + 60_000;
         let budget = u64::from(per_hour) * elapsed / 3_600_000;
         budget.saturating_sub(done).min(u64::from(u32::MAX)) as u32
     }
 
-    /// Queues a page's copies; true as well when the campaign must stop (`Copy::Stop`).
+    /// Queues a page's copies. The cursor it returns passes the contacts handled in id order
+    /// up to the first that must wait (`Copy::Stop`, and true): those after it go again on
+    /// resume, where the ones whose copies went are found in `campaign_sends`. A contact
+    /// found there counts as sent (a page whose progress was lost sent it).
     async fn page(
         &self,
         work: &CampaignWork,
@@ -177,19 +196,22 @@ impl CampaignRunner {
     ) -> Result<(CampaignProgress, bool), AdminError> {
         let ids: Vec<String> = page.iter().map(|c| c.id.to_string()).collect();
         let had = self.store.campaign_sent_to(&work.campaign.id, &ids).await?;
-        let mut progress = CampaignProgress::default();
-        let copies = futures_util::stream::iter(
+        let mut outcomes: Vec<(String, Copy)> = futures_util::stream::iter(
             page.into_iter()
                 .filter(|c| !had.contains(c.id.as_str()))
-                .map(|c| self.copy(work, c)),
+                .map(|c| async move {
+                    let id = c.id.to_string();
+                    (id, self.copy(work, c).await)
+                }),
         )
         .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<Copy>>()
+        .collect()
         .await;
-        progress.skipped = had.len() as u64;
-        let mut stopped = false;
-        for c in copies {
-            match c {
+        outcomes.extend(had.into_iter().map(|id| (id, Copy::Sent)));
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut progress = CampaignProgress::default();
+        for (id, outcome) in outcomes {
+            match outcome {
                 Copy::Sent => progress.sent += 1,
                 Copy::Skipped => progress.skipped += 1,
                 Copy::Failed(why) => {
@@ -197,12 +219,13 @@ impl CampaignRunner {
                     progress.last_error = Some(why);
                 }
                 Copy::Stop(why) => {
-                    stopped = true;
                     progress.last_error = Some(why);
+                    return Ok((progress, true));
                 }
             }
+            progress.cursor = Some(id);
         }
-        Ok((progress, stopped))
+        Ok((progress, false))
     }
 
     async fn copy(&self, work: &CampaignWork, contact: Contact) -> Copy {
@@ -229,12 +252,17 @@ impl CampaignRunner {
             .await
         {
             Ok((_, r)) => r,
-            Err(e @ AcceptError::UnknownTemplate { .. }) => return Copy::Stop(e.to_string()),
-            Err(e) => return Copy::Failed(format!("{}: {e}", contact.id)),
+            // This contact's data does not fill the template (a variable missing, say).
+            Err(e @ (AcceptError::Template(_) | AcceptError::Invalid(_))) => {
+                return Copy::Failed(format!("{}: {e}", contact.id));
+            }
+            // The template is gone, or the store failed: wait and try again.
+            Err(e) => return Copy::Stop(e.to_string()),
         };
         let submission = match copy_submission(c, &contact, rendered) {
             Ok(s) => s,
-            Err(e) => return Copy::Stop(e),
+            Err(CopyProblem::Contact(e)) => return Copy::Failed(e),
+            Err(CopyProblem::Campaign(e)) => return Copy::Stop(e),
         };
         let mark = CampaignCopy {
             campaign: c.id.clone(),
@@ -291,6 +319,14 @@ async fn filters(
     Ok(out)
 }
 
+/// Why a copy cannot be made: the campaign's own settings (nothing can go), or this
+/// contact's data (the others can).
+#[derive(Debug)]
+pub enum CopyProblem {
+    Campaign(String),
+    Contact(String),
+}
+
 /// One contact's copy: from, reply-to and subject of the campaign, the rendered parts with a
 /// visible unsubscribe link (added at the end when the template has none) and the one-click
 /// `List-Unsubscribe` always, tagged with the campaign's id.
@@ -298,22 +334,26 @@ pub fn copy_submission(
     c: &Campaign,
     contact: &Contact,
     rendered: kuvert_template::Rendered,
-) -> Result<Submission, String> {
-    let from = Mailbox::parse(&c.settings.from).map_err(|e| format!("from: {e}"))?;
-    let to = Mailbox::parse(&contact.address).map_err(|e| format!("{}: {e}", contact.id))?;
+) -> Result<Submission, CopyProblem> {
+    let campaign = CopyProblem::Campaign;
+    let from = Mailbox::parse(&c.settings.from).map_err(|e| campaign(format!("from: {e}")))?;
+    let to = Mailbox::parse(&contact.address)
+        .map_err(|e| CopyProblem::Contact(format!("{}: {e}", contact.id)))?;
     let reply_to = c
         .settings
         .reply_to
         .as_deref()
         .map(Mailbox::parse)
         .transpose()
-        .map_err(|e| format!("reply_to: {e}"))?;
+        .map_err(|e| campaign(format!("reply_to: {e}")))?;
     let subject = c
         .settings
         .subject
         .clone()
         .or(rendered.subject.clone())
-        .ok_or("no subject: the campaign and its template version have none")?;
+        .ok_or_else(|| {
+            campaign("no subject: the campaign and its template version have none".into())
+        })?;
     let mut html = rendered.html;
     let mut text = rendered.text;
     if !html.contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER) {

@@ -63,6 +63,8 @@ struct CampaignRow {
     per_hour: Option<i64>,
     max_errors: i64,
     cursor: Option<String>,
+    rate_since: Option<i64>,
+    rate_done: i64,
     sent: i64,
     skipped: i64,
     errors: i64,
@@ -73,7 +75,7 @@ struct CampaignRow {
     updated_at: i64,
 }
 
-const COLUMNS: &str = "id, account_id, name, state, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, cursor, sent, skipped, errors, last_error, started_at, finished_at, created_at, updated_at";
+const COLUMNS: &str = "id, account_id, name, state, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, cursor, rate_since, rate_done, sent, skipped, errors, last_error, started_at, finished_at, created_at, updated_at";
 
 /// A campaign a node works on: held by its lease until `lease_until`.
 #[derive(Clone, Debug)]
@@ -82,6 +84,10 @@ pub struct CampaignWork {
     pub campaign: Campaign,
     /// The last contact id queued (or skipped): the next page starts after it.
     pub cursor: Option<String>,
+    /// The hourly rate counts from here (the start, or the last resume) ...
+    pub rate_since: Timestamp,
+    /// ... and these contacts were handled since.
+    pub rate_done: u64,
     pub lease_until: Timestamp,
 }
 
@@ -96,18 +102,18 @@ pub struct CampaignProgress {
 }
 
 impl Store {
-    async fn open_campaign(&self, row: CampaignRow) -> Result<(Campaign, Option<String>)> {
+    async fn open_campaign(&self, row: CampaignRow) -> Result<(Campaign, CampaignRow)> {
         let account = AccountId::from_string(row.account_id.clone());
         let key = self.account_key(&account).await?;
         let campaign = Campaign {
-            id: CampaignId::from_string(row.id),
+            id: CampaignId::from_string(row.id.clone()),
             settings: CampaignSettings {
-                name: row.name,
+                name: row.name.clone(),
                 from: key.open_string(&row.sender)?,
-                reply_to: key.open_opt(row.reply_to)?,
-                subject: key.open_opt(row.subject)?,
-                template: row.template,
-                version: row.version,
+                reply_to: key.open_opt(row.reply_to.clone())?,
+                subject: key.open_opt(row.subject.clone())?,
+                template: row.template.clone(),
+                version: row.version.clone(),
                 audience: serde_json::from_str(&row.audience)
                     .map_err(|e| StoreError::Sealing(format!("campaign audience: {e}")))?,
                 send_at: row.send_at.map(Timestamp),
@@ -121,13 +127,13 @@ impl Store {
             sent: row.sent.max(0) as u64,
             skipped: row.skipped.max(0) as u64,
             errors: row.errors.max(0) as u64,
-            last_error: row.last_error,
+            last_error: row.last_error.clone(),
             started_at: row.started_at.map(Timestamp),
             finished_at: row.finished_at.map(Timestamp),
             created_at: Timestamp(row.created_at),
             updated_at: Timestamp(row.updated_at),
         };
-        Ok((campaign, row.cursor))
+        Ok((campaign, row))
     }
 
     /// Checks that the audience names lists and segments of this account.
@@ -153,8 +159,8 @@ impl Store {
         bind_settings(
             sqlx::query(
                 "INSERT INTO campaigns (name, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, \
-                 id, account_id, state, sent, skipped, errors, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, 0, 0, $14, $14)",
+                 id, account_id, state, rate_done, sent, skipped, errors, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, 0, 0, 0, $14, $14)",
             ),
             &key,
             &settings,
@@ -263,10 +269,19 @@ impl Store {
                 _ => "a sent or cancelled campaign stays so",
             }));
         }
+        // A campaign paused before it started waits for its send time again; a resumed one
+        // counts its hourly rate from now (a pause does not save up copies).
+        let next = if next == CampaignState::Sending && c.started_at.is_none() {
+            CampaignState::Scheduled
+        } else {
+            next
+        };
         let now = self.now();
         let done = sqlx::query(
             "UPDATE campaigns SET state = $1, send_at = COALESCE($2, send_at), lease_owner = NULL, lease_until = NULL, \
-             finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE finished_at END, updated_at = $3 \
+             finished_at = CASE WHEN $1 = 'cancelled' THEN $3 ELSE finished_at END, \
+             rate_since = CASE WHEN $1 = 'sending' THEN $3 ELSE rate_since END, \
+             rate_done = CASE WHEN $1 = 'sending' THEN 0 ELSE rate_done END, updated_at = $3 \
              WHERE account_id = $4 AND id = $5 AND state = $6",
         )
         .bind(next.as_str())
@@ -293,7 +308,7 @@ impl Store {
                    OR (state = 'sending' AND (lease_until IS NULL OR lease_until < $3))";
         let row = sqlx::query_as::<_, CampaignRow>(&format!(
             "UPDATE campaigns SET state = 'sending', lease_owner = $1, lease_until = $2, \
-             started_at = COALESCE(started_at, $3), updated_at = $3 \
+             started_at = COALESCE(started_at, $3), rate_since = COALESCE(rate_since, $3), updated_at = $3 \
              WHERE id = (SELECT id FROM campaigns WHERE {due} ORDER BY id LIMIT 1) AND ({due}) \
              RETURNING {COLUMNS}"
         ))
@@ -304,11 +319,13 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let account = AccountId::from_string(row.account_id.clone());
-        let (campaign, cursor) = self.open_campaign(row).await?;
+        let (campaign, row) = self.open_campaign(row).await?;
         Ok(Some(CampaignWork {
             account,
             campaign,
-            cursor,
+            cursor: row.cursor,
+            rate_since: Timestamp(row.rate_since.unwrap_or(now)),
+            rate_done: row.rate_done.max(0) as u64,
             lease_until: Timestamp(now + lease_ms),
         }))
     }
@@ -359,6 +376,7 @@ impl Store {
         };
         let done = sqlx::query(
             "UPDATE campaigns SET cursor = COALESCE($1, cursor), sent = sent + $2, skipped = skipped + $3, errors = errors + $4, \
+             rate_done = rate_done + $2 + $3 + $4, \
              last_error = COALESCE($5, last_error), state = $6, lease_until = $7, \
              finished_at = CASE WHEN $6 = 'sent' THEN $8 ELSE finished_at END, updated_at = $8 \
              WHERE id = $9 AND lease_owner = $10 AND state = 'sending'",
@@ -376,6 +394,19 @@ impl Store {
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives a campaign's lease back (the node stops): another node, or this one restarted,
+    /// may take it at once.
+    pub async fn release_campaign(&self, id: &CampaignId, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaigns SET lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND state = 'sending'",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 -- Campaigns. A campaign's copy for a contact is one row of campaign_sends, written in the
 -- same transaction as the message (group commit): its primary key is what makes each
--- contact get a campaign once, whatever crashes and restarts. The sender, reply-to and
+-- contact get a campaign once, whatever crashes and restarts. The hourly rate counts from
+-- rate_since (the start, or the last resume), rate_done the contacts handled since. The sender, reply-to and
 -- subject are sealed, the audience is ids of lists and segments.
 
 CREATE TABLE campaigns (
@@ -22,6 +23,8 @@ CREATE TABLE campaigns (
     skipped BIGINT NOT NULL,
     errors BIGINT NOT NULL,
     last_error TEXT,
+    rate_since BIGINT,
+    rate_done BIGINT NOT NULL,
     lease_owner TEXT,
     lease_until BIGINT,
     started_at BIGINT,
