@@ -16,9 +16,10 @@ use kuvert_core::campaign::CampaignState;
 use kuvert_core::event::RecipientStatus;
 use kuvert_core::id::{AccountId, CampaignId};
 use kuvert_core::segment::{Filter, ListCondition};
-use kuvert_core::submission::{Body, Parts, Submission, TrackingOptions};
+use kuvert_core::submission::Submission;
 use kuvert_store::{Campaign, CampaignCopy, CampaignProgress, CampaignWork, Contact, Store};
-use kuvert_submit::{AcceptError, Acceptor, TemplateUse};
+use kuvert_submit::{AcceptError, Acceptor};
+use kuvert_template::Prepared;
 use serde_json::{Map, Value};
 
 use crate::AdminError;
@@ -100,6 +101,28 @@ impl CampaignRunner {
             return Ok(false);
         };
         let audience = filters(&self.store, &work.account, &work.campaign).await?;
+        // The version is read and parsed once a claim (the active one at that time, unless
+        // the campaign names a tag); each copy only fills it in.
+        let settings = &work.campaign.settings;
+        let template = match self
+            .acceptor
+            .prepare_template(
+                &work.account,
+                &settings.template,
+                settings.version.as_deref(),
+            )
+            .await
+        {
+            Ok((_, prepared)) => prepared,
+            Err(e) => {
+                let progress = CampaignProgress {
+                    last_error: Some(e.to_string()),
+                    ..CampaignProgress::default()
+                };
+                self.record(&work, &progress, false, true).await?;
+                return Ok(true);
+            }
+        };
         let mut cursor = work.cursor.clone();
         let mut rate_done = work.rate_done;
         // listmonk's max_send_errors counts from the start or the last resume: this claim.
@@ -138,7 +161,7 @@ impl CampaignRunner {
                     .await?;
                 return Ok(true);
             }
-            let (progress, stopped) = self.page(&work, page).await?;
+            let (progress, stopped) = self.page(&work, &template, page).await?;
             rate_done += progress.sent + progress.skipped + progress.errors;
             errors += progress.errors;
             // Too many failed copies, or nothing more can go (the cursor then stays before
@@ -192,6 +215,7 @@ impl CampaignRunner {
     async fn page(
         &self,
         work: &CampaignWork,
+        template: &Arc<Prepared>,
         page: Vec<Contact>,
     ) -> Result<(CampaignProgress, bool), AdminError> {
         let ids: Vec<String> = page.iter().map(|c| c.id.to_string()).collect();
@@ -201,7 +225,7 @@ impl CampaignRunner {
                 .filter(|c| !had.contains(c.id.as_str()))
                 .map(|c| async move {
                     let id = c.id.to_string();
-                    (id, self.copy(work, c).await)
+                    (id, self.copy(work, template.clone(), c).await)
                 }),
         )
         .buffer_unordered(IN_FLIGHT)
@@ -228,7 +252,7 @@ impl CampaignRunner {
         Ok((progress, false))
     }
 
-    async fn copy(&self, work: &CampaignWork, contact: Contact) -> Copy {
+    async fn copy(&self, work: &CampaignWork, template: Arc<Prepared>, contact: Contact) -> Copy {
         let c = &work.campaign;
         let mut base = Map::new();
         for (name, value) in &contact.properties {
@@ -241,22 +265,12 @@ impl CampaignRunner {
         if let Some(n) = &contact.name {
             base.insert("name".into(), Value::String(n.clone()));
         }
-        let using = TemplateUse {
-            name: c.settings.template.clone(),
-            version: c.settings.version.clone(),
-            variables: Map::new(),
-        };
-        let rendered = match self
-            .acceptor
-            .render_template(&work.account, &using, base)
-            .await
-        {
-            Ok((_, r)) => r,
+        let rendered = match kuvert_submit::render_prepared(template, base).await {
+            Ok(r) => r,
             // This contact's data does not fill the template (a variable missing, say).
-            Err(e @ (AcceptError::Template(_) | AcceptError::Invalid(_))) => {
+            Err(e @ AcceptError::Template(_)) => {
                 return Copy::Failed(format!("{}: {e}", contact.id));
             }
-            // The template is gone, or the store failed: wait and try again.
             Err(e) => return Copy::Stop(e.to_string()),
         };
         let submission = match copy_submission(c, &contact, rendered) {
@@ -346,50 +360,37 @@ pub fn copy_submission(
         .map(Mailbox::parse)
         .transpose()
         .map_err(|e| campaign(format!("reply_to: {e}")))?;
-    let subject = c
-        .settings
-        .subject
-        .clone()
-        .or(rendered.subject.clone())
-        .ok_or_else(|| {
-            campaign("no subject: the campaign and its template version have none".into())
-        })?;
-    let mut html = rendered.html;
-    let mut text = rendered.text;
-    if !html.contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER) {
-        match html.rfind("</body>") {
-            Some(at) => html.insert_str(at, UNSUBSCRIBE_HTML),
-            None => html.push_str(UNSUBSCRIBE_HTML),
+    let mut rendered = rendered;
+    if !rendered
+        .html
+        .contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER)
+    {
+        match rendered.html.rfind("</body>") {
+            Some(at) => rendered.html.insert_str(at, UNSUBSCRIBE_HTML),
+            None => rendered.html.push_str(UNSUBSCRIBE_HTML),
         }
     }
-    if !text.contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER) {
-        text.push_str("\n\nUnsubscribe: ");
-        text.push_str(kuvert_template::UNSUBSCRIBE_PLACEHOLDER);
-        text.push('\n');
+    if !rendered
+        .text
+        .contains(kuvert_template::UNSUBSCRIBE_PLACEHOLDER)
+    {
+        rendered.text.push_str("\n\nUnsubscribe: ");
+        rendered
+            .text
+            .push_str(kuvert_template::UNSUBSCRIBE_PLACEHOLDER);
+        rendered.text.push('\n');
     }
+    let base = crate::templates::submission(from, vec![to], c.settings.subject.clone(), rendered)
+        .map_err(|_| {
+        campaign("no subject: the campaign and its template version have none".into())
+    })?;
     let mut metadata = Map::new();
     metadata.insert("campaign".into(), Value::String(c.id.to_string()));
     Ok(Submission {
-        from,
-        to: vec![to],
-        cc: Vec::new(),
-        bcc: Vec::new(),
         reply_to,
-        subject,
-        body: Body::Parts(Parts {
-            text: Some(text),
-            html: Some(html),
-            headers: Vec::new(),
-            attachments: Vec::new(),
-        }),
         tags: vec![c.id.to_string()],
         metadata,
-        send_at: None,
-        tracking: TrackingOptions {
-            unsubscribe: true,
-            ..TrackingOptions::default()
-        },
-        require_tls: false,
+        ..base
     })
 }
 

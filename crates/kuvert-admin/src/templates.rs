@@ -141,8 +141,7 @@ pub async fn test_send(
         .render_template(account, using, Map::new())
         .await
         .map_err(AdminError::Render)?;
-    let submission =
-        submission(from, to, subject, rendered, Vec::new()).map_err(AdminError::Render)?;
+    let submission = submission(from, to, subject, rendered).map_err(AdminError::Render)?;
     let submission = Submission {
         tags: vec!["test".into()],
         tracking: TrackingOptions {
@@ -160,14 +159,13 @@ pub async fn test_send(
 /// How many addresses one test send may reach.
 pub const MAX_TEST_RECIPIENTS: usize = 10;
 
-/// A submission of rendered parts: the subject given, else the version's. Headers,
-/// attachments and the rest are the caller's to set.
+/// A submission of rendered parts: the subject given, else the version's, with the
+/// unsubscribe link when the parts link it. The rest is the caller's to set.
 pub fn submission(
     from: Mailbox,
     to: Vec<Mailbox>,
     subject: Option<String>,
     rendered: Rendered,
-    headers: Vec<(String, String)>,
 ) -> Result<Submission, AcceptError> {
     let unsubscribe = rendered.asks_for_unsubscribe();
     let subject = subject.or(rendered.subject).ok_or_else(|| {
@@ -186,7 +184,7 @@ pub fn submission(
         body: Body::Parts(Parts {
             text: Some(rendered.text),
             html: Some(rendered.html),
-            headers,
+            headers: Vec::new(),
             attachments: Vec::new(),
         }),
         tags: Vec::new(),

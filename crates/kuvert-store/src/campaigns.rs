@@ -37,7 +37,7 @@ pub struct CampaignSettings {
     /// The template version's subject when `None`.
     pub subject: Option<String>,
     pub template: String,
-    /// A version's tag; the active one (at each copy) when `None`.
+    /// A version's tag; the active one (when the runner takes the campaign) when `None`.
     pub version: Option<String>,
     pub audience: Audience,
     pub send_at: Option<Timestamp>,
@@ -77,7 +77,7 @@ struct CampaignRow {
 
 const COLUMNS: &str = "id, account_id, name, state, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, cursor, rate_since, rate_done, sent, skipped, errors, last_error, started_at, finished_at, created_at, updated_at";
 
-/// A campaign a node works on: held by its lease until `lease_until`.
+/// A campaign a node works on, held by its lease.
 #[derive(Clone, Debug)]
 pub struct CampaignWork {
     pub account: AccountId,
@@ -88,7 +88,6 @@ pub struct CampaignWork {
     pub rate_since: Timestamp,
     /// ... and these contacts were handled since.
     pub rate_done: u64,
-    pub lease_until: Timestamp,
 }
 
 /// What one page of a campaign came to.
@@ -326,7 +325,6 @@ impl Store {
             cursor: row.cursor,
             rate_since: Timestamp(row.rate_since.unwrap_or(now)),
             rate_done: row.rate_done.max(0) as u64,
-            lease_until: Timestamp(now + lease_ms),
         }))
     }
 

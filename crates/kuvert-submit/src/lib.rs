@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 
 mod template;
 
-pub use template::{MAX_VARIABLES_BYTES, TemplateUse};
+pub use template::{MAX_VARIABLES_BYTES, TemplateUse, render_prepared};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

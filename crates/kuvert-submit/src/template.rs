@@ -43,25 +43,37 @@ impl Acceptor {
                 ),
             ));
         }
-        // Names and tags are kept in lower case.
-        let using = &TemplateUse {
-            name: using.name.to_ascii_lowercase(),
-            version: using.version.as_ref().map(|v| v.to_ascii_lowercase()),
-            variables: using.variables.clone(),
-        };
-        let version = match self
+        let (info, prepared) = self
+            .prepare_template(account, &using.name, using.version.as_deref())
+            .await?;
+        let mut data = base;
+        data.extend(using.variables.clone());
+        Ok((info, render_prepared(prepared, data).await?))
+    }
+
+    /// A version read and parsed for rendering (the active one unless `version` names a
+    /// tag): what a campaign fills each copy with. Names and tags are taken in lower case.
+    pub async fn prepare_template(
+        &self,
+        account: &AccountId,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(VersionInfo, Arc<Prepared>), AcceptError> {
+        let name = name.to_ascii_lowercase();
+        let version = version.map(str::to_ascii_lowercase);
+        let found = match self
             .store()
-            .template_version(account, &using.name, using.version.as_deref())
+            .template_version(account, &name, version.as_deref())
             .await
         {
             Ok(v) => v,
             Err(StoreError::NotFound(_)) => {
                 // Which is unknown: the template, or its version?
-                let template = self.store().template(account, &using.name).await;
+                let template = self.store().template(account, &name).await;
                 return Err(AcceptError::UnknownTemplate {
-                    name: using.name.clone(),
+                    name,
                     version: match template {
-                        Ok(_) => using.version.clone(),
+                        Ok(_) => version,
                         Err(StoreError::NotFound(_)) => None,
                         Err(e) => return Err(e.into()),
                     },
@@ -69,21 +81,31 @@ impl Acceptor {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut data = base;
-        data.extend(using.variables.clone());
         let cache = self.prepared.clone();
-        let key = (version.template_id.to_string(), version.info.tag.clone());
-        let compiled = version.compiled;
-        let rendered = tokio::task::spawn_blocking(move || {
-            cache.get(key, compiled)?.render(&Value::Object(data))
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "a template render failed");
-            AcceptError::Internal(format!("the renderer stopped: {e}"))
-        })??;
-        Ok((version.info, rendered))
+        let key = (found.template_id.to_string(), found.info.tag.clone());
+        let compiled = found.compiled;
+        let prepared = tokio::task::spawn_blocking(move || cache.get(key, compiled))
+            .await
+            .map_err(stopped)??;
+        Ok((found.info, prepared))
     }
+}
+
+/// Fills in one copy of a prepared version on the blocking threads.
+pub async fn render_prepared(
+    prepared: Arc<Prepared>,
+    data: Map<String, Value>,
+) -> Result<Rendered, AcceptError> {
+    Ok(
+        tokio::task::spawn_blocking(move || prepared.render(&Value::Object(data)))
+            .await
+            .map_err(stopped)??,
+    )
+}
+
+fn stopped(e: tokio::task::JoinError) -> AcceptError {
+    tracing::error!(error = %e, "a template task failed");
+    AcceptError::Internal(format!("a template task stopped: {e}"))
 }
 
 /// Versions parsed for rendering, by template and tag: parsing a version's Handlebars costs

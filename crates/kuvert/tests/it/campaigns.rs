@@ -9,7 +9,7 @@ use std::time::Duration;
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::{Value, json};
 
-use crate::common::{Api, dkim_record, server_with_sink, unfolded, url_after};
+use crate::common::{Api, dkim_record, dkim_signature, server_with_sink, unfolded, url_after};
 
 const LIST_SIZE: usize = 1000;
 /// Contacts in the segment but on no list.
@@ -182,11 +182,7 @@ async fn a_campaign_reaches_each_contact_once_and_honours_unsubscribes() {
     if let Err(e) = kuvert_testkit::dkimpy_verify(&berlin.data, &dkim_record(&api).await) {
         panic!("{e}");
     }
-    let signature = text
-        .split("\r\n")
-        .skip_while(|l| !l.starts_with("DKIM-Signature:"))
-        .take_while(|l| l.starts_with("DKIM-Signature:") || l.starts_with('\t'))
-        .collect::<String>();
+    let signature = dkim_signature(&text);
     assert!(
         signature.contains("List-Unsubscribe:List-Unsubscribe-Post"),
         "{signature}"

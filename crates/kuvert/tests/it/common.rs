@@ -156,6 +156,14 @@ pub fn url_after(text: &str, prefix: &str) -> String {
         .collect()
 }
 
+/// The `DKIM-Signature` field of a message's text, with its continuation lines.
+pub fn dkim_signature(text: &str) -> String {
+    text.split("\r\n")
+        .skip_while(|l| !l.starts_with("DKIM-Signature:"))
+        .take_while(|l| l.starts_with("DKIM-Signature:") || l.starts_with('\t'))
+        .collect()
+}
+
 /// The DKIM record the sandbox domain publishes (for dkimpy).
 pub async fn dkim_record(api: &Api) -> String {
     let (_, domain) = api.get("/v1/domains/sandbox.kuvert.test").await;

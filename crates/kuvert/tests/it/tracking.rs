@@ -6,7 +6,7 @@ use std::time::Duration;
 use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::{Value, json};
 
-use crate::common::{Api, dkim_record, server_with_sink, unfolded, url_after};
+use crate::common::{Api, dkim_record, dkim_signature, server_with_sink, unfolded, url_after};
 
 async fn events(api: &Api, kind: &str) -> Vec<Value> {
     let (_, page) = api.get(&format!("/v1/events?type={kind}")).await;
@@ -50,11 +50,7 @@ async fn opens_clicks_and_one_click_unsubscribe() {
         text.contains(&format!("Unsubscribe: {unsubscribe}")),
         "the placeholder is filled: {text}"
     );
-    let signature = text
-        .split("\r\n")
-        .skip_while(|l| !l.starts_with("DKIM-Signature:"))
-        .take_while(|l| l.starts_with("DKIM-Signature:") || l.starts_with('\t'))
-        .collect::<String>();
+    let signature = dkim_signature(&text);
     assert!(
         signature.contains("List-Unsubscribe:List-Unsubscribe-Post"),
         "{signature}"
