@@ -12,12 +12,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kuvert_core::Mailbox;
-use kuvert_core::campaign::CampaignState;
+use kuvert_core::campaign::{AbFigures, AbResult, AbTest, CampaignState};
 use kuvert_core::event::RecipientStatus;
 use kuvert_core::id::{AccountId, CampaignId};
 use kuvert_core::segment::{Filter, ListCondition};
 use kuvert_core::submission::Submission;
-use kuvert_store::{Campaign, CampaignCopy, CampaignProgress, CampaignWork, Contact, Store};
+use kuvert_store::{
+    Campaign, CampaignCopy, CampaignPhase, CampaignProgress, CampaignWork, Contact, StatsQuery,
+    Store,
+};
 use kuvert_submit::{AcceptError, Acceptor};
 use kuvert_template::Prepared;
 use serde_json::{Map, Value};
@@ -43,8 +46,18 @@ pub struct CampaignRunner {
     wake: Arc<tokio::sync::Notify>,
 }
 
+/// What a copy is made of: the campaign's template and subject, or an A/B variant's.
+struct Variant {
+    template: Arc<Prepared>,
+    subject: Option<String>,
+    /// The A/B variant's tag, on its sample's copies.
+    tag: Option<String>,
+}
+
 /// What became of one contact.
 enum Copy {
+    /// Not this pass's (the rest while an A/B test's sample goes, the sample after).
+    Passed,
     Sent,
     Skipped,
     Failed(String),
@@ -101,19 +114,10 @@ impl CampaignRunner {
             return Ok(false);
         };
         let audience = filters(&self.store, &work.account, &work.campaign).await?;
-        // The version is read and parsed once a claim (the active one at that time, unless
+        // Each version is read and parsed once a claim (the active one at that time, unless
         // the campaign names a tag); each copy only fills it in.
-        let settings = &work.campaign.settings;
-        let template = match self
-            .acceptor
-            .prepare_template(
-                &work.account,
-                &settings.template,
-                settings.version.as_deref(),
-            )
-            .await
-        {
-            Ok((_, prepared)) => prepared,
+        let variants = match self.variants(&work).await {
+            Ok(v) => v,
             Err(e) => {
                 let progress = CampaignProgress {
                     last_error: Some(e.to_string()),
@@ -123,6 +127,19 @@ impl CampaignRunner {
                 return Ok(true);
             }
         };
+        let mut work = work;
+        if work.phase == CampaignPhase::Decide {
+            let result = self.decide(&work).await?;
+            if !self
+                .store
+                .campaign_decided(&work.campaign.id, &self.owner, &result)
+                .await?
+            {
+                return Ok(true);
+            }
+            work.phase = CampaignPhase::Rest(result.winner);
+            work.cursor = None;
+        }
         let mut cursor = work.cursor.clone();
         let mut rate_done = work.rate_done;
         // listmonk's max_send_errors counts from the start or the last resume: this claim.
@@ -157,11 +174,25 @@ impl CampaignRunner {
                 Err(e) => return Err(e.into()),
             };
             if page.is_empty() {
+                if let (CampaignPhase::Sample, Some(ab)) = (work.phase, &work.campaign.settings.ab)
+                {
+                    // The sample is queued: its readers get the time to open and click.
+                    let at =
+                        self.store.clock().now().millis() + i64::from(ab.wait_minutes) * 60_000;
+                    self.store
+                        .campaign_sample_queued(
+                            &work.campaign.id,
+                            &self.owner,
+                            kuvert_core::Timestamp(at),
+                        )
+                        .await?;
+                    return Ok(true);
+                }
                 self.record(&work, &CampaignProgress::default(), true, false)
                     .await?;
                 return Ok(true);
             }
-            let (progress, stopped) = self.page(&work, &template, page).await?;
+            let (progress, stopped) = self.page(&work, &variants, page).await?;
             rate_done += progress.sent + progress.skipped + progress.errors;
             errors += progress.errors;
             // Too many failed copies, or nothing more can go (the cursor then stays before
@@ -173,6 +204,73 @@ impl CampaignRunner {
             }
             cursor = next.or(cursor);
         }
+    }
+
+    /// The variants a claim sends: the campaign's own, or its A/B test's (each with the
+    /// campaign's subject, template and version where it changes nothing).
+    async fn variants(&self, work: &CampaignWork) -> Result<Vec<Variant>, AcceptError> {
+        let s = &work.campaign.settings;
+        let Some(ab) = &s.ab else {
+            let (_, template) = self
+                .acceptor
+                .prepare_template(&work.account, &s.template, s.version.as_deref())
+                .await?;
+            return Ok(vec![Variant {
+                template,
+                subject: s.subject.clone(),
+                tag: None,
+            }]);
+        };
+        let mut out = Vec::with_capacity(ab.variants.len());
+        for (i, v) in ab.variants.iter().enumerate() {
+            let (name, version) = match &v.template {
+                Some(t) => (t, v.version.as_deref()),
+                None => (&s.template, v.version.as_deref().or(s.version.as_deref())),
+            };
+            let (_, template) = self
+                .acceptor
+                .prepare_template(&work.account, name, version)
+                .await?;
+            out.push(Variant {
+                template,
+                subject: v.subject.clone().or_else(|| s.subject.clone()),
+                tag: Some(AbTest::variant_tag(work.campaign.id.as_str(), i)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// An A/B test's choice: each variant's sample copies counted from the statistics (the
+    /// copies carry the variant's tag), the most unique opens or clicks winning.
+    async fn decide(&self, work: &CampaignWork) -> Result<AbResult, AdminError> {
+        let c = &work.campaign;
+        let Some(ab) = &c.settings.ab else {
+            return Err(AdminError::Internal(
+                "an A/B choice for a campaign without a test".into(),
+            ));
+        };
+        let now = self.store.clock().now();
+        let mut figures = Vec::with_capacity(ab.variants.len());
+        for i in 0..ab.variants.len() {
+            let q = StatsQuery {
+                from: c.created_at,
+                to: kuvert_core::Timestamp(now.millis() + 1),
+                domain_id: None,
+                tag: Some(AbTest::variant_tag(c.id.as_str(), i)),
+            };
+            let mut f = AbFigures::default();
+            for (_, metric, n) in self.store.stats(&work.account, &q).await? {
+                let n = n.max(0) as u64;
+                match metric.as_str() {
+                    "accepted" => f.sent += n,
+                    "opened_unique" => f.opened_unique += n,
+                    "clicked_unique" => f.clicked_unique += n,
+                    _ => {}
+                }
+            }
+            figures.push(f);
+        }
+        Ok(AbResult::decide(ab.metric, figures, now.millis()))
     }
 
     async fn record(
@@ -215,27 +313,51 @@ impl CampaignRunner {
     async fn page(
         &self,
         work: &CampaignWork,
-        template: &Arc<Prepared>,
+        variants: &[Variant],
         page: Vec<Contact>,
     ) -> Result<(CampaignProgress, bool), AdminError> {
-        let ids: Vec<String> = page.iter().map(|c| c.id.to_string()).collect();
-        let had = self.store.campaign_sent_to(&work.campaign.id, &ids).await?;
+        let c = &work.campaign;
+        // Which variant each contact gets in this pass, if any.
+        let choose = |contact: &Contact| -> Option<(usize, bool)> {
+            let sample = |ab: &AbTest| ab.assign(c.id.as_str(), contact.id.as_str());
+            match (work.phase, &c.settings.ab) {
+                (CampaignPhase::Sample, Some(ab)) => sample(ab).map(|v| (v, true)),
+                (CampaignPhase::Rest(w), Some(ab)) => sample(ab).is_none().then_some((w, false)),
+                (CampaignPhase::All, _) => Some((0, false)),
+                _ => None,
+            }
+        };
+        let (chosen, passed): (Vec<_>, Vec<_>) = page
+            .into_iter()
+            .map(|contact| (choose(&contact), contact))
+            .partition(|(v, _)| v.is_some());
+        let ids: Vec<String> = chosen.iter().map(|(_, c)| c.id.to_string()).collect();
+        let had = self.store.campaign_sent_to(&c.id, &ids).await?;
         let mut outcomes: Vec<(String, Copy)> = futures_util::stream::iter(
-            page.into_iter()
-                .filter(|c| !had.contains(c.id.as_str()))
-                .map(|c| async move {
-                    let id = c.id.to_string();
-                    (id, self.copy(work, template.clone(), c).await)
+            chosen
+                .into_iter()
+                .filter(|(_, c)| !had.contains(c.id.as_str()))
+                .filter_map(|(v, c)| v.map(|v| (v, c)))
+                .map(|((v, sample), contact)| async move {
+                    let id = contact.id.to_string();
+                    let variant = &variants[v.min(variants.len() - 1)];
+                    (id, self.copy(work, variant, sample, contact).await)
                 }),
         )
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
         outcomes.extend(had.into_iter().map(|id| (id, Copy::Sent)));
+        outcomes.extend(
+            passed
+                .into_iter()
+                .map(|(_, c)| (c.id.to_string(), Copy::Passed)),
+        );
         outcomes.sort_by(|a, b| a.0.cmp(&b.0));
         let mut progress = CampaignProgress::default();
         for (id, outcome) in outcomes {
             match outcome {
+                Copy::Passed => {}
                 Copy::Sent => progress.sent += 1,
                 Copy::Skipped => progress.skipped += 1,
                 Copy::Failed(why) => {
@@ -252,7 +374,13 @@ impl CampaignRunner {
         Ok((progress, false))
     }
 
-    async fn copy(&self, work: &CampaignWork, template: Arc<Prepared>, contact: Contact) -> Copy {
+    async fn copy(
+        &self,
+        work: &CampaignWork,
+        variant: &Variant,
+        sample: bool,
+        contact: Contact,
+    ) -> Copy {
         let c = &work.campaign;
         let mut base = Map::new();
         for (name, value) in &contact.properties {
@@ -265,7 +393,7 @@ impl CampaignRunner {
         if let Some(n) = &contact.name {
             base.insert("name".into(), Value::String(n.clone()));
         }
-        let rendered = match kuvert_submit::render_prepared(template, base).await {
+        let rendered = match kuvert_submit::render_prepared(variant.template.clone(), base).await {
             Ok(r) => r,
             // This contact's data does not fill the template (a variable missing, say).
             Err(e @ AcceptError::Template(_)) => {
@@ -273,8 +401,12 @@ impl CampaignRunner {
             }
             Err(e) => return Copy::Stop(e.to_string()),
         };
-        let submission = match copy_submission(c, &contact, rendered) {
-            Ok(s) => s,
+        let subject = variant.subject.as_deref();
+        let submission = match copy_submission(c, subject, &contact, rendered) {
+            Ok(mut s) => {
+                s.tags.extend(variant.tag.clone().filter(|_| sample));
+                s
+            }
             Err(CopyProblem::Contact(e)) => return Copy::Failed(e),
             Err(CopyProblem::Campaign(e)) => return Copy::Stop(e),
         };
@@ -346,6 +478,7 @@ pub enum CopyProblem {
 /// `List-Unsubscribe` always, tagged with the campaign's id.
 pub fn copy_submission(
     c: &Campaign,
+    subject: Option<&str>,
     contact: &Contact,
     rendered: kuvert_template::Rendered,
 ) -> Result<Submission, CopyProblem> {
@@ -380,7 +513,7 @@ pub fn copy_submission(
             .push_str(kuvert_template::UNSUBSCRIBE_PLACEHOLDER);
         rendered.text.push('\n');
     }
-    let base = crate::templates::submission(from, vec![to], c.settings.subject.clone(), rendered)
+    let base = crate::templates::submission(from, vec![to], subject.map(str::to_owned), rendered)
         .map_err(|_| {
         campaign("no subject: the campaign and its template version have none".into())
     })?;

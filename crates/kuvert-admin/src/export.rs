@@ -298,10 +298,18 @@ pub async fn write_export<S: ExportSink>(
 
     w.list("campaigns").await?;
     for c in store.campaigns(account).await? {
+        // Links may name their reader: they are the account's data too.
+        let links: Vec<_> = store
+            .campaign_links(account, &c.id, u32::MAX)
+            .await?
+            .into_iter()
+            .map(|(url, clicks)| json!({"url": url, "clicks": clicks}))
+            .collect();
         let s = c.settings;
         w.item(&json!({"id": c.id, "name": s.name, "state": c.state, "sender": s.from,
             "reply_to": s.reply_to, "subject": s.subject, "template": s.template, "version": s.version,
             "audience": s.audience, "sent": c.sent, "skipped": c.skipped, "errors": c.errors,
+            "ab": s.ab, "ab_result": c.ab_result, "links": links,
             "created_at": time(c.created_at), "finished_at": c.finished_at.map(time)}))
             .await?;
     }

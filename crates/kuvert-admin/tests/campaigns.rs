@@ -10,7 +10,7 @@ use kuvert_core::contact::ConsentMethod;
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::id::AccountId;
 use kuvert_core::submission::Limits;
-use kuvert_core::{EmailAddress, ManualClock, Timestamp};
+use kuvert_core::{Clock, EmailAddress, ManualClock, Timestamp};
 use kuvert_store::{CampaignCopy, CampaignSettings, Store, StoreOptions};
 use kuvert_submit::Acceptor;
 
@@ -132,6 +132,14 @@ impl World {
     }
 
     async fn campaign(&self, per_hour: Option<u32>) -> kuvert_store::Campaign {
+        self.campaign_with(per_hour, None).await
+    }
+
+    async fn campaign_with(
+        &self,
+        per_hour: Option<u32>,
+        ab: Option<kuvert_core::campaign::AbTest>,
+    ) -> kuvert_store::Campaign {
         let c = self
             .store
             .create_campaign(
@@ -150,6 +158,7 @@ impl World {
                     send_at: None,
                     per_hour,
                     max_errors: 10,
+                    ab,
                 },
             )
             .await
@@ -167,6 +176,66 @@ impl World {
             "node-a",
             tokio::sync::watch::channel(false).1,
         )
+    }
+
+    /// Every message of the account: its subject, tags and recipient.
+    async fn messages(&self) -> Vec<(String, Vec<String>, kuvert_core::id::RecipientId)> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let ids = self
+                .store
+                .message_ids(&self.account, after.as_deref(), 500)
+                .await
+                .expect("ids");
+            let Some(last) = ids.last() else { break };
+            after = Some(last.to_string());
+            for id in ids {
+                let m = self
+                    .store
+                    .message(&self.account, id.as_str())
+                    .await
+                    .expect("message");
+                for r in m.recipients {
+                    out.push((m.subject.clone(), m.tags.clone(), r.id));
+                }
+            }
+        }
+        out
+    }
+
+    async fn engage(
+        &self,
+        recipient: &kuvert_core::id::RecipientId,
+        what: kuvert_store::Engagement,
+    ) {
+        self.engage_at(recipient, what, None).await;
+    }
+
+    async fn engage_at(
+        &self,
+        recipient: &kuvert_core::id::RecipientId,
+        what: kuvert_store::Engagement,
+        url: Option<&str>,
+    ) {
+        let r = self
+            .store
+            .recipient_ref(recipient)
+            .await
+            .expect("ref")
+            .expect("recipient");
+        self.store
+            .record_engagement(
+                &r,
+                &what,
+                kuvert_core::event::Interaction {
+                    url: url.map(str::to_owned),
+                    ..Default::default()
+                },
+                kuvert_core::tracking::TrackingMode::Full,
+            )
+            .await
+            .expect("engagement");
     }
 
     /// Messages of the account and copies recorded for the campaign.
@@ -227,8 +296,13 @@ async fn a_page_a_dead_node_left_is_not_sent_again() {
             )
             .await
             .expect("render");
-        let sub = kuvert_admin::campaigns::copy_submission(&claimed.campaign, contact, rendered)
-            .expect("copy");
+        let sub = kuvert_admin::campaigns::copy_submission(
+            &claimed.campaign,
+            claimed.campaign.settings.subject.as_deref(),
+            contact,
+            rendered,
+        )
+        .expect("copy");
         let mark = CampaignCopy {
             campaign: c.id.clone(),
             contact: contact.id.clone(),
@@ -362,4 +436,306 @@ async fn a_campaign_that_must_wait_loses_no_contact() {
         (CampaignState::Sent, CONTACTS as u64)
     );
     assert_eq!(w.counts(&c).await, (CONTACTS as i64, CONTACTS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ab_test_sends_the_variant_with_more_opens_to_the_rest() {
+    use kuvert_core::campaign::{AbMetric, AbTest, AbVariant};
+    let w = world().await;
+    let ab = AbTest {
+        variants: vec![
+            AbVariant {
+                subject: Some("Subject A".into()),
+                ..Default::default()
+            },
+            AbVariant {
+                subject: Some("Subject B".into()),
+                ..Default::default()
+            },
+        ],
+        sample_percent: 40,
+        metric: AbMetric::Opens,
+        wait_minutes: 120,
+    };
+    let c = w.campaign_with(None, Some(ab.clone())).await;
+    let runner = w.runner();
+    // The sample: about 40 % of the contacts, each with its variant, tagged with it.
+    assert!(runner.run_one().await.expect("run"));
+    let sample = w.messages().await;
+    assert!(
+        (60..=180).contains(&sample.len()),
+        "a sample of {} of {CONTACTS}",
+        sample.len()
+    );
+    let of = |letter: &str| {
+        sample
+            .iter()
+            .filter(|(subject, tags, _)| {
+                subject == &format!("Subject {}", letter.to_uppercase())
+                    && tags.contains(&format!("{}.{letter}", c.id))
+            })
+            .map(|(_, _, r)| r.clone())
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (of("a"), of("b"));
+    assert_eq!(a.len() + b.len(), sample.len(), "each copy is a variant's");
+    assert!(
+        a.len() >= 10 && b.len() >= 10,
+        "{} and {}",
+        a.len(),
+        b.len()
+    );
+    let waiting = w
+        .store
+        .campaign(&w.account, c.id.as_str())
+        .await
+        .expect("campaign");
+    assert_eq!(waiting.state, CampaignState::Sending);
+    assert!(waiting.ab_decide_at.is_some() && waiting.ab_result.is_none());
+    // Before the wait is over nothing more goes.
+    w.clock.advance_millis(60 * 60_000);
+    assert!(!runner.run_one().await.expect("run"), "not due yet");
+    assert_eq!(w.messages().await.len(), sample.len());
+    // B's readers open more (some twice: unique opens count), A's fewer.
+    for r in &b[..8] {
+        w.engage(r, kuvert_store::Engagement::Open).await;
+        w.engage(r, kuvert_store::Engagement::Open).await;
+    }
+    for r in &a[..5] {
+        w.engage(r, kuvert_store::Engagement::Open).await;
+    }
+    w.clock.advance_millis(61 * 60_000);
+    assert!(runner.run_one().await.expect("run"));
+    let done = w
+        .store
+        .campaign(&w.account, c.id.as_str())
+        .await
+        .expect("campaign");
+    assert_eq!(done.state, CampaignState::Sent, "{done:?}");
+    let result = done.ab_result.expect("a choice");
+    assert_eq!(result.winner, 1, "{result:?}");
+    assert_eq!(result.figures[0].opened_unique, 5);
+    assert_eq!(result.figures[1].opened_unique, 8);
+    assert_eq!(result.figures[0].sent, a.len() as u64);
+    assert_eq!(result.figures[1].sent, b.len() as u64);
+    // The rest got B, untagged by a variant; every contact once.
+    let all = w.messages().await;
+    assert_eq!(all.len(), CONTACTS);
+    let rest: Vec<_> = all.iter().filter(|(_, tags, _)| tags.len() == 1).collect();
+    assert_eq!(rest.len(), CONTACTS - sample.len());
+    assert!(rest.iter().all(|(subject, _, _)| subject == "Subject B"));
+    assert_eq!(done.sent, CONTACTS as u64);
+    assert_eq!(w.counts(&c).await, (CONTACTS as i64, CONTACTS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_from_a_copy_leaves_the_campaigns_list_only() {
+    let w = world().await;
+    let other = w
+        .store
+        .create_list(&w.account, kuvert_store::ListSettings::named("other"))
+        .await
+        .expect("list");
+    w.store
+        .update_contact(
+            &w.account,
+            "c1@example.com",
+            kuvert_store::ContactPatch {
+                subscribe: vec![other.id.clone()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("second list");
+    let c = w.campaign(None).await;
+    assert!(w.runner().run_one().await.expect("run"));
+    let all = w.messages().await;
+    let (_, _, to_c1) = all
+        .iter()
+        .find(|(subject, _, _)| subject == "For C1")
+        .expect("c1's copy");
+    w.engage(to_c1, kuvert_store::Engagement::Unsubscribe).await;
+    let c1 = w
+        .store
+        .contact(&w.account, "c1@example.com")
+        .await
+        .expect("contact");
+    // Off the campaign's list, on the other, still active and not suppressed: a receipt
+    // still reaches them.
+    assert_eq!(c1.status, kuvert_core::contact::ContactStatus::Active);
+    let status = |list: &str| {
+        c1.subscriptions
+            .iter()
+            .find(|s| s.list_id.as_str() == list)
+            .map(|s| s.status)
+    };
+    assert_eq!(
+        status(&w.list),
+        Some(kuvert_core::contact::SubscriptionStatus::Unsubscribed)
+    );
+    assert_eq!(
+        status(other.id.as_str()),
+        Some(kuvert_core::contact::SubscriptionStatus::Subscribed)
+    );
+    assert!(
+        w.store
+            .contact_refusal(&w.account, "c1@example.com")
+            .await
+            .expect("refusal")
+            .is_none()
+    );
+    let withdrawn = c1
+        .consent
+        .iter()
+        .filter(|r| r.action == kuvert_core::contact::ConsentAction::Withdrawn)
+        .count();
+    assert_eq!(withdrawn, 1, "{:?}", c1.consent);
+    // Leaving every list: off the other too, the contact unsubscribed.
+    w.engage(to_c1, kuvert_store::Engagement::LeaveAll).await;
+    let c1 = w
+        .store
+        .contact(&w.account, "c1@example.com")
+        .await
+        .expect("contact");
+    assert_eq!(c1.status, kuvert_core::contact::ContactStatus::Unsubscribed);
+    assert!(
+        c1.subscriptions
+            .iter()
+            .all(|s| s.status == kuvert_core::contact::SubscriptionStatus::Unsubscribed)
+    );
+    let _ = c;
+}
+
+/// Each metric of the campaign's copies, summed over its hours.
+async fn campaign_totals(
+    w: &World,
+    c: &kuvert_store::Campaign,
+) -> std::collections::BTreeMap<String, i64> {
+    let q = kuvert_store::StatsQuery {
+        from: Timestamp(0),
+        to: Timestamp(w.clock.now().millis() + 1),
+        domain_id: None,
+        tag: Some(c.id.to_string()),
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (_, metric, n) in w.store.stats(&w.account, &q).await.expect("stats") {
+        *out.entry(metric).or_default() += n;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_statistics_match_the_events_and_outlive_them() {
+    use kuvert_store::Engagement;
+    let w = world().await;
+    let c = w.campaign(None).await;
+    assert!(w.runner().run_one().await.expect("run"));
+    let copies = w.messages().await;
+    assert_eq!(copies.len(), CONTACTS);
+    // 40 open (10 of them twice), 12 click (two links, one twice), 3 unsubscribe.
+    for (i, (_, _, r)) in copies.iter().take(40).enumerate() {
+        w.engage(r, Engagement::Open).await;
+        if i < 10 {
+            w.clock.advance_millis(3_600_000);
+            w.engage(r, Engagement::Open).await;
+        }
+        if i < 12 {
+            let url = if i % 3 == 0 {
+                "https://shop.example/b"
+            } else {
+                "https://shop.example/a"
+            };
+            w.engage_at(r, Engagement::Click, Some(url)).await;
+        }
+        if i == 0 {
+            w.engage_at(r, Engagement::Click, Some("https://shop.example/a"))
+                .await;
+        }
+        if i < 3 {
+            w.engage(r, Engagement::Unsubscribe).await;
+        }
+    }
+    // The events of the campaign's copies, counted by type and by recipient.
+    let mut events: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut openers = std::collections::BTreeSet::new();
+    let mut clickers = std::collections::BTreeSet::new();
+    let mut before = None;
+    loop {
+        let page = w
+            .store
+            .list_events(
+                &w.account,
+                &kuvert_store::EventFilter {
+                    tag: Some(c.id.to_string()),
+                    before,
+                    limit: 200,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("events");
+        for e in &page.items {
+            *events.entry(e.event_type.as_str().to_owned()).or_default() += 1;
+            let r = e.recipient_id.clone().expect("recipient");
+            match e.event_type.as_str() {
+                "opened" => openers.insert(r),
+                "clicked" => clickers.insert(r),
+                _ => false,
+            };
+        }
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    let expected: std::collections::BTreeMap<String, i64> = [
+        ("accepted", CONTACTS as i64),
+        ("opened", 50),
+        ("clicked", 13),
+        ("unsubscribed", 3),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(events, expected, "the events");
+    let mut counted = expected.clone();
+    counted.insert("opened_unique".into(), openers.len() as i64);
+    counted.insert("clicked_unique".into(), clickers.len() as i64);
+    assert_eq!((openers.len(), clickers.len()), (40, 12));
+    let totals = campaign_totals(&w, &c).await;
+    assert_eq!(totals, counted, "the statistics say what the events say");
+    // Per link: a has 9 clicks (8 readers, one twice), b 4.
+    let links = w
+        .store
+        .campaign_links(&w.account, &c.id, 100)
+        .await
+        .expect("links");
+    assert_eq!(
+        links,
+        vec![
+            ("https://shop.example/a".to_owned(), 9),
+            ("https://shop.example/b".to_owned(), 4)
+        ]
+    );
+    // The raw events go; the statistics stay.
+    let purged = w
+        .store
+        .purge_events_before(Timestamp(w.clock.now().millis() + 1), 100_000)
+        .await
+        .expect("purge");
+    assert!(purged >= (CONTACTS + 66) as u64, "{purged}");
+    let left = w
+        .store
+        .list_events(
+            &w.account,
+            &kuvert_store::EventFilter {
+                tag: Some(c.id.to_string()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert!(left.items.is_empty());
+    assert_eq!(campaign_totals(&w, &c).await, counted);
 }

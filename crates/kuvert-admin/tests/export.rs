@@ -222,6 +222,7 @@ async fn the_export_holds_every_personal_column() {
                 send_at: None,
                 per_hour: None,
                 max_errors: 10,
+                ab: None,
             },
         )
         .await

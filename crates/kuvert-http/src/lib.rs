@@ -250,10 +250,12 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
             campaigns::remove
         ))
         .routes(routes!(campaigns::test_send))
+        .routes(routes!(campaigns::stats))
         .routes(routes!(campaigns::action))
         .routes(routes!(tracking::open))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))
+        .routes(routes!(tracking::unsubscribe_all))
         .routes(routes!(forms::subscribe))
         .routes(routes!(forms::confirm_page, forms::confirm))
         .routes(routes!(ops::healthz))

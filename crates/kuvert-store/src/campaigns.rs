@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use kuvert_core::Timestamp;
-use kuvert_core::campaign::{Audience, CampaignState};
+use kuvert_core::campaign::{AbResult, AbTest, Audience, CampaignState};
 use kuvert_core::id::{AccountId, CampaignId};
 use sqlx::FromRow;
 
@@ -26,6 +26,23 @@ pub struct Campaign {
     pub finished_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// An A/B test's sample is queued and it waits for this time to choose.
+    pub ab_decide_at: Option<Timestamp>,
+    /// An A/B test's choice, once made.
+    pub ab_result: Option<AbResult>,
+}
+
+/// Where a campaign's pass over its audience is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CampaignPhase {
+    /// No A/B test: every contact, one pass.
+    All,
+    /// An A/B test's sample: each contact of it gets its variant; the rest wait.
+    Sample,
+    /// The sample is queued and its time has passed: the choice is to be made.
+    Decide,
+    /// The rest get the chosen variant.
+    Rest(usize),
 }
 
 /// What a draft says.
@@ -45,6 +62,7 @@ pub struct CampaignSettings {
     pub per_hour: Option<u32>,
     /// The campaign pauses when more copies than this have failed.
     pub max_errors: u32,
+    pub ab: Option<AbTest>,
 }
 
 #[derive(FromRow)]
@@ -73,9 +91,12 @@ struct CampaignRow {
     finished_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    ab: Option<Vec<u8>>,
+    ab_decide_at: Option<i64>,
+    ab_result: Option<String>,
 }
 
-const COLUMNS: &str = "id, account_id, name, state, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, cursor, rate_since, rate_done, sent, skipped, errors, last_error, started_at, finished_at, created_at, updated_at";
+const COLUMNS: &str = "id, account_id, name, state, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, cursor, rate_since, rate_done, sent, skipped, errors, last_error, started_at, finished_at, created_at, updated_at, ab, ab_decide_at, ab_result";
 
 /// A campaign a node works on, held by its lease.
 #[derive(Clone, Debug)]
@@ -88,6 +109,7 @@ pub struct CampaignWork {
     pub rate_since: Timestamp,
     /// ... and these contacts were handled since.
     pub rate_done: u64,
+    pub phase: CampaignPhase,
 }
 
 /// What one page of a campaign came to.
@@ -118,6 +140,13 @@ impl Store {
                 send_at: row.send_at.map(Timestamp),
                 per_hour: row.per_hour.map(|n| n.clamp(0, u32::MAX as i64) as u32),
                 max_errors: row.max_errors.clamp(0, u32::MAX as i64) as u32,
+                ab: match &row.ab {
+                    Some(sealed) => Some(
+                        serde_json::from_slice(&key.open(sealed)?)
+                            .map_err(|e| StoreError::Sealing(format!("campaign A/B test: {e}")))?,
+                    ),
+                    None => None,
+                },
             },
             state: row
                 .state
@@ -131,6 +160,14 @@ impl Store {
             finished_at: row.finished_at.map(Timestamp),
             created_at: Timestamp(row.created_at),
             updated_at: Timestamp(row.updated_at),
+            ab_decide_at: row.ab_decide_at.map(Timestamp),
+            ab_result: match &row.ab_result {
+                Some(json) => Some(
+                    serde_json::from_str(json)
+                        .map_err(|e| StoreError::Sealing(format!("campaign A/B result: {e}")))?,
+                ),
+                None => None,
+            },
         };
         Ok((campaign, row))
     }
@@ -157,9 +194,9 @@ impl Store {
         let key = self.account_key(account).await?;
         bind_settings(
             sqlx::query(
-                "INSERT INTO campaigns (name, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, \
+                "INSERT INTO campaigns (name, sender, reply_to, subject, template, version, audience, send_at, per_hour, max_errors, ab, \
                  id, account_id, state, rate_done, sent, skipped, errors, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, 0, 0, 0, $14, $14)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, 0, 0, $15, $15)",
             ),
             &key,
             &settings,
@@ -185,8 +222,8 @@ impl Store {
         let done = bind_settings(
             sqlx::query(
                 "UPDATE campaigns SET name = $1, sender = $2, reply_to = $3, subject = $4, template = $5, version = $6, \
-                 audience = $7, send_at = $8, per_hour = $9, max_errors = $10, updated_at = $11 \
-                 WHERE account_id = $12 AND id = $13 AND state = $14",
+                 audience = $7, send_at = $8, per_hour = $9, max_errors = $10, ab = $11, updated_at = $12 \
+                 WHERE account_id = $13 AND id = $14 AND state = $15",
             ),
             &key,
             &settings,
@@ -304,7 +341,8 @@ impl Store {
     pub async fn claim_campaign(&self, owner: &str, lease_ms: i64) -> Result<Option<CampaignWork>> {
         let now = self.now();
         let due = "(state = 'scheduled' AND (send_at IS NULL OR send_at <= $3)) \
-                   OR (state = 'sending' AND (lease_until IS NULL OR lease_until < $3))";
+                   OR (state = 'sending' AND (lease_until IS NULL OR lease_until < $3) \
+                       AND (ab_decide_at IS NULL OR ab_decide_at <= $3))";
         let row = sqlx::query_as::<_, CampaignRow>(&format!(
             "UPDATE campaigns SET state = 'sending', lease_owner = $1, lease_until = $2, \
              started_at = COALESCE(started_at, $3), rate_since = COALESCE(rate_since, $3), updated_at = $3 \
@@ -319,12 +357,23 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let account = AccountId::from_string(row.account_id.clone());
         let (campaign, row) = self.open_campaign(row).await?;
+        let phase = match (
+            &campaign.settings.ab,
+            &campaign.ab_result,
+            campaign.ab_decide_at,
+        ) {
+            (None, _, _) => CampaignPhase::All,
+            (Some(_), Some(r), _) => CampaignPhase::Rest(r.winner),
+            (Some(_), None, Some(_)) => CampaignPhase::Decide,
+            (Some(_), None, None) => CampaignPhase::Sample,
+        };
         Ok(Some(CampaignWork {
             account,
             campaign,
             cursor: row.cursor,
             rate_since: Timestamp(row.rate_since.unwrap_or(now)),
             rate_done: row.rate_done.max(0) as u64,
+            phase,
         }))
     }
 
@@ -394,6 +443,79 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// An A/B test's sample is queued: the campaign waits (lease given back, cursor back to
+    /// the start) until `decide_at`, when a claim makes the choice.
+    pub async fn campaign_sample_queued(
+        &self,
+        id: &CampaignId,
+        owner: &str,
+        decide_at: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE campaigns SET cursor = NULL, ab_decide_at = $1, lease_until = NULL, updated_at = $2 \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'sending' AND ab_decide_at IS NULL",
+        )
+        .bind(decide_at.millis())
+        .bind(self.now())
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records an A/B test's choice (once); the rest then go from the audience's start.
+    pub async fn campaign_decided(
+        &self,
+        id: &CampaignId,
+        owner: &str,
+        result: &AbResult,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE campaigns SET ab_result = $1, cursor = NULL, updated_at = $2 \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'sending' AND ab_result IS NULL",
+        )
+        .bind(serde_json::to_string(result).expect("a result serialises"))
+        .bind(self.now())
+        .bind(id.as_str())
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The campaign a message is a copy of, if it is one.
+    pub async fn campaign_of_message(&self, message: &str) -> Result<Option<CampaignId>> {
+        Ok(sqlx::query_scalar::<_, String>(
+            "SELECT campaign_id FROM campaign_sends WHERE message_id = $1",
+        )
+        .bind(message)
+        .fetch_optional(self.pool())
+        .await?
+        .map(CampaignId::from_string))
+    }
+
+    /// The clicks on each link of a campaign's copies, most first (at most `limit` links).
+    pub async fn campaign_links(
+        &self,
+        account: &AccountId,
+        id: &CampaignId,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>> {
+        let key = self.account_key(account).await?;
+        let rows = sqlx::query_as::<_, (Vec<u8>, i64)>(
+            "SELECT url, clicks FROM campaign_links WHERE account_id = $1 AND campaign_id = $2 ORDER BY clicks DESC, link LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(url, n)| Ok((key.open_string(&url)?, n.max(0) as u64)))
+            .collect()
+    }
+
     /// Gives a campaign's lease back (the node stops): another node, or this one restarted,
     /// may take it at once.
     pub async fn release_campaign(&self, id: &CampaignId, owner: &str) -> Result<()> {
@@ -408,7 +530,7 @@ impl Store {
     }
 }
 
-/// Binds a draft's settings as `$1` to `$10`, sealing what is personal.
+/// Binds a draft's settings as `$1` to `$11`, sealing what is personal.
 fn bind_settings<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     key: &crate::seal::AccountKey,
@@ -424,4 +546,10 @@ fn bind_settings<'q>(
         .bind(settings.send_at.map(Timestamp::millis))
         .bind(settings.per_hour.map(i64::from))
         .bind(i64::from(settings.max_errors))
+        .bind(
+            settings
+                .ab
+                .as_ref()
+                .map(|ab| key.seal(&serde_json::to_vec(ab).expect("an A/B test serialises"))),
+        )
 }

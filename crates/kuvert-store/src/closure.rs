@@ -11,6 +11,7 @@ use crate::{Result, Store, StoreError};
 /// with the column naming the account. A test checks that every table of the schema is here
 /// or in [`NO_ACCOUNT_DATA`], so that a new table cannot be forgotten by the deletion.
 pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
+    ("campaign_links", "account_id"),
     ("campaign_sends", "account_id"),
     ("campaigns", "account_id"),
     ("template_versions", "account_id"),

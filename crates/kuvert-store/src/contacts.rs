@@ -510,20 +510,52 @@ pub(crate) async fn mark_contacts(
             q = q.bind(*l);
         }
         let left = q.fetch_all(&mut **tx).await?;
-        let records: Vec<ConsentInsert<'_>> = left
-            .iter()
-            .map(|(contact, list)| ConsentInsert {
-                contact_id: contact,
-                list_id: list,
-                action: ConsentAction::Withdrawn,
-                method: ConsentMethod::Unsubscribe,
-                text: None,
-                source: None,
-            })
-            .collect();
-        insert_consent(tx, account, &records, now).await?;
+        insert_consent(tx, account, &unsubscribed(&left), now).await?;
     }
     Ok(())
+}
+
+/// Takes the contact with this keyed address out of `lists` (an unsubscribe from a
+/// campaign's lists), each withdrawal recorded. Returns the lists it left.
+pub(crate) async fn leave_lists(
+    tx: &mut Transaction<'_, Any>,
+    account: &str,
+    lookup: &str,
+    lists: &[String],
+    now: i64,
+) -> Result<Vec<String>> {
+    let mut left: Vec<(String, String)> = Vec::new();
+    for list in lists {
+        let contacts = sqlx::query_scalar::<_, String>(
+            "UPDATE subscriptions SET status = 'unsubscribed', updated_at = $1, confirm_sent_at = NULL \
+             WHERE account_id = $2 AND list_id = $3 AND status <> 'unsubscribed' \
+             AND contact_id IN (SELECT id FROM contacts WHERE account_id = $2 AND address_lookup = $4) \
+             RETURNING contact_id",
+        )
+        .bind(now)
+        .bind(account)
+        .bind(list)
+        .bind(lookup)
+        .fetch_all(&mut **tx)
+        .await?;
+        left.extend(contacts.into_iter().map(|c| (c, list.clone())));
+    }
+    insert_consent(tx, account, &unsubscribed(&left), now).await?;
+    Ok(left.into_iter().map(|(_, l)| l).collect())
+}
+
+/// The withdrawals of (contact, list) pairs left by an unsubscribe.
+fn unsubscribed(left: &[(String, String)]) -> Vec<ConsentInsert<'_>> {
+    left.iter()
+        .map(|(contact, list)| ConsentInsert {
+            contact_id: contact,
+            list_id: list,
+            action: ConsentAction::Withdrawn,
+            method: ConsentMethod::Unsubscribe,
+            text: None,
+            source: None,
+        })
+        .collect()
 }
 
 impl Store {

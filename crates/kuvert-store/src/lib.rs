@@ -41,7 +41,7 @@ use sqlx::any::AnyPoolOptions;
 
 pub use accounts::{Account, AccountState, NewAccount, NewUser, SendingContext, User};
 pub use audit::{AuditEntry, SupportGrant};
-pub use campaigns::{Campaign, CampaignProgress, CampaignSettings, CampaignWork};
+pub use campaigns::{Campaign, CampaignPhase, CampaignProgress, CampaignSettings, CampaignWork};
 pub use captures::Capture;
 pub use closure::{ACCOUNT_TABLES, InactiveAccount, NO_ACCOUNT_DATA};
 pub use commit::CommitStats;
@@ -59,7 +59,7 @@ pub use messages::{
 pub use optin::{Confirmed, MAX_UNANSWERED, OptInAsk, OptInRequest, RESEND_AFTER_MS};
 pub use privacy::PrivacyRequest;
 pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};
-pub use reports::{Engagement, RecipientRef, Report};
+pub use reports::{Engagement, RecipientRef, Report, Unsubscribed};
 pub use retention::{PurgeCounts, PurgeRun, RetentionPolicy};
 pub use segments::Segment;
 pub use stats::{HourlyCounts, METRICS, StatsQuery};

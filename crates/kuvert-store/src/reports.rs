@@ -10,7 +10,7 @@ use kuvert_core::tracking::TrackingMode;
 use sqlx::FromRow;
 
 use crate::commit::{SealedEvent, insert_event};
-use crate::contacts::{ContactMark, mark_contacts};
+use crate::contacts::{ContactMark, leave_lists, mark_contacts};
 use crate::seal::AccountKey;
 use crate::stats::Rollup;
 use crate::suppressions::suppress;
@@ -206,7 +206,30 @@ fn sealed_event(
 pub enum Engagement {
     Open,
     Click,
+    /// A campaign's copy: off the campaign's lists (its contact leaves the account's
+    /// marketing when the campaign went to segments only). Any other message: the address
+    /// is suppressed for the account.
     Unsubscribe,
+    /// Off every list of the account, the contact marked unsubscribed (the page after an
+    /// unsubscribe offers it).
+    LeaveAll,
+}
+
+/// What an unsubscribe did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unsubscribed {
+    /// The lists left (their ids), for a campaign's copy.
+    pub lists: Vec<String>,
+    /// The contact left every list (and is marked unsubscribed).
+    pub everything: bool,
+    /// The address is suppressed for the account (a message of no campaign).
+    pub suppressed: bool,
+}
+
+#[derive(FromRow)]
+struct CopyRow {
+    campaign_id: String,
+    audience: String,
 }
 
 impl Store {
@@ -214,16 +237,18 @@ impl Store {
     /// first open and first click) and, for an unsubscribe, the suppression. In aggregate
     /// mode an open or click is only counted: no event, and the recipient row keeps one bit
     /// (that it opened or clicked, for the unique counts), not when. An unsubscribe is the
-    /// recipient's request, not tracking, and is recorded in every mode.
+    /// recipient's request, not tracking, and is recorded in every mode. A click on a
+    /// campaign's copy also counts for its link.
     pub async fn record_engagement(
         &self,
         r: &RecipientRef,
         what: &Engagement,
         seen: Interaction,
         mode: TrackingMode,
-    ) -> Result<()> {
+    ) -> Result<Unsubscribed> {
         let (key, now) = (self.account_key(&r.account_id).await?, self.now());
         let (lookup, address) = (self.lookup_hash(&r.address), key.seal(r.address.as_bytes()));
+        let url = seen.url.clone();
         let (details, metric, first_column) = match what {
             Engagement::Open => (
                 EventDetails::Opened(seen),
@@ -235,13 +260,35 @@ impl Store {
                 "clicked",
                 Some(("clicked_at", "clicked_unique")),
             ),
-            Engagement::Unsubscribe => (EventDetails::Unsubscribed(seen), "unsubscribed", None),
+            Engagement::Unsubscribe | Engagement::LeaveAll => {
+                (EventDetails::Unsubscribed(seen), "unsubscribed", None)
+            }
         };
         let counted_only = first_column.is_some() && mode != TrackingMode::Full;
         if first_column.is_some() && mode == TrackingMode::Off {
-            return Ok(());
+            return Ok(Unsubscribed::default());
         }
         let mut tx = self.writer().begin().await?;
+        let copy = sqlx::query_as::<_, CopyRow>(
+            "SELECT s.campaign_id, c.audience FROM campaign_sends s JOIN campaigns c ON c.id = s.campaign_id \
+             WHERE s.message_id = $1 AND s.account_id = $2",
+        )
+        .bind(r.message_id.as_str())
+        .bind(r.account_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let (Engagement::Click, Some(copy), Some(url)) = (what, &copy, &url) {
+            sqlx::query(
+                "INSERT INTO campaign_links (campaign_id, account_id, link, url, clicks) VALUES ($1, $2, $3, $4, 1) \
+                 ON CONFLICT (campaign_id, link) DO UPDATE SET clicks = campaign_links.clicks + 1",
+            )
+            .bind(&copy.campaign_id)
+            .bind(r.account_id.as_str())
+            .bind(key.lookup(url))
+            .bind(key.seal(url.as_bytes()))
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut rollup = Rollup::default();
         let count = |rollup: &mut Rollup, metric| {
             rollup.add(
@@ -264,15 +311,30 @@ impl Store {
                 count(&mut rollup, unique_metric);
             }
         }
+        // What an unsubscribe ends: a campaign's lists, or everything.
+        let contact = key.lookup(&r.address);
+        let mut done = Unsubscribed::default();
+        let lists = match (what, &copy) {
+            (Engagement::Unsubscribe, Some(copy)) => {
+                serde_json::from_str::<kuvert_core::campaign::Audience>(&copy.audience)
+                    .map(|a| a.lists)
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        if !lists.is_empty() {
+            done.lists = leave_lists(&mut tx, r.account_id.as_str(), &contact, &lists, now).await?;
+        }
         // A contact's summary says when this person last opened or clicked: kept only where
         // the account records engagement per recipient.
         let mark = match what {
             Engagement::Open => (!counted_only).then_some(ContactMark::Opened),
             Engagement::Click => (!counted_only).then_some(ContactMark::Clicked),
-            Engagement::Unsubscribe => Some(ContactMark::Unsubscribed),
+            Engagement::Unsubscribe => lists.is_empty().then_some(ContactMark::Unsubscribed),
+            Engagement::LeaveAll => Some(ContactMark::Unsubscribed),
         };
         if let Some(mark) = mark {
-            let contact = key.lookup(&r.address);
+            done.everything = mark == ContactMark::Unsubscribed;
             mark_contacts(&mut tx, r.account_id.as_str(), &[&contact], mark, now).await?;
         }
         if counted_only {
@@ -281,7 +343,10 @@ impl Store {
             let event = sealed_event(&key, r, metric, &details, &address, &lookup, now);
             insert_event(&mut tx, &event, &mut rollup).await?;
         }
-        if *what == Engagement::Unsubscribe {
+        // A campaign's copy is marketing: its unsubscribe leaves the account's marketing, not
+        // the mail the person asked for (receipts, password resets).
+        if *what == Engagement::Unsubscribe && copy.is_none() {
+            done.suppressed = true;
             let reason = SuppressionReason::Unsubscribe;
             suppress(
                 &mut tx,
@@ -293,6 +358,7 @@ impl Store {
             )
             .await?;
         }
-        self.commit_events(tx, rollup).await
+        self.commit_events(tx, rollup).await?;
+        Ok(done)
     }
 }

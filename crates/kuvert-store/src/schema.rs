@@ -138,6 +138,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "campaigns",
         include_str!("migrations/0023_campaigns.sql"),
     ),
+    (
+        24,
+        "campaign_results",
+        include_str!("migrations/0024_campaign_results.sql"),
+    ),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

@@ -3003,6 +3003,7 @@ async fn campaigns_are_claimed_once_and_keep_their_progress(f: &Fixture) {
         send_at: Some(Timestamp(START.0 + 3_600_000)),
         per_hour: None,
         max_errors: 3,
+        ab: None,
     };
     // B cannot name A's list.
     assert!(matches!(

@@ -21,8 +21,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kuvert_admin::contacts::import::{Importer, Upload};
-use kuvert_core::contact::{ImportMode, PropertyKind};
+use kuvert_core::contact::PropertyKind;
 use kuvert_store::{Store, StoreOptions};
 
 mod support;
@@ -80,29 +79,8 @@ async fn run(label: &str, store: Store, csv: &std::path::Path, rows: usize) {
         .await
         .expect("list");
 
-    let started = Instant::now();
-    let id = store
-        .create_import(&a, Some(&list.id), ImportMode::Add, None)
-        .await
-        .expect("import");
-    let mut upload = Upload::new(&store, a.clone(), id.clone(), u64::MAX);
-    let mut f = std::fs::File::open(csv).expect("csv");
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        upload.push(&buf[..n]).await.expect("upload");
-    }
-    upload.finish().await.expect("uploaded");
-    let uploaded = started.elapsed();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let importer = Importer::new(store.clone(), "bench", stopped);
-    assert!(importer.run_one(&a, &id).await.expect("import runs"));
-    let total = started.elapsed();
-    let imp = store.import(&a, id.as_str()).await.expect("import");
-    assert_eq!(imp.created as usize, rows, "{imp:?}");
+    let (created, uploaded, total) = support::import_csv(&store, &a, &list.id, csv).await;
+    assert_eq!(created as usize, rows);
     let write_phase = total - uploaded;
     println!(
         "| {label} | import {rows} rows | {:.1} s | {:.0} rows/s | upload {:.1} s, then scan and write {:.0} rows/s | {:.0} MiB |",

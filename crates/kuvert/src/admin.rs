@@ -1045,3 +1045,82 @@ pub async fn templates(i: &Instance, cmd: TemplatesCmd, json_out: bool) -> Resul
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum CampaignsCmd {
+    /// The account's campaigns, newest first, with their progress.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// One campaign: its settings, progress and A/B result.
+    Show {
+        id: String,
+        #[arg(long)]
+        account: String,
+    },
+    /// Pause, resume or cancel a campaign (audited; a running server picks it up within its
+    /// poll interval).
+    Set {
+        id: String,
+        /// pause, resume or cancel.
+        action: String,
+        #[arg(long)]
+        account: String,
+    },
+}
+
+fn campaign_json(c: &kuvert_store::Campaign) -> serde_json::Value {
+    let s = &c.settings;
+    json!({"id": c.id.as_str(), "name": s.name, "state": c.state, "template": s.template,
+        "version": s.version, "audience": s.audience, "per_hour": s.per_hour,
+        "sent": c.sent, "skipped": c.skipped, "errors": c.errors, "last_error": c.last_error,
+        "started_at": c.started_at.map(|t| t.to_rfc3339()),
+        "finished_at": c.finished_at.map(|t| t.to_rfc3339()),
+        "ab": s.ab, "ab_decide_at": c.ab_decide_at.map(|t| t.to_rfc3339()), "ab_result": c.ab_result})
+}
+
+fn campaign_line(c: &kuvert_store::Campaign) -> String {
+    format!(
+        "{}  {}  {}  sent {}  skipped {}  errors {}",
+        c.id, c.state, c.settings.name, c.sent, c.skipped, c.errors
+    )
+}
+
+pub async fn campaigns(i: &Instance, cmd: CampaignsCmd, json_out: bool) -> Result<()> {
+    match cmd {
+        CampaignsCmd::List { account } => {
+            let a = find_account(i, &account).await?;
+            let all = i.store.campaigns(&a.id).await?;
+            print(
+                json_out,
+                json!(all.iter().map(campaign_json).collect::<Vec<_>>()),
+                || all.iter().map(campaign_line).collect::<Vec<_>>().join("\n"),
+            );
+        }
+        CampaignsCmd::Show { id, account } => {
+            let a = find_account(i, &account).await?;
+            let c = i.store.campaign(&a.id, &id).await?;
+            let v = campaign_json(&c);
+            print(json_out, v.clone(), || {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            });
+        }
+        CampaignsCmd::Set {
+            id,
+            action,
+            account,
+        } => {
+            let a = find_account(i, &account).await?;
+            let next = match action.as_str() {
+                "pause" | "resume" | "cancel" => kuvert_admin::campaigns::requested_state(&action),
+                _ => None,
+            }
+            .with_context(|| format!("the action is pause, resume or cancel, not {action:?}"))?;
+            let c = i.store.set_campaign_state(&a.id, &id, next, None).await?;
+            operator_audit(i, &a.id, &format!("campaign {id}: {action}")).await?;
+            print(json_out, campaign_json(&c), || campaign_line(&c));
+        }
+    }
+    Ok(())
+}

@@ -82,6 +82,9 @@ enum Command {
     /// Templates: save a version from a file, list them, preview one.
     #[command(subcommand)]
     Templates(admin::TemplatesCmd),
+    /// Campaigns: list them, show one, pause, resume or cancel one.
+    #[command(subcommand)]
+    Campaigns(admin::CampaignsCmd),
     /// Privacy requests of account holders.
     #[command(subcommand)]
     Privacy(admin::PrivacyCmd),
@@ -132,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             Command::Privacy(cmd) => admin::privacy(&instance, cmd, cli.json).await,
             Command::Contacts(cmd) => admin::contacts(&instance, cmd, cli.json).await,
             Command::Templates(cmd) => admin::templates(&instance, cmd, cli.json).await,
+            Command::Campaigns(cmd) => admin::campaigns(&instance, cmd, cli.json).await,
             Command::Purge { dry_run } => admin::purge(&instance, dry_run, cli.json).await,
             Command::Openapi => Ok(()),
         };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kuvert_core::campaign::{Audience, CampaignState, MAX_AUDIENCE_PARTS};
+use kuvert_core::campaign::{AbResult, AbTest, Audience, CampaignState, MAX_AUDIENCE_PARTS};
 use kuvert_store::{Campaign, CampaignSettings};
 use kuvert_submit::TemplateUse;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,11 @@ pub struct CampaignOut {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub created_at: String,
+    pub ab: Option<AbTest>,
+    /// An A/B test's sample is queued; its choice is made at this time.
+    pub ab_decide_at: Option<String>,
+    /// An A/B test's choice and the figures it was made on.
+    pub ab_result: Option<AbResult>,
 }
 
 impl From<Campaign> for CampaignOut {
@@ -66,6 +71,9 @@ impl From<Campaign> for CampaignOut {
             started_at: c.started_at.map(|t| t.to_rfc3339()),
             finished_at: c.finished_at.map(|t| t.to_rfc3339()),
             created_at: c.created_at.to_rfc3339(),
+            ab: s.ab,
+            ab_decide_at: c.ab_decide_at.map(|t| t.to_rfc3339()),
+            ab_result: c.ab_result,
         }
     }
 }
@@ -94,6 +102,18 @@ pub struct CampaignIn {
     pub per_hour: Option<u32>,
     /// Pause when more copies than this have failed (10 by default).
     pub max_errors: Option<u32>,
+    /// An A/B test: variants of the subject or the template sent to a sample first.
+    pub ab: Option<AbTest>,
+}
+
+fn one_line(field: &str, s: &str) -> Result<(), ApiError> {
+    if s.contains(['\r', '\n']) || s.len() > 998 {
+        return Err(ApiError::invalid(
+            field,
+            "a subject is one line of at most 998 bytes",
+        ));
+    }
+    Ok(())
 }
 
 impl CampaignIn {
@@ -109,13 +129,19 @@ impl CampaignIn {
         if let Some(r) = &self.reply_to {
             mailbox("reply_to".into(), r)?;
         }
-        if let Some(s) = &self.subject
-            && (s.contains(['\r', '\n']) || s.len() > 998)
-        {
-            return Err(ApiError::invalid(
-                "subject",
-                "a subject is one line of at most 998 bytes",
-            ));
+        if let Some(s) = &self.subject {
+            one_line("subject", s)?;
+        }
+        let mut ab = self.ab;
+        if let Some(ab) = &mut ab {
+            ab.check().map_err(|e| ApiError::invalid("ab", e))?;
+            for (i, v) in ab.variants.iter_mut().enumerate() {
+                if let Some(s) = &v.subject {
+                    one_line(&format!("ab.variants[{i}].subject"), s)?;
+                }
+                v.template = v.template.take().map(|t| t.to_ascii_lowercase());
+                v.version = v.version.take().map(|t| t.to_ascii_lowercase());
+            }
         }
         let a = &self.audience;
         if a.lists.is_empty() && a.segments.is_empty() {
@@ -144,6 +170,7 @@ impl CampaignIn {
             send_at: super::time_param("send_at", self.send_at.as_deref())?,
             per_hour: self.per_hour,
             max_errors: self.max_errors.unwrap_or(10),
+            ab,
         })
     }
 }
@@ -184,18 +211,35 @@ async fn template_exists(
     account: &kuvert_core::id::AccountId,
     s: &CampaignSettings,
 ) -> Result<(), ApiError> {
-    match state
-        .store
-        .template_version(account, &s.template, s.version.as_deref())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kuvert_store::StoreError::NotFound(_)) => Err(ApiError::invalid(
-            "template",
-            format!("no template {:?} with that version", s.template),
-        )),
-        Err(e) => Err(e.into()),
+    let mut uses = vec![("template".to_owned(), &s.template, s.version.as_ref())];
+    for (i, v) in s.ab.iter().flat_map(|ab| ab.variants.iter().enumerate()) {
+        if let Some(t) = &v.template {
+            uses.push((format!("ab.variants[{i}].template"), t, v.version.as_ref()));
+        } else if v.version.is_some() {
+            uses.push((
+                format!("ab.variants[{i}].version"),
+                &s.template,
+                v.version.as_ref(),
+            ));
+        }
     }
+    for (field, template, version) in uses {
+        match state
+            .store
+            .template_version(account, template, version.map(String::as_str))
+            .await
+        {
+            Ok(_) => {}
+            Err(kuvert_store::StoreError::NotFound(_)) => {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("no template {template:?} with that version"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A campaign and its progress.
@@ -328,4 +372,108 @@ pub async fn test_send(
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted.into())))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CampaignStatsParams {
+    /// `hour` (default), `day` or `month`, in UTC.
+    #[param(pattern = "^(hour|day|month)$")]
+    pub resolution: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinkClicks {
+    pub url: String,
+    pub clicks: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VariantStats {
+    /// The variant's index in `ab.variants`.
+    pub variant: usize,
+    /// The tag its sample copies carry.
+    pub tag: String,
+    /// Each metric of the variant's sample copies.
+    #[schema(value_type = Object)]
+    pub totals: Map<String, Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CampaignStatsOut {
+    pub campaign: String,
+    pub state: CampaignState,
+    /// Contacts the campaign reached: copies queued, contacts skipped and copies failed.
+    pub recipients: u64,
+    pub queued: u64,
+    pub skipped: u64,
+    pub errors: u64,
+    /// The copies' counters (they carry the campaign's id as a tag), from its start to now:
+    /// kept as aggregates after the raw events are purged.
+    pub stats: super::stats::StatsOut,
+    /// Clicks on each link of the copies, most first (at most 100).
+    pub links: Vec<LinkClicks>,
+    /// An A/B test's variants, by their sample copies.
+    pub variants: Vec<VariantStats>,
+}
+
+/// A campaign's statistics: sent, delivered, bounced, opened and clicked (total and unique),
+/// unsubscribed and complained, with rates, a time series and the clicks of each link.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/stats", tag = "campaigns",
+    params(("id" = String, Path), CampaignStatsParams),
+    responses((status = 200, body = CampaignStatsOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    Path(id): Path<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<CampaignStatsParams>,
+) -> Result<Json<CampaignStatsOut>, ApiError> {
+    let c = state.store.campaign(&auth.account_id, &id).await?;
+    let resolution = super::stats::Resolution::parse(q.resolution.as_deref().unwrap_or("hour"))?;
+    let now = state.store.clock().now();
+    let to = kuvert_core::Timestamp(now.millis() + 1);
+    let from = c.started_at.unwrap_or(c.created_at).min(now);
+    let first = resolution.first(from, to)?;
+    let query = |tag: String| kuvert_store::StatsQuery {
+        from: first,
+        to,
+        domain_id: None,
+        tag: Some(tag),
+    };
+    let hourly = state
+        .store
+        .stats(&auth.account_id, &query(c.id.to_string()))
+        .await?;
+    let mut variants = Vec::new();
+    for i in 0..c.settings.ab.as_ref().map_or(0, |ab| ab.variants.len()) {
+        let tag = AbTest::variant_tag(c.id.as_str(), i);
+        let hourly = state
+            .store
+            .stats(&auth.account_id, &query(tag.clone()))
+            .await?;
+        variants.push(VariantStats {
+            variant: i,
+            tag,
+            totals: super::stats::summarize(hourly, first, to, resolution).totals,
+        });
+    }
+    let links = state
+        .store
+        .campaign_links(&auth.account_id, &c.id, 100)
+        .await?
+        .into_iter()
+        .map(|(url, clicks)| LinkClicks { url, clicks })
+        .collect();
+    Ok(Json(CampaignStatsOut {
+        campaign: c.id.to_string(),
+        state: c.state,
+        recipients: c.sent + c.skipped + c.errors,
+        queued: c.sent,
+        skipped: c.skipped,
+        errors: c.errors,
+        stats: super::stats::summarize(hourly, first, to, resolution),
+        links,
+        variants,
+    }))
 }

@@ -58,7 +58,7 @@ const HOUR_MS: i64 = 3_600_000;
 const MAX_POINTS: i64 = 10_000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Resolution {
+pub(crate) enum Resolution {
     Hour,
     Day,
     Month,
@@ -91,38 +91,12 @@ pub async fn get(
     FullAccess(auth): FullAccess,
     ApiQuery(q): ApiQuery<StatsParams>,
 ) -> Result<Json<StatsOut>, ApiError> {
-    let resolution = match q.resolution.as_deref().unwrap_or("day") {
-        "hour" => Resolution::Hour,
-        "day" => Resolution::Day,
-        "month" => Resolution::Month,
-        other => {
-            return Err(ApiError::invalid(
-                "resolution",
-                format!("{other:?}: use hour, day or month"),
-            ));
-        }
-    };
+    let resolution = Resolution::parse(q.resolution.as_deref().unwrap_or("day"))?;
     let now = state.store.clock().now();
     let to = super::time_param("to", q.to.as_deref())?.unwrap_or(now);
     let from = super::time_param("from", q.from.as_deref())?
         .unwrap_or(Timestamp(to.millis() - 7 * DAY_MS));
-    if from >= to {
-        return Err(ApiError::invalid("from", "from must be before to"));
-    }
-    let first = resolution.start(from);
-    let per_point = match resolution {
-        Resolution::Hour => HOUR_MS,
-        Resolution::Day => DAY_MS,
-        Resolution::Month => 28 * DAY_MS,
-    };
-    if (to.millis() - first.millis()) / per_point > MAX_POINTS {
-        return Err(ApiError::invalid(
-            "resolution",
-            format!(
-                "more than {MAX_POINTS} points: choose a coarser resolution or a shorter range"
-            ),
-        ));
-    }
+    let first = resolution.first(from, to)?;
     let domain_id = match &q.domain {
         Some(name) => Some(
             state
@@ -146,7 +120,62 @@ pub async fn get(
             },
         )
         .await?;
+    Ok(Json(summarize(hourly, first, to, resolution)))
+}
 
+impl Resolution {
+    pub(crate) fn parse(name: &str) -> Result<Self, ApiError> {
+        Ok(match name {
+            "hour" => Self::Hour,
+            "day" => Self::Day,
+            "month" => Self::Month,
+            other => {
+                return Err(ApiError::invalid(
+                    "resolution",
+                    format!("{other:?}: use hour, day or month"),
+                ));
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Month => "month",
+        }
+    }
+
+    /// The start of the first period of `from..to`, when the range has a few enough points.
+    pub(crate) fn first(self, from: Timestamp, to: Timestamp) -> Result<Timestamp, ApiError> {
+        if from >= to {
+            return Err(ApiError::invalid("from", "from must be before to"));
+        }
+        let first = self.start(from);
+        let per_point = match self {
+            Self::Hour => HOUR_MS,
+            Self::Day => DAY_MS,
+            Self::Month => 28 * DAY_MS,
+        };
+        if (to.millis() - first.millis()) / per_point > MAX_POINTS {
+            return Err(ApiError::invalid(
+                "resolution",
+                format!(
+                    "more than {MAX_POINTS} points: choose a coarser resolution or a shorter range"
+                ),
+            ));
+        }
+        Ok(first)
+    }
+}
+
+/// Hourly counters summed into the periods of `first..to`, with totals and rates.
+pub(crate) fn summarize(
+    hourly: kuvert_store::HourlyCounts,
+    first: Timestamp,
+    to: Timestamp,
+    resolution: Resolution,
+) -> StatsOut {
     let mut points: BTreeMap<Timestamp, BTreeMap<String, i64>> = BTreeMap::new();
     let mut t = first;
     while t < to {
@@ -204,12 +233,12 @@ pub async fn get(
     ] {
         rates.insert(name.into(), rate(n(metric), n("delivered")));
     }
-    Ok(Json(StatsOut {
-        resolution: q.resolution.unwrap_or_else(|| "day".into()),
+    StatsOut {
+        resolution: resolution.name().into(),
         from: first.to_rfc3339(),
         to: to.to_rfc3339(),
         totals: filled(&totals),
         rates,
         series,
-    }))
+    }
 }

@@ -159,7 +159,8 @@ pub async fn unsubscribe_page(
     .into_response())
 }
 
-/// POST of an unsubscribe link (RFC 8058 one-click, or the page's button): done at once.
+/// POST of an unsubscribe link (RFC 8058 one-click, or the page's button): done at once. A
+/// campaign's copy leaves the campaign's lists, and the answer offers to leave every list.
 #[utoipa::path(post, path = "/u/{token}", tag = "tracking", params(("token" = String, Path)),
     responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn unsubscribe(
@@ -168,11 +169,60 @@ pub async fn unsubscribe(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (r, _, settings) = recipient(&state, peer, &token, |l| *l == Link::Unsubscribe).await?;
-    let data = details(peer, &headers, &settings);
-    state
+    unsubscribe_from(&state, peer, &headers, &token, Engagement::Unsubscribe).await
+}
+
+/// POST from the page after an unsubscribe: off every list of the sender's account.
+#[utoipa::path(post, path = "/u/{token}/all", tag = "tracking", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn unsubscribe_all(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    unsubscribe_from(&state, peer, &headers, &token, Engagement::LeaveAll).await
+}
+
+async fn unsubscribe_from(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    token: &str,
+    what: Engagement,
+) -> Result<Response, ApiError> {
+    let (r, _, settings) = recipient(state, peer, token, |l| *l == Link::Unsubscribe).await?;
+    let data = details(peer, headers, &settings);
+    let done = state
         .store
-        .record_engagement(&r, &Engagement::Unsubscribe, data, settings.mode)
+        .record_engagement(&r, &what, data, settings.mode)
         .await?;
-    Ok(Html("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head><body><p>You are unsubscribed.</p></body></html>").into_response())
+    let mut names = Vec::new();
+    for id in &done.lists {
+        if let Ok(list) = state.store.list(&r.account_id, id).await {
+            names.push(kuvert_template::escape_html(&list.settings.name));
+        }
+    }
+    let said = if done.everything {
+        "You are unsubscribed from every list of this sender.".to_owned()
+    } else if !names.is_empty() {
+        format!("You are unsubscribed from: {}.", names.join(", "))
+    } else {
+        "You are unsubscribed.".to_owned()
+    };
+    // The form posts to this token's own /all (the page is at /u/{token}).
+    let offer = if done.everything || done.suppressed {
+        String::new()
+    } else {
+        let token = kuvert_template::escape_html(token);
+        format!(
+            "<form method=\"post\" action=\"{token}/all\"><p>Or stop every e-mail of this sender's lists:</p>\
+             <button type=\"submit\">Leave every list</button></form>"
+        )
+    };
+    Ok(Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
+         <body><p>{said}</p>{offer}</body></html>"
+    ))
+    .into_response())
 }

@@ -320,6 +320,7 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             ),
         ),
         ("delete", "/v1/campaigns/{id}", Full, NotFound, None),
+        ("get", "/v1/campaigns/{id}/stats", Full, NotFound, None),
         (
             "post",
             "/v1/campaigns/{id}/test",
@@ -338,6 +339,7 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         ("get", "/c/{token}", Public, Unscoped, None),
         ("get", "/u/{token}", Public, Unscoped, None),
         ("post", "/u/{token}", Public, Unscoped, None),
+        ("post", "/u/{token}/all", Public, Unscoped, None),
         // B's list has no public form: nobody finds one there.
         ("post", "/f/{list}", Public, NotFound, None),
         ("get", "/s/{token}", Public, Unscoped, None),
