@@ -322,7 +322,9 @@ impl CampaignRunner {
             let sample = |ab: &AbTest| ab.assign(c.id.as_str(), contact.id.as_str());
             match (work.phase, &c.settings.ab) {
                 (CampaignPhase::Sample, Some(ab)) => sample(ab).map(|v| (v, true)),
-                (CampaignPhase::Rest(w), Some(ab)) => sample(ab).is_none().then_some((w, false)),
+                // The sample's contacts have their copies (found below); one that joined
+                // during the wait gets the winner too.
+                (CampaignPhase::Rest(w), Some(_)) => Some((w, false)),
                 (CampaignPhase::All, _) => Some((0, false)),
                 _ => None,
             }
@@ -347,7 +349,19 @@ impl CampaignRunner {
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
-        outcomes.extend(had.into_iter().map(|id| (id, Copy::Sent)));
+        // A copy found counts as sent, but the sample's once only: in the sample's pass.
+        let counted = |id: &str| match (work.phase, &c.settings.ab) {
+            (CampaignPhase::Rest(_), Some(ab)) => ab.assign(c.id.as_str(), id).is_none(),
+            _ => true,
+        };
+        outcomes.extend(had.into_iter().map(|id| {
+            let outcome = if counted(&id) {
+                Copy::Sent
+            } else {
+                Copy::Passed
+            };
+            (id, outcome)
+        }));
         outcomes.extend(
             passed
                 .into_iter()

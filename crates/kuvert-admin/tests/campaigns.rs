@@ -49,6 +49,21 @@ async fn note(store: &Store, account: &AccountId, content: &str) {
     .expect("template");
 }
 
+/// A contact subscribed to `list` through the API.
+fn member(address: &str, name: &str, list: &kuvert_core::id::ListId) -> kuvert_store::NewContact {
+    kuvert_store::NewContact {
+        address: EmailAddress::parse(address).expect("address"),
+        name: Some(name.to_owned()),
+        properties: Default::default(),
+        lists: vec![list.clone()],
+        consent: kuvert_store::ConsentInput {
+            method: ConsentMethod::Api,
+            text: None,
+            source: None,
+        },
+    }
+}
+
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("dir");
     let clock = ManualClock::new(Timestamp(1_795_000_000_000));
@@ -89,17 +104,7 @@ async fn world() -> World {
         store
             .create_contact(
                 &account.id,
-                kuvert_store::NewContact {
-                    address: EmailAddress::parse(&format!("c{i}@example.com")).expect("address"),
-                    name: Some(format!("C{i}")),
-                    properties: Default::default(),
-                    lists: vec![list.id.clone()],
-                    consent: kuvert_store::ConsentInput {
-                        method: ConsentMethod::Api,
-                        text: None,
-                        source: None,
-                    },
-                },
+                member(&format!("c{i}@example.com"), &format!("C{i}"), &list.id),
             )
             .await
             .expect("contact");
@@ -504,6 +509,25 @@ async fn an_ab_test_sends_the_variant_with_more_opens_to_the_rest() {
     for r in &a[..5] {
         w.engage(r, kuvert_store::Engagement::Open).await;
     }
+    // Ten join the list during the wait; those the hash puts in the sample missed it, and
+    // get the winner with the rest.
+    let mut joined_in_sample = 0;
+    for i in 0..10 {
+        let joined = w
+            .store
+            .create_contact(
+                &w.account,
+                member(
+                    &format!("late{i}@example.com"),
+                    &format!("Late {i}"),
+                    &kuvert_core::id::ListId::from_string(w.list.clone()),
+                ),
+            )
+            .await
+            .expect("contact");
+        joined_in_sample += usize::from(ab.assign(c.id.as_str(), joined.id.as_str()).is_some());
+    }
+    assert!(joined_in_sample > 0, "none of ten in a 40 % sample");
     w.clock.advance_millis(61 * 60_000);
     assert!(runner.run_one().await.expect("run"));
     let done = w
@@ -519,13 +543,14 @@ async fn an_ab_test_sends_the_variant_with_more_opens_to_the_rest() {
     assert_eq!(result.figures[0].sent, a.len() as u64);
     assert_eq!(result.figures[1].sent, b.len() as u64);
     // The rest got B, untagged by a variant; every contact once.
+    let everyone = CONTACTS + 10;
     let all = w.messages().await;
-    assert_eq!(all.len(), CONTACTS);
+    assert_eq!(all.len(), everyone);
     let rest: Vec<_> = all.iter().filter(|(_, tags, _)| tags.len() == 1).collect();
-    assert_eq!(rest.len(), CONTACTS - sample.len());
+    assert_eq!(rest.len(), everyone - sample.len());
     assert!(rest.iter().all(|(subject, _, _)| subject == "Subject B"));
-    assert_eq!(done.sent, CONTACTS as u64);
-    assert_eq!(w.counts(&c).await, (CONTACTS as i64, CONTACTS));
+    assert_eq!(done.sent, everyone as u64);
+    assert_eq!(w.counts(&c).await, (everyone as i64, everyone));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

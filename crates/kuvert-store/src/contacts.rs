@@ -516,14 +516,24 @@ pub(crate) async fn mark_contacts(
 }
 
 /// Takes the contact with this keyed address out of `lists` (an unsubscribe from a
-/// campaign's lists), each withdrawal recorded. Returns the lists it left.
+/// campaign's lists), each withdrawal recorded. Returns whether it is (or was) on any of
+/// them, and the lists it left now.
 pub(crate) async fn leave_lists(
     tx: &mut Transaction<'_, Any>,
     account: &str,
     lookup: &str,
     lists: &[String],
     now: i64,
-) -> Result<Vec<String>> {
+) -> Result<(bool, Vec<String>)> {
+    let on: Vec<String> = sqlx::query_scalar(
+        "SELECT list_id FROM subscriptions WHERE account_id = $1 \
+         AND contact_id IN (SELECT id FROM contacts WHERE account_id = $1 AND address_lookup = $2)",
+    )
+    .bind(account)
+    .bind(lookup)
+    .fetch_all(&mut **tx)
+    .await?;
+    let member = lists.iter().any(|l| on.contains(l));
     let mut left: Vec<(String, String)> = Vec::new();
     for list in lists {
         let contacts = sqlx::query_scalar::<_, String>(
@@ -541,7 +551,7 @@ pub(crate) async fn leave_lists(
         left.extend(contacts.into_iter().map(|c| (c, list.clone())));
     }
     insert_consent(tx, account, &unsubscribed(&left), now).await?;
-    Ok(left.into_iter().map(|(_, l)| l).collect())
+    Ok((member, left.into_iter().map(|(_, l)| l).collect()))
 }
 
 /// The withdrawals of (contact, list) pairs left by an unsubscribe.

@@ -322,15 +322,21 @@ impl Store {
             }
             _ => Vec::new(),
         };
-        if !lists.is_empty() {
-            done.lists = leave_lists(&mut tx, r.account_id.as_str(), &contact, &lists, now).await?;
-        }
+        // A contact the campaign reached through a list leaves its lists (again, harmlessly,
+        // on a second click); one it reached through a segment alone leaves everything.
+        let through_list = !lists.is_empty()
+            && leave_lists(&mut tx, r.account_id.as_str(), &contact, &lists, now)
+                .await
+                .map(|(member, left)| {
+                    done.lists = left;
+                    member
+                })?;
         // A contact's summary says when this person last opened or clicked: kept only where
         // the account records engagement per recipient.
         let mark = match what {
             Engagement::Open => (!counted_only).then_some(ContactMark::Opened),
             Engagement::Click => (!counted_only).then_some(ContactMark::Clicked),
-            Engagement::Unsubscribe => lists.is_empty().then_some(ContactMark::Unsubscribed),
+            Engagement::Unsubscribe => (!through_list).then_some(ContactMark::Unsubscribed),
             Engagement::LeaveAll => Some(ContactMark::Unsubscribed),
         };
         if let Some(mark) = mark {

@@ -211,6 +211,22 @@ async fn a_campaign_reaches_each_contact_once_and_honours_unsubscribes() {
     );
     let (_, sup) = api.get("/v1/suppressions?type=unsubscribe").await;
     assert_eq!(sup["items"].as_array().map_or(0, Vec::len), 0, "{sup}");
+    // A second click changes nothing more; a contact the campaign reached through its
+    // segment alone (on no list of it) leaves the account's marketing.
+    let post = |url: String| {
+        let http = api.http.clone();
+        async move {
+            let r = http.post(&url).send().await.expect("post");
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    post(unsubscribe.clone()).await;
+    let (_, reader) = api.get("/v1/contacts/reader11@example.com").await;
+    assert_eq!(reader["status"], "active", "{reader}");
+    let visitor_copy = unfolded(&copy("visitor3@example.com").data);
+    post(url_after(&visitor_copy, &format!("{base}/u/"))).await;
+    let (_, visitor) = api.get("/v1/contacts/visitor3@example.com").await;
+    assert_eq!(visitor["status"], "unsubscribed", "{visitor}");
 
     // The campaign's statistics: its copies, their deliveries and the unsubscribe.
     let mut stats = Value::Null;
@@ -232,7 +248,8 @@ async fn a_campaign_reaches_each_contact_once_and_honours_unsubscribes() {
         stats["stats"]["totals"]["delivered"], total as u64,
         "{stats}"
     );
-    assert_eq!(stats["stats"]["totals"]["unsubscribed"], 1, "{stats}");
+    // Each POST is an unsubscribe event: reader11 twice, visitor3 once.
+    assert_eq!(stats["stats"]["totals"]["unsubscribed"], 3, "{stats}");
     assert_eq!(stats["stats"]["rates"]["delivered"], 1.0, "{stats}");
 
     // A second campaign to the list: everyone but the one who left.
