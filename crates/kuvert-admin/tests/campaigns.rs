@@ -145,6 +145,20 @@ impl World {
         per_hour: Option<u32>,
         ab: Option<kuvert_core::campaign::AbTest>,
     ) -> kuvert_store::Campaign {
+        let audience = Audience {
+            lists: vec![self.list.clone()],
+            segments: Vec::new(),
+        };
+        self.scheduled(per_hour, ab, audience).await
+    }
+
+    /// A campaign of the template `note` to `audience`, scheduled.
+    async fn scheduled(
+        &self,
+        per_hour: Option<u32>,
+        ab: Option<kuvert_core::campaign::AbTest>,
+        audience: Audience,
+    ) -> kuvert_store::Campaign {
         let c = self
             .store
             .create_campaign(
@@ -156,10 +170,7 @@ impl World {
                     subject: None,
                     template: "note".into(),
                     version: None,
-                    audience: Audience {
-                        lists: vec![self.list.clone()],
-                        segments: Vec::new(),
-                    },
+                    audience,
                     send_at: None,
                     per_hour,
                     max_errors: 10,
@@ -763,4 +774,96 @@ async fn campaign_statistics_match_the_events_and_outlive_them() {
         .expect("events");
     assert!(left.items.is_empty());
     assert_eq!(campaign_totals(&w, &c).await, counted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_ends_what_the_campaign_reached_the_contact_through() {
+    use kuvert_core::contact::{ContactStatus, SubscriptionStatus};
+    use kuvert_store::Engagement;
+    let w = world().await;
+    let news = kuvert_core::id::ListId::from_string(w.list.clone());
+    let other = w
+        .store
+        .create_list(&w.account, kuvert_store::ListSettings::named("other"))
+        .await
+        .expect("list");
+    let segment = w
+        .store
+        .create_segment(
+            &w.account,
+            "on other",
+            &kuvert_core::segment::Filter::List(kuvert_core::segment::ListCondition {
+                list: other.id.to_string(),
+                status: None,
+            }),
+        )
+        .await
+        .expect("segment");
+    // c5 left news long ago and is on other: the campaign reaches it through its segment.
+    w.store
+        .update_contact(
+            &w.account,
+            "c5@example.com",
+            kuvert_store::ContactPatch {
+                subscribe: vec![other.id.clone()],
+                unsubscribe: vec![news.clone()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("c5");
+    let audience = Audience {
+        lists: vec![w.list.clone()],
+        segments: vec![segment.id.to_string()],
+    };
+    let c = w.scheduled(None, None, audience).await;
+    assert!(w.runner().run_one().await.expect("run"));
+    let all = w.messages().await;
+    assert_eq!(all.len(), CONTACTS);
+    let copy_for = |name: &str| {
+        all.iter()
+            .find(|(subject, _, _)| subject == &format!("For {name}"))
+            .map(|(_, _, r)| r.clone())
+            .expect("a copy")
+    };
+    let status = |address: &'static str| {
+        let store = w.store.clone();
+        let account = w.account.clone();
+        async move {
+            store
+                .contact(&account, address)
+                .await
+                .expect("contact")
+                .status
+        }
+    };
+    // The segment still selects c5 after the click: it leaves everything.
+    w.engage(&copy_for("C5"), Engagement::Unsubscribe).await;
+    assert_eq!(status("c5@example.com").await, ContactStatus::Unsubscribed);
+    // c1 came through news alone: off news, still active; a second click adds nothing.
+    w.engage(&copy_for("C1"), Engagement::Unsubscribe).await;
+    w.engage(&copy_for("C1"), Engagement::Unsubscribe).await;
+    let c1 = w
+        .store
+        .contact(&w.account, "c1@example.com")
+        .await
+        .expect("c1");
+    assert_eq!(c1.status, ContactStatus::Active);
+    assert_eq!(c1.subscriptions[0].status, SubscriptionStatus::Unsubscribed);
+    // c2 was deleted after the send: with no list to leave, the address is suppressed, so
+    // that an import cannot bring it back to the next campaign.
+    w.store
+        .delete_contact(&w.account, "c2@example.com")
+        .await
+        .expect("delete");
+    w.engage(&copy_for("C2"), Engagement::Unsubscribe).await;
+    assert!(
+        w.store
+            .contact_refusal(&w.account, "c2@example.com")
+            .await
+            .expect("refusal")
+            .is_some()
+    );
+    // Three people unsubscribed, whatever the clicks.
+    assert_eq!(campaign_totals(&w, &c).await.get("unsubscribed"), Some(&3));
 }

@@ -484,17 +484,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The campaign a message is a copy of, if it is one.
-    pub async fn campaign_of_message(&self, message: &str) -> Result<Option<CampaignId>> {
-        Ok(sqlx::query_scalar::<_, String>(
-            "SELECT campaign_id FROM campaign_sends WHERE message_id = $1",
-        )
-        .bind(message)
-        .fetch_optional(self.pool())
-        .await?
-        .map(CampaignId::from_string))
-    }
-
     /// The clicks on each link of a campaign's copies, most first (at most `limit` links).
     pub async fn campaign_links(
         &self,

@@ -516,42 +516,57 @@ pub(crate) async fn mark_contacts(
 }
 
 /// Takes the contact with this keyed address out of `lists` (an unsubscribe from a
-/// campaign's lists), each withdrawal recorded. Returns whether it is (or was) on any of
-/// them, and the lists it left now.
+/// campaign's lists), each withdrawal recorded; a request never confirmed goes. Returns the
+/// lists it left.
 pub(crate) async fn leave_lists(
     tx: &mut Transaction<'_, Any>,
     account: &str,
     lookup: &str,
     lists: &[String],
     now: i64,
-) -> Result<(bool, Vec<String>)> {
-    let on: Vec<String> = sqlx::query_scalar(
-        "SELECT list_id FROM subscriptions WHERE account_id = $1 \
-         AND contact_id IN (SELECT id FROM contacts WHERE account_id = $1 AND address_lookup = $2)",
-    )
-    .bind(account)
-    .bind(lookup)
-    .fetch_all(&mut **tx)
-    .await?;
-    let member = lists.iter().any(|l| on.contains(l));
+) -> Result<Vec<String>> {
+    let contact =
+        "contact_id IN (SELECT id FROM contacts WHERE account_id = $1 AND address_lookup = $2)";
     let mut left: Vec<(String, String)> = Vec::new();
     for list in lists {
-        let contacts = sqlx::query_scalar::<_, String>(
-            "UPDATE subscriptions SET status = 'unsubscribed', updated_at = $1, confirm_sent_at = NULL \
-             WHERE account_id = $2 AND list_id = $3 AND status <> 'unsubscribed' \
-             AND contact_id IN (SELECT id FROM contacts WHERE account_id = $2 AND address_lookup = $4) \
-             RETURNING contact_id",
-        )
-        .bind(now)
+        sqlx::query(&format!(
+            "DELETE FROM subscriptions WHERE account_id = $1 AND list_id = $3 AND status = 'pending' AND {contact}"
+        ))
         .bind(account)
-        .bind(list)
         .bind(lookup)
+        .bind(list)
+        .execute(&mut **tx)
+        .await?;
+        let contacts = sqlx::query_scalar::<_, String>(&format!(
+            "UPDATE subscriptions SET status = 'unsubscribed', updated_at = $4, confirm_sent_at = NULL \
+             WHERE account_id = $1 AND list_id = $3 AND status = 'subscribed' AND {contact} RETURNING contact_id"
+        ))
+        .bind(account)
+        .bind(lookup)
+        .bind(list)
+        .bind(now)
         .fetch_all(&mut **tx)
         .await?;
         left.extend(contacts.into_iter().map(|c| (c, list.clone())));
     }
     insert_consent(tx, account, &unsubscribed(&left), now).await?;
-    Ok((member, left.into_iter().map(|(_, l)| l).collect()))
+    Ok(left.into_iter().map(|(_, l)| l).collect())
+}
+
+/// Whether the account has a contact with this keyed address.
+pub(crate) async fn contact_exists(
+    tx: &mut Transaction<'_, Any>,
+    account: &str,
+    lookup: &str,
+) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM contacts WHERE account_id = $1 AND address_lookup = $2",
+    )
+    .bind(account)
+    .bind(lookup)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n > 0)
 }
 
 /// The withdrawals of (contact, list) pairs left by an unsubscribe.

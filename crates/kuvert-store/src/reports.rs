@@ -268,15 +268,27 @@ impl Store {
         if first_column.is_some() && mode == TrackingMode::Off {
             return Ok(Unsubscribed::default());
         }
-        let mut tx = self.writer().begin().await?;
         let copy = sqlx::query_as::<_, CopyRow>(
             "SELECT s.campaign_id, c.audience FROM campaign_sends s JOIN campaigns c ON c.id = s.campaign_id \
              WHERE s.message_id = $1 AND s.account_id = $2",
         )
         .bind(r.message_id.as_str())
         .bind(r.account_id.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.pool())
         .await?;
+        let audience = match (what, &copy) {
+            (Engagement::Unsubscribe, Some(copy)) => {
+                serde_json::from_str::<kuvert_core::campaign::Audience>(&copy.audience)
+                    .unwrap_or_default()
+            }
+            _ => Default::default(),
+        };
+        // The campaign's segments as conditions, made before the transaction (they read the
+        // account's property definitions).
+        let segments = self
+            .segment_conditions(&r.account_id, &audience.segments)
+            .await?;
+        let mut tx = self.writer().begin().await?;
         if let (Engagement::Click, Some(copy), Some(url)) = (what, &copy, &url) {
             sqlx::query(
                 "INSERT INTO campaign_links (campaign_id, account_id, link, url, clicks) VALUES ($1, $2, $3, $4, 1) \
@@ -311,47 +323,65 @@ impl Store {
                 count(&mut rollup, unique_metric);
             }
         }
-        // What an unsubscribe ends: a campaign's lists, or everything.
+        // What an unsubscribe ends: the campaign's lists, and everything when one of its
+        // segments would still select the contact (a second click of a list member then
+        // changes nothing more).
         let contact = key.lookup(&r.address);
         let mut done = Unsubscribed::default();
-        let lists = match (what, &copy) {
-            (Engagement::Unsubscribe, Some(copy)) => {
-                serde_json::from_str::<kuvert_core::campaign::Audience>(&copy.audience)
-                    .map(|a| a.lists)
-                    .unwrap_or_default()
-            }
-            _ => Vec::new(),
-        };
-        // A contact the campaign reached through a list leaves its lists (again, harmlessly,
-        // on a second click); one it reached through a segment alone leaves everything.
-        let through_list = !lists.is_empty()
-            && leave_lists(&mut tx, r.account_id.as_str(), &contact, &lists, now)
-                .await
-                .map(|(member, left)| {
-                    done.lists = left;
-                    member
-                })?;
+        let mut still_selected = false;
+        if *what == Engagement::Unsubscribe && copy.is_some() {
+            done.lists = leave_lists(
+                &mut tx,
+                r.account_id.as_str(),
+                &contact,
+                &audience.lists,
+                now,
+            )
+            .await?;
+            still_selected =
+                crate::segments::any_selects(&mut tx, r.account_id.as_str(), &segments, &contact)
+                    .await?;
+        }
+        // A copy whose contact is gone: nothing to take off a list, so the address is
+        // suppressed, as for any message, lest an import bring it back.
+        let orphan = *what == Engagement::Unsubscribe
+            && copy.is_some()
+            && !crate::contacts::contact_exists(&mut tx, r.account_id.as_str(), &contact).await?;
         // A contact's summary says when this person last opened or clicked: kept only where
         // the account records engagement per recipient.
         let mark = match what {
             Engagement::Open => (!counted_only).then_some(ContactMark::Opened),
             Engagement::Click => (!counted_only).then_some(ContactMark::Clicked),
-            Engagement::Unsubscribe => (!through_list).then_some(ContactMark::Unsubscribed),
+            Engagement::Unsubscribe => {
+                (copy.is_none() || still_selected).then_some(ContactMark::Unsubscribed)
+            }
             Engagement::LeaveAll => Some(ContactMark::Unsubscribed),
         };
         if let Some(mark) = mark {
             done.everything = mark == ContactMark::Unsubscribed;
             mark_contacts(&mut tx, r.account_id.as_str(), &[&contact], mark, now).await?;
         }
+        // A recipient unsubscribes once: a second click (or the page's "every list") acts,
+        // but adds no event, so the count is of people.
+        let first_unsubscribe = first_column.is_some()
+            || sqlx::query(
+                "UPDATE recipients SET unsubscribed_at = $1 WHERE id = $2 AND unsubscribed_at IS NULL",
+            )
+            .bind(now)
+            .bind(r.recipient_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
         if counted_only {
             count(&mut rollup, metric);
-        } else {
+        } else if first_unsubscribe {
             let event = sealed_event(&key, r, metric, &details, &address, &lookup, now);
             insert_event(&mut tx, &event, &mut rollup).await?;
         }
         // A campaign's copy is marketing: its unsubscribe leaves the account's marketing, not
         // the mail the person asked for (receipts, password resets).
-        if *what == Engagement::Unsubscribe && copy.is_none() {
+        if *what == Engagement::Unsubscribe && (copy.is_none() || orphan) {
             done.suppressed = true;
             let reason = SuppressionReason::Unsubscribe;
             suppress(

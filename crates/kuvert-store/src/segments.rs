@@ -44,7 +44,7 @@ impl SegmentRow {
 
 /// A bound value of the compiled condition.
 #[derive(Debug, Clone, PartialEq)]
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Num(f64),
     Int(i64),
@@ -247,6 +247,24 @@ impl Store {
         self.open_contacts(account, &key, rows).await
     }
 
+    /// The conditions of these segments (a deleted one is left out), each with its binds,
+    /// placeholders from `$2`.
+    pub(crate) async fn segment_conditions(
+        &self,
+        account: &AccountId,
+        ids: &[String],
+    ) -> Result<Vec<Condition>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.segment(account, id).await {
+                Ok(s) => out.push(self.compile_at(account, &s.filter, 2).await?),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// How many contacts the filter selects.
     pub async fn segment_count(&self, account: &AccountId, filter: &Filter) -> Result<u64> {
         let (cond, binds) = self.compile(account, filter).await?;
@@ -357,4 +375,34 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A compiled filter: its SQL, its binds, and the number of the placeholder after them.
+pub(crate) type Condition = (String, Vec<Bind>, usize);
+
+/// Whether any of `conditions` (from `segment_conditions`) selects the active contact with
+/// this keyed address, as the transaction sees it.
+pub(crate) async fn any_selects(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &str,
+    conditions: &[Condition],
+    lookup: &str,
+) -> Result<bool> {
+    for (cond, binds, next) in conditions {
+        let sql = format!(
+            "SELECT COUNT(*) FROM contacts c WHERE c.account_id = $1 AND c.status = 'active' AND c.address_lookup = ${next} AND {cond}"
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(account);
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t.clone()),
+                Bind::Num(n) => q.bind(*n),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        if q.bind(lookup).fetch_one(&mut **tx).await? > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

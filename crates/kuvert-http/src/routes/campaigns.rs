@@ -377,7 +377,7 @@ pub async fn test_send(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CampaignStatsParams {
-    /// `hour` (default), `day` or `month`, in UTC.
+    /// `hour` (default for a campaign's first year), `day` (default after) or `month`, in UTC.
     #[param(pattern = "^(hour|day|month)$")]
     pub resolution: Option<String>,
 }
@@ -430,10 +430,16 @@ pub async fn stats(
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<CampaignStatsParams>,
 ) -> Result<Json<CampaignStatsOut>, ApiError> {
     let c = state.store.campaign(&auth.account_id, &id).await?;
-    let resolution = super::stats::Resolution::parse(q.resolution.as_deref().unwrap_or("hour"))?;
     let now = state.store.clock().now();
     let to = kuvert_core::Timestamp(now.millis() + 1);
     let from = c.started_at.unwrap_or(c.created_at).min(now);
+    // Hours for the first year of a campaign, days after.
+    let default = if now.millis() - from.millis() > 365 * 86_400_000 {
+        "day"
+    } else {
+        "hour"
+    };
+    let resolution = super::stats::Resolution::parse(q.resolution.as_deref().unwrap_or(default))?;
     let first = resolution.first(from, to)?;
     let query = |tag: String| kuvert_store::StatsQuery {
         from: first,

@@ -7,6 +7,8 @@ ALTER TABLE campaigns ADD COLUMN ab {blob};
 ALTER TABLE campaigns ADD COLUMN ab_decide_at BIGINT;
 ALTER TABLE campaigns ADD COLUMN ab_result TEXT;
 CREATE INDEX campaign_sends_message ON campaign_sends (message_id);
+-- A recipient's first unsubscribe, so that a second click counts no second time.
+ALTER TABLE recipients ADD COLUMN unsubscribed_at BIGINT;
 CREATE TABLE campaign_links (
     campaign_id TEXT NOT NULL,
     account_id TEXT NOT NULL,
