@@ -150,6 +150,36 @@ impl Mailbox {
     }
 }
 
+/// The items of a comma-separated address list as written in a form field
+/// (`Ann <a@x.example>, "Doe, Bob" <b@y.example>`): commas inside quotes or angle brackets
+/// do not separate; empty items are skipped. Linear in the input.
+pub fn split_address_list(input: &str) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    let mut angle = false;
+    let mut escaped = false;
+    let mut start = 0;
+    let mut cuts = Vec::new();
+    for (i, c) in input.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' if !angle => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' | ';' if !quoted && !angle => {
+                cuts.push(&input[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&input[start..]);
+    cuts.into_iter().map(str::trim).filter(|s| !s.is_empty())
+}
+
 impl fmt::Display for Mailbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
@@ -162,6 +192,31 @@ impl fmt::Display for Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_list_splits_outside_quotes_and_brackets() {
+        let items: Vec<&str> =
+            split_address_list(r#"Ann <a@x.example>, "Doe, Bob" <b@y.example>;c@z.example,, "#)
+                .collect();
+        assert_eq!(
+            items,
+            [
+                "Ann <a@x.example>",
+                r#""Doe, Bob" <b@y.example>"#,
+                "c@z.example"
+            ]
+        );
+        assert_eq!(
+            Mailbox::parse(items[1]).map(|m| m.name),
+            Ok(Some("Doe, Bob".into()))
+        );
+        assert_eq!(split_address_list(" , ").count(), 0);
+        // An escaped quote does not end the quoted name.
+        assert_eq!(
+            split_address_list(r#""a\", b" <a@x.example>, c@x.example"#).count(),
+            2
+        );
+    }
 
     #[test]
     fn accepts_common_and_international_addresses() {

@@ -32,6 +32,18 @@ impl Timestamp {
             .ok()
             .map(|d| Self(d.with_timezone(&Utc).timestamp_millis()))
     }
+    /// Parses a date as mail headers write it (`Fri, 14 Oct 2026 23:10:10 -0000`), also with
+    /// the zone written `UTC`, as Mailgun's clients send it.
+    pub fn parse_rfc2822(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let s = match s.strip_suffix(" UTC") {
+            Some(rest) => std::borrow::Cow::Owned(format!("{rest} +0000")),
+            None => std::borrow::Cow::Borrowed(s),
+        };
+        DateTime::parse_from_rfc2822(&s)
+            .ok()
+            .map(|d| Self(d.with_timezone(&Utc).timestamp_millis()))
+    }
     pub fn to_rfc3339(self) -> String {
         DateTime::<Utc>::from_timestamp_millis(self.0)
             .unwrap_or_default()
@@ -119,6 +131,20 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_dates_parse_in_their_zones() {
+        let utc = Timestamp::parse_rfc3339("2026-10-14T23:10:10Z");
+        for s in [
+            "Wed, 14 Oct 2026 23:10:10 -0000",
+            "Wed, 14 Oct 2026 23:10:10 GMT",
+            "Wed, 14 Oct 2026 23:10:10 UTC",
+            "Thu, 15 Oct 2026 01:10:10 +0200",
+        ] {
+            assert_eq!(Timestamp::parse_rfc2822(s), utc, "{s}");
+        }
+        assert_eq!(Timestamp::parse_rfc2822("2026-10-14T23:10:10Z"), None);
+    }
 
     #[test]
     fn months_before_clamps_the_day() {

@@ -3,6 +3,7 @@
 
 mod error;
 mod extract;
+pub mod mailgun;
 mod metrics;
 mod routes;
 
@@ -288,36 +289,38 @@ pub fn router(state: Arc<AppState>) -> Router {
         doc.to_pretty_json()
             .expect("the OpenAPI document serialises"),
     );
-    api.route(
-        "/v1/openapi.json",
-        get(move || {
-            let doc = openapi.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    (*doc).clone(),
-                )
-            }
-        }),
-    )
-    .fallback(|| async { ApiError::not_found("route") })
-    .layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        metrics::count_responses,
-    ))
-    .layer(DefaultBodyLimit::max(body_limit))
-    .layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let limit =
-                if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/imports" {
+    api.merge(mailgun::router())
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        (*doc).clone(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_responses,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let limit = if req.method() == axum::http::Method::POST
+                    && req.uri().path() == "/v1/imports"
+                {
                     usize::try_from(import_limit).unwrap_or(usize::MAX)
                 } else {
                     body_limit
                 };
-            refuse_declared_oversize(req, next, limit)
-        },
-    ))
-    .with_state(state)
+                refuse_declared_oversize(req, next, limit)
+            },
+        ))
+        .with_state(state)
 }
 
 /// A body whose declared length is past the limit is refused before any of it is read: the

@@ -6,12 +6,14 @@
 //! - [`report`]: delivery status notifications and feedback reports; [`bounce`]: what a
 //!   refusal means for the address;
 //! - [`verp`]: return paths that name a recipient and cannot be forged;
+//! - [`received`]: a message submitted whole, as a submission;
 //! - [`mime`]: the message of a submission; [`tracking`]: a recipient's copy with its own
 //!   links.
 
 pub mod bounce;
 pub mod header;
 pub mod mime;
+pub mod received;
 pub mod report;
 pub mod smtp;
 pub mod tracking;

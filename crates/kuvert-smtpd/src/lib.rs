@@ -6,13 +6,13 @@
 //!
 //! [`server`] accepts connections and starts a `session` for each; the session speaks the
 //! protocol (whose bytes and replies are `kuvert_mail::smtp`) in its `role`, submission or
-//! inbound MX, which hands a message to [`message`] (submission) or `inbound` (reports);
+//! inbound MX, which hands a message to `kuvert_mail::received` (submission) or `inbound`
+//! (reports);
 //! [`context`] is what they all share.
 
 pub mod config;
 pub mod context;
 mod inbound;
-pub mod message;
 mod metrics;
 mod role;
 pub mod server;

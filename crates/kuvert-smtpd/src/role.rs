@@ -11,7 +11,7 @@ use kuvert_store::KeyAuth;
 use kuvert_submit::AcceptError;
 
 use crate::context::SmtpContext;
-use crate::message::to_submission;
+use kuvert_mail::received::to_submission;
 
 /// What a listener's session does its own way.
 pub(crate) trait Role: Send + Sync {

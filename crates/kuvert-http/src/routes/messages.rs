@@ -250,7 +250,7 @@ pub async fn send(
     Auth(auth): Auth,
     ApiJson(mut req): ApiJson<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>), ApiError> {
-    let rendered = match &req.template {
+    let using = match &req.template {
         None => None,
         Some(_) if req.text.is_some() || req.html.is_some() => {
             return Err(ApiError::invalid(
@@ -258,19 +258,13 @@ pub async fn send(
                 "give a template or text and html, not both",
             ));
         }
-        Some(name) => {
-            let using = TemplateUse {
-                name: name.to_ascii_lowercase(),
-                version: req.version.clone(),
-                variables: std::mem::take(&mut req.variables),
-            };
-            let (_, rendered) = state
-                .acceptor
-                .render_template(&auth.account_id, &using, Map::new())
-                .await?;
-            Some(rendered)
-        }
+        Some(name) => Some(TemplateUse {
+            name: name.to_ascii_lowercase(),
+            version: req.version.clone(),
+            variables: std::mem::take(&mut req.variables),
+        }),
     };
+    let rendered = render(&state, &auth.account_id, using).await?;
     // A template that links `{{unsubscribe_url}}` asks for the link.
     let unsubscribe = rendered
         .as_ref()
@@ -279,6 +273,23 @@ pub async fn send(
     submission.tracking.unsubscribe |= unsubscribe;
     let accepted = state.acceptor.accept(&auth.account_id, submission).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted.into())))
+}
+
+/// The stored template a send names, filled in with its variables: what `/v1/messages` and
+/// the compatible APIs' sends take their text and HTML from.
+pub(crate) async fn render(
+    state: &AppState,
+    account: &kuvert_core::id::AccountId,
+    using: Option<TemplateUse>,
+) -> Result<Option<Rendered>, ApiError> {
+    let Some(using) = using else {
+        return Ok(None);
+    };
+    let (_, rendered) = state
+        .acceptor
+        .render_template(account, &using, Map::new())
+        .await?;
+    Ok(Some(rendered))
 }
 
 impl From<Accepted> for SendResponse {

@@ -1,4 +1,5 @@
-//! The cross-account access matrix: every route of the OpenAPI document, walked with account
+//! The cross-account access matrix: every route of the OpenAPI document and of the
+//! compatible APIs (`kuvert_http::mailgun::ROUTES`), walked with account
 //! A's full key and every id of account B's (always 404: never B's data, never a change to
 //! it, never 500), with a send-only key (403 but for sending), and with no key (401 but for
 //! the public routes). A route added to the document without an entry here fails the test.
@@ -346,7 +347,31 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         ("post", "/s/{token}", Public, Unscoped, None),
         ("get", "/healthz", Public, Unscoped, None),
         ("get", "/metrics", Public, Unscoped, None),
+        // Mailgun's API (forms, not JSON: `call` sends a form on these paths).
+        (
+            "post",
+            "/v3/{domain}/messages",
+            Send,
+            NotFound,
+            Some(
+                json!({"from": "news@b-tenant.example", "to": "x@example.com", "subject": "s", "text": "t"}),
+            ),
+        ),
+        (
+            "post",
+            "/v3/{domain}/messages.mime",
+            Send,
+            NotFound,
+            Some(
+                json!({"to": "x@example.com", "message": "From: news@b-tenant.example\r\nSubject: s\r\n\r\nt\r\n"}),
+            ),
+        ),
     ]
+}
+
+/// Whether `path` is of a compatible API, whose bodies are forms.
+fn is_compat(path: &str) -> bool {
+    path.starts_with("/v3/") || path.starts_with("/v4/")
 }
 
 /// Account B's objects, made with B's own key.
@@ -534,6 +559,7 @@ impl Other {
                     &self.domain
                 },
             )
+            .replace("{domain}", &self.domain)
             .replace("{address}", &self.suppression)
             .replace("{contact}", &self.contact)
             .replace("{list}", &self.list)
@@ -586,8 +612,16 @@ async fn call(
     if let Some(k) = key {
         r = r.bearer_auth(k);
     }
-    if let Some(b) = body {
-        r = r.json(b);
+    match body {
+        Some(Value::Object(fields)) if is_compat(path) => {
+            let pairs: Vec<(&String, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default()))
+                .collect();
+            r = r.form(&pairs);
+        }
+        Some(b) => r = r.json(b),
+        None => {}
     }
     let response = r.send().await.expect("request");
     let status = response.status().as_u16();
@@ -621,6 +655,11 @@ async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
                 .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
                 .map(move |m| (m.clone(), path.clone()))
         })
+        .chain(
+            kuvert_http::mailgun::ROUTES
+                .iter()
+                .map(|(m, p)| ((*m).to_owned(), (*p).to_owned())),
+        )
         .collect();
     let listed: BTreeSet<(String, String)> = table
         .iter()

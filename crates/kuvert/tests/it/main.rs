@@ -12,6 +12,7 @@ mod domains;
 mod forms;
 mod hardening;
 mod live;
+mod mailgun;
 mod quickstart;
 mod reports;
 mod restart;

@@ -1,10 +1,11 @@
-//! From a message received over SMTP to the `Submission` that `accept()` takes: the headers
-//! say who it is from and how each envelope recipient is addressed; `X-Kuvert-*` headers carry
-//! the options the HTTP API has as fields, and are removed, as is any `Bcc`.
+//! From a message received whole (over SMTP, or Mailgun's `messages.mime`) to the
+//! `Submission` that `accept()` takes: the headers say who it is from and how each envelope
+//! recipient is addressed; `X-Kuvert-*` headers carry the options the HTTP API has as fields,
+//! and are removed, as is any `Bcc`.
 
+use crate::header;
 use kuvert_core::submission::{Body, Submission, TrackingOptions};
 use kuvert_core::{Mailbox, Timestamp};
-use kuvert_mail::header;
 use mail_parser::MessageParser;
 use serde_json::{Map, Value};
 
@@ -35,6 +36,27 @@ fn flag(header: &str, v: &str) -> Result<bool, ContentError> {
         "no" | "false" | "0" | "off" => Ok(false),
         _ => Err(refuse(header, format!("{v:?} is not yes or no"))),
     }
+}
+
+/// `raw` with every line ending (CRLF, a lone LF, a lone CR) written CRLF, as SMTP carries
+/// it: a message given whole over HTTP often comes with LF alone.
+pub fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if raw.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The submission for `data` (a complete message, CRLF line ends, dot-unstuffed) sent to
@@ -154,6 +176,12 @@ mod tests {
             Body::Raw(raw) => raw.clone(),
             Body::Parts(_) => panic!("a received message is kept whole"),
         }
+    }
+
+    #[test]
+    fn every_line_ending_becomes_crlf() {
+        assert_eq!(crlf(b"a\nb\r\nc\rd\r"), b"a\r\nb\r\nc\r\nd\r\n");
+        assert_eq!(crlf(b""), b"");
     }
 
     const MSG: &[u8] = b"From: \"Shop\" <news@shop.example>\r\nTo: Ann <ann@example.com>\r\nCc: bob@example.com\r\nBcc: secret@example.com\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Kuvert-Tag: spring, sale\r\nX-Kuvert-Track-Opens: yes\r\nX-Kuvert-Metadata: {\"order\":\r\n 7}\r\n\r\nHello\r\n";
