@@ -1,4 +1,4 @@
-//! A message received over SMTP to its `Submission` (`kuvert_smtpd::message::to_submission`):
+//! A message received over SMTP to its `Submission` (`kuvert_mail::received::to_submission`):
 //! header splitting, the one-From rule, the `X-Kuvert-*` options, the sorting of envelope
 //! recipients into to, cc and bcc. The first line of the input is the envelope's recipients
 //! (separated by spaces); the rest is the message, made as the DATA reader delivers it (CRLF
@@ -10,7 +10,7 @@
 #![no_main]
 
 use kuvert_core::submission::{Body, TrackingOptions};
-use kuvert_smtpd::message::to_submission;
+use kuvert_mail::received::to_submission;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

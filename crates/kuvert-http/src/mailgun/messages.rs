@@ -42,14 +42,18 @@ pub fn read_send(form: &Form, mime: bool) -> Result<MgSend, MgError> {
     let mut template = None;
     let mut recipient_variables = None;
     let mut submission = if mime {
-        let mut files = form.files("message");
-        let raw = files
-            .next()
+        // One message, as a file part or (mailgun.js with a string) a text field.
+        let mut given = form
+            .files("message")
             .map(|(_, _, bytes)| bytes.to_vec())
-            .or_else(|| form.texts("message").next().map(|t| t.as_bytes().to_vec()))
+            .chain(form.texts("message").map(|t| t.as_bytes().to_vec()));
+        let raw = given
+            .next()
             .ok_or_else(|| MgError::bad_request("'message' parameter is missing"))?;
-        if files.next().is_some() {
-            return Err(MgError::bad_request("'message' parameter is given twice"));
+        if given.next().is_some() {
+            return Err(MgError::bad_request(
+                "'message' parameter is given more than once",
+            ));
         }
         let to: Vec<String> = addresses(form, "to")?
             .into_iter()
@@ -567,6 +571,17 @@ mod tests {
             ("o:tag", "d"),
         ]);
         assert!(read_send(&form(&fields), false).is_err(), "four tags");
+        // Two messages in one request: which would be sent is not for the server to guess.
+        let e = read_send(
+            &form(&[
+                ("to", "ann@x.example"),
+                ("message", "From: a@shop.example\r\n\r\none\r\n"),
+                ("message", "From: a@shop.example\r\n\r\ntwo\r\n"),
+            ]),
+            true,
+        )
+        .expect_err("two messages");
+        assert!(e.message.contains("more than once"), "{}", e.message);
     }
 
     #[test]

@@ -58,6 +58,21 @@ elif step == "send_template":
         },
     )
     out = {"status": r.status_code, "body": r.json()}
+elif step == "send_batch":
+    # A batch: each address gets its own message, filled from recipient-variables.
+    r = client.messages.create(
+        domain=domain,
+        data={
+            "from": f"news@{domain}",
+            "to": args,
+            "subject": "Hi %recipient.first%",
+            "text": "Hello %recipient.first%, this is for %recipient% alone.",
+            "recipient-variables": json.dumps(
+                {a: {"first": a.split("@")[0].title()} for a in args}
+            ),
+        },
+    )
+    out = {"status": r.status_code, "body": r.json()}
 elif step == "send_mime":
     to = args[0]
     # As Python's email package writes it: LF line ends, which Kuvert makes CRLF.

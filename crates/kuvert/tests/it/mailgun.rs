@@ -89,6 +89,21 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
     let mail = mail_to(&sink, "cy@example.com").await;
     assert!(unfolded(&mail.data).contains("Welcome, Ann!"));
 
+    // A batch: one message per address, each filled in and addressed to it alone.
+    let sent = mailgun_py(&api, "send_batch", &["fay@example.com", "gus@example.com"]);
+    assert_eq!(sent["status"], 200, "{sent}");
+    for (to, first) in [("fay@example.com", "Fay"), ("gus@example.com", "Gus")] {
+        let mail = mail_to(&sink, to).await;
+        assert_eq!(mail.rcpt_to, [to]);
+        let text = unfolded(&mail.data);
+        assert!(text.contains(&format!("Subject: Hi {first}")), "{text}");
+        assert!(
+            text.contains(&format!("Hello {first}, this is for {to} alone.")),
+            "{text}"
+        );
+        assert!(!text.contains("fay@example.com, gus@example.com"), "{text}");
+    }
+
     // A message sent whole.
     let sent = mailgun_py(&api, "send_mime", &["dee@example.com"]);
     assert_eq!(sent["status"], 200, "{sent}");
