@@ -1,6 +1,10 @@
 //! A Mailgun send's form, as `POST /v3/{domain}/messages` and `messages.mime` read it
 //! (`kuvert_http::mailgun::form::urlencoded`, then `messages::read_send`), then
-//! `Submission::check` and the MIME message `accept()` would store. Checked:
+//! `Submission::check` and the MIME message `accept()` would store; or (first byte 2 or 3)
+//! an events query (`mailgun::events::EventsQuery`, from parameters or from a page token).
+//! Checked:
+//! - an events query is refused with a 400, or goes through its token and back unchanged
+//!   with a limit from 1 to 300; a token not made by the server is refused, never a panic;
 //! - a refused form is a 4xx in Mailgun's shape, never a 5xx;
 //! - every `to` of an accepted form is an address the form named, and `o:tag` gives at most
 //!   three tags;
@@ -21,6 +25,10 @@ fuzz_target!(|input: &[u8]| {
     let Some((&mode, body)) = input.split_first() else {
         return;
     };
+    if mode & 2 == 2 {
+        events(body);
+        return;
+    }
     let form = match urlencoded(body) {
         Ok(f) => f,
         Err(e) => {
@@ -67,3 +75,25 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(fields.count("from"), 1, "one From");
     assert_eq!(fields.count("bcc"), 0, "no Bcc");
 });
+
+fn events(body: &[u8]) {
+    use kuvert_http::mailgun::events::{EventsQuery, MAX_LIMIT};
+    if let Ok(token) = std::str::from_utf8(body)
+        && let Err(e) = EventsQuery::from_token(token)
+    {
+        assert_eq!(e.status.as_u16(), 400, "{e:?}");
+    }
+    let Ok(params) = urlencoded(body) else {
+        return;
+    };
+    match EventsQuery::from_params(&params) {
+        Ok(q) => {
+            assert!((1..=MAX_LIMIT).contains(&q.limit));
+            assert_eq!(EventsQuery::from_token(&q.token()).expect("its own token"), q);
+            if let (Some(from), Some(to)) = (q.from, q.to) {
+                assert!(from <= to, "the range is in order");
+            }
+        }
+        Err(e) => assert_eq!(e.status.as_u16(), 400, "{e:?}"),
+    }
+}

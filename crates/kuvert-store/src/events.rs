@@ -15,6 +15,8 @@ pub struct EventFilter {
     pub recipient: Option<String>,
     pub message_id: Option<String>,
     pub tag: Option<String>,
+    /// Only events of messages sent from this domain (by its id).
+    pub domain: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     /// Only events older than this position (a `next` of an earlier page).
@@ -142,6 +144,13 @@ impl Store {
                 &mut sql,
                 " AND tags LIKE ? ESCAPE '\\'",
                 format!("%\"{}\"%", like_literal(t)),
+            );
+        }
+        if let Some(d) = &f.domain {
+            text_param(
+                &mut sql,
+                " AND EXISTS (SELECT 1 FROM messages m WHERE m.id = events.message_id AND m.domain_id = ?)",
+                d.clone(),
             );
         }
         let mut int_clauses = Vec::new();

@@ -238,6 +238,40 @@ impl Store {
         row.open(&key, recipients)
     }
 
+    /// What a list of events shows of each of their messages (sender, subject, size, tags,
+    /// metadata), one statement for a page, without the content. Ids of other accounts, or
+    /// of messages gone, are not in the answer.
+    pub async fn message_summaries(
+        &self,
+        account: &AccountId,
+        ids: &[MessageId],
+    ) -> Result<std::collections::HashMap<MessageId, MessageView>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let key = self.account_key(account).await?;
+        // A page is at most a few hundred events; the bound keeps one statement's parameters
+        // well within both databases' limits.
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id, sender, subject, size, tags, metadata, send_at, created_at, NULL AS mime FROM messages WHERE account_id = $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, MessageRow>(&sql).bind(account.as_str());
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let view = row.open(&key, vec![])?;
+                out.insert(view.id.clone(), view);
+            }
+        }
+        Ok(out)
+    }
+
     /// The ids of an account's messages in id order, `limit` after `after` (for the export).
     pub async fn message_ids(
         &self,

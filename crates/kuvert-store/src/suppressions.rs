@@ -91,16 +91,65 @@ impl Store {
     }
 
     pub async fn remove_suppression(&self, account: &AccountId, address: &str) -> Result<()> {
-        let done =
-            sqlx::query("DELETE FROM suppressions WHERE account_id = $1 AND address_lookup = $2")
-                .bind(account.as_str())
-                .bind(self.lookup_hash(address))
-                .execute(self.writer())
-                .await?;
+        self.remove_suppression_of(account, address, None).await
+    }
+
+    /// Removes an address's entry, only if it is of `reason` when one is given (Mailgun's
+    /// tables: a bounce is not removed through the unsubscribes).
+    pub async fn remove_suppression_of(
+        &self,
+        account: &AccountId,
+        address: &str,
+        reason: Option<SuppressionReason>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "DELETE FROM suppressions WHERE account_id = $1 AND address_lookup = $2 AND ($3 = '' OR reason = $3)",
+        )
+        .bind(account.as_str())
+        .bind(self.lookup_hash(address))
+        .bind(reason.map_or("", |r| r.as_str()))
+        .execute(self.writer())
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("suppression"));
         }
         Ok(())
+    }
+
+    /// Removes every entry of `reason`; how many went. Erased addresses stay whatever is
+    /// asked: their entry is what keeps them blocked.
+    pub async fn clear_suppressions(
+        &self,
+        account: &AccountId,
+        reason: SuppressionReason,
+    ) -> Result<u64> {
+        if reason == SuppressionReason::Erased {
+            return Ok(0);
+        }
+        let done = sqlx::query("DELETE FROM suppressions WHERE account_id = $1 AND reason = $2")
+            .bind(account.as_str())
+            .bind(reason.as_str())
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The entry of one address.
+    pub async fn suppression(&self, account: &AccountId, address: &str) -> Result<Suppression> {
+        let key = self.account_key(account).await?;
+        let row = sqlx::query_as::<_, SuppressionRow>(
+            "SELECT address_lookup, address, reason, created_at FROM suppressions WHERE account_id = $1 AND address_lookup = $2",
+        )
+        .bind(account.as_str())
+        .bind(self.lookup_hash(address))
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("suppression"))?;
+        Ok(Suppression {
+            address: key.open_opt(row.address)?,
+            reason: parse_column(&row.reason)?,
+            created_at: Timestamp(row.created_at),
+        })
     }
 
     /// Newest first, optionally of one reason. `after` is a `next` from an earlier page.

@@ -158,6 +158,8 @@ both_backends!(
     group_commit_under_concurrency,
     event_filters_and_pages,
     suppressions,
+    suppression_tables_by_reason,
+    events_of_one_domain_with_their_messages,
     reopening_keeps_everything,
     leases_are_exclusive_and_expire,
     an_unreadable_recipient_fails_alone_and_its_batch_goes_on,
@@ -720,6 +722,130 @@ async fn suppressions(f: &Fixture) {
         s.remove_suppression(&a.id, "hard@example.com").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// What Mailgun's tables need of the list: one entry, a removal and a clearing per reason.
+async fn suppression_tables_by_reason(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "tables@acme.example").await;
+    s.add_suppression(&a.id, "bounced@example.com", SuppressionReason::Bounce)
+        .await
+        .expect("add");
+    s.add_suppression(&a.id, "left@example.com", SuppressionReason::Unsubscribe)
+        .await
+        .expect("add");
+    let one = s
+        .suppression(&a.id, "Bounced@EXAMPLE.com")
+        .await
+        .expect("found by any case of its domain");
+    assert_eq!(one.reason, SuppressionReason::Bounce);
+    assert_eq!(one.address.as_deref(), Some("bounced@example.com"));
+    let other = account(s, "tables@other.example").await;
+    assert!(matches!(
+        s.suppression(&other.id, "bounced@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Not removed through another reason's table.
+    assert!(matches!(
+        s.remove_suppression_of(
+            &a.id,
+            "bounced@example.com",
+            Some(SuppressionReason::Unsubscribe)
+        )
+        .await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.remove_suppression_of(
+        &a.id,
+        "bounced@example.com",
+        Some(SuppressionReason::Bounce),
+    )
+    .await
+    .expect("removed from its own table");
+    s.add_suppression(&a.id, "b2@example.com", SuppressionReason::Bounce)
+        .await
+        .expect("add");
+    s.add_suppression(&other.id, "b3@example.com", SuppressionReason::Bounce)
+        .await
+        .expect("add");
+    assert_eq!(
+        s.clear_suppressions(&a.id, SuppressionReason::Bounce)
+            .await
+            .expect("clear"),
+        1
+    );
+    assert_eq!(
+        s.clear_suppressions(&a.id, SuppressionReason::Erased)
+            .await
+            .expect("clear"),
+        0
+    );
+    let left = s
+        .list_suppressions(&a.id, None, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(left.items.len(), 1, "the unsubscribe stays");
+    assert!(
+        s.suppression(&other.id, "b3@example.com").await.is_ok(),
+        "another account's table is its own"
+    );
+}
+
+/// Mailgun's events are per domain, with their messages' sender, subject and metadata.
+async fn events_of_one_domain_with_their_messages(f: &Fixture) {
+    let s = &f.store;
+    let a = account(s, "perdomain@acme.example").await;
+    let one = message_from(
+        s,
+        &a.id,
+        "one.example",
+        &[],
+        &[("ann@example.com", RecipientStatus::Queued)],
+        START,
+    )
+    .await;
+    let two = message_from(
+        s,
+        &a.id,
+        "two.example",
+        &[],
+        &[("bob@example.com", RecipientStatus::Queued)],
+        START,
+    )
+    .await;
+    let d1 = s
+        .account_domain(&a.id, "one.example")
+        .await
+        .expect("domain");
+    let page = s
+        .list_events(
+            &a.id,
+            &EventFilter {
+                domain: Some(d1.id.to_string()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].message_id.as_ref(), Some(&one));
+    let other = account(s, "perdomain@other.example").await;
+    let found = s
+        .message_summaries(&a.id, &[one.clone(), two.clone()])
+        .await
+        .expect("summaries");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[&one].subject, "Sale");
+    assert_eq!(found[&one].metadata["order"], 7);
+    assert!(found[&one].mime.is_none(), "no content read");
+    assert!(
+        s.message_summaries(&other.id, &[one, two])
+            .await
+            .expect("summaries")
+            .is_empty(),
+        "another account's messages are not found"
+    );
 }
 
 async fn reopening_keeps_everything(f: &Fixture) {

@@ -44,6 +44,12 @@ impl Form {
         })
     }
 
+    /// The first text value of `name`: a query may repeat a key (mailgun.js sends a page's
+    /// query again with the caller's), and the first one counts.
+    pub fn first<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.texts(name).next()
+    }
+
     /// The one text value of `name`; given twice, the request is ambiguous and refused.
     pub fn one<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, MgError> {
         let mut values = self.texts(name);

@@ -416,18 +416,7 @@ async fn accept(
     domain: &str,
     send: MgSend,
 ) -> Result<Json<Queued>, MgError> {
-    let domain = domain.to_ascii_lowercase();
-    if let Err(e) = state.store.account_domain(&auth.account_id, &domain).await {
-        return Err(match e {
-            kuvert_store::StoreError::NotFound(_) => MgError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                // The name is not echoed: the answer is the same for a domain of another
-                // account as for none.
-                "Domain not found",
-            ),
-            other => crate::ApiError::from(other).into(),
-        });
-    }
+    let domain = super::account_domain(state, &auth, domain).await?.name;
     if send.submission.from.address.domain() != domain {
         return Err(MgError::bad_request(format!(
             "from: {} is not an address of {domain}; Kuvert signs each message with its sender's domain",

@@ -7,15 +7,17 @@
 //! ignored. The routes are documented by the compatibility table (`docs/compat.md`), not by
 //! the OpenAPI document, which is Kuvert's own API.
 
+pub mod events;
 pub mod form;
 pub mod messages;
+pub mod suppressions;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -24,6 +26,13 @@ use crate::error::ApiError;
 pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v3/{domain}/messages"),
     ("post", "/v3/{domain}/messages.mime"),
+    ("get", "/v3/{domain}/events"),
+    ("get", "/v3/{domain}/events/{token}"),
+    ("get", "/v3/{domain}/{kind}"),
+    ("post", "/v3/{domain}/{kind}"),
+    ("delete", "/v3/{domain}/{kind}"),
+    ("get", "/v3/{domain}/{kind}/{address}"),
+    ("delete", "/v3/{domain}/{kind}/{address}"),
 ];
 
 /// Mailgun's routes, to merge beside `/v1`.
@@ -31,6 +40,95 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v3/{domain}/messages", post(messages::send))
         .route("/v3/{domain}/messages.mime", post(messages::send_mime))
+        .route("/v3/{domain}/events", get(events::list))
+        .route("/v3/{domain}/events/{token}", get(events::page_of))
+        // bounces, unsubscribes, complaints (whitelists are refused by name)
+        .route(
+            "/v3/{domain}/{kind}",
+            get(suppressions::list)
+                .post(suppressions::add)
+                .delete(suppressions::clear),
+        )
+        .route(
+            "/v3/{domain}/{kind}/{address}",
+            get(suppressions::get).delete(suppressions::remove),
+        )
+}
+
+/// A list's `limit`: `default` when absent, else a number from 1 to `max`.
+pub fn limit(params: &form::Form, default: u32, max: u32) -> Result<u32, MgError> {
+    match params.first("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                MgError::bad_request(format!("limit: must be a number from 1 to {max}"))
+            }),
+    }
+}
+
+/// A time as Mailgun writes it: `Fri, 21 Oct 2011 11:02:55 UTC`.
+pub fn date(t: kuvert_core::Timestamp) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.millis())
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S UTC")
+        .to_string()
+}
+
+/// Like [`MgAuth`], but the key must be a full one (and the use is audited): every route
+/// but sending.
+pub struct MgFull(pub kuvert_store::KeyAuth);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for MgFull {
+    type Rejection = MgError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, MgError> {
+        let crate::extract::FullAccess(auth) =
+            crate::extract::FullAccess::from_request_parts(parts, state).await?;
+        Ok(Self(auth))
+    }
+}
+
+/// The domain `{domain}` names, of the key's account: Mailgun's API is per domain. Another
+/// account's domain is answered as none, without echoing the name.
+pub async fn account_domain(
+    state: &AppState,
+    auth: &kuvert_store::KeyAuth,
+    name: &str,
+) -> Result<kuvert_store::Domain, MgError> {
+    match state
+        .store
+        .account_domain(&auth.account_id, &name.to_ascii_lowercase())
+        .await
+    {
+        Ok(d) => Ok(d),
+        Err(kuvert_store::StoreError::NotFound(_)) => {
+            Err(MgError::new(StatusCode::NOT_FOUND, "Domain not found"))
+        }
+        Err(other) => Err(ApiError::from(other).into()),
+    }
+}
+
+/// The base of the URLs an answer names (`paging`): the scheme and host the client used.
+pub fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    format!("{}://{host}", if https { "https" } else { "http" })
 }
 
 /// A request with a valid key (Basic `api:KEY`, as Mailgun's clients send it), refused in

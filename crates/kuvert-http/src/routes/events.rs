@@ -113,6 +113,7 @@ pub async fn list(
         recipient: q.recipient,
         message_id: q.message_id,
         tag: q.tag,
+        domain: None,
         from: super::time_param("from", q.from.as_deref())?,
         to: super::time_param("to", q.to.as_deref())?,
         before,

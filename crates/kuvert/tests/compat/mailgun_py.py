@@ -82,6 +82,51 @@ elif step == "send_mime":
     ).encode()
     r = client.mimemessage.create(domain=domain, data={"to": to}, files={"message": mime})
     out = {"status": r.status_code, "body": r.json()}
+elif step == "events":
+    # Every event of the last hour, oldest first, two a page: the library follows `paging`.
+    import time
+
+    items = list(
+        client.events.stream(
+            domain=domain,
+            filters={"begin": str(time.time() - 3600), "ascending": "yes", "limit": 2},
+        )
+    )
+    delivered = client.events.get(domain=domain, filters={"event": "delivered", "limit": 300})
+    out = {
+        "items": items,
+        "delivered": delivered.json()["items"],
+        "status": delivered.status_code,
+    }
+elif step == "suppressions":
+    # Add, get, list (paged by stream()) and delete a bounce and an unsubscribe.
+    addresses = args
+    out["added"] = [
+        client.bounces.create(domain=domain, data={"address": a}).json() for a in addresses
+    ]
+    out["unsubscribed"] = client.unsubscribes.create(
+        domain=domain, data={"address": "unsub@example.com", "tag": "*"}
+    ).json()
+    got = client.bounces.get(domain=domain, bounce_address=addresses[0])
+    out["got"] = {"status": got.status_code, "body": got.json()}
+    out["listed"] = [
+        b["address"] for b in client.bounces.stream(domain=domain, filters={"limit": 2})
+    ]
+    out["unsubscribes"] = client.unsubscribes.get(domain=domain).json()["items"]
+    missing = client.complaints.get(domain=domain, complaint_address=addresses[0])
+    out["not a complaint"] = {"status": missing.status_code, "body": missing.json()}
+    deleted = client.bounces.delete(domain=domain, bounce_address=addresses[0])
+    out["deleted"] = {"status": deleted.status_code, "body": deleted.json()}
+    gone = client.bounces.get(domain=domain, bounce_address=addresses[0])
+    out["gone"] = {"status": gone.status_code, "body": gone.json()}
+    deleted = client.unsubscribes.delete(domain=domain, unsubscribe_address="unsub@example.com")
+    out["unsubscribe deleted"] = {"status": deleted.status_code, "body": deleted.json()}
+    refused = client.bounces.create(
+        domain=domain, data={"address": "x@example.com", "code": "421", "error": "full"}
+    )
+    out["refused"] = {"status": refused.status_code, "body": refused.json()}
+    whitelist = client.whitelists.get(domain=domain)
+    out["whitelists"] = {"status": whitelist.status_code, "body": whitelist.json()}
 elif step == "refused":
     # Options Kuvert does not carry out: each answered 400 in Mailgun's shape.
     to = args[0]

@@ -366,6 +366,25 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
                 json!({"to": "x@example.com", "message": "From: news@b-tenant.example\r\nSubject: s\r\n\r\nt\r\n"}),
             ),
         ),
+        ("get", "/v3/{domain}/events", Full, NotFound, None),
+        ("get", "/v3/{domain}/events/{token}", Full, NotFound, None),
+        ("get", "/v3/{domain}/{kind}", Full, NotFound, None),
+        (
+            "post",
+            "/v3/{domain}/{kind}",
+            Full,
+            NotFound,
+            Some(json!({"address": "a-bounce@example.com"})),
+        ),
+        ("delete", "/v3/{domain}/{kind}", Full, NotFound, None),
+        ("get", "/v3/{domain}/{kind}/{address}", Full, NotFound, None),
+        (
+            "delete",
+            "/v3/{domain}/{kind}/{address}",
+            Full,
+            NotFound,
+            None,
+        ),
     ]
 }
 
@@ -560,6 +579,7 @@ impl Other {
                 },
             )
             .replace("{domain}", &self.domain)
+            .replace("{kind}", "bounces")
             .replace("{address}", &self.suppression)
             .replace("{contact}", &self.contact)
             .replace("{list}", &self.list)

@@ -11,26 +11,36 @@ use crate::common::{Api, mail_to, server_with_sink, unfolded};
 
 const DOMAIN: &str = "sandbox.kuvert.test";
 
-/// Runs one step of the Python driver; what it printed.
-fn mailgun_py(api: &Api, step: &str, args: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/mailgun_py.py");
-    let out = Command::new("python3")
-        .arg(script)
+/// Runs one step of a driver in `tests/compat` (`program` runs `script`); what it printed.
+fn driver(program: &str, script: &str, api: &Api, step: &str, args: &[&str]) -> Value {
+    let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(program)
+        .arg(path)
         .args([&api.url(""), api.key.as_str(), DOMAIN, step])
         .args(args)
         .output()
-        .expect("python3");
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(
         out.status.success(),
-        "mailgun_py {step}: {}",
+        "{script} {step} (the libraries come from `pip install mailgun==1.10.0` and `npm ci --prefix crates/kuvert/tests/compat`): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "mailgun_py {step} printed no JSON ({e}): {}",
+            "{script} {step} printed no JSON ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// A step of the Python driver (Mailgun's `mailgun` package).
+fn mailgun_py(api: &Api, step: &str, args: &[&str]) -> Value {
+    driver("python3", "mailgun_py.py", api, step, args)
+}
+
+/// A step of the Node driver (npm `mailgun.js`).
+fn mailgun_js(api: &Api, step: &str, args: &[&str]) -> Value {
+    driver("node", "mailgun_js.mjs", api, step, args)
 }
 
 /// The Kuvert message id within a Mailgun id, `<ID@domain>`.
@@ -110,6 +120,111 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
     let mail = mail_to(&sink, "dee@example.com").await;
     assert!(unfolded(&mail.data).contains("Sent whole."));
 
+    // The events, in Mailgun's shape, followed page by page by the library's own stream().
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = mailgun_py(&api, "events", &[]);
+        let delivered = events["delivered"].as_array().expect("delivered");
+        if delivered.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let items = events["items"].as_array().expect("items");
+    let ids: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), items.len(), "no event twice across pages");
+    let accepted = items.iter().filter(|e| e["event"] == "accepted").count();
+    assert_eq!(
+        accepted, 6,
+        "every recipient's accepted event, over several pages"
+    );
+    let timestamps: Vec<f64> = items
+        .iter()
+        .map(|e| e["timestamp"].as_f64().expect("a float timestamp"))
+        .collect();
+    assert!(timestamps.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    let delivered = events["delivered"].as_array().expect("delivered");
+    assert!(delivered.iter().all(|e| e["event"] == "delivered"));
+    let ann = delivered
+        .iter()
+        .find(|e| e["recipient"] == "ann@example.com")
+        .expect("ann's delivered event");
+    assert_eq!(ann["tags"], json!(["orders"]), "{ann}");
+    assert_eq!(ann["user-variables"], json!({"order-id": "7"}), "{ann}");
+    assert_eq!(
+        ann["message"]["headers"]["message-id"],
+        format!("{id}@{DOMAIN}"),
+        "{ann}"
+    );
+    assert_eq!(ann["message"]["headers"]["subject"], "Your order", "{ann}");
+    assert_eq!(ann["delivery-status"]["code"], 250, "{ann}");
+    assert_eq!(ann["recipient-domain"], "example.com", "{ann}");
+
+    // Bounces and unsubscribes: Kuvert's suppression list, through Mailgun's tables.
+    let bounced = [
+        "b1@example.com",
+        "b2@example.com",
+        "b3@example.com",
+        "b4@example.com",
+        "b5@example.com",
+    ];
+    let s = mailgun_py(&api, "suppressions", &bounced);
+    assert_eq!(
+        s["added"][0]["message"], "Address has been added to the bounces table",
+        "{s}"
+    );
+    assert_eq!(s["got"]["status"], 200, "{s}");
+    assert_eq!(s["got"]["body"]["address"], "b1@example.com", "{s}");
+    assert!(
+        s["got"]["body"]["created_at"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(" UTC")),
+        "{s}"
+    );
+    let mut listed: Vec<&str> = s["listed"]
+        .as_array()
+        .expect("listed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, bounced, "all five, over pages of two, each once");
+    assert_eq!(s["unsubscribes"][0]["address"], "unsub@example.com", "{s}");
+    assert_eq!(s["unsubscribes"][0]["tags"], json!(["*"]), "{s}");
+    assert_eq!(s["not a complaint"]["status"], 404, "{s}");
+    assert_eq!(
+        s["not a complaint"]["body"]["message"],
+        "No spam complaints found for this address"
+    );
+    assert_eq!(s["deleted"]["status"], 200, "{s}");
+    assert_eq!(s["deleted"]["body"]["address"], "b1@example.com", "{s}");
+    assert_eq!(s["gone"]["status"], 404, "{s}");
+    assert_eq!(
+        s["gone"]["body"]["message"],
+        "Address not found in bounces table"
+    );
+    assert_eq!(s["unsubscribe deleted"]["status"], 200, "{s}");
+    assert_eq!(s["refused"]["status"], 400, "{s}");
+    assert!(
+        s["refused"]["body"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("code")),
+        "{s}"
+    );
+    assert_eq!(s["whitelists"]["status"], 400, "{s}");
+    // Kuvert's own API sees the same list: b2 is suppressed, b1 and unsub are not.
+    let (_, list) = api.get("/v1/suppressions?limit=100").await;
+    let kept: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["address"].as_str())
+        .collect();
+    assert!(kept.contains(&"b2@example.com"), "{list}");
+    assert!(!kept.contains(&"b1@example.com"), "{list}");
+    assert!(!kept.contains(&"unsub@example.com"), "{list}");
+
     // What Kuvert does not do is refused in Mailgun's shape, naming the option.
     let refused = mailgun_py(&api, "refused", &["eve@example.com"]);
     for option in ["o:testmode", "o:sending-ip", "amp-html"] {
@@ -134,5 +249,96 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
             .iter()
             .all(|m| m.rcpt_to.iter().all(|r| r != "eve@example.com")),
         "a refused send delivers nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailgun_s_node_library_sends_pages_and_suppresses_through_kuvert() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "");
+
+    let sent = mailgun_js(&api, "send", &["nia@example.com"]);
+    assert_eq!(sent["status"], 200, "{sent}");
+    assert_eq!(sent["message"], "Queued. Thank you.", "{sent}");
+    let id = kuvert_id(&sent["id"]);
+    let mail = mail_to(&sink, "nia@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Sent by mailgun.js."), "{text}");
+    assert!(text.contains("note.txt"), "{text}");
+    let (_, message) = api.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(message["tags"], json!(["node"]), "{message}");
+    assert_eq!(message["metadata"], json!({"order-id": "8"}), "{message}");
+
+    // Four more sends make ten events; pages of two are followed by the library's page ids.
+    for to in [
+        "o1@example.com",
+        "o2@example.com",
+        "o3@example.com",
+        "o4@example.com",
+    ] {
+        let (status, m) = api
+            .post("/v1/messages", &crate::common::message(&[to]))
+            .await;
+        assert_eq!(status, 202, "{m}");
+        mail_to(&sink, to).await;
+    }
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = mailgun_js(&api, "events", &[]);
+        let delivered = events["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|e| e["event"] == "delivered")
+            .count();
+        if delivered == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let items = events["items"].as_array().expect("items");
+    assert_eq!(items.len(), 10, "{events}");
+    assert_eq!(events["pages"], 6, "five pages of two and the empty one");
+    let ids: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), 10, "no event twice");
+    let nia = items
+        .iter()
+        .find(|e| e["event"] == "delivered" && e["recipient"] == "nia@example.com")
+        .expect("nia's delivered event");
+    assert_eq!(nia["user-variables"], json!({"order-id": "8"}), "{nia}");
+    assert_eq!(
+        nia["message"]["headers"]["message-id"],
+        format!("{id}@{DOMAIN}")
+    );
+
+    let s = mailgun_js(
+        &api,
+        "suppressions",
+        &["nb1@example.com", "nb2@example.com"],
+    );
+    assert_eq!(
+        s["added"]["message"], "2 addresses have been added to the bounces table",
+        "{s}"
+    );
+    assert_eq!(s["got"]["address"], "nb1@example.com", "{s}");
+    assert_eq!(s["got"]["code"], 550, "{s}");
+    let mut listed: Vec<&str> = s["listed"]
+        .as_array()
+        .expect("listed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["nb1@example.com", "nb2@example.com"], "{s}");
+    assert_eq!(
+        s["unsub"]["message"], "Address has been added to the unsubscribes table",
+        "{s}"
+    );
+    assert_eq!(s["deleted"]["address"], "nb1@example.com", "{s}");
+    assert_eq!(s["gone"]["status"], 404, "{s}");
+    assert_eq!(
+        s["gone"]["details"], "Address not found in bounces table",
+        "{s}"
     );
 }
