@@ -211,7 +211,7 @@ fn severity(v: &str) -> Result<Vec<EventType>, MgError> {
 }
 
 /// An RFC 2822 date or seconds since the epoch, as Mailgun takes them.
-fn date(name: &str, v: &str) -> Result<Timestamp, MgError> {
+pub(crate) fn date(name: &str, v: &str) -> Result<Timestamp, MgError> {
     if let Ok(secs) = v.trim().parse::<f64>()
         && secs.is_finite()
         && (0.0..1e11).contains(&secs)

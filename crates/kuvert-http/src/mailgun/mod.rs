@@ -10,6 +10,7 @@
 pub mod events;
 pub mod form;
 pub mod messages;
+pub mod stats;
 pub mod suppressions;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v3/{domain}/messages.mime"),
     ("get", "/v3/{domain}/events"),
     ("get", "/v3/{domain}/events/{token}"),
+    ("get", "/v3/{domain}/stats/total"),
     ("get", "/v3/{domain}/{kind}"),
     ("post", "/v3/{domain}/{kind}"),
     ("delete", "/v3/{domain}/{kind}"),
@@ -42,6 +44,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v3/{domain}/messages.mime", post(messages::send_mime))
         .route("/v3/{domain}/events", get(events::list))
         .route("/v3/{domain}/events/{token}", get(events::page_of))
+        .route("/v3/{domain}/stats/total", get(stats::total))
         // bounces, unsubscribes, complaints (whitelists are refused by name)
         .route(
             "/v3/{domain}/{kind}",

@@ -98,6 +98,12 @@ elif step == "events":
         "delivered": delivered.json()["items"],
         "status": delivered.status_code,
     }
+elif step == "stats":
+    r = client.stats_total.get(
+        domain=domain,
+        filters={"event": ["accepted", "delivered", "failed"], "duration": "1m", "resolution": "day"},
+    )
+    out = {"status": r.status_code, "body": r.json()}
 elif step == "suppressions":
     # Add, get, list (paged by stream()) and delete a bounce and an unsubscribe.
     addresses = args

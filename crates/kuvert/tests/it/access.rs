@@ -368,6 +368,7 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         ),
         ("get", "/v3/{domain}/events", Full, NotFound, None),
         ("get", "/v3/{domain}/events/{token}", Full, NotFound, None),
+        ("get", "/v3/{domain}/stats/total", Full, NotFound, None),
         ("get", "/v3/{domain}/{kind}", Full, NotFound, None),
         (
             "post",

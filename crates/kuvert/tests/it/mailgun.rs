@@ -161,6 +161,37 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
     assert_eq!(ann["delivery-status"]["code"], 250, "{ann}");
     assert_eq!(ann["recipient-domain"], "example.com", "{ann}");
 
+    // The domain's counters, a point a day over the last month.
+    let stats = mailgun_py(&api, "stats", &[]);
+    assert_eq!(stats["status"], 200, "{stats}");
+    assert_eq!(stats["body"]["resolution"], "day", "{stats}");
+    let points = stats["body"]["stats"].as_array().expect("stats");
+    assert!(points.len() >= 30, "{stats}");
+    let sum = |path: &[&str]| -> i64 {
+        points
+            .iter()
+            .map(|p| {
+                path.iter()
+                    .fold(p, |v, k| &v[*k])
+                    .as_i64()
+                    .expect("a count")
+            })
+            .sum()
+    };
+    assert_eq!(sum(&["accepted", "total"]), 6, "{stats}");
+    assert_eq!(sum(&["delivered", "total"]), 6, "{stats}");
+    assert_eq!(sum(&["failed", "permanent", "total"]), 0, "{stats}");
+    assert!(
+        points[0].get("opened").is_none(),
+        "only the events asked for"
+    );
+    assert!(
+        points[0]["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" UTC")),
+        "{stats}"
+    );
+
     // Bounces and unsubscribes: Kuvert's suppression list, through Mailgun's tables.
     let bounced = [
         "b1@example.com",
