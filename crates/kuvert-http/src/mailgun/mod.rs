@@ -7,6 +7,7 @@
 //! ignored. The routes are documented by the compatibility table (`docs/compat.md`), not by
 //! the OpenAPI document, which is Kuvert's own API.
 
+pub mod domains;
 pub mod events;
 pub mod form;
 pub mod messages;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -30,6 +31,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v3/{domain}/events"),
     ("get", "/v3/{domain}/events/{token}"),
     ("get", "/v3/{domain}/stats/total"),
+    ("get", "/v3/domains"),
+    ("post", "/v3/domains"),
+    ("get", "/v3/domains/{name}"),
+    ("delete", "/v3/domains/{name}"),
+    ("put", "/v3/domains/{name}/verify"),
+    ("get", "/v4/domains"),
+    ("post", "/v4/domains"),
+    ("get", "/v4/domains/{name}"),
+    ("delete", "/v4/domains/{name}"),
+    ("put", "/v4/domains/{name}/verify"),
     ("get", "/v3/{domain}/{kind}"),
     ("post", "/v3/{domain}/{kind}"),
     ("delete", "/v3/{domain}/{kind}"),
@@ -45,6 +56,18 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v3/{domain}/events", get(events::list))
         .route("/v3/{domain}/events/{token}", get(events::page_of))
         .route("/v3/{domain}/stats/total", get(stats::total))
+        .route("/v3/domains", get(domains::list).post(domains::create))
+        .route("/v4/domains", get(domains::list).post(domains::create))
+        .route(
+            "/v3/domains/{name}",
+            get(domains::get).delete(domains::remove),
+        )
+        .route(
+            "/v4/domains/{name}",
+            get(domains::get).delete(domains::remove),
+        )
+        .route("/v3/domains/{name}/verify", put(domains::verify))
+        .route("/v4/domains/{name}/verify", put(domains::verify))
         // bounces, unsubscribes, complaints (whitelists are refused by name)
         .route(
             "/v3/{domain}/{kind}",

@@ -133,6 +133,22 @@ elif step == "suppressions":
     out["refused"] = {"status": refused.status_code, "body": refused.json()}
     whitelist = client.whitelists.get(domain=domain)
     out["whitelists"] = {"status": whitelist.status_code, "body": whitelist.json()}
+elif step == "domain_create":
+    r = client.domains.create(data={"name": args[0]})
+    out = {"status": r.status_code, "body": r.json()}
+elif step == "domain_verify":
+    listed = client.domainlist.get()
+    got = client.domains.get(domain=args[0])
+    verified = client.domains.put(domain=args[0], verify=True)
+    deleted = client.domains.delete(domain=args[0])
+    gone = client.domains.get(domain=args[0])
+    out = {
+        "listed": listed.json(),
+        "got": got.json(),
+        "verified": {"status": verified.status_code, "body": verified.json()},
+        "deleted": deleted.json(),
+        "gone": gone.status_code,
+    }
 elif step == "refused":
     # Options Kuvert does not carry out: each answered 400 in Mailgun's shape.
     to = args[0]

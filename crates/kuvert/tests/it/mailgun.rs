@@ -373,3 +373,55 @@ async fn mailgun_s_node_library_sends_pages_and_suppresses_through_kuvert() {
         "{s}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailgun_s_python_library_adds_verifies_and_deletes_a_domain() {
+    let dns = kuvert_testkit::DnsServer::start();
+    let api = crate::common::dev_server(&format!("[dns]\nnameservers = [\"{}\"]\n", dns.addr()));
+    let name = "mg.example.org";
+    let created = mailgun_py(&api, "domain_create", &[name]);
+    assert_eq!(created["status"], 200, "{created}");
+    let body = &created["body"];
+    assert_eq!(body["domain"]["name"], name, "{body}");
+    assert_eq!(body["domain"]["state"], "unverified", "{body}");
+    // Publish what the answer says to publish, in the DNS server the instance asks.
+    for r in body["sending_dns_records"]
+        .as_array()
+        .expect("sending records")
+        .iter()
+        .chain(body["receiving_dns_records"].as_array().expect("receiving"))
+    {
+        let (rname, value) = (
+            r["name"].as_str().expect("name"),
+            r["value"].as_str().expect("value"),
+        );
+        match r["record_type"].as_str() {
+            Some("TXT") => dns.add_txt(rname, value),
+            Some("MX") => dns.add_mx(rname, 10, value),
+            Some("CNAME") => dns.add_cname(rname, value),
+            other => panic!("record type {other:?}"),
+        }
+    }
+    let d = mailgun_py(&api, "domain_verify", &[name]);
+    let listed: Vec<&str> = d["listed"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert!(listed.contains(&name) && listed.contains(&DOMAIN), "{d}");
+    assert_eq!(d["listed"]["total_count"], listed.len(), "{d}");
+    assert_eq!(d["got"]["domain"]["name"], name, "{d}");
+    assert_eq!(d["verified"]["status"], 200, "{d}");
+    assert_eq!(d["verified"]["body"]["domain"]["state"], "active", "{d}");
+    assert!(
+        d["verified"]["body"]["sending_dns_records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .any(|r| r["valid"] == "valid"),
+        "{d}"
+    );
+    assert_eq!(d["deleted"]["message"], "Domain has been deleted", "{d}");
+    assert_eq!(d["gone"], 404, "{d}");
+}
