@@ -13,3 +13,9 @@ string_enum! {
         Failed = "failed",
     }
 }
+
+string_enum! {
+    /// The body an endpoint gets: Kuvert's own event, or Mailgun's (an endpoint registered
+    /// through Mailgun's API, for receivers written for Mailgun).
+    WebhookFormat { Kuvert = "kuvert", Mailgun = "mailgun" }
+}

@@ -5,6 +5,8 @@
 
 use crate::header;
 use kuvert_core::submission::{Body, Submission, TrackingOptions};
+use std::collections::HashSet;
+
 use kuvert_core::{Mailbox, Timestamp};
 use mail_parser::MessageParser;
 use serde_json::{Map, Value};
@@ -98,7 +100,9 @@ pub fn to_submission(data: &[u8], rcpt_to: &[String]) -> Result<Submission, Cont
         _ => from.to_owned(),
     })
     .map_err(|e| refuse("From", e.to_string()))?;
-    let listed = |list: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+    // Sets: a recipient is looked up in each, so that sorting them is linear however many
+    // the envelope and the header name.
+    let listed = |list: Option<&mail_parser::Address<'_>>| -> HashSet<String> {
         list.map(|l| {
             l.iter()
                 .filter_map(|a| a.address.as_deref())

@@ -426,6 +426,7 @@ pub(crate) async fn insert_events(
              SELECT w.id, w.account_id, e.seq, e.type, 0, e.created_at, e.created_at FROM events e JOIN webhooks w ON w.account_id = e.account_id \
              WHERE e.seq IN ({}) AND (NOT EXISTS (SELECT 1 FROM webhook_events t WHERE t.webhook_id = w.id) \
              OR EXISTS (SELECT 1 FROM webhook_events t WHERE t.webhook_id = w.id AND t.event_type = e.type)) \
+             AND (w.domain_id = '' OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id AND m.domain_id = w.domain_id)) \
              ORDER BY e.seq, w.id",
             placeholders(1, chunk.len())
         );

@@ -65,7 +65,7 @@ pub use segments::Segment;
 pub use stats::{HourlyCounts, METRICS, StatsQuery};
 pub use suppressions::{Suppression, SuppressionPage};
 pub use templates::{MAX_TEMPLATES, MAX_VERSIONS, NewVersion, Template, Version, VersionInfo};
-pub use webhooks::{AttemptOutcome, Delivery, Webhook};
+pub use webhooks::{AttemptOutcome, Delivery, NewWebhook, Webhook};
 
 use seal::{AccountKey, MasterKey};
 
@@ -144,6 +144,8 @@ struct Inner {
     lookup: LookupKey,
     verp: LookupKey,
     tracking: LookupKey,
+    /// Derives each account's signing key of the endpoints registered through Mailgun's API.
+    mailgun_webhooks: LookupKey,
     clock: Arc<dyn Clock>,
     /// Unwrapped data keys, with when (store clock, ms) each was last read from the database.
     account_keys: Mutex<HashMap<AccountId, (Arc<AccountKey>, i64)>>,
@@ -229,6 +231,7 @@ impl Store {
             lookup: LookupKey::derive(&opts.master_key, "lookup"),
             verp: LookupKey::derive(&opts.master_key, "verp"),
             tracking: LookupKey::derive(&opts.master_key, "tracking"),
+            mailgun_webhooks: LookupKey::derive(&opts.master_key, "mailgun-webhooks"),
             clock: opts.clock,
             account_keys: Mutex::new(HashMap::new()),
             committer,
@@ -286,6 +289,13 @@ impl Store {
     /// The key of the return paths' MACs (`kuvert_mail::verp`), the same on every node.
     pub fn verp_key(&self) -> &LookupKey {
         &self.0.verp
+    }
+
+    /// The account's signing key of the endpoints registered through Mailgun's API: one key
+    /// an account, as Mailgun's receivers expect (`MAILGUN_WEBHOOK_SIGNING_KEY`), the same
+    /// on every node, kept nowhere.
+    pub fn mailgun_signing_key(&self, account: &AccountId) -> String {
+        self.0.mailgun_webhooks.mac(account.as_str().as_bytes())
     }
 
     /// The key of the tracking links' MACs (`kuvert_core::tracking`).

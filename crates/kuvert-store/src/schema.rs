@@ -143,6 +143,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "campaign_results",
         include_str!("migrations/0024_campaign_results.sql"),
     ),
+    (
+        25,
+        "webhook_formats",
+        include_str!("migrations/0025_webhook_formats.sql"),
+    ),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

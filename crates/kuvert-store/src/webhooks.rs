@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use kuvert_core::Timestamp;
 use kuvert_core::event::EventType;
-use kuvert_core::id::{AccountId, WebhookId};
-use kuvert_core::webhook::DeliveryState;
+use kuvert_core::id::{AccountId, DomainId, WebhookId};
+use kuvert_core::webhook::{DeliveryState, WebhookFormat};
 use sqlx::{Any, FromRow, Transaction};
 
 use crate::accounts::parse_column;
@@ -24,8 +24,22 @@ pub struct Webhook {
     /// The event types sent, in the order of the types; empty: all.
     pub events: Vec<EventType>,
     pub signing_key: String,
+    pub format: WebhookFormat,
+    /// Only the events of this domain's messages; `None`: every event of the account.
+    pub domain_id: Option<DomainId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// An endpoint to register.
+#[derive(Clone, Debug)]
+pub struct NewWebhook<'a> {
+    pub url: &'a str,
+    /// Empty: every event.
+    pub events: &'a [EventType],
+    pub signing_key: &'a str,
+    pub format: WebhookFormat,
+    pub domain_id: Option<&'a DomainId>,
 }
 
 /// One event waiting for, or done with, one endpoint.
@@ -45,7 +59,8 @@ pub struct Delivery {
     pub created_at: Timestamp,
 }
 
-const WEBHOOK_COLUMNS: &str = "id, account_id, url, signing_key, created_at, updated_at";
+const WEBHOOK_COLUMNS: &str =
+    "id, account_id, url, signing_key, format, domain_id, created_at, updated_at";
 const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_type, attempts, next_attempt_at, last_status, last_error, done_at, ok, created_at";
 
 /// An endpoint as stored (`WEBHOOK_COLUMNS`), its signing key sealed.
@@ -55,6 +70,8 @@ struct WebhookRow {
     account_id: String,
     url: String,
     signing_key: Vec<u8>,
+    format: String,
+    domain_id: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -69,6 +86,8 @@ impl WebhookRow {
             url: self.url,
             events,
             signing_key: key.open_string(&self.signing_key)?,
+            format: parse_column(&self.format)?,
+            domain_id: (!self.domain_id.is_empty()).then(|| DomainId::from_string(self.domain_id)),
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
         })
@@ -188,21 +207,42 @@ impl Store {
         events: &[EventType],
         signing_key: &str,
     ) -> Result<Webhook> {
+        self.register_webhook(
+            account,
+            NewWebhook {
+                url,
+                events,
+                signing_key,
+                format: WebhookFormat::Kuvert,
+                domain_id: None,
+            },
+        )
+        .await
+    }
+
+    /// Registers an endpoint with its format and domain.
+    pub async fn register_webhook(
+        &self,
+        account: &AccountId,
+        new: NewWebhook<'_>,
+    ) -> Result<Webhook> {
         let now = self.now();
         let id = WebhookId::generate(Timestamp(now));
         let key = self.account_key(account).await?;
         let mut tx = self.writer().begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5)"
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
         ))
         .bind(id.as_str())
         .bind(account.as_str())
-        .bind(url)
-        .bind(key.seal(signing_key.as_bytes()))
+        .bind(new.url)
+        .bind(key.seal(new.signing_key.as_bytes()))
+        .bind(new.format.as_str())
+        .bind(new.domain_id.map_or("", DomainId::as_str))
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        set_event_types(&mut tx, account, id.as_str(), events).await?;
+        set_event_types(&mut tx, account, id.as_str(), new.events).await?;
         tx.commit().await?;
         self.webhook(account, id.as_str()).await
     }

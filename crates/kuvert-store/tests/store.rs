@@ -795,6 +795,30 @@ async fn suppression_tables_by_reason(f: &Fixture) {
 async fn events_of_one_domain_with_their_messages(f: &Fixture) {
     let s = &f.store;
     let a = account(s, "perdomain@acme.example").await;
+    let d1 = s
+        .add_domain(&a.id, new_domain("one.example", true))
+        .await
+        .expect("domain");
+    // An endpoint of one domain (as Mailgun's API registers them) and one of every event.
+    let of_one = s
+        .register_webhook(
+            &a.id,
+            kuvert_store::NewWebhook {
+                url: "https://hooks.example/one",
+                events: &[],
+                signing_key: "k",
+                format: kuvert_core::webhook::WebhookFormat::Mailgun,
+                domain_id: Some(&d1.id),
+            },
+        )
+        .await
+        .expect("webhook");
+    assert_eq!(of_one.domain_id.as_ref(), Some(&d1.id));
+    assert_eq!(of_one.format, kuvert_core::webhook::WebhookFormat::Mailgun);
+    let of_all = s
+        .create_webhook(&a.id, "https://hooks.example/all", &[], "k")
+        .await
+        .expect("webhook");
     let one = message_from(
         s,
         &a.id,
@@ -813,10 +837,14 @@ async fn events_of_one_domain_with_their_messages(f: &Fixture) {
         START,
     )
     .await;
-    let d1 = s
-        .account_domain(&a.id, "one.example")
-        .await
-        .expect("domain");
+    let outbox = async |id: &str| {
+        s.webhook_deliveries(&a.id, id, 10)
+            .await
+            .expect("deliveries")
+            .len()
+    };
+    assert_eq!(outbox(of_one.id.as_str()).await, 1, "one domain's events");
+    assert_eq!(outbox(of_all.id.as_str()).await, 2, "every event");
     let page = s
         .list_events(
             &a.id,

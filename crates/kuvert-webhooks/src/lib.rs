@@ -7,7 +7,10 @@
 //!
 //! Receivers verify a request with the endpoint's signing key:
 //! `signature == hex(HMAC-SHA256(signing_key, timestamp + token))`, and should refuse a
-//! timestamp far from their clock and a token they have seen before.
+//! timestamp far from their clock and a token they have seen before. An endpoint registered
+//! through Mailgun's API gets Mailgun's `event-data` ([`mailgun`]) under the same signature.
+
+pub mod mailgun;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use kuvert_core::Timestamp;
 use kuvert_core::duration::HumanDuration;
+use kuvert_core::webhook::WebhookFormat;
 use kuvert_dns::Dns;
 use kuvert_store::{AttemptOutcome, Delivery, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -379,18 +383,33 @@ impl Inner {
         let now = self.store.clock().now();
         let timestamp = (now.millis() / 1000).to_string();
         let token = kuvert_core::lookup::hex(&rand::random::<[u8; 25]>());
-        let body = json!({
-            "signature": {"timestamp": timestamp, "token": token, "signature": signature(&webhook.signing_key, &timestamp, &token)},
-            "event-data": {
+        let event_data = match webhook.format {
+            WebhookFormat::Kuvert => json!({
                 "id": format!("{}", event.seq),
                 "event": event.event_type.as_str(),
                 "timestamp": event.created_at.millis() as f64 / 1000.0,
-                "message-id": event.message_id.map(|m| m.to_string()),
-                "recipient-id": event.recipient_id.map(|r| r.to_string()),
+                "message-id": event.message_id.as_ref().map(ToString::to_string),
+                "recipient-id": event.recipient_id.as_ref().map(ToString::to_string),
                 "recipient": event.recipient,
                 "tags": event.tags,
                 "data": event.details,
+            }),
+            WebhookFormat::Mailgun => {
+                let ids: Vec<_> = event.message_id.iter().cloned().collect();
+                let messages = self
+                    .store
+                    .message_summaries(&d.account_id, &ids)
+                    .await
+                    .map_err(|e| Attempt::Failed(e.to_string()))?;
+                mailgun::event_data(
+                    &event,
+                    event.message_id.as_ref().and_then(|m| messages.get(m)),
+                )
             }
+        };
+        let body = json!({
+            "signature": {"timestamp": timestamp, "token": token, "signature": signature(&webhook.signing_key, &timestamp, &token)},
+            "event-data": event_data,
         });
         let response = self
             .http

@@ -151,14 +151,13 @@ fn push_limit(form: &Form) -> Result<(), MgError> {
 
 /// A urlencoded body (or query string) as a form of text fields.
 pub fn urlencoded(bytes: &[u8]) -> Result<Form, MgError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
-        .map_err(|e| MgError::bad_request(format!("the form cannot be read: {e}")))?;
+    // Pair by pair: a body of many empty pairs stops at the limit, not after all are read.
     let mut form = Form::default();
-    for (name, value) in pairs {
+    for (name, value) in form_urlencoded::parse(bytes) {
         push_limit(&form)?;
         form.fields.push(Field {
-            name,
-            value: FieldValue::Text(value),
+            name: name.into_owned(),
+            value: FieldValue::Text(value.into_owned()),
         });
     }
     Ok(form)
@@ -182,5 +181,10 @@ mod tests {
         );
         assert_eq!(form.one("x").expect("once"), Some(""));
         assert!(form.one("to").is_err(), "to is given twice");
+        let many = "=&".repeat(MAX_FIELDS + 1);
+        assert!(
+            urlencoded(many.as_bytes()).is_err(),
+            "more fields than a form has"
+        );
     }
 }

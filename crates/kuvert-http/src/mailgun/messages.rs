@@ -1,10 +1,12 @@
 //! `POST /v3/{domain}/messages` and `/v3/{domain}/messages.mime`: Mailgun's form read into
 //! the `Submission` that `accept()` takes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use kuvert_core::submission::{Attachment, Body, Parts, Submission, TrackingOptions};
 use kuvert_core::{Mailbox, Timestamp};
 use kuvert_submit::TemplateUse;
@@ -136,7 +138,8 @@ pub fn read_send(form: &Form, mime: bool) -> Result<MgSend, MgError> {
         let value = match &field.value {
             super::form::FieldValue::Text(t) => t.as_str(),
             super::form::FieldValue::File { .. } => match name {
-                "attachment" | "message" => continue,
+                "attachment" if !mime => continue,
+                "message" if mime => continue,
                 "inline" => {
                     return Err(MgError::unsupported(
                         "inline",
@@ -150,6 +153,20 @@ pub fn read_send(form: &Form, mime: bool) -> Result<MgSend, MgError> {
                 }
             },
         };
+        if mime
+            && (name.starts_with("h:")
+                || name.starts_with("t:")
+                || name.starts_with("o:tracking")
+                || name == "o:require-tls"
+                || name == "o:skip-verification")
+        {
+            // A message given whole is sent as it came: its own header says who it is
+            // from and to, and it is not rewritten for tracking.
+            return Err(MgError::unsupported(
+                name,
+                "a message given whole is sent as it came; use X-Kuvert-* header fields in it for Kuvert's options",
+            ));
+        }
         if let Some(header) = name.strip_prefix("h:") {
             header_field(&mut submission, header, value)?;
         } else if let Some(var) = name.strip_prefix("v:") {
@@ -211,7 +228,8 @@ pub fn read_send(form: &Form, mime: bool) -> Result<MgSend, MgError> {
             }
         } else {
             match name {
-                "from" | "to" | "cc" | "bcc" | "subject" | "text" | "html" | "template" => {}
+                "to" => {}
+                "from" | "cc" | "bcc" | "subject" | "text" | "html" | "template" if !mime => {}
                 "message" if mime => {}
                 "recipient-variables" => {
                     recipient_variables = Some(json_object(name, value)?);
@@ -340,56 +358,90 @@ fn content_type_of(filename: &str) -> &'static str {
     }
 }
 
-/// `%recipient.NAME%` filled from `vars`, and `%recipient%` with the address itself. A name
-/// the entry lacks is left as written, as Mailgun does.
-fn fill(text: &str, address: &str, vars: Option<&Map<String, Value>>) -> String {
+/// The longest variable name `%recipient.NAME%` is read with: a `%` further on ends no name,
+/// so that a text of unclosed marks is read in one pass.
+const MAX_NAME: usize = 64;
+
+/// Bytes a batch may hold in all its copies: each copy is a message of its own, stored whole.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024 * 1024;
+
+/// `%recipient.NAME%` filled from `vars`, and `%recipient%` with the address itself; a name
+/// the entry lacks is left as written, as Mailgun does. At most `budget` bytes come out.
+fn fill(
+    text: &str,
+    address: &str,
+    vars: Option<&Map<String, Value>>,
+    budget: usize,
+) -> Result<String, MgError> {
     const MARK: &str = "%recipient";
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len().min(budget));
     let mut rest = text;
+    let push = |out: &mut String, s: &str| {
+        if out.len() + s.len() > budget {
+            return Err(MgError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a message filled in from recipient-variables is over {budget} bytes"),
+            ));
+        }
+        out.push_str(s);
+        Ok(())
+    };
     while let Some(at) = rest.find(MARK) {
-        out.push_str(&rest[..at]);
+        push(&mut out, &rest[..at])?;
         let after = &rest[at + MARK.len()..];
         if let Some(tail) = after.strip_prefix('%') {
-            out.push_str(address);
+            push(&mut out, address)?;
             rest = tail;
             continue;
         }
-        let name_end = after
-            .strip_prefix('.')
-            .and_then(|n| n.find('%').map(|end| (&n[..end], &n[end + 1..])));
+        let name_end = after.strip_prefix('.').and_then(|n| {
+            n.bytes()
+                .take(MAX_NAME + 1)
+                .position(|b| b == b'%')
+                .map(|end| (&n[..end], &n[end + 1..]))
+        });
         match name_end {
             Some((name, tail)) if !name.contains(char::is_whitespace) => {
                 match vars.and_then(|v| v.get(name)) {
-                    Some(Value::String(s)) => out.push_str(s),
+                    Some(Value::String(s)) => push(&mut out, s)?,
                     Some(Value::Null) | None => {
-                        out.push_str(&rest[at..at + MARK.len() + 2 + name.len()]);
+                        push(&mut out, &rest[at..at + MARK.len() + 2 + name.len()])?;
                     }
-                    Some(other) => out.push_str(&other.to_string()),
+                    Some(other) => push(&mut out, &other.to_string())?,
                 }
                 rest = tail;
             }
             _ => {
-                out.push_str(MARK);
+                push(&mut out, MARK)?;
                 rest = after;
             }
         }
     }
-    out.push_str(rest);
-    out
+    push(&mut out, rest)?;
+    Ok(out)
 }
 
-/// The batch's message for one `to` address.
-fn for_recipient(common: &Submission, to: &Mailbox, vars: &Map<String, Value>) -> Submission {
+/// The batch's message for one `to` address; `vars` are keyed by address in lower case.
+fn for_recipient(
+    common: &Submission,
+    to: &Mailbox,
+    vars: &HashMap<String, &Map<String, Value>>,
+    budget: usize,
+) -> Result<Submission, MgError> {
     let address = to.address.to_string();
-    let entry = vars.get(&address).and_then(Value::as_object);
+    let entry = vars.get(&address.to_lowercase()).copied();
     let mut sub = common.clone();
     sub.to = vec![to.clone()];
-    sub.subject = fill(&common.subject, &address, entry);
+    sub.subject = fill(&common.subject, &address, entry, budget)?;
     if let Body::Parts(parts) = &mut sub.body {
-        parts.text = parts.text.as_deref().map(|t| fill(t, &address, entry));
-        parts.html = parts.html.as_deref().map(|t| fill(t, &address, entry));
+        if let Some(t) = &parts.text {
+            parts.text = Some(fill(t, &address, entry, budget)?);
+        }
+        if let Some(h) = &parts.html {
+            parts.html = Some(fill(h, &address, entry, budget)?);
+        }
     }
-    sub
+    Ok(sub)
 }
 
 pub async fn send(
@@ -440,26 +492,93 @@ async fn accept(
     if common.subject.is_empty() {
         return Err(MgError::bad_request("'subject' parameter is missing"));
     }
-    let submissions = match &send.recipient_variables {
-        None => vec![common],
-        Some(vars) => common
-            .to
-            .iter()
-            .map(|to| for_recipient(&common, to, vars))
-            .collect(),
-    };
-    let mut first = None;
-    for sub in submissions {
-        let from_domain = sub.from.address.domain().to_owned();
+    let Some(vars) = &send.recipient_variables else {
+        let from_domain = common.from.address.domain().to_owned();
         let accepted = state
             .acceptor
-            .accept(&auth.account_id, sub)
+            .accept(&auth.account_id, common)
             .await
             .map_err(crate::ApiError::from)?;
-        first.get_or_insert(format!(
-            "<{}>",
-            kuvert_mail::mime::message_id_header(&accepted.id, &from_domain)
+        return Ok(Json(Queued {
+            id: format!(
+                "<{}>",
+                kuvert_mail::mime::message_id_header(&accepted.id, &from_domain)
+            ),
+            message: "Queued. Thank you.",
+        }));
+    };
+    batch(state, &auth, common, vars).await
+}
+
+/// A batch: a message of its own to each `to` address. Every copy is built and checked
+/// before the first is queued, one at a time (memory holds one copy), so that a copy the
+/// checks refuse sends nothing.
+async fn batch(
+    state: &AppState,
+    auth: &kuvert_store::KeyAuth,
+    common: Submission,
+    vars: &Map<String, Value>,
+) -> Result<Json<Queued>, MgError> {
+    let limits = state.acceptor.limits();
+    let n = common.to.len();
+    if n > limits.max_recipients {
+        return Err(MgError::bad_request(format!(
+            "a batch goes to at most {} addresses",
+            limits.max_recipients
+        )));
+    }
+    let size = common.subject.len()
+        + match &common.body {
+            Body::Parts(p) => {
+                p.text.as_ref().map_or(0, String::len)
+                    + p.html.as_ref().map_or(0, String::len)
+                    + p.attachments.iter().map(|a| a.content.len()).sum::<usize>()
+            }
+            Body::Raw(r) => r.len(),
+        };
+    if size.saturating_mul(n) > MAX_BATCH_BYTES {
+        return Err(MgError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a batch of {n} copies of {size} bytes is over {MAX_BATCH_BYTES} bytes in all; send it in parts"
+            ),
         ));
+    }
+    let vars: HashMap<String, &Map<String, Value>> = vars
+        .iter()
+        .filter_map(|(k, v)| v.as_object().map(|o| (k.to_lowercase(), o)))
+        .collect();
+    let budget = limits.max_message_bytes;
+    let now = state.store.clock().now();
+    for to in &common.to {
+        for_recipient(&common, to, &vars, budget)?
+            .check(limits, now)
+            .map_err(crate::ApiError::from)?;
+    }
+    let mut first = None;
+    for (i, to) in common.to.iter().enumerate() {
+        let sub = for_recipient(&common, to, &vars, budget)?;
+        let from_domain = sub.from.address.domain().to_owned();
+        match state.acceptor.accept(&auth.account_id, sub).await {
+            Ok(accepted) => {
+                first.get_or_insert(format!(
+                    "<{}>",
+                    kuvert_mail::mime::message_id_header(&accepted.id, &from_domain)
+                ));
+            }
+            Err(e) => {
+                let mut e = MgError::from(crate::ApiError::from(e));
+                if i > 0 {
+                    // What was queued stays queued: the answer says so, and which.
+                    e.message = format!(
+                        "{} (the first {i} of {n} messages were queued, the first as {})",
+                        e.message,
+                        first.as_deref().unwrap_or_default()
+                    );
+                }
+                return Err(e);
+            }
+        }
     }
     Ok(Json(Queued {
         id: first.unwrap_or_default(),
@@ -571,6 +690,26 @@ mod tests {
         )
         .expect_err("two messages");
         assert!(e.message.contains("more than once"), "{}", e.message);
+        // A message given whole carries its own header: fields and options that would
+        // change it are refused, not dropped.
+        for (name, value) in [
+            ("cc", "bob@x.example"),
+            ("subject", "Hi"),
+            ("h:Reply-To", "help@shop.example"),
+            ("o:tracking", "yes"),
+            ("t:variables", "{}"),
+        ] {
+            let e = read_send(
+                &form(&[
+                    ("to", "ann@x.example"),
+                    ("message", "From: a@shop.example\r\n\r\nbody\r\n"),
+                    (name, value),
+                ]),
+                true,
+            )
+            .expect_err(name);
+            assert!(e.message.contains(name), "{name}: {}", e.message);
+        }
     }
 
     #[test]
@@ -581,15 +720,37 @@ mod tests {
         )
         .expect("object");
         let text = "Hi %recipient.first% (%recipient.id%), %recipient%: %recipient.last% 100%";
+        let ann = vars.get("ann@x.example").and_then(Value::as_object);
         assert_eq!(
-            fill(
-                text,
-                "ann@x.example",
-                vars.get("ann@x.example").and_then(Value::as_object)
-            ),
+            fill(text, "ann@x.example", ann, 1000).expect("filled"),
             "Hi Ann (1), ann@x.example: %recipient.last% 100%"
         );
-        assert_eq!(fill("%recipient", "a@x.example", None), "%recipient");
-        assert_eq!(fill("%recipient.%", "a@x.example", None), "%recipient.%");
+        let plain = |t: &str| fill(t, "a@x.example", None, 1000).expect("filled");
+        assert_eq!(plain("%recipient"), "%recipient");
+        assert_eq!(plain("%recipient.%"), "%recipient.%");
+        // A name longer than names are is no name: the text stays as written.
+        let long = format!("%recipient.{}%", "x".repeat(MAX_NAME + 1));
+        assert_eq!(plain(&long), long);
+        // What comes out is bounded, whatever the marks and values.
+        let many = "%recipient%".repeat(100);
+        assert!(fill(&many, "a@x.example", None, 1000).is_err());
+        // A key written in another case than the address still fills it.
+        let common = read_send(
+            &form(&[
+                ("from", "news@shop.example"),
+                ("to", "Ann@X.example"),
+                ("subject", "Hi %recipient.first%"),
+                ("text", "x"),
+            ]),
+            false,
+        )
+        .expect("a send")
+        .submission;
+        let vars: HashMap<String, &Map<String, Value>> = vars
+            .iter()
+            .filter_map(|(k, v)| v.as_object().map(|o| (k.to_lowercase(), o)))
+            .collect();
+        let copy = for_recipient(&common, &common.to[0], &vars, 1000).expect("a copy");
+        assert_eq!(copy.subject, "Hi Ann");
     }
 }

@@ -13,6 +13,7 @@ pub mod form;
 pub mod messages;
 pub mod stats;
 pub mod suppressions;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -41,6 +42,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v4/domains/{name}"),
     ("delete", "/v4/domains/{name}"),
     ("put", "/v4/domains/{name}/verify"),
+    ("get", "/v3/domains/{name}/webhooks"),
+    ("post", "/v3/domains/{name}/webhooks"),
+    ("get", "/v3/domains/{name}/webhooks/{id}"),
+    ("put", "/v3/domains/{name}/webhooks/{id}"),
+    ("delete", "/v3/domains/{name}/webhooks/{id}"),
+    ("get", "/v5/accounts/http_signing_key"),
     ("get", "/v3/{domain}/{kind}"),
     ("post", "/v3/{domain}/{kind}"),
     ("delete", "/v3/{domain}/{kind}"),
@@ -50,9 +57,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Mailgun's routes, to merge beside `/v1`.
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
+    // Sends take a message (the server's body limit); the other routes take a form or up to
+    // a thousand JSON records, and no more than this.
+    let sends = Router::new()
         .route("/v3/{domain}/messages", post(messages::send))
-        .route("/v3/{domain}/messages.mime", post(messages::send_mime))
+        .route("/v3/{domain}/messages.mime", post(messages::send_mime));
+    Router::new()
         .route("/v3/{domain}/events", get(events::list))
         .route("/v3/{domain}/events/{token}", get(events::page_of))
         .route("/v3/{domain}/stats/total", get(stats::total))
@@ -68,6 +78,17 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/v3/domains/{name}/verify", put(domains::verify))
         .route("/v4/domains/{name}/verify", put(domains::verify))
+        .route(
+            "/v3/domains/{name}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/v3/domains/{name}/webhooks/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::remove),
+        )
+        .route("/v5/accounts/http_signing_key", get(webhooks::signing_key))
         // bounces, unsubscribes, complaints (whitelists are refused by name)
         .route(
             "/v3/{domain}/{kind}",
@@ -79,7 +100,12 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v3/{domain}/{kind}/{address}",
             get(suppressions::get).delete(suppressions::remove),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .merge(sends)
 }
+
+/// The body every route but the sends takes at most.
+pub const MAX_BODY: usize = 1024 * 1024;
 
 /// A list's `limit`: `default` when absent, else a number from 1 to `max`.
 pub fn limit(params: &form::Form, default: u32, max: u32) -> Result<u32, MgError> {

@@ -31,7 +31,9 @@ const EVENTS: &[&str] = &[
 /// `7d`, `24h`, `1m` (a month): how far back from the end.
 fn duration(v: &str) -> Result<i64, MgError> {
     let v = v.trim();
-    let (n, unit) = v.split_at(v.len().saturating_sub(1));
+    // The unit is the last character, whatever its width.
+    let cut = v.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = v.split_at(cut);
     let n: i64 = n
         .parse()
         .ok()
@@ -161,7 +163,7 @@ mod tests {
     fn durations_and_points() {
         assert_eq!(duration("7d").expect("7d"), 7 * DAY_MS);
         assert_eq!(duration("24h").expect("24h"), DAY_MS);
-        for bad in ["", "d", "0d", "7w", "-1d", "99999d"] {
+        for bad in ["", "d", "0d", "7w", "-1d", "99999d", "é", "1é"] {
             assert!(duration(bad).is_err(), "{bad}");
         }
         let counts: Map<String, Value> = serde_json::from_value(json!({

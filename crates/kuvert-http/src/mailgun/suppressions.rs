@@ -298,9 +298,18 @@ pub async fn remove(
     State(state): State<Arc<AppState>>,
     MgFull(auth): MgFull,
     Path((domain, kind, addr)): Path<(String, String, String)>,
+    uri: Uri,
 ) -> Result<Json<Value>, MgError> {
     super::account_domain(&state, &auth, &domain).await?;
     let table = Table::parse(&kind)?;
+    let params = super::form::urlencoded(uri.query().unwrap_or_default().as_bytes())?;
+    if params.first("tag").is_some_and(|t| t != "*") {
+        // An unsubscribe holds for every tag: one tag cannot be taken out of it.
+        return Err(MgError::unsupported(
+            "tag",
+            "an unsubscribe holds for every tag ('*'); remove it whole",
+        ));
+    }
     let addr = address(&addr)?;
     match state
         .store
@@ -332,10 +341,15 @@ pub async fn clear(
         .clear_suppressions(&auth.account_id, table.reason())
         .await
         .map_err(crate::ApiError::from)?;
+    // Kuvert's list is the account's: the answer says so rather than "for this domain".
     let message = match table {
-        Table::Bounces => "Bounced addresses for this domain have been removed",
-        Table::Unsubscribes => "Unsubscribe addresses for this domain have been removed",
-        Table::Complaints => "Complaint addresses for this domain have been removed",
+        Table::Bounces => "Bounced addresses have been removed for every domain of the account",
+        Table::Unsubscribes => {
+            "Unsubscribe addresses have been removed for every domain of the account"
+        }
+        Table::Complaints => {
+            "Complaint addresses have been removed for every domain of the account"
+        }
     };
     Ok(Json(json!({"message": message})))
 }

@@ -59,6 +59,10 @@ pub struct WebhookOut {
     pub events: Vec<EventType>,
     /// Verifies requests: `signature == hex(HMAC-SHA256(signing_key, timestamp + token))`.
     pub signing_key: String,
+    /// `kuvert`, or `mailgun` for an endpoint registered through Mailgun's API: it gets
+    /// Mailgun's body, and only the events of its domain's messages.
+    #[schema(pattern = "^(kuvert|mailgun)$")]
+    pub format: String,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -70,6 +74,7 @@ impl From<Webhook> for WebhookOut {
             url: w.url,
             events: w.events,
             signing_key: w.signing_key,
+            format: w.format.as_str().to_owned(),
             created_at: w.created_at.to_rfc3339(),
             updated_at: w.updated_at.to_rfc3339(),
         }

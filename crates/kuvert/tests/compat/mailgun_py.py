@@ -149,6 +149,47 @@ elif step == "domain_verify":
         "deleted": deleted.json(),
         "gone": gone.status_code,
     }
+elif step == "webhooks":
+    # Registers the receiver for delivered and permanent_fail, lists, reads, updates.
+    hook = args[0]
+    created = client.domains_webhooks.create(domain=domain, data={"id": "delivered", "url": [hook]})
+    twice = client.domains_webhooks.create(domain=domain, data={"id": "delivered", "url": [hook]})
+    failed = client.domains_webhooks.create(
+        domain=domain, data={"id": "permanent_fail", "url": [hook + "?fail"]}
+    )
+    listed = client.domains_webhooks.get(domain=domain)
+    got = client.domains_webhooks.get(domain=domain, webhook_name="delivered")
+    out = {
+        "created": {"status": created.status_code, "body": created.json()},
+        "twice": {"status": twice.status_code, "body": twice.json()},
+        "failed": failed.json(),
+        "listed": listed.json(),
+        "got": got.json(),
+    }
+elif step == "webhook_delete":
+    deleted = client.domains_webhooks.delete(domain=domain, webhook_name=args[0])
+    gone = client.domains_webhooks.get(domain=domain, webhook_name=args[0])
+    out = {"deleted": deleted.json(), "gone": gone.status_code}
+elif step == "verify_signatures":
+    # Each body's signature as Mailgun documents the check: HMAC-SHA256 of timestamp and
+    # token under the signing key, in hex.
+    import hashlib
+    import hmac
+
+    signing_key, bodies = args[0], json.loads(sys.stdin.read())
+    out = {
+        "valid": [
+            hmac.compare_digest(
+                b["signature"]["signature"],
+                hmac.new(
+                    signing_key.encode(),
+                    (b["signature"]["timestamp"] + b["signature"]["token"]).encode(),
+                    hashlib.sha256,
+                ).hexdigest(),
+            )
+            for b in bodies
+        ]
+    }
 elif step == "refused":
     # Options Kuvert does not carry out: each answered 400 in Mailgun's shape.
     to = args[0]

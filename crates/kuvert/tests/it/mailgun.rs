@@ -13,13 +13,36 @@ const DOMAIN: &str = "sandbox.kuvert.test";
 
 /// Runs one step of a driver in `tests/compat` (`program` runs `script`); what it printed.
 fn driver(program: &str, script: &str, api: &Api, step: &str, args: &[&str]) -> Value {
+    driver_with_input(program, script, api, step, args, b"")
+}
+
+/// [`driver`] with `input` on the step's standard input.
+fn driver_with_input(
+    program: &str,
+    script: &str,
+    api: &Api,
+    step: &str,
+    args: &[&str],
+    input: &[u8],
+) -> Value {
+    use std::io::Write as _;
     let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(program)
+    let mut child = Command::new(program)
         .arg(path)
         .args([&api.url(""), api.key.as_str(), DOMAIN, step])
         .args(args)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("input");
+    let out = child.wait_with_output().expect("output");
     assert!(
         out.status.success(),
         "{script} {step} (the libraries come from `pip install mailgun==1.10.0` and `npm ci --prefix crates/kuvert/tests/compat`): {}",
@@ -423,5 +446,142 @@ async fn mailgun_s_python_library_adds_verifies_and_deletes_a_domain() {
         "{d}"
     );
     assert_eq!(d["deleted"]["message"], "Domain has been deleted", "{d}");
+    assert_eq!(d["gone"], 404, "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_registered_through_mailgun_s_api_post_mailgun_s_body_signed() {
+    use std::sync::{Arc, Mutex};
+    type Got = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+    let got: Got = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<Got>,
+                 uri: axum::http::Uri,
+                 axum::Json(body): axum::Json<Value>| async move {
+                    got.lock()
+                        .expect("lock")
+                        .push((uri.query().map(str::to_owned), body));
+                },
+            ),
+        )
+        .with_state(got.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(
+        &sink,
+        "[webhooks]\nallow_private = true\npoll_interval = \"1s\"\n",
+    );
+
+    let w = mailgun_py(&api, "webhooks", &[&hook]);
+    assert_eq!(w["created"]["status"], 200, "{w}");
+    assert_eq!(
+        w["created"]["body"]["webhook"]["urls"],
+        json!([hook]),
+        "{w}"
+    );
+    assert_eq!(w["twice"]["status"], 400, "{w}");
+    assert_eq!(
+        w["listed"]["webhooks"]["delivered"]["urls"],
+        json!([hook]),
+        "{w}"
+    );
+    assert_eq!(
+        w["listed"]["webhooks"]["permanent_fail"]["urls"],
+        json!([format!("{hook}?fail")]),
+        "{w}"
+    );
+    assert_eq!(w["got"]["webhook"]["urls"], json!([hook]), "{w}");
+
+    // A delivery, and a send to a bounced address (dropped: a permanent failure).
+    let (status, _) = api
+        .post(
+            "/v1/suppressions",
+            &json!({"address": "gone@example.com", "reason": "bounce"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for to in ["ok@example.com", "gone@example.com"] {
+        let (status, m) = api
+            .post("/v1/messages", &crate::common::message(&[to]))
+            .await;
+        assert_eq!(status, 202, "{m}");
+    }
+    for _ in 0..200 {
+        if got.lock().expect("lock").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let posts = got.lock().expect("lock").clone();
+    assert_eq!(posts.len(), 2, "only the events asked for: {posts:?}");
+    let delivered = posts
+        .iter()
+        .find(|(q, _)| q.is_none())
+        .map(|(_, b)| b)
+        .expect("the delivered post");
+    let data = &delivered["event-data"];
+    assert_eq!(data["event"], "delivered", "{data}");
+    assert_eq!(data["recipient"], "ok@example.com", "{data}");
+    assert_eq!(data["delivery-status"]["code"], 250, "{data}");
+    assert!(
+        data["message"]["headers"]["message-id"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(&format!("@{DOMAIN}"))),
+        "{data}"
+    );
+    let failed = posts
+        .iter()
+        .find(|(q, _)| q.as_deref() == Some("fail"))
+        .map(|(_, b)| b)
+        .expect("the permanent_fail post");
+    let data = &failed["event-data"];
+    assert_eq!(data["event"], "failed", "{data}");
+    assert_eq!(data["severity"], "permanent", "{data}");
+    assert_eq!(data["reason"], "suppress-bounce", "{data}");
+    assert_eq!(data["recipient"], "gone@example.com", "{data}");
+
+    // The signatures check as Mailgun documents it, with the account's signing key.
+    let key: Value = api
+        .http
+        .get(api.url("/v5/accounts/http_signing_key"))
+        .basic_auth("api", Some(&api.key))
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    let key = key["http_signing_key"].as_str().expect("a key");
+    let bodies =
+        serde_json::to_vec(&posts.iter().map(|(_, b)| b).collect::<Vec<_>>()).expect("json");
+    let checked = driver_with_input(
+        "python3",
+        "mailgun_py.py",
+        &api,
+        "verify_signatures",
+        &[key],
+        &bodies,
+    );
+    assert_eq!(checked["valid"], json!([true, true]), "{checked}");
+    let wrong = driver_with_input(
+        "python3",
+        "mailgun_py.py",
+        &api,
+        "verify_signatures",
+        &["not-the-key"],
+        &bodies,
+    );
+    assert_eq!(wrong["valid"], json!([false, false]), "{wrong}");
+
+    let d = mailgun_py(&api, "webhook_delete", &["delivered"]);
+    assert_eq!(d["deleted"]["message"], "Webhook has been deleted", "{d}");
     assert_eq!(d["gone"], 404, "{d}");
 }
