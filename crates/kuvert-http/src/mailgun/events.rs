@@ -26,6 +26,9 @@ use crate::AppState;
 
 /// Mailgun's largest page.
 pub const MAX_LIMIT: u32 = 300;
+/// The longest page token and filter value taken.
+const MAX_TOKEN: usize = 4096;
+const MAX_VALUE: usize = 512;
 const DEFAULT_LIMIT: u32 = 100;
 
 /// A query of the events, as a page token carries it.
@@ -61,11 +64,28 @@ impl EventsQuery {
 
     /// The query a token holds; a token this server did not make is a 400.
     pub fn from_token(token: &str) -> Result<Self, MgError> {
-        URL_SAFE_NO_PAD
-            .decode(token)
-            .ok()
+        // A token holds what parameters give: at most every event type once and values of
+        // the sizes filters take. Anything else was not made here.
+        let plain = |v: &Option<String>| {
+            v.as_deref()
+                .is_none_or(|v| v.len() <= MAX_VALUE && !v.contains(' '))
+        };
+        (token.len() <= MAX_TOKEN)
+            .then(|| URL_SAFE_NO_PAD.decode(token).ok())
+            .flatten()
             .and_then(|b| serde_json::from_slice::<Self>(&b).ok())
-            .filter(|q| (1..=MAX_LIMIT).contains(&q.limit))
+            .filter(|q| {
+                (1..=MAX_LIMIT).contains(&q.limit)
+                    && q.types.as_ref().is_none_or(|t| {
+                        let mut u = t.clone();
+                        u.sort_unstable();
+                        u.dedup();
+                        u.len() == t.len()
+                    })
+                    && plain(&q.recipient)
+                    && plain(&q.message_id)
+                    && plain(&q.tag)
+            })
             .ok_or_else(|| MgError::bad_request("the page token is not one this server gave out"))
     }
 
@@ -124,7 +144,8 @@ impl EventsQuery {
             .first("message-id")
             .map(|v| {
                 // Mailgun's id is `ID@domain`, with or without brackets: Kuvert's id is ID.
-                let v = v.trim().trim_start_matches('<').trim_end_matches('>');
+                let v = plain("message-id")(v)?;
+                let v = v.trim_start_matches('<').trim_end_matches('>');
                 Ok::<_, MgError>(v.split('@').next().unwrap_or_default().to_owned())
             })
             .transpose()?;
@@ -152,6 +173,11 @@ impl EventsQuery {
 fn plain(name: &'static str) -> impl Fn(&str) -> Result<String, MgError> {
     move |v: &str| {
         let v = v.trim();
+        if v.len() > MAX_VALUE {
+            return Err(MgError::bad_request(format!(
+                "{name}: at most {MAX_VALUE} bytes"
+            )));
+        }
         if v.contains(' ') || v.starts_with('"') || v.starts_with('(') {
             return Err(MgError::unsupported(
                 name,
@@ -193,6 +219,8 @@ fn event_names(v: &str) -> Result<Vec<EventType>, MgError> {
             }
         });
     }
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 
@@ -374,6 +402,17 @@ mod tests {
         );
         assert_eq!(EventsQuery::from_token(&token).expect("back"), q);
         assert!(EventsQuery::from_token("not-a-token").is_err());
+        // A token listing a type twice, or a filter no parameter could give, was not made here.
+        for forged in [
+            r#"{"limit":1,"types":["delivered","delivered"]}"#,
+            r#"{"limit":1,"recipient":"a b"}"#,
+        ] {
+            assert!(
+                EventsQuery::from_token(&URL_SAFE_NO_PAD.encode(forged)).is_err(),
+                "{forged}"
+            );
+        }
+        assert!(EventsQuery::from_token(&"A".repeat(MAX_TOKEN + 1)).is_err());
     }
 
     #[test]

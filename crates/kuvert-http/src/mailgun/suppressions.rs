@@ -116,6 +116,21 @@ pub async fn list(
         Some("next") => params.first("p"),
         _ => None,
     };
+    // Kuvert's position: a time and a keyed hash. Anything else was not made here, and would
+    // start over silently (a client following it would loop).
+    if let Some(p) = after {
+        let made_here = p.split_once('.').is_some_and(|(t, h)| {
+            !t.is_empty()
+                && t.bytes().all(|b| b.is_ascii_digit())
+                && h.bytes().all(|b| b.is_ascii_hexdigit())
+                && p.len() <= 128
+        });
+        if !made_here {
+            return Err(MgError::bad_request(
+                "p: the page position is not one this server gave out",
+            ));
+        }
+    }
     let page = state
         .store
         .list_suppressions(&auth.account_id, Some(table.reason()), after, limit)
