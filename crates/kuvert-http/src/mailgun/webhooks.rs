@@ -90,6 +90,35 @@ async fn registered(
     Ok(out)
 }
 
+/// The endpoints of one Mailgun id of the domain, or Mailgun's 404.
+async fn registered_id(
+    state: &AppState,
+    auth: &kuvert_store::KeyAuth,
+    domain: &Domain,
+    id: &str,
+) -> Result<Vec<Webhook>, MgError> {
+    registered(state, auth, domain)
+        .await?
+        .remove(id)
+        .ok_or_else(|| MgError::new(StatusCode::NOT_FOUND, "Webhook not found"))
+}
+
+/// Removes endpoints (and what they had not received yet).
+async fn delete(
+    state: &AppState,
+    auth: &kuvert_store::KeyAuth,
+    hooks: impl Iterator<Item = &Webhook>,
+) -> Result<(), MgError> {
+    for w in hooks {
+        state
+            .store
+            .delete_webhook(&auth.account_id, w.id.as_str())
+            .await
+            .map_err(crate::ApiError::from)?;
+    }
+    Ok(())
+}
+
 fn urls(hooks: &[Webhook]) -> Value {
     json!({"urls": hooks.iter().map(|w| w.url.clone()).collect::<Vec<_>>()})
 }
@@ -173,11 +202,8 @@ pub async fn get(
 ) -> Result<Json<Value>, MgError> {
     let domain = super::account_domain(&state, &auth, &domain).await?;
     let (id, _) = id_types(&id)?;
-    let hooks = registered(&state, &auth, &domain).await?;
-    let hooks = hooks
-        .get(id)
-        .ok_or_else(|| MgError::new(StatusCode::NOT_FOUND, "Webhook not found"))?;
-    Ok(Json(json!({"webhook": urls(hooks)})))
+    let hooks = registered_id(&state, &auth, &domain, id).await?;
+    Ok(Json(json!({"webhook": urls(&hooks)})))
 }
 
 /// `POST /v3/domains/{domain}/webhooks`: `id` and one to three `url`.
@@ -214,17 +240,13 @@ pub async fn update(
     let domain = super::account_domain(&state, &auth, &domain).await?;
     let (id, types) = id_types(&id)?;
     let wanted = form_urls(&state, &form).await?;
-    let hooks = registered(&state, &auth, &domain).await?;
-    let old = hooks
-        .get(id)
-        .ok_or_else(|| MgError::new(StatusCode::NOT_FOUND, "Webhook not found"))?;
-    for w in old.iter().filter(|w| !wanted.contains(&w.url)) {
-        state
-            .store
-            .delete_webhook(&auth.account_id, w.id.as_str())
-            .await
-            .map_err(crate::ApiError::from)?;
-    }
+    let old = registered_id(&state, &auth, &domain, id).await?;
+    delete(
+        &state,
+        &auth,
+        old.iter().filter(|w| !wanted.contains(&w.url)),
+    )
+    .await?;
     let added: Vec<String> = wanted
         .iter()
         .filter(|u| !old.iter().any(|w| &&w.url == u))
@@ -245,20 +267,11 @@ pub async fn remove(
 ) -> Result<Json<Value>, MgError> {
     let domain = super::account_domain(&state, &auth, &domain).await?;
     let (id, _) = id_types(&id)?;
-    let hooks = registered(&state, &auth, &domain).await?;
-    let old = hooks
-        .get(id)
-        .ok_or_else(|| MgError::new(StatusCode::NOT_FOUND, "Webhook not found"))?;
-    for w in old {
-        state
-            .store
-            .delete_webhook(&auth.account_id, w.id.as_str())
-            .await
-            .map_err(crate::ApiError::from)?;
-    }
+    let old = registered_id(&state, &auth, &domain, id).await?;
+    delete(&state, &auth, old.iter()).await?;
     Ok(Json(json!({
         "message": "Webhook has been deleted",
-        "webhook": urls(old),
+        "webhook": urls(&old),
     })))
 }
 

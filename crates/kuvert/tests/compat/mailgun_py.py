@@ -159,7 +159,12 @@ elif step == "webhooks":
     )
     listed = client.domains_webhooks.get(domain=domain)
     got = client.domains_webhooks.get(domain=domain, webhook_name="delivered")
+    # The permanent_fail endpoint moves: the old URL goes, the new one gets the events.
+    updated = client.domains_webhooks.put(
+        domain=domain, webhook_name="permanent_fail", data=[("url", hook + "?moved")]
+    )
     out = {
+        "updated": updated.json(),
         "created": {"status": created.status_code, "body": created.json()},
         "twice": {"status": twice.status_code, "body": twice.json()},
         "failed": failed.json(),

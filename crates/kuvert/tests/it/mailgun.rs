@@ -498,6 +498,11 @@ async fn webhooks_registered_through_mailgun_s_api_post_mailgun_s_body_signed() 
         "{w}"
     );
     assert_eq!(w["got"]["webhook"]["urls"], json!([hook]), "{w}");
+    assert_eq!(
+        w["updated"]["webhook"]["urls"],
+        json!([format!("{hook}?moved")]),
+        "{w}"
+    );
 
     // A delivery, and a send to a bounced address (dropped: a permanent failure).
     let (status, _) = api
@@ -539,7 +544,7 @@ async fn webhooks_registered_through_mailgun_s_api_post_mailgun_s_body_signed() 
     );
     let failed = posts
         .iter()
-        .find(|(q, _)| q.as_deref() == Some("fail"))
+        .find(|(q, _)| q.as_deref() == Some("moved"))
         .map(|(_, b)| b)
         .expect("the permanent_fail post");
     let data = &failed["event-data"];
