@@ -4,6 +4,7 @@
 mod error;
 mod extract;
 pub mod mailgun;
+pub mod mailjet;
 mod metrics;
 mod routes;
 
@@ -290,6 +291,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             .expect("the OpenAPI document serialises"),
     );
     api.merge(mailgun::router())
+        .merge(mailjet::router())
         .route(
             "/v1/openapi.json",
             get(move || {

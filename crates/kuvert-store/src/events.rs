@@ -14,6 +14,8 @@ pub struct EventFilter {
     pub types: Vec<EventType>,
     pub recipient: Option<String>,
     pub message_id: Option<String>,
+    /// Only the events of one recipient (with `message_id`, whose index finds them).
+    pub recipient_id: Option<String>,
     pub tag: Option<String>,
     /// Only events of messages sent from this domain (by its id).
     pub domain: Option<String>,
@@ -138,6 +140,9 @@ impl Store {
         }
         if let Some(m) = &f.message_id {
             text_param(&mut sql, " AND message_id = ?", m.clone());
+        }
+        if let Some(r) = &f.recipient_id {
+            text_param(&mut sql, " AND recipient_id = ?", r.clone());
         }
         if let Some(t) = &f.tag {
             text_param(

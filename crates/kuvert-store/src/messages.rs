@@ -238,6 +238,34 @@ impl Store {
         row.open(&key, recipients)
     }
 
+    /// One recipient of the account's messages by its id, with the id of its message
+    /// (Mailjet's API numbers each recipient's copy as a message of its own).
+    pub async fn recipient(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<(MessageId, RecipientView)> {
+        #[derive(FromRow)]
+        struct Row {
+            message_id: String,
+            #[sqlx(flatten)]
+            recipient: RecipientRow,
+        }
+        let row = sqlx::query_as::<_, Row>(
+            "SELECT message_id, id, address, kind, status, attempts, next_attempt_at, updated_at FROM recipients WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id)
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("message"))?;
+        let key = self.account_key(account).await?;
+        Ok((
+            MessageId::from_string(row.message_id),
+            row.recipient.open(&key)?,
+        ))
+    }
+
     /// What a list of events shows of each of their messages (sender, subject, size, tags,
     /// metadata), one statement for a page, without the content. Ids of other accounts, or
     /// of messages gone, are not in the answer.

@@ -183,6 +183,17 @@ impl Store {
         Ok(template(row, versions))
     }
 
+    /// The name of the account's template with this id (Mailjet's API names templates by
+    /// id).
+    pub async fn template_name(&self, account: &AccountId, id: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT name FROM templates WHERE account_id = $1 AND id = $2")
+            .bind(account.as_str())
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("template"))
+    }
+
     async fn template_row(&self, account: &AccountId, name: &str) -> Result<TemplateRow> {
         sqlx::query_as::<_, TemplateRow>(
             "SELECT id, name, description, created_at, updated_at FROM templates WHERE account_id = $1 AND name = $2",

@@ -304,6 +304,7 @@ async fn page(
                 types: types.clone().unwrap_or_default(),
                 recipient: q.recipient.clone(),
                 message_id: q.message_id.clone(),
+                recipient_id: None,
                 tag: q.tag.clone(),
                 domain: Some(domain.id.to_string()),
                 from: q.from.map(Timestamp::from_millis),

@@ -213,7 +213,7 @@ pub struct ContactIn {
 }
 
 /// Reads property values by their definitions; a warning for each that looks sensitive.
-async fn properties(
+pub(crate) async fn properties(
     state: &AppState,
     account: &AccountId,
     given: serde_json::Map<String, serde_json::Value>,
@@ -254,7 +254,7 @@ fn list_ids(field: &str, ids: Vec<String>) -> Result<Vec<ListId>, ApiError> {
 
 /// Splits lists to subscribe to into those subscribed at once and the double opt-in ones,
 /// whose subscriptions wait for a confirmation.
-async fn by_opt_in(
+pub(crate) async fn by_opt_in(
     state: &AppState,
     account: &AccountId,
     ids: Vec<ListId>,
@@ -277,7 +277,7 @@ async fn by_opt_in(
 }
 
 /// Asks for the confirmation of each double opt-in subscription.
-async fn ask_all(
+pub(crate) async fn ask_all(
     state: &AppState,
     account: &AccountId,
     address: &EmailAddress,
@@ -768,7 +768,7 @@ pub struct ListIn {
 
 /// Reads a list's settings, refusing what cannot work: a form without double opt-in (anyone
 /// could put anyone on the list), double opt-in without a sender on the account's domain.
-async fn list_settings(
+pub(crate) async fn list_settings(
     state: &AppState,
     account: &AccountId,
     req: ListIn,

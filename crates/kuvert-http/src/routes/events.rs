@@ -112,6 +112,7 @@ pub async fn list(
         types,
         recipient: q.recipient,
         message_id: q.message_id,
+        recipient_id: None,
         tag: q.tag,
         domain: None,
         from: super::time_param("from", q.from.as_deref())?,

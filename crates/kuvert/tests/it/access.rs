@@ -438,12 +438,134 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             NotFound,
             None,
         ),
+        // Mailjet's API (JSON bodies).
+        (
+            "post",
+            "/v3.1/send",
+            Send,
+            Own,
+            Some(
+                json!({"Messages": [{"From": {"Email": "demo@sandbox.kuvert.test"}, "To": [{"Email": "x@example.com"}], "Subject": "s", "TextPart": "t"}]}),
+            ),
+        ),
+        ("get", "/v3/REST/contactslist", Full, Own, None),
+        (
+            "post",
+            "/v3/REST/contactslist",
+            Full,
+            Own,
+            Some(json!({"Name": "a-mj-list"})),
+        ),
+        (
+            "get",
+            "/v3/REST/contactslist/{list_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "delete",
+            "/v3/REST/contactslist/{list_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "post",
+            "/v3/REST/contactslist/{list_id}/managecontact",
+            Full,
+            NotFound,
+            Some(json!({"Email": "a-mj@example.com", "Action": "addforce"})),
+        ),
+        ("get", "/v3/REST/contact", Full, Own, None),
+        (
+            "post",
+            "/v3/REST/contact",
+            Full,
+            Own,
+            Some(json!({"Email": "a-mj-contact@example.com"})),
+        ),
+        ("get", "/v3/REST/contact/{contact_id}", Full, NotFound, None),
+        (
+            "get",
+            "/v3/REST/contact/{contact_id}/getcontactslists",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "get",
+            "/v3/REST/contactdata/{contact_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "put",
+            "/v3/REST/contactdata/{contact_id}",
+            Full,
+            NotFound,
+            Some(json!({"Data": []})),
+        ),
+        ("get", "/v3/REST/contactmetadata", Full, Own, None),
+        (
+            "post",
+            "/v3/REST/contactmetadata",
+            Full,
+            Own,
+            Some(json!({"Name": "a_mj_prop", "Datatype": "str"})),
+        ),
+        ("get", "/v3/REST/message/{message_id}", Full, NotFound, None),
+        (
+            "get",
+            "/v3/REST/messagehistory/{message_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        ("get", "/v3/REST/statcounters", Full, Own, None),
+        ("get", "/v3/REST/template", Full, Own, None),
+        (
+            "post",
+            "/v3/REST/template",
+            Full,
+            Own,
+            Some(json!({"Name": "a-mj-template"})),
+        ),
+        (
+            "get",
+            "/v3/REST/template/{template_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "delete",
+            "/v3/REST/template/{template_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "get",
+            "/v3/REST/template/{template_id}/detailcontent",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "post",
+            "/v3/REST/template/{template_id}/detailcontent",
+            Full,
+            NotFound,
+            Some(json!({"Html-part": "<p>x</p>"})),
+        ),
     ]
 }
 
 /// Whether `path` is of a compatible API, whose bodies are forms.
 fn is_compat(path: &str) -> bool {
-    path.starts_with("/v3/") || path.starts_with("/v4/")
+    (path.starts_with("/v3/") || path.starts_with("/v4/")) && !path.starts_with("/v3/REST/")
 }
 
 /// Account B's objects, made with B's own key.
@@ -462,6 +584,9 @@ struct Other {
     segment: String,
     property: String,
     template: String,
+    template_id: String,
+    /// The recipient of B's message (Mailjet's message id).
+    recipient: String,
     campaign: String,
     /// A version of B's template that is not the active one (so that deleting it would work).
     tag: String,
@@ -553,6 +678,7 @@ async fn other_account(api: &Api) -> Other {
     )
     .await;
     assert_eq!(status, 201, "{t}");
+    let template_id = t["id"].as_str().expect("template id").to_owned();
     let (status, t) = b_post(
         "/v1/templates/b-template/versions",
         json!({"engine": "html", "content": "<p>B's secret text</p>", "tag": "b-v2"}),
@@ -585,6 +711,11 @@ async fn other_account(api: &Api) -> Other {
         segment: seg["id"].as_str().expect("segment id").to_owned(),
         property: "b_prop".to_owned(),
         template: "b-template".to_owned(),
+        template_id,
+        recipient: m["recipients"][0]["id"]
+            .as_str()
+            .expect("recipient id")
+            .to_owned(),
         campaign: campaign["id"].as_str().expect("campaign id").to_owned(),
         tag: "b-v2".to_owned(),
         account: account["id"].as_str().expect("id").to_owned(),
@@ -639,6 +770,10 @@ impl Other {
             .replace("{tag}", &self.tag)
             .replace("{action}", "pause")
             .replace("{token}", "not-a-token.0")
+            .replace("{list_id}", &self.list)
+            .replace("{contact_id}", &self.contact)
+            .replace("{template_id}", &self.template_id)
+            .replace("{message_id}", &self.recipient)
     }
 
     /// Strings that only B's data holds. A's audit log (and so its export) records the
@@ -731,6 +866,7 @@ async fn every_route_keeps_accounts_apart_and_keys_in_their_scope() {
         .chain(
             kuvert_http::mailgun::ROUTES
                 .iter()
+                .chain(kuvert_http::mailjet::ROUTES)
                 .map(|(m, p)| ((*m).to_owned(), (*p).to_owned())),
         )
         .collect();

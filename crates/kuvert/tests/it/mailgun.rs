@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 
 use crate::common::{Api, mail_to, server_with_sink, unfolded};
 
-const DOMAIN: &str = "sandbox.kuvert.test";
+pub(crate) const DOMAIN: &str = "sandbox.kuvert.test";
 
 /// Runs one step of a driver in `tests/compat` (`program` runs `script`); what it printed.
-fn driver(program: &str, script: &str, api: &Api, step: &str, args: &[&str]) -> Value {
+pub(crate) fn driver(program: &str, script: &str, api: &Api, step: &str, args: &[&str]) -> Value {
     driver_with_input(program, script, api, step, args, b"")
 }
 
 /// [`driver`] with `input` on the step's standard input.
-fn driver_with_input(
+pub(crate) fn driver_with_input(
     program: &str,
     script: &str,
     api: &Api,
@@ -45,7 +45,7 @@ fn driver_with_input(
     let out = child.wait_with_output().expect("output");
     assert!(
         out.status.success(),
-        "{script} {step} (the libraries come from `pip install mailgun==1.10.0` and `npm ci --prefix crates/kuvert/tests/compat`): {}",
+        "{script} {step} (the libraries come from `pip install mailgun==1.10.0 mailjet-rest==1.9.1 django-anymail==15.2` and `npm ci --prefix crates/kuvert/tests/compat`): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

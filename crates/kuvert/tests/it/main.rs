@@ -3,6 +3,7 @@
 
 mod access;
 mod account_deletion;
+mod anymail;
 mod bad_input;
 mod campaigns;
 mod common;
@@ -13,6 +14,7 @@ mod forms;
 mod hardening;
 mod live;
 mod mailgun;
+mod mailjet;
 mod quickstart;
 mod reports;
 mod restart;

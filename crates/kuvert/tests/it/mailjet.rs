@@ -1,0 +1,224 @@
+//! Mailjet's API on the real binary, driven by Mailjet's official Python library
+//! (`tests/compat/mailjet_py.py`): what code written for Mailjet does, unchanged but for the
+//! base URL and the key pair.
+
+use kuvert_testkit::{SinkOptions, SmtpSink};
+use serde_json::{Value, json};
+
+use crate::common::{Api, mail_to, server_with_sink, unfolded};
+use crate::mailgun::driver;
+
+/// A step of the Python driver (Mailjet's `mailjet-rest`).
+fn mailjet_py(api: &Api, step: &str, args: &[&str]) -> Value {
+    driver("python3", "mailjet_py.py", api, step, args)
+}
+
+/// Kuvert's message of the copy that went to `to`, from its events.
+async fn message_of(api: &Api, to: &str) -> Value {
+    let (_, events) = api.get(&format!("/v1/events?recipient={to}")).await;
+    let id = events["items"][0]["message_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no event for {to}: {events}"))
+        .to_owned();
+    api.get(&format!("/v1/messages/{id}")).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuvert() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "");
+
+    // A send with Globals, a campaign (a tag), a custom id and payload, an attachment.
+    let sent = mailjet_py(&api, "send", &["ann@example.com"]);
+    assert_eq!(sent["status"], 200, "{sent}");
+    let result = &sent["body"]["Messages"][0];
+    assert_eq!(result["Status"], "success", "{sent}");
+    assert_eq!(result["CustomID"], "order-7", "{sent}");
+    assert_eq!(result["To"][0]["Email"], "ann@example.com", "{sent}");
+    let copy = result["To"][0]["MessageID"]
+        .as_str()
+        .expect("a message id")
+        .to_owned();
+    assert!(
+        result["To"][0]["MessageHref"]
+            .as_str()
+            .is_some_and(|h| h.ends_with(&format!("/v3/REST/message/{copy}"))),
+        "{sent}"
+    );
+    let mail = mail_to(&sink, "ann@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Subject: Your order"), "{text}");
+    assert!(
+        text.contains("From: \"Shop\" <news@sandbox.kuvert.test>"),
+        "{text}"
+    );
+    assert!(text.contains("X-Shop: spring"), "{text}");
+    assert!(text.contains("invoice.txt"), "{text}");
+    let message = message_of(&api, "ann@example.com").await;
+    assert_eq!(message["tags"], json!(["spring"]), "{message}");
+    assert_eq!(
+        message["metadata"],
+        json!({"CustomID": "order-7", "EventPayload": "order=7"}),
+        "{message}"
+    );
+
+    // The copy's events, a page of one at a time, to its delivery.
+    let mut history = Value::Null;
+    for _ in 0..100 {
+        history = mailjet_py(&api, "history", &[&copy]);
+        if history["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["EventType"] == "sent"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let events = history["events"].as_array().expect("events");
+    assert_eq!(
+        events.last().expect("an event")["EventType"],
+        "sent",
+        "{history}"
+    );
+    assert!(events[0]["EventAt"].as_i64().is_some(), "{history}");
+    let m = &history["message"]["body"]["Data"][0];
+    assert_eq!(m["ID"], copy.as_str(), "{history}");
+    assert_eq!(m["Status"], "sent", "{history}");
+    assert_eq!(m["ContactAlt"], "ann@example.com", "{history}");
+    assert_eq!(m["Subject"], "Your order", "{history}");
+
+    // A template made through the API and filled from a send's Variables.
+    let t = mailjet_py(&api, "template", &["cy@example.com"]);
+    assert_eq!(t["created"]["status"], 201, "{t}");
+    assert_eq!(t["content"]["status"], 201, "{t}");
+    assert_eq!(
+        t["got"]["body"]["Data"][0]["Html-part"], "<p>Thanks, {{name}}: {{total}} EUR.</p>",
+        "{t}"
+    );
+    assert_eq!(t["listed"]["body"]["Data"][0]["Name"], "receipt", "{t}");
+    assert_eq!(t["sent"]["status"], 200, "{t}");
+    let mail = mail_to(&sink, "cy@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Subject: Receipt for Ann"), "{text}");
+    assert!(text.contains("Thanks, Ann: 12.00 EUR."), "{text}");
+    // A variable the template needs and the send lacks: that message is refused.
+    assert_eq!(t["missing"]["status"], 400, "{t}");
+    let error = &t["missing"]["body"]["Messages"][0]["Errors"][0];
+    assert_eq!(error["ErrorRelatedTo"], json!(["Variables.total"]), "{t}");
+    // Mailjet's own template language is refused by name, not rendered wrong.
+    assert_eq!(t["mailjet language"]["status"], 400, "{t}");
+    assert!(
+        t["mailjet language"]["body"]["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("Handlebars")),
+        "{t}"
+    );
+
+    // A contact with a property in a list, read back, left, and not put back by addnoforce.
+    let c = mailjet_py(&api, "contacts", &["dee@example.com"]);
+    assert_eq!(c["property"]["status"], 201, "{c}");
+    assert_eq!(c["list"]["status"], 201, "{c}");
+    let list_id = c["list"]["body"]["Data"][0]["ID"].as_str().expect("list");
+    assert_eq!(c["managed"]["status"], 201, "{c}");
+    let contact_id = c["managed"]["body"]["Data"][0]["ContactID"]
+        .as_str()
+        .expect("contact");
+    assert_eq!(c["contact"]["body"]["Data"][0]["ID"], contact_id, "{c}");
+    assert_eq!(c["contact"]["body"]["Data"][0]["Name"], "Ann", "{c}");
+    assert_eq!(
+        c["data"]["body"]["Data"][0]["Data"],
+        json!([{"Name": "first_name", "Value": "Ann"}]),
+        "{c}"
+    );
+    assert_eq!(
+        c["updated"]["body"]["Data"][0]["Data"],
+        json!([{"Name": "first_name", "Value": "Anna"}]),
+        "{c}"
+    );
+    assert_eq!(c["in list"]["body"]["Count"], 1, "{c}");
+    assert_eq!(
+        c["in list"]["body"]["Data"][0]["Email"], "dee@example.com",
+        "{c}"
+    );
+    assert_eq!(c["lists"]["body"]["Data"][0]["ListID"], list_id, "{c}");
+    assert_eq!(c["lists"]["body"]["Data"][0]["IsUnsub"], false, "{c}");
+    assert_eq!(c["metadata"]["body"]["Data"][0]["Datatype"], "str", "{c}");
+    assert_eq!(c["undefined"]["status"], 400, "{c}");
+    assert_eq!(c["unsub"]["status"], 201, "{c}");
+    assert_eq!(c["after"]["body"]["Data"][0]["IsUnsub"], true, "{c}");
+    assert_eq!(c["readded"]["status"], 201, "{c}");
+    assert_eq!(
+        c["still"]["body"]["Data"][0]["IsUnsub"], true,
+        "addnoforce leaves one who left off the list: {c}"
+    );
+    // Kuvert's own API sees the same contact, its value and its withdrawal of consent.
+    let (_, contact) = api.get(&format!("/v1/contacts/{contact_id}")).await;
+    assert_eq!(contact["properties"]["first_name"], "Anna", "{contact}");
+    assert_eq!(
+        contact["subscriptions"][0]["status"], "unsubscribed",
+        "{contact}"
+    );
+
+    // The account's counters: both copies delivered.
+    let mut stats = Value::Null;
+    for _ in 0..50 {
+        stats = mailjet_py(&api, "stats", &[]);
+        if stats["body"]["Data"][0]["MessageSentCount"].as_i64() >= Some(2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats["status"], 200, "{stats}");
+    let counters = &stats["body"]["Data"][0];
+    assert_eq!(counters["MessageSentCount"], 2, "{stats}");
+    assert_eq!(counters["Total"], 2, "{stats}");
+    assert_eq!(counters["Timeslice"], "", "{stats}");
+
+    // What Kuvert does not do, and bad requests, in Mailjet's error shapes.
+    let r = mailjet_py(&api, "refused", &["eve@example.com"]);
+    assert_eq!(r["sandbox"]["status"], 400, "{r}");
+    assert_eq!(
+        r["sandbox"]["body"]["ErrorRelatedTo"],
+        json!(["SandboxMode"])
+    );
+    assert!(r["sandbox"]["body"]["ErrorIdentifier"].is_string(), "{r}");
+    assert_eq!(r["partial"]["status"], 400, "{r}");
+    let partial = &r["partial"]["body"]["Messages"];
+    assert_eq!(partial[0]["Status"], "error", "{r}");
+    assert_eq!(
+        partial[0]["Errors"][0]["ErrorRelatedTo"],
+        json!(["InlinedAttachments"]),
+        "{r}"
+    );
+    assert_eq!(
+        partial[1]["Status"], "success",
+        "the other message is sent: {r}"
+    );
+    assert_eq!(
+        r["no body"]["body"]["Messages"][0]["Errors"][0]["ErrorCode"],
+        "send-0003"
+    );
+    let foreign = &r["foreign sender"]["body"]["Messages"][0]["Errors"][0];
+    assert_eq!(foreign["ErrorCode"], "send-0008", "{r}");
+    assert_eq!(foreign["StatusCode"], 403, "{r}");
+    assert_eq!(foreign["ErrorRelatedTo"], json!(["From"]), "{r}");
+    assert_eq!(r["counter source"]["status"], 400, "{r}");
+    assert!(
+        r["counter source"]["body"]["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("CounterSource")),
+        "{r}"
+    );
+    assert_eq!(r["not found"]["status"], 404, "{r}");
+    assert_eq!(r["not found"]["body"]["ErrorMessage"], "Object not found");
+    assert_eq!(r["wrong pair"]["status"], 401, "{r}");
+    assert_eq!(r["wrong pair"]["error"], "MailjetAuthError", "{r}");
+    mail_to(&sink, "pat@example.com").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        sink.received()
+            .iter()
+            .all(|m| m.rcpt_to.iter().all(|r| r != "eve@example.com")),
+        "a refused message delivers nothing"
+    );
+}
