@@ -6,10 +6,12 @@ pub mod dkim;
 pub mod dns;
 pub mod server;
 pub mod smtp;
+pub mod tls_front;
 pub mod world;
 
 pub use dkim::dkimpy_verify;
 pub use dns::DnsServer;
 pub use server::{Cli, KuvertServer, ServerOptions};
 pub use smtp::{Behaviour, Received, SinkOptions, SmtpSink};
+pub use tls_front::TlsFront;
 pub use world::{World, world};

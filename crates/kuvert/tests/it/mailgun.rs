@@ -25,35 +25,61 @@ pub(crate) fn driver_with_input(
     args: &[&str],
     input: &[u8],
 ) -> Value {
-    use std::io::Write as _;
-    let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(program)
-        .arg(path)
-        .args([&api.url(""), api.key.as_str(), DOMAIN, step])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("input");
-    let out = child.wait_with_output().expect("output");
-    assert!(
-        out.status.success(),
-        "{script} {step} (the libraries come from `pip install mailgun==1.10.0 mailjet-rest==1.9.1 django-anymail==15.2` and `npm ci --prefix crates/kuvert/tests/compat`): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{script} {step} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    Driver {
+        program,
+        script,
+        base: &api.url(""),
+        key: &api.key,
+        env: &[],
+    }
+    .run(step, args, input)
+}
+
+/// A driver in `tests/compat` (`program` runs `script`) against `base` with `key`.
+pub(crate) struct Driver<'a> {
+    pub program: &'a str,
+    pub script: &'a str,
+    pub base: &'a str,
+    pub key: &'a str,
+    /// Environment variables of its process.
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+impl Driver<'_> {
+    /// Runs one step; what it printed.
+    pub(crate) fn run(&self, step: &str, args: &[&str], input: &[u8]) -> Value {
+        use std::io::Write as _;
+        let (program, script) = (self.program, self.script);
+        let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(program)
+            .arg(path)
+            .args([self.base, self.key, DOMAIN, step])
+            .args(args)
+            .envs(self.env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("input");
+        let out = child.wait_with_output().expect("output");
+        assert!(
+            out.status.success(),
+            "{script} {step} (the libraries come from `pip install mailgun==1.10.0 mailjet-rest==1.9.1 django-anymail==15.2` and `npm ci --prefix crates/kuvert/tests/compat`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{script} {step} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
 }
 
 /// A step of the Python driver (Mailgun's `mailgun` package).

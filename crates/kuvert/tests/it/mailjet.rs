@@ -6,7 +6,7 @@ use kuvert_testkit::{SinkOptions, SmtpSink};
 use serde_json::{Value, json};
 
 use crate::common::{Api, mail_to, server_with_sink, unfolded};
-use crate::mailgun::driver;
+use crate::mailgun::{Driver, driver};
 
 /// A step of the Python driver (Mailjet's `mailjet-rest`).
 fn mailjet_py(api: &Api, step: &str, args: &[&str]) -> Value {
@@ -220,5 +220,114 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
             .iter()
             .all(|m| m.rcpt_to.iter().all(|r| r != "eve@example.com")),
         "a refused message delivers nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailjet_s_node_library_sends_pages_and_manages_contacts_over_tls() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "");
+    // node-mailjet speaks only https: a TLS front with a CA of the test's own, which node is
+    // told to trust.
+    let upstream: std::net::SocketAddr = api
+        .server
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let front = kuvert_testkit::TlsFront::start(upstream).await;
+    let host = format!("localhost:{}", front.addr.port());
+    let ca = front.ca_file.to_string_lossy().into_owned();
+    let node = |step: &str, args: &[&str]| {
+        Driver {
+            program: "node",
+            script: "mailjet_js.mjs",
+            base: &host,
+            key: &api.key,
+            env: &[("NODE_EXTRA_CA_CERTS", &ca)],
+        }
+        .run(step, args, b"")
+    };
+
+    let sent = node("send", &["nia@example.com"]);
+    assert_eq!(sent["status"], 200, "{sent}");
+    let to = &sent["body"]["Messages"][0]["To"][0];
+    assert_eq!(to["Email"], "nia@example.com", "{sent}");
+    let copy = to["MessageID"].as_str().expect("an id").to_owned();
+    let mail = mail_to(&sink, "nia@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Sent by node-mailjet."), "{text}");
+    assert!(text.contains("note.txt"), "{text}");
+    let message = message_of(&api, "nia@example.com").await;
+    assert_eq!(message["tags"], json!(["node"]), "{message}");
+    assert_eq!(
+        message["metadata"],
+        json!({"EventPayload": "order=8"}),
+        "{message}"
+    );
+
+    let mut history = Value::Null;
+    for _ in 0..100 {
+        history = node("history", &[&copy]);
+        if history["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["EventType"] == "sent"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        history["events"]
+            .as_array()
+            .and_then(|e| e.last())
+            .map(|e| &e["EventType"]),
+        Some(&json!("sent")),
+        "{history}"
+    );
+
+    let c = node("contacts", &["oli@example.com"]);
+    assert_eq!(c["prop"]["status"], 201, "{c}");
+    assert_eq!(c["managed"]["status"], 201, "{c}");
+    assert_eq!(
+        c["data"]["body"]["Data"][0]["Data"],
+        json!([{"Name": "city", "Value": "Lyon"}]),
+        "{c}"
+    );
+    assert_eq!(
+        c["inList"]["body"]["Data"][0]["Email"], "oli@example.com",
+        "{c}"
+    );
+
+    let t = node("template", &["ola@example.com"]);
+    assert_eq!(t["content"]["status"], 201, "{t}");
+    assert_eq!(t["sent"]["status"], 200, "{t}");
+    let mail = mail_to(&sink, "ola@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Subject: Note for Ola"), "{text}");
+    assert!(text.contains("Hi Ola, from Node."), "{text}");
+
+    let mut stats = Value::Null;
+    for _ in 0..50 {
+        stats = node("stats", &[]);
+        if stats["body"]["Data"][0]["MessageSentCount"].as_i64() >= Some(2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats["body"]["Data"][0]["MessageSentCount"], 2, "{stats}");
+
+    let refused = node("refused", &["eve@example.com"]);
+    assert_eq!(refused["status"], 400, "{refused}");
+    assert_eq!(
+        refused["body"]["ErrorRelatedTo"],
+        json!(["SandboxMode"]),
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SandboxMode")),
+        "{refused}"
     );
 }
