@@ -323,7 +323,7 @@ fn json_object(name: &str, value: &str) -> Result<Map<String, Value>, MgError> {
     }
 }
 
-fn yes_no(name: &str, value: &str, htmlonly: bool) -> Result<bool, MgError> {
+pub(crate) fn yes_no(name: &str, value: &str, htmlonly: bool) -> Result<bool, MgError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "yes" | "true" | "1" => Ok(true),
         "no" | "false" | "0" => Ok(false),

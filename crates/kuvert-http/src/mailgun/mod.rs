@@ -13,6 +13,7 @@ pub mod form;
 pub mod messages;
 pub mod stats;
 pub mod suppressions;
+pub mod templates;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -48,6 +49,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v3/domains/{name}/webhooks/{id}"),
     ("delete", "/v3/domains/{name}/webhooks/{id}"),
     ("get", "/v5/accounts/http_signing_key"),
+    ("get", "/v3/{domain}/templates"),
+    ("post", "/v3/{domain}/templates"),
+    ("get", "/v3/{domain}/templates/{name}"),
+    ("put", "/v3/{domain}/templates/{name}"),
+    ("delete", "/v3/{domain}/templates/{name}"),
+    ("get", "/v3/{domain}/templates/{name}/versions"),
+    ("post", "/v3/{domain}/templates/{name}/versions"),
+    ("get", "/v3/{domain}/templates/{name}/versions/{tag}"),
+    ("put", "/v3/{domain}/templates/{name}/versions/{tag}"),
+    ("delete", "/v3/{domain}/templates/{name}/versions/{tag}"),
     ("get", "/v3/{domain}/{kind}"),
     ("post", "/v3/{domain}/{kind}"),
     ("delete", "/v3/{domain}/{kind}"),
@@ -89,6 +100,26 @@ pub fn router() -> Router<Arc<AppState>> {
                 .delete(webhooks::remove),
         )
         .route("/v5/accounts/http_signing_key", get(webhooks::signing_key))
+        .route(
+            "/v3/{domain}/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route(
+            "/v3/{domain}/templates/{name}",
+            get(templates::get)
+                .put(templates::update)
+                .delete(templates::remove),
+        )
+        .route(
+            "/v3/{domain}/templates/{name}/versions",
+            get(templates::versions).post(templates::version_create),
+        )
+        .route(
+            "/v3/{domain}/templates/{name}/versions/{tag}",
+            get(templates::version_get)
+                .put(templates::version_update)
+                .delete(templates::version_remove),
+        )
         // bounces, unsubscribes, complaints (whitelists are refused by name)
         .route(
             "/v3/{domain}/{kind}",

@@ -58,6 +58,26 @@ if (step === 'send') {
   const deleted = await mg.suppressions.destroy(domain, 'bounces', a);
   const gone = await caught(() => mg.suppressions.get(domain, 'bounces', a));
   out = { added, got: { address: got.address, code: got.code }, listed, unsub, deleted, gone };
+} else if (step === 'templates') {
+  // A stored template made through the library, and a send that renders it.
+  const created = await mg.domains.domainTemplates.create(domain, {
+    name: 'node-welcome',
+    description: 'Made by mailgun.js',
+    template: '<p>Welcome aboard, {{name}}!</p>',
+    tag: 'first',
+    headers: JSON.stringify({ Subject: 'Welcome, {{name}}' }),
+  });
+  const got = await mg.domains.domainTemplates.get(domain, 'node-welcome', { active: 'yes' });
+  const sent = await mg.messages.create(domain, {
+    from: `news@${domain}`,
+    to: [args[0]],
+    template: 'node-welcome',
+    't:variables': JSON.stringify({ name: 'Nia' }),
+  });
+  out = { created, got, sent };
+} else if (step === 'stats') {
+  const stats = await mg.stats.getDomain(domain, { event: ['accepted', 'delivered'], duration: '1m' });
+  out = stats;
 } else {
   throw new Error(`unknown step ${step}`);
 }

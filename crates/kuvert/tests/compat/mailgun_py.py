@@ -58,6 +58,56 @@ elif step == "send_template":
         },
     )
     out = {"status": r.status_code, "body": r.json()}
+elif step == "templates":
+    # A template and a second version made through the library, read back, and sent.
+    to = args[0]
+    created = client.templates.create(
+        domain=domain,
+        data={
+            "name": "order-shipped",
+            "description": "Sent when an order ships",
+            "template": "<p>Your order {{order}} is on its way, {{name}}.</p>",
+            "tag": "v1",
+            "comment": "first",
+            "headers": json.dumps({"Subject": "Order {{order}} shipped"}),
+        },
+    )
+    version = client.templates.create(
+        domain=domain,
+        template_name="order-shipped",
+        versions=True,
+        data={"template": "<p>Order {{order}} left us today, {{name}}.</p>", "tag": "v2", "active": "yes"},
+    )
+    listed = client.templates.get(domain=domain, filters={"limit": 10})
+    active = client.templates.get(domain=domain, template_name="order-shipped", filters={"active": "yes"})
+    versions = client.templates.get(domain=domain, template_name="order-shipped", versions=True)
+    v1 = client.templates.get(domain=domain, template_name="order-shipped", versions=True, tag="v1")
+    changed = client.templates.put(
+        domain=domain, template_name="order-shipped", versions=True, tag="v1", data={"template": "<p>new</p>"}
+    )
+    sent = client.messages.create(
+        domain=domain,
+        data={
+            "from": f"news@{domain}",
+            "to": to,
+            "template": "order-shipped",
+            "t:version": "v1",
+            "t:variables": json.dumps({"order": "42", "name": "Ann"}),
+            "o:tag": ["shipping"],
+        },
+    )
+    missing = client.templates.get(domain=domain, template_name="no-such-template")
+    out = {
+        "created": {"status": created.status_code, "body": created.json()},
+        "version": {"status": version.status_code, "body": version.json()},
+        "listed": listed.json(),
+        "active": active.json(),
+        "versions": versions.json(),
+        "v1": v1.json(),
+        "changed": {"status": changed.status_code, "body": changed.json()},
+        "sent": {"status": sent.status_code, "body": sent.json()},
+        "missing": {"status": missing.status_code, "body": missing.json()},
+    }
 elif step == "send_batch":
     # A batch: each address gets its own message, filled from recipient-variables.
     r = client.messages.create(

@@ -421,6 +421,64 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             None,
         ),
         ("get", "/v5/accounts/http_signing_key", Full, Own, None),
+        ("get", "/v3/{domain}/templates", Full, NotFound, None),
+        (
+            "post",
+            "/v3/{domain}/templates",
+            Full,
+            NotFound,
+            Some(json!({"name": "a-mg-template", "template": "<p>x</p>"})),
+        ),
+        ("get", "/v3/{domain}/templates/{name}", Full, NotFound, None),
+        (
+            "put",
+            "/v3/{domain}/templates/{name}",
+            Full,
+            NotFound,
+            Some(json!({"description": "x"})),
+        ),
+        (
+            "delete",
+            "/v3/{domain}/templates/{name}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "get",
+            "/v3/{domain}/templates/{name}/versions",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "post",
+            "/v3/{domain}/templates/{name}/versions",
+            Full,
+            NotFound,
+            Some(json!({"tag": "a-v", "template": "<p>x</p>"})),
+        ),
+        (
+            "get",
+            "/v3/{domain}/templates/{name}/versions/{tag}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "put",
+            "/v3/{domain}/templates/{name}/versions/{tag}",
+            Full,
+            NotFound,
+            Some(json!({"comment": "x"})),
+        ),
+        (
+            "delete",
+            "/v3/{domain}/templates/{name}/versions/{tag}",
+            Full,
+            NotFound,
+            None,
+        ),
         ("get", "/v3/{domain}/{kind}", Full, NotFound, None),
         (
             "post",
@@ -756,7 +814,9 @@ impl Other {
                 "{name}",
                 if template.starts_with("/v1/contact-properties/") {
                     &self.property
-                } else if template.starts_with("/v1/templates/") {
+                } else if template.starts_with("/v1/templates/")
+                    || template.contains("/templates/{name}")
+                {
                     &self.template
                 } else {
                     &self.domain

@@ -305,6 +305,59 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
     assert!(!kept.contains(&"b1@example.com"), "{list}");
     assert!(!kept.contains(&"unsub@example.com"), "{list}");
 
+    // Templates made through Mailgun's templates API, and a send of their first version.
+    let t = mailgun_py(&api, "templates", &["hal@example.com"]);
+    assert_eq!(t["created"]["status"], 200, "{t}");
+    assert_eq!(t["created"]["body"]["message"], "template has been stored");
+    assert_eq!(t["created"]["body"]["template"]["version"]["tag"], "v1");
+    assert_eq!(t["version"]["status"], 200, "{t}");
+    assert_eq!(
+        t["version"]["body"]["message"],
+        "new version of the template has been stored"
+    );
+    assert!(
+        t["listed"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["name"] == "order-shipped"),
+        "{t}"
+    );
+    assert_eq!(t["active"]["template"]["version"]["tag"], "v2", "{t}");
+    assert_eq!(
+        t["active"]["template"]["version"]["template"],
+        "<p>Order {{order}} left us today, {{name}}.</p>",
+        "{t}"
+    );
+    let tags: Vec<&str> = t["versions"]["template"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["tag"].as_str())
+        .collect();
+    assert_eq!(tags, ["v2", "v1"], "newest first: {t}");
+    assert_eq!(
+        t["v1"]["template"]["version"]["headers"]["Subject"], "Order {{order}} shipped",
+        "{t}"
+    );
+    assert_eq!(t["changed"]["status"], 400, "{t}");
+    assert!(
+        t["changed"]["body"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'template' is not supported")),
+        "{t}"
+    );
+    assert_eq!(t["sent"]["status"], 200, "{t}");
+    assert_eq!(t["missing"]["status"], 404, "{t}");
+    assert_eq!(t["missing"]["body"]["message"], "template not found");
+    let mail = mail_to(&sink, "hal@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Subject: Order 42 shipped"), "{text}");
+    assert!(
+        text.contains("Your order 42 is on its way, Ann."),
+        "the version asked for, not the active one: {text}"
+    );
+
     // What Kuvert does not do is refused in Mailgun's shape, naming the option.
     let refused = mailgun_py(&api, "refused", &["eve@example.com"]);
     for option in ["o:testmode", "o:sending-ip", "amp-html"] {
@@ -421,6 +474,45 @@ async fn mailgun_s_node_library_sends_pages_and_suppresses_through_kuvert() {
         s["gone"]["details"], "Address not found in bounces table",
         "{s}"
     );
+
+    // A template made through mailgun.js, rendered in a send.
+    let t = mailgun_js(&api, "templates", &["pia@example.com"]);
+    assert_eq!(t["created"]["name"], "node-welcome", "{t}");
+    assert_eq!(t["created"]["version"]["tag"], "first", "{t}");
+    assert_eq!(
+        t["got"]["version"]["template"], "<p>Welcome aboard, {{name}}!</p>",
+        "{t}"
+    );
+    assert_eq!(t["sent"]["status"], 200, "{t}");
+    let mail = mail_to(&sink, "pia@example.com").await;
+    let text = unfolded(&mail.data);
+    assert!(text.contains("Subject: Welcome, Nia"), "{text}");
+    assert!(text.contains("Welcome aboard, Nia!"), "{text}");
+
+    // The domain's counters, read by mailgun.js's own parser.
+    let mut stats = Value::Null;
+    for _ in 0..50 {
+        stats = mailgun_js(&api, "stats", &[]);
+        let delivered: i64 = stats["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["delivered"]["total"].as_i64())
+            .sum();
+        if delivered >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let points = stats["stats"].as_array().expect("stats");
+    let sum = |event: &str| -> i64 {
+        points
+            .iter()
+            .filter_map(|p| p[event]["total"].as_i64())
+            .sum()
+    };
+    assert_eq!(sum("accepted"), 6, "{stats}");
+    assert_eq!(sum("delivered"), 6, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
