@@ -15,7 +15,9 @@ string_enum! {
 }
 
 string_enum! {
-    /// The body an endpoint gets: Kuvert's own event, or Mailgun's (an endpoint registered
-    /// through Mailgun's API, for receivers written for Mailgun).
-    WebhookFormat { Kuvert = "kuvert", Mailgun = "mailgun" }
+    /// The body an endpoint gets: Kuvert's own event, Mailgun's (an endpoint registered
+    /// through Mailgun's API, for receivers written for Mailgun), or Mailjet's (registered
+    /// through Mailjet's `eventcallbackurl`: version 1 posts an event as an object, version 2
+    /// in an array).
+    WebhookFormat { Kuvert = "kuvert", Mailgun = "mailgun", MailjetV1 = "mailjet_v1", MailjetV2 = "mailjet_v2" }
 }

@@ -11,6 +11,7 @@
 //! through Mailgun's API gets Mailgun's `event-data` ([`mailgun`]) under the same signature.
 
 pub mod mailgun;
+pub mod mailjet;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -383,38 +384,60 @@ impl Inner {
         let now = self.store.clock().now();
         let timestamp = (now.millis() / 1000).to_string();
         let token = kuvert_core::lookup::hex(&rand::random::<[u8; 25]>());
-        let event_data = match webhook.format {
+        let message = || async {
+            let ids: Vec<_> = event.message_id.iter().cloned().collect();
+            self.store
+                .message_summaries(&d.account_id, &ids)
+                .await
+                .map(|mut m| event.message_id.as_ref().and_then(|id| m.remove(id)))
+                .map_err(|e| Attempt::Failed(e.to_string()))
+        };
+        let signature = signature(&webhook.signing_key, &timestamp, &token);
+        let body = match webhook.format {
             WebhookFormat::Kuvert => json!({
-                "id": format!("{}", event.seq),
-                "event": event.event_type.as_str(),
-                "timestamp": event.created_at.millis() as f64 / 1000.0,
-                "message-id": event.message_id.as_ref().map(ToString::to_string),
-                "recipient-id": event.recipient_id.as_ref().map(ToString::to_string),
-                "recipient": event.recipient,
-                "tags": event.tags,
-                "data": event.details,
+                "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+                "event-data": {
+                    "id": format!("{}", event.seq),
+                    "event": event.event_type.as_str(),
+                    "timestamp": event.created_at.millis() as f64 / 1000.0,
+                    "message-id": event.message_id.as_ref().map(ToString::to_string),
+                    "recipient-id": event.recipient_id.as_ref().map(ToString::to_string),
+                    "recipient": event.recipient,
+                    "tags": event.tags,
+                    "data": event.details,
+                },
             }),
-            WebhookFormat::Mailgun => {
-                let ids: Vec<_> = event.message_id.iter().cloned().collect();
-                let messages = self
-                    .store
-                    .message_summaries(&d.account_id, &ids)
-                    .await
-                    .map_err(|e| Attempt::Failed(e.to_string()))?;
-                mailgun::event_data(
-                    &event,
-                    event.message_id.as_ref().and_then(|m| messages.get(m)),
-                )
+            WebhookFormat::Mailgun => json!({
+                "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+                "event-data": mailgun::event_data(&event, message().await?.as_ref()),
+            }),
+            WebhookFormat::MailjetV1 | WebhookFormat::MailjetV2 => {
+                let Some(e) = mailjet::event(&event, message().await?.as_ref()) else {
+                    return Err(Attempt::Gone(format!(
+                        "Mailjet has no callback for {}",
+                        event.event_type
+                    )));
+                };
+                if webhook.format == WebhookFormat::MailjetV2 {
+                    json!([e])
+                } else {
+                    e
+                }
             }
         };
-        let body = json!({
-            "signature": {"timestamp": timestamp, "token": token, "signature": signature(&webhook.signing_key, &timestamp, &token)},
-            "event-data": event_data,
-        });
-        let response = self
-            .http
-            .post(url)
-            .json(&body)
+        // Mailjet's body has no room for a signature: it goes in header fields a Mailjet
+        // receiver ignores (the same three values, the same check).
+        let mut request = self.http.post(url).json(&body);
+        if matches!(
+            webhook.format,
+            WebhookFormat::MailjetV1 | WebhookFormat::MailjetV2
+        ) {
+            request = request
+                .header("X-Kuvert-Timestamp", &timestamp)
+                .header("X-Kuvert-Token", &token)
+                .header("X-Kuvert-Signature", &signature);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| Attempt::Failed(error_chain(&e)))?;

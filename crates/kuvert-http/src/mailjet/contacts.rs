@@ -578,35 +578,57 @@ pub async fn manage_contact(
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Listed<ManagedOut>>), MjError> {
     let m = body(&bytes, &["Email", "Name", "Action", "Properties"])?;
-    let account = &auth.account_id;
-    let list = state.store.list(account, &list_id).await?;
     let email = text(&m, "Email")?.ok_or_else(|| MjError::bad_request("Email is required"))?;
-    let action = text(&m, "Action")?
-        .ok_or_else(|| MjError::bad_request("Action is required"))?
-        .to_ascii_lowercase();
+    let action = text(&m, "Action")?.ok_or_else(|| MjError::bad_request("Action is required"))?;
     let properties = match m.get("Properties") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(p)) => p.clone(),
         Some(_) => return Err(MjError::bad_request("Properties: an object is expected")),
     };
+    let contact = manage(
+        &state,
+        &auth.account_id,
+        &list_id,
+        email,
+        text(&m, "Name")?,
+        action,
+        properties.clone(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        one(ManagedOut {
+            contact_id: contact.id.to_string(),
+            email: contact.address.clone(),
+            action: action.to_ascii_lowercase(),
+            name: contact.name.clone().unwrap_or_default(),
+            properties,
+        }),
+    ))
+}
+
+/// One of Mailjet's list actions on one address, as `PATCH /v1/contacts` would do it.
+async fn manage(
+    state: &AppState,
+    account: &kuvert_core::id::AccountId,
+    list_id: &str,
+    email: &str,
+    name: Option<&str>,
+    action: &str,
+    properties: Map<String, Value>,
+) -> Result<Contact, MjError> {
+    let list = state.store.list(account, list_id).await?;
+    let action = action.to_ascii_lowercase();
     let existing = match state.store.contact(account, email).await {
         Ok(c) => Some(c),
         Err(kuvert_store::StoreError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
     let lists = vec![list.id.clone()];
-    let contact = match (action.as_str(), existing) {
+    match (action.as_str(), existing) {
         ("addforce" | "addnoforce", None) => {
-            let c = create(&state, account, email, text(&m, "Name")?, lists).await?;
-            set_properties(
-                &state,
-                account,
-                c.id.as_str(),
-                properties.clone(),
-                vec![],
-                vec![],
-            )
-            .await?
+            let c = create(state, account, email, name, lists).await?;
+            set_properties(state, account, c.id.as_str(), properties, vec![], vec![]).await
         }
         ("addforce" | "addnoforce", Some(c)) => {
             let left = c
@@ -618,42 +640,131 @@ pub async fn manage_contact(
             } else {
                 lists
             };
-            set_properties(
-                &state,
-                account,
-                c.id.as_str(),
-                properties.clone(),
-                subscribe,
-                vec![],
-            )
-            .await?
+            set_properties(state, account, c.id.as_str(), properties, subscribe, vec![]).await
         }
         ("unsub" | "remove", Some(c)) => {
-            set_properties(
-                &state,
-                account,
-                c.id.as_str(),
-                properties.clone(),
-                vec![],
-                lists,
-            )
-            .await?
+            set_properties(state, account, c.id.as_str(), properties, vec![], lists).await
         }
-        ("unsub" | "remove", None) => return Err(MjError::not_found()),
-        _ => {
+        ("unsub" | "remove", None) => Err(MjError::not_found()),
+        _ => Err(MjError::bad_request(
+            "Action: one of addforce, addnoforce, remove, unsub",
+        )),
+    }
+}
+
+/// `contact/{id}/managecontactslists`: several lists' actions for one contact, all checked
+/// before the first is carried out.
+pub async fn manage_lists(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Listed<Value>>), MjError> {
+    let m = body(&bytes, &["ContactsLists"])?;
+    let Some(Value::Array(items)) = m.get("ContactsLists") else {
+        return Err(MjError::bad_request(
+            "ContactsLists: an array of {ListID, Action}",
+        ));
+    };
+    if items.len() > 100 {
+        return Err(MjError::bad_request("ContactsLists: at most 100 at once"));
+    }
+    let contact = state.store.contact(&auth.account_id, &id).await?;
+    let mut actions = Vec::with_capacity(items.len());
+    for item in items {
+        let list = item.get("ListID").and_then(|l| match l {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        let action = item.get("Action").and_then(Value::as_str);
+        let (Some(list), Some(action)) = (list, action) else {
+            return Err(MjError::bad_request(
+                "ContactsLists: each item has a ListID and an Action",
+            ));
+        };
+        if !["addforce", "addnoforce", "remove", "unsub"]
+            .contains(&action.to_ascii_lowercase().as_str())
+        {
             return Err(MjError::bad_request(
                 "Action: one of addforce, addnoforce, remove, unsub",
             ));
         }
-    };
+        state.store.list(&auth.account_id, &list).await?;
+        actions.push((list, action.to_owned()));
+    }
+    for (list, action) in &actions {
+        manage(
+            &state,
+            &auth.account_id,
+            list,
+            &contact.address,
+            None,
+            action,
+            Map::new(),
+        )
+        .await?;
+    }
     Ok((
         StatusCode::CREATED,
-        one(ManagedOut {
-            contact_id: contact.id.to_string(),
-            email: contact.address.clone(),
-            action,
-            name: contact.name.clone().unwrap_or_default(),
-            properties,
-        }),
+        one(serde_json::json!({"ContactsLists": items})),
     ))
+}
+
+/// `DELETE /v4/contacts/{id}`: Mailjet's GDPR deletion, which here is Kuvert's erasure: the
+/// contact and every personal datum of its address go, and a keyed hash keeps the address
+/// from being mailed or imported again.
+pub async fn erase(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    Path(id): Path<String>,
+) -> Result<StatusCode, MjError> {
+    v1::remove(
+        State(state),
+        crate::extract::FullAccess(auth),
+        Path(id),
+        crate::extract::ApiQuery(v1::DeleteQuery { erase: Some(true) }),
+    )
+    .await?;
+    Ok(StatusCode::OK)
+}
+
+/// `PUT /v3/REST/contactslist/{id}`: its name.
+pub async fn list_update(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Listed<ListOut>>, MjError> {
+    let m = body(&bytes, &["Name", "IsDeleted"])?;
+    if m.get("IsDeleted").is_some_and(|d| d != &Value::Bool(false)) {
+        return Err(MjError::unsupported(
+            "IsDeleted",
+            "a list is deleted by DELETE",
+        ));
+    }
+    let current = state.store.list_settings(&auth.account_id, &id).await?;
+    let name = text(&m, "Name")?
+        .unwrap_or(&current.settings.name)
+        .to_owned();
+    let settings = v1::list_settings(
+        &state,
+        &auth.account_id,
+        v1::ListIn {
+            name,
+            double_opt_in: current.settings.double_opt_in,
+            consent_text: current.settings.consent_text.clone(),
+            public_form: current.settings.public_form,
+            confirm_from: current.settings.confirm_from.clone(),
+            record_source: current.settings.record_source,
+        },
+    )
+    .await?;
+    state
+        .store
+        .update_list(&auth.account_id, &id, settings)
+        .await?;
+    Ok(one(list_out(
+        state.store.list(&auth.account_id, &id).await?,
+    )))
 }

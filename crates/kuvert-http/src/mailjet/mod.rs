@@ -9,6 +9,7 @@
 //! secret is the key, the public part is the key's prefix (its first ten characters, which
 //! `kuvert key list` and `/v1/keys` show).
 
+pub mod callbacks;
 pub mod contacts;
 pub mod messages;
 pub mod send;
@@ -22,7 +23,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Serialize;
 
 use crate::AppState;
@@ -34,12 +35,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v3/REST/contactslist"),
     ("post", "/v3/REST/contactslist"),
     ("get", "/v3/REST/contactslist/{list_id}"),
+    ("put", "/v3/REST/contactslist/{list_id}"),
     ("delete", "/v3/REST/contactslist/{list_id}"),
     ("post", "/v3/REST/contactslist/{list_id}/managecontact"),
     ("get", "/v3/REST/contact"),
     ("post", "/v3/REST/contact"),
     ("get", "/v3/REST/contact/{contact_id}"),
     ("get", "/v3/REST/contact/{contact_id}/getcontactslists"),
+    ("post", "/v3/REST/contact/{contact_id}/managecontactslists"),
+    ("delete", "/v4/contacts/{contact_id}"),
+    ("delete", "/v4/REST/contacts/{contact_id}"),
     ("get", "/v3/REST/contactdata/{contact_id}"),
     ("put", "/v3/REST/contactdata/{contact_id}"),
     ("get", "/v3/REST/contactmetadata"),
@@ -47,6 +52,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v3/REST/message/{message_id}"),
     ("get", "/v3/REST/messagehistory/{message_id}"),
     ("get", "/v3/REST/statcounters"),
+    ("get", "/v3/REST/eventcallbackurl"),
+    ("post", "/v3/REST/eventcallbackurl"),
+    ("get", "/v3/REST/eventcallbackurl/{callback_id}"),
+    ("put", "/v3/REST/eventcallbackurl/{callback_id}"),
+    ("delete", "/v3/REST/eventcallbackurl/{callback_id}"),
     ("get", "/v3/REST/template"),
     ("post", "/v3/REST/template"),
     ("get", "/v3/REST/template/{template_id}"),
@@ -64,7 +74,9 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route(
             "/v3/REST/contactslist/{list_id}",
-            get(contacts::list_get).delete(contacts::list_delete),
+            get(contacts::list_get)
+                .put(contacts::list_update)
+                .delete(contacts::list_delete),
         )
         .route(
             "/v3/REST/contactslist/{list_id}/managecontact",
@@ -78,6 +90,22 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/v3/REST/contact/{contact_id}/getcontactslists",
             get(contacts::contact_lists),
+        )
+        .route(
+            "/v3/REST/contact/{contact_id}/managecontactslists",
+            post(contacts::manage_lists),
+        )
+        .route("/v4/contacts/{contact_id}", delete(contacts::erase))
+        .route("/v4/REST/contacts/{contact_id}", delete(contacts::erase))
+        .route(
+            "/v3/REST/eventcallbackurl",
+            get(callbacks::list).post(callbacks::create),
+        )
+        .route(
+            "/v3/REST/eventcallbackurl/{callback_id}",
+            get(callbacks::get)
+                .put(callbacks::update)
+                .delete(callbacks::remove),
         )
         .route(
             "/v3/REST/contactdata/{contact_id}",

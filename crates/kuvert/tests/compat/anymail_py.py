@@ -59,8 +59,8 @@ if step == "send":
         "status": sorted(status.status),
         "recipients": {a: {"status": r.status, "message_id": r.message_id} for a, r in status.recipients.items()},
     }
-elif step == "webhooks":
-    # Kuvert's Mailgun webhook posts (on stdin), each given to anymail's tracking view.
+elif step in ("webhooks", "mailjet_webhooks"):
+    # Kuvert's webhook posts (on stdin), each given to anymail's tracking view of that ESP.
     from anymail.signals import tracking
     from django.test import Client
 
@@ -85,7 +85,8 @@ elif step == "webhooks":
         # No WEBHOOK_SECRET (basic auth) is set: the signature is what is checked here.
         warnings.simplefilter("ignore")
         for body in json.loads(sys.stdin.read()):
-            r = client.post("/anymail/mailgun/tracking/", json.dumps(body), content_type="application/json")
+            view = "mailgun" if step == "webhooks" else "mailjet"
+            r = client.post(f"/anymail/{view}/tracking/", json.dumps(body), content_type="application/json")
             statuses.append(r.status_code)
     out = {"statuses": statuses, "events": seen}
 else:

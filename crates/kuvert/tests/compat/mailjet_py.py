@@ -182,6 +182,32 @@ elif step == "contacts":
         "still": still,
         "list got": list_got,
     }
+elif step == "callbacks":
+    # `sent` to the receiver as version 2 (arrays) with credentials in its URL, `open` as
+    # version 1; listed, read, moved, and a second `sent` refused.
+    hook = args[0]
+    with_credentials = hook.replace("http://", "http://hookuser:hookpass@")
+    sent = answer(lambda: v3.eventcallbackurl.create(data={"EventType": "sent", "Url": with_credentials, "Version": 2}))
+    opened = answer(lambda: v3.eventcallbackurl.create(data={"EventType": "open", "Url": hook + "?first", "Version": 1}))
+    open_id = opened["body"]["Data"][0]["ID"]
+    moved = answer(lambda: v3.eventcallbackurl.update(id=open_id, data={"Url": hook + "?open"}))
+    twice = answer(lambda: v3.eventcallbackurl.create(data={"EventType": "sent", "Url": hook}))
+    backup = answer(lambda: v3.eventcallbackurl.create(data={"EventType": "click", "Url": hook, "IsBackup": True}))
+    listed = answer(lambda: v3.eventcallbackurl.get())
+    got = answer(lambda: v3.eventcallbackurl.get(id=open_id))
+    out = {"sent": sent, "opened": opened, "moved": moved, "twice": twice, "backup": backup, "listed": listed, "got": got}
+elif step == "erase":
+    # Mailjet's GDPR deletion: the library has no name for /v4/contacts, only its raw call.
+    address = args[0]
+    lst = v3.contactslist.create(data={"Name": "Erasure"}).json()["Data"][0]["ID"]
+    v3.contactslist_managecontact.create(id=lst, data={"Email": address, "Action": "addforce"})
+    contact_id = v3.contact.get(id=address).json()["Data"][0]["ID"]
+    erased = answer(lambda: v3.api_call("DELETE", url.rstrip("/") + f"/v4/contacts/{contact_id}"))
+    gone = answer(lambda: v3.contact.get(id=address))
+    readded = answer(
+        lambda: v3.contactslist_managecontact.create(id=lst, data={"Email": address, "Action": "addforce"})
+    )
+    out = {"erased": erased, "gone": gone, "readded": readded}
 elif step == "stats":
     out = answer(
         lambda: v3.statcounters.get(

@@ -522,6 +522,13 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             None,
         ),
         (
+            "put",
+            "/v3/REST/contactslist/{list_id}",
+            Full,
+            NotFound,
+            Some(json!({"Name": "renamed"})),
+        ),
+        (
             "delete",
             "/v3/REST/contactslist/{list_id}",
             Full,
@@ -547,6 +554,50 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         (
             "get",
             "/v3/REST/contact/{contact_id}/getcontactslists",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "post",
+            "/v3/REST/contact/{contact_id}/managecontactslists",
+            Full,
+            NotFound,
+            Some(json!({"ContactsLists": []})),
+        ),
+        ("delete", "/v4/contacts/{contact_id}", Full, NotFound, None),
+        (
+            "delete",
+            "/v4/REST/contacts/{contact_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        ("get", "/v3/REST/eventcallbackurl", Full, Own, None),
+        (
+            "post",
+            "/v3/REST/eventcallbackurl",
+            Full,
+            Own,
+            Some(json!({"EventType": "spam", "Url": "http://127.0.0.1:9/a-mj-hook"})),
+        ),
+        (
+            "get",
+            "/v3/REST/eventcallbackurl/{callback_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "put",
+            "/v3/REST/eventcallbackurl/{callback_id}",
+            Full,
+            NotFound,
+            Some(json!({"Url": "http://127.0.0.1:9/a-mj-hook"})),
+        ),
+        (
+            "delete",
+            "/v3/REST/eventcallbackurl/{callback_id}",
             Full,
             NotFound,
             None,
@@ -834,6 +885,7 @@ impl Other {
             .replace("{contact_id}", &self.contact)
             .replace("{template_id}", &self.template_id)
             .replace("{message_id}", &self.recipient)
+            .replace("{callback_id}", &self.webhook)
     }
 
     /// Strings that only B's data holds. A's audit log (and so its export) records the

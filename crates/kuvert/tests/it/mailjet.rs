@@ -331,3 +331,164 @@ async fn mailjet_s_node_library_sends_pages_and_manages_contacts_over_tls() {
         "{refused}"
     );
 }
+
+/// What a receiver got: the query of its URL, the Authorization header, Kuvert's signature
+/// header, the body.
+type Posts =
+    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>, Option<String>, Value)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailjet_event_callbacks_post_mailjet_s_shape_that_anymail_reads() {
+    let got: Posts = Posts::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<Posts>,
+                 uri: axum::http::Uri,
+                 headers: axum::http::HeaderMap,
+                 axum::Json(body): axum::Json<Value>| async move {
+                    let header = |n: &str| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    got.lock().expect("lock").push((
+                        uri.query().map(str::to_owned),
+                        header("authorization"),
+                        header("x-kuvert-signature"),
+                        body,
+                    ));
+                },
+            ),
+        )
+        .with_state(got.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(
+        &sink,
+        "[webhooks]\nallow_private = true\npoll_interval = \"1s\"\n",
+    );
+
+    let c = mailjet_py(&api, "callbacks", &[&hook]);
+    assert_eq!(c["sent"]["status"], 201, "{c}");
+    assert_eq!(c["sent"]["body"]["Data"][0]["EventType"], "sent", "{c}");
+    assert_eq!(c["sent"]["body"]["Data"][0]["Version"], 2, "{c}");
+    assert_eq!(c["moved"]["status"], 200, "{c}");
+    assert_eq!(
+        c["moved"]["body"]["Data"][0]["Url"],
+        format!("{hook}?open"),
+        "{c}"
+    );
+    assert_eq!(c["twice"]["status"], 400, "one URL an event type: {c}");
+    assert_eq!(c["backup"]["status"], 400, "{c}");
+    assert!(
+        c["backup"]["body"]["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("IsBackup")),
+        "{c}"
+    );
+    assert_eq!(c["listed"]["body"]["Count"], 2, "{c}");
+    assert_eq!(c["got"]["body"]["Data"][0]["EventType"], "open", "{c}");
+
+    // A send with a campaign, a custom id and a payload; its reader opens it.
+    let sent = mailjet_py(&api, "send", &["ann@example.com"]);
+    assert_eq!(sent["status"], 200, "{sent}");
+    let copy = sent["body"]["Messages"][0]["To"][0]["MessageID"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mail = unfolded(&mail_to(&sink, "ann@example.com").await.data);
+    let pixel = crate::common::url_after(&mail, &format!("{}/o/", api.server.base_url));
+    assert_eq!(reqwest::get(&pixel).await.expect("pixel").status(), 200);
+    let mut posts = Vec::new();
+    for _ in 0..200 {
+        posts = got.lock().expect("lock").clone();
+        if posts.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let posts = got.lock().expect("lock").clone();
+    assert_eq!(posts.len(), 2, "only the types registered: {posts:?}");
+
+    // Version 2: an array, with the URL's credentials as Basic authentication.
+    let (_, auth, signature, body) = posts
+        .iter()
+        .find(|(q, ..)| q.is_none())
+        .expect("the sent post");
+    // base64 of hookuser:hookpass
+    assert_eq!(auth.as_deref(), Some("Basic aG9va3VzZXI6aG9va3Bhc3M="));
+    assert!(
+        signature.as_deref().is_some_and(|s| s.len() == 64),
+        "{signature:?}"
+    );
+    let e = &body[0];
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(e["event"], "sent", "{e}");
+    assert_eq!(e["email"], "ann@example.com", "{e}");
+    assert_eq!(e["MessageID"], copy.as_str(), "{e}");
+    assert_eq!(e["CustomID"], "order-7", "{e}");
+    assert_eq!(e["Payload"], "order=7", "{e}");
+    assert_eq!(e["customcampaign"], "spring", "{e}");
+    assert!(e["time"].as_i64().is_some(), "{e}");
+    assert!(
+        e["smtp_reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("250")),
+        "{e}"
+    );
+    // Version 1: one object, at the URL it was moved to.
+    let (_, _, _, open) = posts
+        .iter()
+        .find(|(q, ..)| q.as_deref() == Some("open"))
+        .expect("the open post");
+    assert_eq!(open["event"], "open", "{open}");
+    assert_eq!(open["MessageID"], copy.as_str(), "{open}");
+
+    // django-anymail's Mailjet tracking view reads both.
+    let bodies = serde_json::to_vec(&[body, open]).expect("json");
+    let seen = crate::mailgun::driver_with_input(
+        "python3",
+        "anymail_py.py",
+        &api,
+        "mailjet_webhooks",
+        &["unused"],
+        &bodies,
+    );
+    assert_eq!(seen["statuses"], json!([200, 200]), "{seen}");
+    let types: Vec<&str> = seen["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(types, ["delivered", "opened"], "{seen}");
+    for e in seen["events"].as_array().expect("events") {
+        assert_eq!(e["esp"], "Mailjet", "{e}");
+        assert_eq!(e["recipient"], "ann@example.com", "{e}");
+        assert_eq!(e["message_id"], copy.as_str(), "{e}");
+        assert_eq!(e["tags"], json!(["spring"]), "{e}");
+    }
+
+    // The GDPR deletion: the contact goes, and its address cannot be added again.
+    let e = mailjet_py(&api, "erase", &["gdpr@example.com"]);
+    assert_eq!(e["erased"]["status"], 200, "{e}");
+    assert_eq!(e["gone"]["status"], 404, "{e}");
+    assert_eq!(
+        e["readded"]["status"], 400,
+        "an erased address stays blocked: {e}"
+    );
+    assert!(
+        e["readded"]["body"]["ErrorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("erased")),
+        "{e}"
+    );
+}
