@@ -278,6 +278,28 @@ pub fn openapi_json() -> String {
         .expect("the OpenAPI document serialises")
 }
 
+/// A path no route serves, answered in the shape of the API it looks like: a client of
+/// Mailgun's or Mailjet's API calling an endpoint Kuvert does not serve yet gets an error it
+/// can read.
+fn not_served(path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const WHY: &str = "this endpoint is not served by this server (see its compatibility table)";
+    let mailjet = [
+        "/v3/REST/",
+        "/v3/DATA/",
+        "/v3.1/",
+        "/v4/REST/",
+        "/v4/contacts",
+    ];
+    if mailjet.iter().any(|p| path.starts_with(p)) {
+        mailjet::MjError::new(axum::http::StatusCode::NOT_FOUND, WHY).into_response()
+    } else if ["/v3/", "/v4/", "/v5/"].iter().any(|p| path.starts_with(p)) {
+        mailgun::MgError::new(axum::http::StatusCode::NOT_FOUND, WHY).into_response()
+    } else {
+        ApiError::not_found("route").into_response()
+    }
+}
+
 /// The whole HTTP service.
 pub fn router(state: Arc<AppState>) -> Router {
     // Attachments arrive base64-encoded inside JSON: a message at the size limit needs 4/3 of
@@ -304,7 +326,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }
             }),
         )
-        .fallback(|| async { ApiError::not_found("route") })
+        .fallback(|uri: axum::http::Uri| async move { not_served(uri.path()) })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_responses,

@@ -237,6 +237,12 @@ pub fn read_send(form: &Form, mime: bool) -> Result<MgSend, MgError> {
                 "amp-html" => {
                     return Err(MgError::unsupported(name, "AMP parts are not sent"));
                 }
+                "inline" => {
+                    return Err(MgError::unsupported(
+                        "inline",
+                        "inline images are not carried yet; link them or attach them",
+                    ));
+                }
                 _ => {
                     return Err(MgError::bad_request(format!(
                         "'{name}' is not a parameter of this route"

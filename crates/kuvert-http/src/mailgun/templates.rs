@@ -180,7 +180,6 @@ pub async fn create(
             "engine",
             "comment",
             "headers",
-            "created-by",
         ],
     )?;
     let name = form

@@ -136,8 +136,17 @@ pub fn router() -> Router<Arc<AppState>> {
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::mailgun::MAX_BODY,
         ));
+    // Mailjet's other resources would otherwise be read as Mailgun's `/v3/{domain}/...`.
+    let not_served = || async {
+        MjError::new(
+            StatusCode::NOT_FOUND,
+            "this endpoint is not served by this server (see its compatibility table)",
+        )
+    };
     Router::new()
         .route("/v3.1/send", post(send::send))
+        .route("/v3/REST/{*rest}", axum::routing::any(not_served))
+        .route("/v3/DATA/{*rest}", axum::routing::any(not_served))
         .merge(rest)
 }
 

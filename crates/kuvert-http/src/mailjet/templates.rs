@@ -87,16 +87,7 @@ pub async fn list(
 }
 
 /// The properties of a template Kuvert takes; the rest are refused by name.
-const TEMPLATE_FIELDS: &[&str] = &[
-    "Name",
-    "Description",
-    "OwnerType",
-    "EditMode",
-    "Purposes",
-    "Locale",
-    "IsStarred",
-    "Author",
-];
+const TEMPLATE_FIELDS: &[&str] = &["Name", "Description", "OwnerType", "EditMode"];
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -110,6 +101,15 @@ pub async fn create(
         return Err(MjError::unsupported(
             k,
             "Kuvert's templates have no such property",
+        ));
+    }
+    // A template belongs to the account, whichever owner Mailjet would name.
+    if let Some(owner) = m.get("OwnerType")
+        && !matches!(owner.as_str(), Some("apikey" | "user"))
+    {
+        return Err(MjError::unsupported(
+            "OwnerType",
+            "a template belongs to the account (apikey or user)",
         ));
     }
     let name = m

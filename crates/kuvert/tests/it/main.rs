@@ -7,6 +7,7 @@ mod anymail;
 mod bad_input;
 mod campaigns;
 mod common;
+mod compat_refusals;
 mod contacts;
 mod delivery;
 mod domains;
