@@ -10,10 +10,12 @@
 pub mod domains;
 pub mod events;
 pub mod form;
+pub mod lists;
 pub mod messages;
 pub mod stats;
 pub mod suppressions;
 pub mod templates;
+pub mod validate;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -49,6 +51,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v3/domains/{name}/webhooks/{id}"),
     ("delete", "/v3/domains/{name}/webhooks/{id}"),
     ("get", "/v5/accounts/http_signing_key"),
+    ("post", "/v3/lists"),
+    ("get", "/v3/lists/pages"),
+    ("get", "/v3/lists/{address}"),
+    ("put", "/v3/lists/{address}"),
+    ("delete", "/v3/lists/{address}"),
+    ("post", "/v3/lists/{address}/members"),
+    ("get", "/v3/lists/{address}/members/pages"),
+    ("get", "/v3/lists/{address}/members/{member}"),
+    ("put", "/v3/lists/{address}/members/{member}"),
+    ("delete", "/v3/lists/{address}/members/{member}"),
+    ("get", "/v4/address/validate"),
+    ("post", "/v4/address/validate"),
     ("get", "/v3/{domain}/templates"),
     ("post", "/v3/{domain}/templates"),
     ("get", "/v3/{domain}/templates/{name}"),
@@ -100,6 +114,27 @@ pub fn router() -> Router<Arc<AppState>> {
                 .delete(webhooks::remove),
         )
         .route("/v5/accounts/http_signing_key", get(webhooks::signing_key))
+        .route("/v3/lists", post(lists::create))
+        .route("/v3/lists/pages", get(lists::pages))
+        .route(
+            "/v3/lists/{address}",
+            get(lists::get).put(lists::update).delete(lists::remove),
+        )
+        .route("/v3/lists/{address}/members", post(lists::member_add))
+        .route(
+            "/v3/lists/{address}/members/pages",
+            get(lists::member_pages),
+        )
+        .route(
+            "/v3/lists/{address}/members/{member}",
+            get(lists::member_get)
+                .put(lists::member_update)
+                .delete(lists::member_remove),
+        )
+        .route(
+            "/v4/address/validate",
+            get(validate::get).post(validate::post),
+        )
         .route(
             "/v3/{domain}/templates",
             get(templates::list).post(templates::create),

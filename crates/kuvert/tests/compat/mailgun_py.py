@@ -108,6 +108,66 @@ elif step == "templates":
         "sent": {"status": sent.status_code, "body": sent.json()},
         "missing": {"status": missing.status_code, "body": missing.json()},
     }
+elif step == "lists":
+    # A mailing list and its members: Kuvert's list and contacts.
+    list_address = f"news@{domain}"
+    created = client.lists.create(domain=domain, data={"address": list_address})
+    ann = client.lists_members.create(
+        domain=domain,
+        address=list_address,
+        data={"address": "ann@example.com", "name": "Ann", "vars": json.dumps({"city": "Oslo"}), "subscribed": True},
+    )
+    bob = client.lists_members.create(domain=domain, address=list_address, data={"address": "bob@example.com"})
+    never = client.lists_members.create(
+        domain=domain, address=list_address, data={"address": "dan@example.com", "subscribed": False}
+    )
+    twice = client.lists_members.create(domain=domain, address=list_address, data={"address": "ann@example.com"})
+    upserted = client.lists_members.create(
+        domain=domain, address=list_address, data={"address": "ann@example.com", "name": "Ann B", "upsert": True}
+    )
+    got = client.lists.get(domain=domain, address=list_address)
+    member = client.lists_members.get(domain=domain, address=list_address, member_address="ann@example.com")
+    # Every member, a page of one at a time, following each page's last address.
+    listed, last = [], ""
+    for _ in range(10):
+        page = client.lists_members_pages.get(
+            domain=domain, address=list_address, filters={"limit": 1, "page": "next", "address": last}
+        ).json()
+        if not page["items"]:
+            break
+        listed.extend(m["address"] for m in page["items"])
+        last = page["items"][-1]["address"]
+    bob_out = client.lists_members.put(
+        domain=domain, address=list_address, member_address="bob@example.com", data={"subscribed": False}
+    )
+    left = client.lists_members.delete(domain=domain, address=list_address, member_address="ann@example.com")
+    after = client.lists_members.get(domain=domain, address=list_address, member_address="ann@example.com")
+    undefined = client.lists_members.create(
+        domain=domain, address=list_address, data={"address": "cy@example.com", "vars": json.dumps({"shoe": 42})}
+    )
+    pages = client.lists_pages.get()
+    out = {
+        "created": {"status": created.status_code, "body": created.json()},
+        "ann": ann.json(),
+        "bob": bob.json(),
+        "twice": {"status": twice.status_code, "body": twice.json()},
+        "upserted": upserted.json(),
+        "got": got.json(),
+        "member": member.json(),
+        "listed": listed,
+        "bob out": bob_out.json(),
+        "never": {"status": never.status_code, "body": never.json()},
+        "left": left.json(),
+        "after": after.json(),
+        "undefined": {"status": undefined.status_code, "body": undefined.json()},
+        "pages": pages.json(),
+    }
+elif step == "validate":
+    answers = {}
+    for address in args:
+        r = client.addressvalidate.get(filters={"address": address, "provider_lookup": "false"})
+        answers[address] = {"status": r.status_code, "body": r.json()}
+    out = answers
 elif step == "send_batch":
     # A batch: each address gets its own message, filled from recipient-variables.
     r = client.messages.create(

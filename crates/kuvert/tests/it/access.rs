@@ -421,6 +421,66 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             None,
         ),
         ("get", "/v5/accounts/http_signing_key", Full, Own, None),
+        (
+            "post",
+            "/v3/lists",
+            Full,
+            Own,
+            Some(json!({"address": "a-list@example.com"})),
+        ),
+        ("get", "/v3/lists/pages", Full, Own, None),
+        ("get", "/v3/lists/{address}", Full, NotFound, None),
+        (
+            "put",
+            "/v3/lists/{address}",
+            Full,
+            NotFound,
+            Some(json!({"address": "a-renamed@example.com"})),
+        ),
+        ("delete", "/v3/lists/{address}", Full, NotFound, None),
+        (
+            "post",
+            "/v3/lists/{address}/members",
+            Full,
+            NotFound,
+            Some(json!({"address": "a-member@example.com"})),
+        ),
+        (
+            "get",
+            "/v3/lists/{address}/members/pages",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "get",
+            "/v3/lists/{address}/members/{member}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
+            "put",
+            "/v3/lists/{address}/members/{member}",
+            Full,
+            NotFound,
+            Some(json!({"name": "x"})),
+        ),
+        (
+            "delete",
+            "/v3/lists/{address}/members/{member}",
+            Full,
+            NotFound,
+            None,
+        ),
+        ("get", "/v4/address/validate", Full, Own, None),
+        (
+            "post",
+            "/v4/address/validate",
+            Full,
+            Own,
+            Some(json!({"address": "a@example.com"})),
+        ),
         ("get", "/v3/{domain}/templates", Full, NotFound, None),
         (
             "post",
@@ -875,7 +935,15 @@ impl Other {
             )
             .replace("{domain}", &self.domain)
             .replace("{kind}", "bounces")
-            .replace("{address}", &self.suppression)
+            .replace(
+                "{address}",
+                // A Mailgun list's address is the Kuvert list's name.
+                if template.starts_with("/v3/lists/") {
+                    "b-list"
+                } else {
+                    &self.suppression
+                },
+            )
             .replace("{contact}", &self.contact)
             .replace("{list}", &self.list)
             .replace("{tag}", &self.tag)
@@ -886,6 +954,7 @@ impl Other {
             .replace("{template_id}", &self.template_id)
             .replace("{message_id}", &self.recipient)
             .replace("{callback_id}", &self.webhook)
+            .replace("{member}", "b-contact@example.com")
     }
 
     /// Strings that only B's data holds. A's audit log (and so its export) records the

@@ -264,6 +264,56 @@ fn cases(template_id: &str, list_id: &str) -> Vec<Case> {
             shape: Shape::Mailgun,
             names: "whitelists",
         },
+        // Mailgun: mailing lists and validation.
+        Case {
+            covers: &["name", "description"],
+            method: "post",
+            path: "/v3/lists".to_owned(),
+            body: Body::Form(vec![
+                ("address", "described@example.com".to_owned()),
+                ("description", "A list".to_owned()),
+            ]),
+            shape: Shape::Mailgun,
+            names: "'description'",
+        },
+        Case {
+            covers: &["access_level", "readonly", "reply_preference", "list"],
+            method: "post",
+            path: "/v3/lists".to_owned(),
+            body: Body::Form(vec![
+                ("address", "open@example.com".to_owned()),
+                ("access_level", "members".to_owned()),
+            ]),
+            shape: Shape::Mailgun,
+            names: "'access_level'",
+        },
+        Case {
+            covers: &["subscribed=no"],
+            method: "post",
+            path: "/v3/lists/refusals@example.com/members".to_owned(),
+            body: Body::Form(vec![
+                ("address", "never@example.com".to_owned()),
+                ("subscribed", "no".to_owned()),
+            ]),
+            shape: Shape::Mailgun,
+            names: "'subscribed=no'",
+        },
+        Case {
+            covers: &["address"],
+            method: "put",
+            path: "/v3/lists/refusals@example.com/members/member@example.com".to_owned(),
+            body: Body::Form(vec![("address", "other@example.com".to_owned())]),
+            shape: Shape::Mailgun,
+            names: "'address'",
+        },
+        Case {
+            covers: &["provider_lookup"],
+            method: "get",
+            path: "/v4/address/validate?address=a@example.com&provider_lookup=true".to_owned(),
+            body: Body::None,
+            shape: Shape::Mailgun,
+            names: "'provider_lookup'",
+        },
         // Mailjet: sending.
         mj(
             &["InlinedAttachments"],
@@ -527,6 +577,24 @@ async fn every_refused_option_is_answered_in_its_api_s_error_shape() {
         .await;
     assert_eq!(status, 201, "{t}");
     let template_id = t["id"].as_str().expect("id").to_owned();
+    // A Mailgun list with a member, to refuse changes to.
+    for (path, form) in [
+        ("/v3/lists", vec![("address", "refusals@example.com")]),
+        (
+            "/v3/lists/refusals@example.com/members",
+            vec![("address", "member@example.com")],
+        ),
+    ] {
+        let r = api
+            .http
+            .post(api.url(path))
+            .basic_auth("api", Some(&api.key))
+            .form(&form)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(r.status(), 200, "{path}");
+    }
     let (status, l) = api.post("/v1/lists", &json!({"name": "refusals"})).await;
     assert_eq!(status, 201, "{l}");
     let list_id = l["id"].as_str().expect("id").to_owned();
@@ -541,8 +609,8 @@ async fn every_refused_option_is_answered_in_its_api_s_error_shape() {
 
     // An endpoint not served yet is a 404 in its API's shape.
     for (path, field) in [
-        ("/v3/lists", "message"),
-        ("/v4/address/validate?address=a@example.com", "message"),
+        ("/v3/routes", "message"),
+        ("/v4/address/validate/bulk", "message"),
         ("/v3/REST/campaign", "ErrorMessage"),
         ("/v3/REST/contactfilter", "ErrorMessage"),
     ] {

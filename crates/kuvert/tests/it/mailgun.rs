@@ -708,3 +708,88 @@ async fn webhooks_registered_through_mailgun_s_api_post_mailgun_s_body_signed() 
     assert_eq!(d["deleted"]["message"], "Webhook has been deleted", "{d}");
     assert_eq!(d["gone"], 404, "{d}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailgun_s_mailing_lists_and_validation_are_kuvert_s_lists_and_checks() {
+    let api = crate::common::dev_server("");
+    let (status, p) = api
+        .post(
+            "/v1/contact-properties",
+            &json!({"name": "city", "kind": "string"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+
+    let l = mailgun_py(&api, "lists", &[]);
+    let list = format!("news@{DOMAIN}");
+    assert_eq!(l["created"]["status"], 200, "{l}");
+    assert_eq!(
+        l["created"]["body"]["list"]["address"],
+        list.as_str(),
+        "{l}"
+    );
+    assert_eq!(l["ann"]["member"]["subscribed"], true, "{l}");
+    assert_eq!(l["ann"]["member"]["vars"], json!({"city": "Oslo"}), "{l}");
+    assert_eq!(l["bob"]["member"]["subscribed"], true, "{l}");
+    assert_eq!(l["never"]["status"], 400, "{l}");
+    assert_eq!(l["twice"]["status"], 400, "{l}");
+    assert_eq!(l["upserted"]["member"]["name"], "Ann B", "{l}");
+    assert_eq!(l["got"]["list"]["members_count"], 2, "{l}");
+    assert_eq!(l["member"]["member"]["address"], "ann@example.com", "{l}");
+    let mut listed: Vec<&str> = l["listed"]
+        .as_array()
+        .expect("listed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["ann@example.com", "bob@example.com"], "{l}");
+    assert_eq!(l["bob out"]["member"]["subscribed"], false, "{l}");
+    assert_eq!(l["left"]["message"], "Mailing list member has been deleted");
+    assert_eq!(
+        l["after"]["member"]["subscribed"], false,
+        "a member who left stays, unsubscribed: {l}"
+    );
+    assert_eq!(l["undefined"]["status"], 400, "{l}");
+    assert!(
+        l["pages"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["address"] == list.as_str()),
+        "{l}"
+    );
+    // Kuvert's own API sees the list, the contacts and their consent records.
+    let (_, lists) = api.get("/v1/lists").await;
+    let id = lists
+        .as_array()
+        .expect("lists")
+        .iter()
+        .find(|x| x["name"] == list.as_str())
+        .and_then(|x| x["id"].as_str())
+        .expect("the list")
+        .to_owned();
+    let (_, ann) = api.get("/v1/contacts/ann@example.com").await;
+    assert_eq!(ann["properties"]["city"], "Oslo", "{ann}");
+    assert_eq!(ann["subscriptions"][0]["list_id"], id.as_str(), "{ann}");
+    assert_eq!(ann["subscriptions"][0]["status"], "unsubscribed", "{ann}");
+    assert!(
+        ann["consent"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|r| r["action"] == "withdrawn")),
+        "{ann}"
+    );
+
+    let v = mailgun_py(
+        &api,
+        "validate",
+        &["not an address", "info@sandbox.kuvert.test"],
+    );
+    let bad = &v["not an address"];
+    assert_eq!(bad["status"], 200, "{v}");
+    assert_eq!(bad["body"]["result"], "undeliverable", "{v}");
+    assert_eq!(bad["body"]["reason"], json!(["failed_syntax_check"]), "{v}");
+    let role = &v["info@sandbox.kuvert.test"]["body"];
+    assert_eq!(role["is_role_address"], true, "{v}");
+    assert_eq!(role["address"], "info@sandbox.kuvert.test", "{v}");
+}
