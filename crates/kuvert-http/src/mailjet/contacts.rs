@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::{Listed, MjError, MjFull, MjQuery, one};
 use crate::AppState;
+use crate::error::ApiError;
 use crate::routes::contacts as v1;
 
 /// A JSON object body with only the properties named (matched as written, as Mailjet does).
@@ -767,4 +768,174 @@ pub async fn list_update(
     Ok(one(list_out(
         state.store.list(&auth.account_id, &id).await?,
     )))
+}
+
+// ---- managemanycontacts ----
+
+/// Contacts one `managemanycontacts` job takes at most.
+pub const MAX_JOB_CONTACTS: usize = 10_000;
+
+/// `contactslist/{id}/managemanycontacts`: an asynchronous job, as Mailjet's, which here is
+/// one of Kuvert's imports (`/v1/imports`: the same scan for sensitive values, the same
+/// batches, consent recorded the same way). `addforce` is an `update` import (existing
+/// contacts take the given name and properties), `addnoforce` an `add` import, `unsub` and
+/// `remove` an `unsubscribe` import. The job's id is the import's.
+pub async fn manage_many(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    Path(list_id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Listed<Value>>), MjError> {
+    use kuvert_core::contact::ImportMode;
+    let m = body(&bytes, &["Action", "Contacts"])?;
+    let list = state.store.list(&auth.account_id, &list_id).await?;
+    let mode = match text(&m, "Action")?.map(str::to_ascii_lowercase).as_deref() {
+        Some("addforce") => ImportMode::Update,
+        Some("addnoforce") => ImportMode::Add,
+        Some("unsub" | "remove") => ImportMode::Unsubscribe,
+        _ => {
+            return Err(MjError::bad_request(
+                "Action: one of addforce, addnoforce, remove, unsub",
+            ));
+        }
+    };
+    let Some(Value::Array(contacts)) = m.get("Contacts") else {
+        return Err(MjError::bad_request("Contacts: an array of contacts"));
+    };
+    if contacts.is_empty() || contacts.len() > MAX_JOB_CONTACTS {
+        return Err(MjError::bad_request(format!(
+            "Contacts: 1 to {MAX_JOB_CONTACTS} a job"
+        )));
+    }
+    let csv = job_csv(contacts)?;
+    let id = state
+        .store
+        .create_import(&auth.account_id, Some(&list.id), mode, None)
+        .await?;
+    let mut upload = kuvert_admin::contacts::import::Upload::new(
+        &state.store,
+        auth.account_id.clone(),
+        id,
+        state.max_import_bytes,
+    );
+    if let Err(e) = upload.push(&csv).await {
+        upload.abandon(&e.to_string()).await;
+        return Err(ApiError::from(e).into());
+    }
+    let id = upload.finish().await.map_err(ApiError::from)?;
+    state.imports.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        one(serde_json::json!({ "JobID": id.to_string() })),
+    ))
+}
+
+/// The job's contacts as the CSV an import reads: `email`, `name`, then every property any
+/// contact gives (values as text, read by each property's type).
+fn job_csv(contacts: &[Value]) -> Result<Vec<u8>, MjError> {
+    let mut columns: Vec<String> = Vec::new();
+    for (i, c) in contacts.iter().enumerate() {
+        let Value::Object(c) = c else {
+            return Err(MjError::bad_request(format!("Contacts[{i}]: an object")));
+        };
+        if let Some(k) = c.keys().find(|k| {
+            !["Email", "Name", "IsExcludedFromCampaigns", "Properties"].contains(&k.as_str())
+        }) {
+            return Err(MjError::unsupported(
+                &format!("Contacts[{i}].{k}"),
+                "not a property of a contact",
+            ));
+        }
+        if c.get("IsExcludedFromCampaigns")
+            .is_some_and(|d| d != &Value::Bool(false))
+        {
+            return Err(MjError::unsupported(
+                "IsExcludedFromCampaigns",
+                "a contact leaves campaigns by unsubscribing (contact status unsubscribed, or a suppression)",
+            ));
+        }
+        match c.get("Properties") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(p)) => {
+                for k in p.keys() {
+                    if !columns.contains(k) {
+                        if columns.len() >= kuvert_core::contact::MAX_PROPERTIES {
+                            return Err(MjError::bad_request("Properties: too many names"));
+                        }
+                        columns.push(k.clone());
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(MjError::bad_request(format!(
+                    "Contacts[{i}].Properties: an object"
+                )));
+            }
+        }
+    }
+    let cell = |v: Option<&Value>| -> String {
+        match v {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }
+    };
+    let mut out = Vec::new();
+    let header: Vec<&str> = ["email", "name"]
+        .into_iter()
+        .chain(columns.iter().map(String::as_str))
+        .collect();
+    kuvert_admin::contacts::csv::write_record(&mut out, &header);
+    for c in contacts {
+        let email = c.get("Email").and_then(Value::as_str).unwrap_or_default();
+        if email.is_empty() {
+            return Err(MjError::bad_request("Contacts: each has an Email"));
+        }
+        let mut row = vec![email.to_owned(), cell(c.get("Name"))];
+        for k in &columns {
+            row.push(cell(c.get("Properties").and_then(|p| p.get(k))));
+        }
+        let row: Vec<&str> = row.iter().map(String::as_str).collect();
+        kuvert_admin::contacts::csv::write_record(&mut out, &row);
+    }
+    Ok(out)
+}
+
+/// `contactslist/{id}/managemanycontacts/{job}`: where the job is.
+pub async fn manage_many_job(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    Path((list_id, job)): Path<(String, String)>,
+) -> Result<Json<Listed<Value>>, MjError> {
+    use kuvert_core::contact::{ImportMode, ImportState};
+    let import = state.store.import(&auth.account_id, &job).await?;
+    if import.list_id.as_ref().map(ToString::to_string) != Some(list_id.clone()) {
+        return Err(MjError::not_found());
+    }
+    let status = match import.state {
+        ImportState::Done => "Completed",
+        ImportState::Failed | ImportState::Cancelled => "Error",
+        _ => "In Progress",
+    };
+    let error = match import.state {
+        ImportState::Review => format!(
+            "the job waits for its review (sensitive-looking values or unknown properties): POST /v1/imports/{}/confirm",
+            import.id
+        ),
+        _ => import.error.clone().unwrap_or_default(),
+    };
+    let action = match import.mode {
+        ImportMode::Update => "addforce",
+        ImportMode::Add => "addnoforce",
+        ImportMode::Unsubscribe => "unsub",
+    };
+    Ok(one(serde_json::json!({
+        "ContactsLists": [{"ListID": list_id, "Action": action}],
+        "Count": import.processed,
+        "Error": error,
+        "ErrorFile": "",
+        "JobStart": super::time(import.created_at),
+        "JobEnd": if import.state.finished() { super::time(import.updated_at) } else { String::new() },
+        "Status": status,
+    })))
 }

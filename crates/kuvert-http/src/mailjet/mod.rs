@@ -38,6 +38,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v3/REST/contactslist/{list_id}"),
     ("delete", "/v3/REST/contactslist/{list_id}"),
     ("post", "/v3/REST/contactslist/{list_id}/managecontact"),
+    ("post", "/v3/REST/contactslist/{list_id}/managemanycontacts"),
+    (
+        "get",
+        "/v3/REST/contactslist/{list_id}/managemanycontacts/{job_id}",
+    ),
     ("get", "/v3/REST/contact"),
     ("post", "/v3/REST/contact"),
     ("get", "/v3/REST/contact/{contact_id}"),
@@ -81,6 +86,14 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/v3/REST/contactslist/{list_id}/managecontact",
             post(contacts::manage_contact),
+        )
+        .route(
+            "/v3/REST/contactslist/{list_id}/managemanycontacts",
+            post(contacts::manage_many),
+        )
+        .route(
+            "/v3/REST/contactslist/{list_id}/managemanycontacts/{job_id}",
+            get(contacts::manage_many_job),
         )
         .route(
             "/v3/REST/contact",

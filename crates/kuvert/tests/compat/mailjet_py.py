@@ -208,6 +208,27 @@ elif step == "erase":
         lambda: v3.contactslist_managecontact.create(id=lst, data={"Email": address, "Action": "addforce"})
     )
     out = {"erased": erased, "gone": gone, "readded": readded}
+elif step == "many":
+    # managemanycontacts: a job, polled until it is done, as code written for Mailjet does.
+    import time
+
+    lst = v3.contactslist.create(data={"Name": "Bulk"}).json()["Data"][0]["ID"]
+    contacts = [
+        {"Email": f"bulk{i}@example.com", "Name": f"Bulk {i}", "Properties": {"first_name": f"B{i}"}}
+        for i in range(3)
+    ]
+    created = answer(
+        lambda: v3.contactslist_managemanycontacts.create(id=lst, data={"Action": "addnoforce", "Contacts": contacts})
+    )
+    job = created["body"]["Data"][0]["JobID"]
+    polled = None
+    for _ in range(100):
+        polled = answer(lambda: v3.contactslist_managemanycontacts.get(id=lst, action_id=job))
+        if polled["body"]["Data"][0]["Status"] != "In Progress":
+            break
+        time.sleep(0.1)
+    in_list = answer(lambda: v3.contact.get(filters={"ContactsList": lst, "Limit": 10}))
+    out = {"created": created, "polled": polled, "in list": in_list, "list": lst}
 elif step == "stats":
     out = answer(
         lambda: v3.statcounters.get(

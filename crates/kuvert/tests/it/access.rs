@@ -582,6 +582,20 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             None,
         ),
         (
+            "post",
+            "/v3/REST/contactslist/{list_id}/managemanycontacts",
+            Full,
+            NotFound,
+            Some(json!({"Action": "addnoforce", "Contacts": [{"Email": "a-many@example.com"}]})),
+        ),
+        (
+            "get",
+            "/v3/REST/contactslist/{list_id}/managemanycontacts/{job_id}",
+            Full,
+            NotFound,
+            None,
+        ),
+        (
             "put",
             "/v3/REST/contactslist/{list_id}",
             Full,
@@ -955,6 +969,7 @@ impl Other {
             .replace("{message_id}", &self.recipient)
             .replace("{callback_id}", &self.webhook)
             .replace("{member}", "b-contact@example.com")
+            .replace("{job_id}", &self.import)
     }
 
     /// Strings that only B's data holds. A's audit log (and so its export) records the

@@ -159,6 +159,33 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
         "{contact}"
     );
 
+    // managemanycontacts: an asynchronous job (one of Kuvert's imports) run to its end.
+    let many = mailjet_py(&api, "many", &[]);
+    assert_eq!(many["created"]["status"], 201, "{many}");
+    let job = &many["polled"]["body"]["Data"][0];
+    assert_eq!(job["Status"], "Completed", "{many}");
+    assert_eq!(job["Count"], 3, "{many}");
+    assert_eq!(job["ContactsLists"][0]["Action"], "addnoforce", "{many}");
+    let mut added: Vec<&str> = many["in list"]["body"]["Data"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .filter_map(|c| c["Email"].as_str())
+        .collect();
+    added.sort_unstable();
+    assert_eq!(
+        added,
+        [
+            "bulk0@example.com",
+            "bulk1@example.com",
+            "bulk2@example.com"
+        ],
+        "{many}"
+    );
+    let (_, bulk) = api.get("/v1/contacts/bulk1@example.com").await;
+    assert_eq!(bulk["properties"]["first_name"], "B1", "{bulk}");
+    assert_eq!(bulk["name"], "Bulk 1", "{bulk}");
+
     // The account's counters: both copies delivered.
     let mut stats = Value::Null;
     for _ in 0..50 {
