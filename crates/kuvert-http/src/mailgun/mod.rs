@@ -76,6 +76,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v3/{domain}/{kind}"),
     ("post", "/v3/{domain}/{kind}"),
     ("delete", "/v3/{domain}/{kind}"),
+    ("post", "/v3/{domain}/{kind}/import"),
     ("get", "/v3/{domain}/{kind}/{address}"),
     ("delete", "/v3/{domain}/{kind}/{address}"),
 ];
@@ -162,6 +163,7 @@ pub fn router() -> Router<Arc<AppState>> {
                 .post(suppressions::add)
                 .delete(suppressions::clear),
         )
+        .route("/v3/{domain}/{kind}/import", post(suppressions::import))
         .route(
             "/v3/{domain}/{kind}/{address}",
             get(suppressions::get).delete(suppressions::remove),

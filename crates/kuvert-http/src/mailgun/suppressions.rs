@@ -368,3 +368,85 @@ pub async fn clear(
     };
     Ok(Json(json!({"message": message})))
 }
+
+/// Rows one CSV import takes at most (the body is bounded at 1 MiB besides).
+pub const MAX_IMPORT_ROWS: usize = 10_000;
+
+/// `POST /v3/{domain}/{kind}/import`: a CSV file (`file`) of records with a header row
+/// (`address`, and the table's other columns), each checked as an added record is, all before
+/// any is written. Mailgun takes the file and works through it later; here it is done when
+/// the answer comes.
+pub async fn import(
+    State(state): State<Arc<AppState>>,
+    MgFull(auth): MgFull,
+    Path((domain, kind)): Path<(String, String)>,
+    form: Form,
+) -> Result<Json<Value>, MgError> {
+    super::account_domain(&state, &auth, &domain).await?;
+    let table = Table::parse(&kind)?;
+    if let Some(f) = form.fields.iter().find(|f| f.name != "file") {
+        return Err(MgError::bad_request(format!(
+            "'{}' is not a parameter of this route",
+            f.name
+        )));
+    }
+    let mut files = form.files("file");
+    let (Some((_, _, csv)), None) = (files.next(), files.next()) else {
+        return Err(MgError::bad_request(
+            "one CSV file is expected as 'file' in a multipart/form-data request",
+        ));
+    };
+    let records = csv_records(csv)?;
+    let addresses = records
+        .iter()
+        .map(|r| record_address(table, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    for a in &addresses {
+        state
+            .store
+            .add_suppression(&auth.account_id, a.as_str(), table.reason())
+            .await
+            .map_err(crate::ApiError::from)?;
+    }
+    Ok(Json(json!({"message": "file uploaded successfully"})))
+}
+
+/// The records of a CSV file with a header row; an empty cell is no value.
+fn csv_records(csv: &[u8]) -> Result<Vec<Map<String, Value>>, MgError> {
+    let mut header: Vec<String> = Vec::new();
+    let mut records = Vec::new();
+    let mut too_many = false;
+    let mut each = |n: u64, fields: &[&str]| {
+        if n == 0 {
+            header = fields
+                .iter()
+                .map(|f| f.trim().to_ascii_lowercase())
+                .collect();
+            return;
+        }
+        if records.len() >= MAX_IMPORT_ROWS {
+            too_many = true;
+            return;
+        }
+        let record: Map<String, Value> = header
+            .iter()
+            .zip(fields)
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k.clone(), Value::String(v.trim().to_owned())))
+            .collect();
+        if !record.is_empty() {
+            records.push(record);
+        }
+    };
+    let mut reader = kuvert_admin::contacts::csv::Records::new();
+    reader
+        .feed(csv, &mut each)
+        .and_then(|()| reader.finish(&mut each))
+        .map_err(|e| MgError::bad_request(format!("file: {e}")))?;
+    if too_many {
+        return Err(MgError::bad_request(format!(
+            "file: at most {MAX_IMPORT_ROWS} rows an import"
+        )));
+    }
+    Ok(records)
+}

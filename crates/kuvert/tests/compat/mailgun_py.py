@@ -241,6 +241,17 @@ elif step == "suppressions":
         domain=domain, data={"address": "x@example.com", "code": "421", "error": "full"}
     )
     out["refused"] = {"status": refused.status_code, "body": refused.json()}
+    # A CSV file of bounces, as Mailgun's import takes it.
+    csv = b"address,code,error\nimp1@example.com,550,\n\"imp2@example.com\",,\n"
+    imported = client.bounces_import.create(domain=domain, files={"file": csv})
+    out["imported"] = {"status": imported.status_code, "body": imported.json()}
+    out["import listed"] = [
+        b["address"] for b in client.bounces.stream(domain=domain, filters={"limit": 100})
+    ]
+    refused_csv = client.unsubscribes_import.create(
+        domain=domain, files={"file": b"address,created_at\nx@example.com,yesterday\n"}
+    )
+    out["import refused"] = {"status": refused_csv.status_code, "body": refused_csv.json()}
     whitelist = client.whitelists.get(domain=domain)
     out["whitelists"] = {"status": whitelist.status_code, "body": whitelist.json()}
 elif step == "domain_create":

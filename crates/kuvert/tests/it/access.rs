@@ -548,6 +548,13 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             Some(json!({"address": "a-bounce@example.com"})),
         ),
         ("delete", "/v3/{domain}/{kind}", Full, NotFound, None),
+        (
+            "post",
+            "/v3/{domain}/{kind}/import",
+            Full,
+            NotFound,
+            Some(json!({"file": "address\na-imported@example.com\n"})),
+        ),
         ("get", "/v3/{domain}/{kind}/{address}", Full, NotFound, None),
         (
             "delete",

@@ -293,6 +293,26 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
         "{s}"
     );
     assert_eq!(s["whitelists"]["status"], 400, "{s}");
+    assert_eq!(s["imported"]["status"], 200, "{s}");
+    assert_eq!(
+        s["imported"]["body"]["message"],
+        "file uploaded successfully"
+    );
+    for a in ["imp1@example.com", "imp2@example.com"] {
+        assert!(
+            s["import listed"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x == a)),
+            "{a}: {s}"
+        );
+    }
+    assert_eq!(s["import refused"]["status"], 400, "{s}");
+    assert!(
+        s["import refused"]["body"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("created_at")),
+        "{s}"
+    );
     // Kuvert's own API sees the same list: b2 is suppressed, b1 and unsub are not.
     let (_, list) = api.get("/v1/suppressions?limit=100").await;
     let kept: Vec<&str> = list["items"]
@@ -302,6 +322,7 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
         .filter_map(|i| i["address"].as_str())
         .collect();
     assert!(kept.contains(&"b2@example.com"), "{list}");
+    assert!(kept.contains(&"imp2@example.com"), "{list}");
     assert!(!kept.contains(&"b1@example.com"), "{list}");
     assert!(!kept.contains(&"unsub@example.com"), "{list}");
 
