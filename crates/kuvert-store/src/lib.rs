@@ -62,7 +62,7 @@ pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};
 pub use reports::{Engagement, RecipientRef, Report, Unsubscribed};
 pub use retention::{PurgeCounts, PurgeRun, RetentionPolicy};
 pub use segments::Segment;
-pub use stats::{HourlyCounts, METRICS, StatsQuery};
+pub use stats::{HourlyCounts, METRICS, StatsQuery, TagSeen};
 pub use suppressions::{Suppression, SuppressionPage};
 pub use templates::{MAX_TEMPLATES, MAX_VERSIONS, NewVersion, Template, Version, VersionInfo};
 pub use webhooks::{AttemptOutcome, Delivery, NewWebhook, Webhook};

@@ -9,7 +9,7 @@ use kuvert_core::Timestamp;
 use kuvert_core::id::AccountId;
 use sqlx::{Any, FromRow, Transaction};
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -98,6 +98,14 @@ pub struct StatsQuery {
     pub tag: Option<String>,
 }
 
+/// A tag and when it was first and last counted (to the hour).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagSeen {
+    pub tag: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
 /// Hourly counts: (hour start, metric, count), in hour order.
 pub type HourlyCounts = Vec<(Timestamp, String, i64)>;
 
@@ -121,6 +129,79 @@ impl Store {
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The account's tags with counters, by name, `limit` after `after`: each with the first
+    /// and last hour it was counted in.
+    pub async fn tags(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TagSeen>> {
+        #[derive(FromRow)]
+        struct Row {
+            tag: String,
+            first_hour: i64,
+            last_hour: i64,
+        }
+        let rows = sqlx::query_as::<_, Row>(
+            "SELECT tag, MIN(hour) AS first_hour, MAX(hour) AS last_hour FROM stats \
+             WHERE account_id = $1 AND domain_id = '' AND tag > $2 GROUP BY tag ORDER BY tag LIMIT $3",
+        )
+        .bind(account.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TagSeen {
+                tag: r.tag,
+                first_seen: Timestamp(r.first_hour),
+                last_seen: Timestamp(r.last_hour + HOUR_MS - 1),
+            })
+            .collect())
+    }
+
+    /// One tag's first and last hour.
+    pub async fn tag(&self, account: &AccountId, tag: &str) -> Result<TagSeen> {
+        #[derive(FromRow)]
+        struct Row {
+            first_hour: Option<i64>,
+            last_hour: Option<i64>,
+        }
+        let row = sqlx::query_as::<_, Row>(
+            "SELECT MIN(hour) AS first_hour, MAX(hour) AS last_hour FROM stats \
+             WHERE account_id = $1 AND domain_id = '' AND tag = $2",
+        )
+        .bind(account.as_str())
+        .bind(tag)
+        .fetch_one(self.pool())
+        .await?;
+        match (row.first_hour, row.last_hour) {
+            (Some(f), Some(l)) if !tag.is_empty() => Ok(TagSeen {
+                tag: tag.to_owned(),
+                first_seen: Timestamp(f),
+                last_seen: Timestamp(l + HOUR_MS - 1),
+            }),
+            _ => Err(StoreError::NotFound("tag")),
+        }
+    }
+
+    /// Forgets a tag: its counters go (the messages keep it).
+    pub async fn delete_tag(&self, account: &AccountId, tag: &str) -> Result<()> {
+        let done = sqlx::query(
+            "DELETE FROM stats WHERE account_id = $1 AND domain_id = '' AND tag = $2 AND tag <> ''",
+        )
+        .bind(account.as_str())
+        .bind(tag)
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("tag"));
+        }
+        Ok(())
     }
 
     pub async fn stats(&self, account: &AccountId, q: &StatsQuery) -> Result<HourlyCounts> {

@@ -14,6 +14,7 @@ pub mod lists;
 pub mod messages;
 pub mod stats;
 pub mod suppressions;
+pub mod tags;
 pub mod templates;
 pub mod validate;
 pub mod webhooks;
@@ -63,6 +64,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v3/lists/{address}/members/{member}"),
     ("get", "/v4/address/validate"),
     ("post", "/v4/address/validate"),
+    ("get", "/v3/{domain}/tags"),
+    ("get", "/v3/{domain}/tags/{tag}"),
+    ("put", "/v3/{domain}/tags/{tag}"),
+    ("delete", "/v3/{domain}/tags/{tag}"),
+    ("get", "/v3/{domain}/tags/{tag}/stats"),
     ("get", "/v3/{domain}/templates"),
     ("post", "/v3/{domain}/templates"),
     ("get", "/v3/{domain}/templates/{name}"),
@@ -136,6 +142,12 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v4/address/validate",
             get(validate::get).post(validate::post),
         )
+        .route("/v3/{domain}/tags", get(tags::list))
+        .route(
+            "/v3/{domain}/tags/{tag}",
+            get(tags::get).put(tags::update).delete(tags::remove),
+        )
+        .route("/v3/{domain}/tags/{tag}/stats", get(tags::stats))
         .route(
             "/v3/{domain}/templates",
             get(templates::list).post(templates::create),

@@ -106,6 +106,26 @@ pub async fn total(
 ) -> Result<Json<Value>, MgError> {
     let domain = super::account_domain(&state, &auth, &domain).await?;
     let params = super::form::urlencoded(uri.query().unwrap_or_default().as_bytes())?;
+    let (start, end, resolution, stats) =
+        series(&state, &auth, &params, Some(domain.id.to_string()), None).await?;
+    Ok(Json(json!({
+        "start": start,
+        "end": end,
+        "resolution": resolution,
+        "stats": stats,
+    })))
+}
+
+/// The points of a stats query (`event`, `start`, `end`, `duration`, `resolution`) over a
+/// domain's counters or a tag's: the start, end and resolution as Mailgun writes them, and
+/// a point per period with the events asked for.
+pub async fn series(
+    state: &AppState,
+    auth: &kuvert_store::KeyAuth,
+    params: &super::form::Form,
+    domain_id: Option<String>,
+    tag: Option<String>,
+) -> Result<(String, String, String, Vec<Map<String, Value>>), MgError> {
     let mut events: Vec<&str> = Vec::new();
     for list in params.texts("event") {
         for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -140,19 +160,19 @@ pub async fn total(
             &StatsQuery {
                 from: first,
                 to: end,
-                domain_id: Some(domain.id.to_string()),
-                tag: None,
+                domain_id,
+                tag,
             },
         )
         .await
         .map_err(crate::ApiError::from)?;
     let summary = summarize(hourly, first, end, resolution);
-    Ok(Json(json!({
-        "start": super::date(first),
-        "end": super::date(end),
-        "resolution": summary.resolution,
-        "stats": summary.series.iter().map(|p| point(p, &events)).collect::<Vec<_>>(),
-    })))
+    Ok((
+        super::date(first),
+        super::date(end),
+        summary.resolution,
+        summary.series.iter().map(|p| point(p, &events)).collect(),
+    ))
 }
 
 #[cfg(test)]

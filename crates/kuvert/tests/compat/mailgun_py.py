@@ -162,6 +162,24 @@ elif step == "lists":
         "undefined": {"status": undefined.status_code, "body": undefined.json()},
         "pages": pages.json(),
     }
+elif step == "tags":
+    # The tags counted so far, one tag's counters, and a tag forgotten.
+    listed = client.tags.get(domain=domain)
+    one = client.tags.get(domain=domain, tag_name=args[0])
+    stats = client.tags_stats.get(
+        domain=domain, tag_name=args[0], filters={"event": ["accepted", "delivered"], "duration": "1d"}
+    )
+    described = client.tags.put(domain=domain, tag_name=args[0], data={"description": "x"})
+    deleted = client.tags.delete(domain=domain, tag_name=args[0])
+    gone = client.tags.get(domain=domain, tag_name=args[0])
+    out = {
+        "listed": listed.json(),
+        "one": one.json(),
+        "stats": {"status": stats.status_code, "body": stats.json()},
+        "described": {"status": described.status_code, "body": described.json()},
+        "deleted": deleted.json(),
+        "gone": gone.status_code,
+    }
 elif step == "validate":
     answers = {}
     for address in args:

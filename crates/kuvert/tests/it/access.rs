@@ -481,6 +481,17 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             Own,
             Some(json!({"address": "a@example.com"})),
         ),
+        ("get", "/v3/{domain}/tags", Full, NotFound, None),
+        ("get", "/v3/{domain}/tags/{tag}", Full, NotFound, None),
+        (
+            "put",
+            "/v3/{domain}/tags/{tag}",
+            Full,
+            NotFound,
+            Some(json!({"description": "x"})),
+        ),
+        ("delete", "/v3/{domain}/tags/{tag}", Full, NotFound, None),
+        ("get", "/v3/{domain}/tags/{tag}/stats", Full, NotFound, None),
         ("get", "/v3/{domain}/templates", Full, NotFound, None),
         (
             "post",

@@ -264,6 +264,15 @@ fn cases(template_id: &str, list_id: &str) -> Vec<Case> {
             shape: Shape::Mailgun,
             names: "whitelists",
         },
+        // Mailgun: tags.
+        Case {
+            covers: &["PUT /v3/{domain}/tags/{tag}", "description"],
+            method: "put",
+            path: format!("/v3/{DOMAIN}/tags/any"),
+            body: Body::Form(vec![("description", "x".to_owned())]),
+            shape: Shape::Mailgun,
+            names: "'description'",
+        },
         // Mailgun: mailing lists and validation.
         Case {
             covers: &["name", "description"],

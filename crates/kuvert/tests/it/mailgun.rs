@@ -326,6 +326,32 @@ async fn mailgun_s_python_library_sends_through_kuvert() {
     assert!(!kept.contains(&"b1@example.com"), "{list}");
     assert!(!kept.contains(&"unsub@example.com"), "{list}");
 
+    // The tags counted, one tag's counters, and a tag forgotten.
+    let t = mailgun_py(&api, "tags", &["orders"]);
+    assert!(
+        t["listed"]["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|x| x["tag"] == "orders")),
+        "{t}"
+    );
+    assert_eq!(t["one"]["tag"], "orders", "{t}");
+    assert!(
+        t["one"]["first-seen"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(" UTC")),
+        "{t}"
+    );
+    assert_eq!(t["stats"]["status"], 200, "{t}");
+    let points = t["stats"]["body"]["stats"].as_array().expect("points");
+    let accepted: i64 = points
+        .iter()
+        .filter_map(|p| p["accepted"]["total"].as_i64())
+        .sum();
+    assert_eq!(accepted, 1, "the one message tagged orders: {t}");
+    assert_eq!(t["described"]["status"], 400, "{t}");
+    assert_eq!(t["deleted"]["message"], "Tag deleted", "{t}");
+    assert_eq!(t["gone"], 404, "{t}");
+
     // Templates made through Mailgun's templates API, and a send of their first version.
     let t = mailgun_py(&api, "templates", &["hal@example.com"]);
     assert_eq!(t["created"]["status"], 200, "{t}");
