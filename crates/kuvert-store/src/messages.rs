@@ -266,6 +266,43 @@ impl Store {
         ))
     }
 
+    /// Recipients of the account's messages by id, with their messages' ids, one statement
+    /// for a page (at most 1,000 ids); ids of other accounts are not in the answer.
+    pub async fn recipients(
+        &self,
+        account: &AccountId,
+        ids: &[RecipientId],
+    ) -> Result<std::collections::HashMap<RecipientId, (MessageId, RecipientView)>> {
+        #[derive(FromRow)]
+        struct Row {
+            message_id: String,
+            #[sqlx(flatten)]
+            recipient: RecipientRow,
+        }
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let key = self.account_key(account).await?;
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT message_id, id, address, kind, status, attempts, next_attempt_at, updated_at FROM recipients WHERE account_id = $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, Row>(&sql).bind(account.as_str());
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let r = row.recipient.open(&key)?;
+                out.insert(r.id.clone(), (MessageId::from_string(row.message_id), r));
+            }
+        }
+        Ok(out)
+    }
+
     /// What a list of events shows of each of their messages (sender, subject, size, tags,
     /// metadata), one statement for a page, without the content. Ids of other accounts, or
     /// of messages gone, are not in the answer.

@@ -34,20 +34,9 @@ pub struct MessageOut {
     pub state_permanent: bool,
 }
 
-/// A recipient's copy by id.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    MjFull(auth): MjFull,
-    Path(id): Path<String>,
-) -> Result<Json<Listed<MessageOut>>, MjError> {
+/// A copy in Mailjet's shape, from its recipient and its message's summary.
+fn message_out(r: kuvert_store::RecipientView, summary: &kuvert_store::MessageView) -> MessageOut {
     use kuvert_core::event::RecipientStatus as S;
-    let (message_id, r) = state.store.recipient(&auth.account_id, &id).await?;
-    let summary = state
-        .store
-        .message_summaries(&auth.account_id, std::slice::from_ref(&message_id))
-        .await?
-        .remove(&message_id)
-        .ok_or_else(MjError::not_found)?;
     let status = match r.status {
         S::Queued | S::Held => "queued",
         S::Deferred => "deferred",
@@ -55,16 +44,109 @@ pub async fn get(
         S::Bounced | S::Failed => "bounce",
         S::Dropped => "blocked",
     };
-    Ok(one(MessageOut {
+    MessageOut {
         id: r.id.to_string(),
         uuid: r.id.to_string(),
         arrived_at: super::time(summary.created_at),
         attempt_count: r.attempts,
         contact_alt: r.email,
         message_size: summary.size,
-        subject: summary.subject,
+        subject: summary.subject.clone(),
         state_permanent: !matches!(r.status, S::Queued | S::Held | S::Deferred),
         status,
+    }
+}
+
+/// A recipient's copy by id.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    Path(id): Path<String>,
+) -> Result<Json<Listed<MessageOut>>, MjError> {
+    let (message_id, r) = state.store.recipient(&auth.account_id, &id).await?;
+    let summary = state
+        .store
+        .message_summaries(&auth.account_id, std::slice::from_ref(&message_id))
+        .await?
+        .remove(&message_id)
+        .ok_or_else(MjError::not_found)?;
+    Ok(one(message_out(r, &summary)))
+}
+
+/// `GET /v3/REST/message`: the account's copies, newest first, found through their
+/// `accepted` events (so a copy whose events retention removed is no longer listed);
+/// `ContactAlt` (an address), `FromTS` and `ToTS` filter, `Limit` and `Offset` page.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    MjFull(auth): MjFull,
+    q: MjQuery,
+) -> Result<Json<Listed<MessageOut>>, MjError> {
+    q.only(&[
+        "contactalt",
+        "fromts",
+        "tots",
+        "showsubject",
+        "showcontactalt",
+    ])?;
+    let paging = q.paging()?;
+    if paging.count_only {
+        return Err(MjError::unsupported(
+            "countOnly",
+            "messages are paged, not counted",
+        ));
+    }
+    let at = |name: &str| -> Result<Option<Timestamp>, MjError> {
+        q.get(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .map(|s| Timestamp(s.saturating_mul(1000)))
+                    .or_else(|| Timestamp::parse_rfc3339(v))
+                    .ok_or_else(|| {
+                        MjError::bad_request(format!("{name}: seconds since 1970 or RFC 3339"))
+                    })
+            })
+            .transpose()
+    };
+    let page = state
+        .store
+        .list_events(
+            &auth.account_id,
+            &EventFilter {
+                types: vec![EventType::Accepted],
+                recipient: q.get("contactalt").map(str::to_owned),
+                from: at("fromts")?,
+                to: at("tots")?,
+                limit: paging.offset + paging.limit,
+                ..EventFilter::default()
+            },
+        )
+        .await?;
+    let copies: Vec<_> = page
+        .items
+        .iter()
+        .skip(paging.offset as usize)
+        .filter_map(|e| e.recipient_id.clone())
+        .collect();
+    let mut recipients = state.store.recipients(&auth.account_id, &copies).await?;
+    let message_ids: Vec<_> = recipients.values().map(|(m, _)| m.clone()).collect();
+    let summaries = state
+        .store
+        .message_summaries(&auth.account_id, &message_ids)
+        .await?;
+    let data: Vec<MessageOut> = copies
+        .iter()
+        .filter_map(|id| {
+            let (m, r) = recipients.remove(id)?;
+            Some(message_out(r, summaries.get(&m)?))
+        })
+        .collect();
+    let n = data.len();
+    Ok(Json(Listed {
+        count: n,
+        data,
+        total: n,
     }))
 }
 

@@ -54,6 +54,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v3/REST/contactdata/{contact_id}"),
     ("get", "/v3/REST/contactmetadata"),
     ("post", "/v3/REST/contactmetadata"),
+    ("get", "/v3/REST/message"),
     ("get", "/v3/REST/message/{message_id}"),
     ("get", "/v3/REST/messagehistory/{message_id}"),
     ("get", "/v3/REST/statcounters"),
@@ -128,6 +129,7 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v3/REST/contactmetadata",
             get(contacts::metadata).post(contacts::metadata_create),
         )
+        .route("/v3/REST/message", get(messages::list))
         .route("/v3/REST/message/{message_id}", get(messages::get))
         .route(
             "/v3/REST/messagehistory/{message_id}",

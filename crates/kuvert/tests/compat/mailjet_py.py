@@ -131,7 +131,8 @@ elif step == "history":
         if not page["Data"] or page["Data"][0]["EventType"] == "sent":
             break
         offset += 1
-    out = {"message": message, "events": events, "pages": offset + 1}
+    listed = answer(lambda: v3.message.get(filters={"ContactAlt": args[1], "Limit": 10, "ShowSubject": True}))
+    out = {"message": message, "events": events, "pages": offset + 1, "listed": listed}
 elif step == "contacts":
     # A property, a list, a contact added to it with a value, read back, listed, left.
     address = args[0]

@@ -716,6 +716,7 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
             Own,
             Some(json!({"Name": "a_mj_prop", "Datatype": "str"})),
         ),
+        ("get", "/v3/REST/message", Full, Own, None),
         ("get", "/v3/REST/message/{message_id}", Full, NotFound, None),
         (
             "get",

@@ -403,6 +403,13 @@ fn cases(template_id: &str, list_id: &str) -> Vec<Case> {
             "countOnly",
         ),
         rest(
+            &[],
+            "get",
+            "/v3/REST/message?countOnly=1".to_owned(),
+            Value::Null,
+            "countOnly",
+        ),
+        rest(
             &["NameSpace", "historic"],
             "post",
             "/v3/REST/contactmetadata".to_owned(),

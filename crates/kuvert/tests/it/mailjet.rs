@@ -65,7 +65,7 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
     // The copy's events, a page of one at a time, to its delivery.
     let mut history = Value::Null;
     for _ in 0..100 {
-        history = mailjet_py(&api, "history", &[&copy]);
+        history = mailjet_py(&api, "history", &[&copy, "ann@example.com"]);
         if history["events"]
             .as_array()
             .is_some_and(|e| e.iter().any(|e| e["EventType"] == "sent"))
@@ -86,6 +86,11 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
     assert_eq!(m["Status"], "sent", "{history}");
     assert_eq!(m["ContactAlt"], "ann@example.com", "{history}");
     assert_eq!(m["Subject"], "Your order", "{history}");
+    // The list of copies, filtered by address: Ann's one copy.
+    let listed = &history["listed"]["body"];
+    assert_eq!(listed["Count"], 1, "{history}");
+    assert_eq!(listed["Data"][0]["ID"], copy.as_str(), "{history}");
+    assert_eq!(listed["Data"][0]["Status"], "sent", "{history}");
 
     // A template made through the API and filled from a send's Variables.
     let t = mailjet_py(&api, "template", &["cy@example.com"]);
