@@ -367,6 +367,32 @@ impl Store {
         Ok(taken)
     }
 
+    /// The pending deliveries of one endpoint after its head `after_id`, oldest first, whose
+    /// events happened before `until`: what goes with the head when an endpoint takes events
+    /// grouped (Mailjet's version 2 posts a second of events at once). Only the head is held;
+    /// these stay behind it, so no other dispatcher takes them while the head is out.
+    pub async fn webhook_followers(
+        &self,
+        webhook_id: &str,
+        after_id: i64,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        sqlx::query_as::<_, DeliveryRow>(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE webhook_id = $1 AND id > $2 \
+             AND done_at IS NULL AND created_at < $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(webhook_id)
+        .bind(after_id)
+        .bind(until.millis())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(DeliveryRow::parse)
+        .collect()
+    }
+
     /// The outcome of one attempt: taken (`Ok`), to retry at `next`, or given up.
     pub async fn record_webhook_attempt(
         &self,

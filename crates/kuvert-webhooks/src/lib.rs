@@ -23,7 +23,7 @@ use kuvert_core::webhook::WebhookFormat;
 use kuvert_dns::Dns;
 use kuvert_store::{AttemptOutcome, Delivery, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
@@ -316,12 +316,16 @@ impl Inner {
 
     async fn deliver(self: Arc<Self>, d: Delivery) {
         let (status, error) = match self.attempt(&d).await {
-            Ok(status) if (200..300).contains(&status) => {
+            Ok((status, group)) if (200..300).contains(&status) => {
                 self.record(&d, Some(status), None, AttemptOutcome::Taken)
                     .await;
+                for f in &group {
+                    self.record(f, Some(status), None, AttemptOutcome::Taken)
+                        .await;
+                }
                 return;
             }
-            Ok(status) => (Some(status), format!("the endpoint answered {status}")),
+            Ok((status, _)) => (Some(status), format!("the endpoint answered {status}")),
             Err(Attempt::Gone(why)) => {
                 self.record(&d, None, Some(&why), AttemptOutcome::GiveUp)
                     .await;
@@ -361,7 +365,9 @@ impl Inner {
         }
     }
 
-    async fn attempt(&self, d: &Delivery) -> Result<u16, Attempt> {
+    /// Sends `d` (with, for an endpoint that takes events grouped, the deliveries of the
+    /// same second behind it): the endpoint's status and the deliveries sent along.
+    async fn attempt(&self, d: &Delivery) -> Result<(u16, Vec<Delivery>), Attempt> {
         let webhook = match self
             .store
             .webhook(&d.account_id, d.webhook_id.as_str())
@@ -393,6 +399,7 @@ impl Inner {
                 .map_err(|e| Attempt::Failed(e.to_string()))
         };
         let signature = signature(&webhook.signing_key, &timestamp, &token);
+        let mut group = Vec::new();
         let body = match webhook.format {
             WebhookFormat::Kuvert => json!({
                 "signature": {"timestamp": timestamp, "token": token, "signature": signature},
@@ -419,7 +426,11 @@ impl Inner {
                     )));
                 };
                 if webhook.format == WebhookFormat::MailjetV2 {
-                    json!([e])
+                    let (more, taken) = self.same_second(d).await?;
+                    group = taken;
+                    let mut all = vec![e];
+                    all.extend(more);
+                    Value::Array(all)
                 } else {
                     e
                 }
@@ -441,9 +452,53 @@ impl Inner {
             .send()
             .await
             .map_err(|e| Attempt::Failed(error_chain(&e)))?;
-        Ok(response.status().as_u16())
+        Ok((response.status().as_u16(), group))
+    }
+
+    /// The Mailjet events of the deliveries behind `d` whose events happened in the same
+    /// second, up to a hundred in all (Mailjet's version 2 groups a second's events), with
+    /// those deliveries. One whose event is gone or has no Mailjet shape stays behind, to be
+    /// given up on its own.
+    async fn same_second(&self, d: &Delivery) -> Result<(Vec<Value>, Vec<Delivery>), Attempt> {
+        let failed = |e: StoreError| Attempt::Failed(e.to_string());
+        let until = Timestamp((d.created_at.millis().div_euclid(1000) + 1) * 1000);
+        let followers = self
+            .store
+            .webhook_followers(d.webhook_id.as_str(), d.id, until, MAX_GROUP - 1)
+            .await
+            .map_err(failed)?;
+        let mut events = Vec::with_capacity(followers.len());
+        let mut taken = Vec::with_capacity(followers.len());
+        for f in followers {
+            let Some(event) = self
+                .store
+                .event_by_seq(&f.account_id, f.event_seq)
+                .await
+                .map_err(failed)?
+            else {
+                break;
+            };
+            let ids: Vec<_> = event.message_id.iter().cloned().collect();
+            let message = self
+                .store
+                .message_summaries(&f.account_id, &ids)
+                .await
+                .map_err(failed)?
+                .into_values()
+                .next();
+            // The first one that cannot go along ends the group: the order stays.
+            let Some(e) = mailjet::event(&event, message.as_ref()) else {
+                break;
+            };
+            events.push(e);
+            taken.push(f);
+        }
+        Ok((events, taken))
     }
 }
+
+/// Events in one grouped request at most.
+const MAX_GROUP: u32 = 100;
 
 enum Attempt {
     /// Worth trying again.

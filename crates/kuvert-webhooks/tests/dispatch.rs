@@ -236,3 +236,94 @@ async fn a_name_rebound_to_loopback_after_its_check_is_never_reached() {
     assert!(last_error.contains("127.0.0.1"), "{last_error}");
     assert_eq!(*receiver.attempts.lock().expect("lock"), 0);
 }
+
+/// Mailjet's version 2: the events of one second go in one array, in order; a later second's
+/// in a request of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailjet_version_2_groups_a_second_of_events() {
+    let receiver = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (_dir, clock, store, account) = world().await;
+    store
+        .register_webhook(
+            &account.id,
+            kuvert_store::NewWebhook {
+                url: &url,
+                events: &[EventType::Dropped],
+                signing_key: &kuvert_webhooks::new_signing_key(),
+                format: kuvert_core::webhook::WebhookFormat::MailjetV2,
+                domain_id: None,
+            },
+        )
+        .await
+        .expect("webhook");
+    let acceptor = Acceptor::new(
+        store.clone(),
+        Limits::default(),
+        [(Plan::Free, Plan::Free.default_limits())].into(),
+    );
+    // Sends to suppressed addresses are dropped: Mailjet's `blocked`. Three in one second
+    // (the clock stands still), then one two seconds later.
+    let drop_to = async |to: &str| {
+        store
+            .add_suppression(
+                &account.id,
+                to,
+                kuvert_core::event::SuppressionReason::Bounce,
+            )
+            .await
+            .expect("suppressed");
+        acceptor
+            .accept(&account.id, submission(to))
+            .await
+            .expect("accepted");
+    };
+    for to in ["g1@example.com", "g2@example.com", "g3@example.com"] {
+        drop_to(to).await;
+    }
+    clock.advance_millis(2_000);
+    drop_to("g4@example.com").await;
+    let config = WebhookConfig {
+        allow_private: true,
+        ..WebhookConfig::default()
+    };
+    let dns = kuvert_dns::Dns::new(&[], kuvert_dns::Caching::Off).expect("dns");
+    let _dispatcher = Dispatcher::start(store.clone(), config, dns);
+    for _ in 0..200 {
+        if receiver.got.lock().expect("lock").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = receiver.got.lock().expect("lock").clone();
+    let requests: Vec<Vec<&str>> = got
+        .iter()
+        .map(|b| {
+            b.as_array()
+                .expect("an array")
+                .iter()
+                .map(|e| {
+                    assert_eq!(e["event"], "blocked", "{e}");
+                    e["email"].as_str().expect("email")
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            vec!["g1@example.com", "g2@example.com", "g3@example.com"],
+            vec!["g4@example.com"]
+        ],
+        "a second's events together, in order, and nothing twice"
+    );
+}

@@ -1,6 +1,7 @@
 //! `/v3/REST/eventcallbackurl`: Mailjet's event callbacks onto Kuvert's webhook endpoints.
 //! An endpoint registered here gets one Mailjet event type in Mailjet's shape
-//! (`kuvert_webhooks::mailjet`), version 1 as an object a request, version 2 in an array;
+//! (`kuvert_webhooks::mailjet`), version 1 as an object a request, version 2 a second's events
+//! in one array;
 //! credentials in its URL are sent as Basic authentication, and Kuvert's signature rides in
 //! `X-Kuvert-*` header fields a Mailjet receiver can ignore.
 
