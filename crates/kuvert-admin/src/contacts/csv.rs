@@ -158,8 +158,20 @@ fn reader_for(body: &[u8]) -> Reader {
         .build()
 }
 
-/// Writes one record, quoting fields as needed, and a CRLF.
+/// Writes one record, quoting fields as needed, and a CRLF, for a file people open:
+/// a cell a spreadsheet would run as a formula is written with a leading quote mark.
 pub fn write_record(out: &mut Vec<u8>, fields: &[&str]) {
+    write(out, fields, true);
+}
+
+/// Writes one record as [`write_record`] does, but every value as it is: for a CSV that
+/// Kuvert itself reads back (an import made from an API request), where a guard would change
+/// the data.
+pub fn write_record_exact(out: &mut Vec<u8>, fields: &[&str]) {
+    write(out, fields, false);
+}
+
+fn write(out: &mut Vec<u8>, fields: &[&str], guard: bool) {
     let mut w = Writer::new();
     let mut buf = [0u8; 1024];
     for (i, field) in fields.iter().enumerate() {
@@ -170,7 +182,8 @@ pub fn write_record(out: &mut Vec<u8>, fields: &[&str]) {
         // Formulas are a spreadsheet's, not ours: a cell that a spreadsheet would run is
         // written with a leading quote mark (CSV injection).
         let guarded;
-        let field = if field.starts_with(['=', '+', '-', '@', '\t', '\r'])
+        let field = if guard
+            && field.starts_with(['=', '+', '-', '@', '\t', '\r'])
             && field.parse::<f64>().is_err()
         {
             guarded = format!("'{field}");
@@ -201,6 +214,23 @@ pub fn write_record(out: &mut Vec<u8>, fields: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exact_record_reads_back_as_written() {
+        let fields = ["-news@x.example", "@alice", "+44 20 7946 0958", "a,\"b\""];
+        let mut out = Vec::new();
+        write_record_exact(&mut out, &fields);
+        let mut got = Vec::new();
+        let mut r = Records::new();
+        let mut each =
+            |_: u64, f: &[&str]| got.push(f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        r.feed(&out, &mut each).expect("feed");
+        r.finish(&mut each).expect("finish");
+        assert_eq!(got, [fields.map(str::to_owned).to_vec()]);
+        let mut guarded = Vec::new();
+        write_record(&mut guarded, &fields);
+        assert!(guarded.starts_with(b"'-news"), "exports keep their guard");
+    }
 
     fn read_in(pieces: &[&[u8]]) -> Result<Vec<Vec<String>>, CsvError> {
         let mut r = Records::new();

@@ -138,7 +138,7 @@ pub async fn pages(
 ) -> Result<Json<Value>, MgError> {
     let params = super::form::urlencoded(uri.query().unwrap_or_default().as_bytes())?;
     let limit = super::limit(&params, 100, 1000)? as usize;
-    let after = params.first("address").filter(|a| !a.is_empty());
+    let after = page_after(&params)?;
     let mut all = state
         .store
         .lists(&auth.account_id)
@@ -153,26 +153,40 @@ pub async fn pages(
         .collect();
     Ok(Json(json!({
         "items": items,
-        "paging": paging(&format!("{}/v3/lists/pages", super::base_url(&headers)), &items, limit),
+        "paging": paging(
+            &format!("{}/v3/lists/pages", super::base_url(&headers)),
+            items.last().and_then(|i| i["address"].as_str()).unwrap_or(after.unwrap_or("")),
+            limit,
+        ),
     })))
 }
 
 /// Mailgun's `paging` over items keyed by `address`.
-fn paging(base: &str, items: &[Value], limit: usize) -> Value {
-    let last = items
-        .last()
-        .and_then(|i| i["address"].as_str())
-        .unwrap_or_default();
-    let first = items
-        .first()
-        .and_then(|i| i["address"].as_str())
-        .unwrap_or_default();
+fn paging(base: &str, last: &str, limit: usize) -> Value {
+    // Only forward paging is served: every link but `next` names the first page.
+    let first = format!("{base}?page=first&limit={limit}");
     json!({
-        "first": format!("{base}?page=first&limit={limit}"),
-        "last": format!("{base}?page=last&limit={limit}"),
-        "next": format!("{base}?page=next&address={last}&limit={limit}"),
-        "previous": format!("{base}?page=prev&address={first}&limit={limit}"),
+        "first": first,
+        "last": first,
+        "next": format!("{base}?page=next&address={}&limit={limit}", encode(last)),
+        "previous": first,
     })
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The address a page starts after: `page=next` with `address`, or the first page.
+fn page_after(params: &Form) -> Result<Option<&str>, MgError> {
+    match params.first("page") {
+        None | Some("first") => Ok(None),
+        Some("next") => Ok(params.first("address").filter(|a| !a.is_empty())),
+        Some(other) => Err(MgError::unsupported(
+            &format!("page={other}"),
+            "pages are followed forward from the first (page=next with address)",
+        )),
+    }
 }
 
 pub async fn get(
@@ -312,6 +326,8 @@ async fn apply(
         Some(false) => (vec![], lists),
         None => (vec![], vec![]),
     };
+    // A double opt-in list's subscription waits for its confirmation, as `/v1` makes it.
+    let (subscribe, confirm) = v1::by_opt_in(state, &auth.account_id, subscribe, false).await?;
     let name = match fields.name {
         None => None,
         Some(n) => Some(crate::routes::text_field(
@@ -320,7 +336,7 @@ async fn apply(
             kuvert_core::contact::MAX_VALUE_LEN,
         )?),
     };
-    Ok(state
+    let updated = state
         .store
         .update_contact(
             &auth.account_id,
@@ -334,6 +350,16 @@ async fn apply(
                 ..ContactPatch::default()
             },
         )
+        .await
+        .map_err(ApiError::from)?;
+    if confirm.is_empty() {
+        return Ok(updated);
+    }
+    let address = crate::routes::address("address", &updated.address)?;
+    v1::ask_all(state, &auth.account_id, &address, &confirm).await?;
+    Ok(state
+        .store
+        .contact(&auth.account_id, updated.id.as_str())
         .await
         .map_err(ApiError::from)?)
 }
@@ -371,7 +397,10 @@ pub async fn member_add(
             "a new member is one who subscribed; to keep an address from mail, add it to unsubscribes",
         ));
     }
-    fields.subscribed = Some(fields.subscribed.unwrap_or(true));
+    if existing.is_none() {
+        // A new member subscribes; an upsert of one already there changes only what it gives.
+        fields.subscribed = Some(fields.subscribed.unwrap_or(true));
+    }
     let contact = match state
         .store
         .contact(&auth.account_id, address.as_str())
@@ -419,7 +448,7 @@ pub async fn member_pages(
         .map(|s| super::messages::yes_no("subscribed", s, false))
         .transpose()?;
     // Kuvert pages contacts by id; the page's last address is looked up to its contact.
-    let after = match params.first("address").filter(|a| !a.is_empty()) {
+    let mut after = match page_after(&params)? {
         None => None,
         Some(a) => match state.store.contact(&auth.account_id, a).await {
             Ok(c) => Some(c.id.to_string()),
@@ -429,35 +458,43 @@ pub async fn member_pages(
             Err(e) => return Err(ApiError::from(e).into()),
         },
     };
-    let page = state
-        .store
-        .list_contacts(
-            &auth.account_id,
-            Some(list.id.as_str()),
-            None,
-            after.as_deref(),
-            limit,
-        )
-        .await
-        .map_err(ApiError::from)?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|c| member_json(c, &list))
-        .filter(|m| subscribed.is_none_or(|s| m["subscribed"] == s))
-        .collect();
+    // With a `subscribed` filter, pages are read on until one is filled or the list ends
+    // (at most ten pages a request), so that a page is empty only at the end.
+    let mut items: Vec<Value> = Vec::new();
+    let mut last = String::new();
+    for _ in 0..10 {
+        let page = state
+            .store
+            .list_contacts(
+                &auth.account_id,
+                Some(list.id.as_str()),
+                None,
+                after.as_deref(),
+                limit,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        for c in &page.items {
+            if items.len() == limit as usize {
+                break;
+            }
+            let m = member_json(c, &list);
+            last.clone_from(&c.address);
+            after = Some(c.id.to_string());
+            if subscribed.is_none_or(|s| m["subscribed"] == s) {
+                items.push(m);
+            }
+        }
+        if page.next.is_none() || items.len() == limit as usize {
+            break;
+        }
+    }
     let base = format!(
         "{}/v3/lists/{}/members/pages",
         super::base_url(&headers),
-        list.settings.name
+        encode(&list.settings.name)
     );
-    let last = page
-        .items
-        .last()
-        .map(|c| c.address.clone())
-        .unwrap_or_default();
-    let mut paging = paging(&base, &items, limit as usize);
-    paging["next"] = format!("{base}?page=next&address={last}&limit={limit}").into();
+    let paging = paging(&base, &last, limit as usize);
     Ok(Json(json!({ "items": items, "paging": paging })))
 }
 

@@ -65,9 +65,10 @@ pub async fn list(
     let encode = |t: &str| form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
     Ok(Json(json!({
         "items": tags.iter().map(tag_json).collect::<Vec<_>>(),
+        // Only forward paging is served: every link but `next` names the first page.
         "paging": {
             "first": format!("{base}?page=first&limit={limit}"),
-            "last": format!("{base}?page=last&limit={limit}"),
+            "last": format!("{base}?page=first&limit={limit}"),
             "next": format!("{base}?page=next&tag={}&limit={limit}", encode(last)),
             "previous": format!("{base}?page=first&limit={limit}"),
         },

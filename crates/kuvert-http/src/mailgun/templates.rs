@@ -136,7 +136,10 @@ fn source(form: &Form) -> Result<Source, MgError> {
         };
         for (k, v) in h {
             if k.eq_ignore_ascii_case("subject") {
-                subject = v.as_str().map(str::to_owned);
+                let Value::String(v) = v else {
+                    return Err(MgError::bad_request("headers.Subject must be a string"));
+                };
+                subject = Some(v);
             } else {
                 return Err(MgError::unsupported(
                     &format!("headers.{k}"),
@@ -185,6 +188,9 @@ pub async fn create(
     let name = form
         .one("name")?
         .ok_or_else(|| MgError::bad_request("'name' parameter is missing"))?;
+    if form.one("description")?.is_some_and(|d| d.len() > 1000) {
+        return Err(MgError::bad_request("description: at most 1000 bytes"));
+    }
     let t = templates::create_template(
         &state.store,
         &auth.account_id,
@@ -248,11 +254,12 @@ pub async fn list(
         .unwrap_or(after.unwrap_or(""));
     Ok(Json(json!({
         "items": items,
+        // Only forward paging is served: every link but `next` names the first page.
         "paging": {
             "first": format!("{base}?limit={limit}"),
-            "last": format!("{base}?page=last&limit={limit}"),
+            "last": format!("{base}?limit={limit}"),
             "next": format!("{base}?page=next&p={last}&limit={limit}"),
-            "previous": format!("{base}?page=previous&p={}&limit={limit}", after.unwrap_or("")),
+            "previous": format!("{base}?limit={limit}"),
         },
     })))
 }

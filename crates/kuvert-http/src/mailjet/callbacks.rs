@@ -147,18 +147,18 @@ pub async fn create(
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Listed<CallbackOut>>), MjError> {
     let m = body(&bytes)?;
-    let name = m
-        .get("EventType")
-        .and_then(Value::as_str)
-        .unwrap_or("sent")
-        .to_ascii_lowercase();
+    let name = match m.get("EventType") {
+        None => "sent".to_owned(),
+        Some(Value::String(t)) => t.to_ascii_lowercase(),
+        Some(_) => return Err(MjError::bad_request("EventType: a string is expected")),
+    };
     let types = kuvert_webhooks::mailjet::event_types(&name).ok_or_else(|| {
         MjError::bad_request("EventType: one of sent, open, click, bounce, blocked, spam, unsub")
     })?;
-    let format = match m.get("Version").and_then(Value::as_u64) {
-        None | Some(1) => WebhookFormat::MailjetV1,
-        Some(2) => WebhookFormat::MailjetV2,
-        Some(_) => return Err(MjError::bad_request("Version: 1 or 2")),
+    let format = match m.get("Version").map(Value::as_u64) {
+        None | Some(Some(1)) => WebhookFormat::MailjetV1,
+        Some(Some(2)) => WebhookFormat::MailjetV2,
+        Some(_) => return Err(MjError::bad_request("Version: the number 1 or 2")),
     };
     let url = url(&state, &m).await?;
     if callbacks(&state, &auth)
@@ -204,12 +204,12 @@ pub async fn update(
     let current = by_id(&state, &auth, &id).await?;
     let m = body(&bytes)?;
     let before = out(&current);
-    if m.get("EventType")
-        .and_then(Value::as_str)
-        .is_some_and(|t| !t.eq_ignore_ascii_case(before.event_type))
-        || m.get("Version")
-            .and_then(Value::as_u64)
-            .is_some_and(|v| v != u64::from(before.version))
+    if m.get("EventType").is_some_and(|t| {
+        !t.as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(before.event_type))
+    }) || m
+        .get("Version")
+        .is_some_and(|v| v.as_u64() != Some(u64::from(before.version)))
     {
         return Err(MjError::unsupported(
             "EventType and Version",

@@ -858,6 +858,15 @@ fn job_csv(contacts: &[Value]) -> Result<Vec<u8>, MjError> {
             None | Some(Value::Null) => {}
             Some(Value::Object(p)) => {
                 for k in p.keys() {
+                    // The import reads headers without regard to case: names that differ
+                    // only in case would be one column twice.
+                    if k.trim().is_empty()
+                        || columns.iter().any(|c| c != k && c.eq_ignore_ascii_case(k))
+                    {
+                        return Err(MjError::bad_request(format!(
+                            "Contacts[{i}].Properties: {k:?} is empty or differs from another name only in case"
+                        )));
+                    }
                     if !columns.contains(k) {
                         if columns.len() >= kuvert_core::contact::MAX_PROPERTIES {
                             return Err(MjError::bad_request("Properties: too many names"));
@@ -885,7 +894,7 @@ fn job_csv(contacts: &[Value]) -> Result<Vec<u8>, MjError> {
         .into_iter()
         .chain(columns.iter().map(String::as_str))
         .collect();
-    kuvert_admin::contacts::csv::write_record(&mut out, &header);
+    kuvert_admin::contacts::csv::write_record_exact(&mut out, &header);
     for c in contacts {
         let email = c.get("Email").and_then(Value::as_str).unwrap_or_default();
         if email.is_empty() {
@@ -896,7 +905,7 @@ fn job_csv(contacts: &[Value]) -> Result<Vec<u8>, MjError> {
             row.push(cell(c.get("Properties").and_then(|p| p.get(k))));
         }
         let row: Vec<&str> = row.iter().map(String::as_str).collect();
-        kuvert_admin::contacts::csv::write_record(&mut out, &row);
+        kuvert_admin::contacts::csv::write_record_exact(&mut out, &row);
     }
     Ok(out)
 }

@@ -250,7 +250,6 @@ pub async fn statcounters(
         "counterresolution",
         "fromts",
         "tots",
-        "sourceid",
     ])?;
     match q.get("countersource") {
         Some(s) if s.eq_ignore_ascii_case("apikey") => {}

@@ -171,12 +171,12 @@ fn check_pair(parts: &Parts) -> Result<(), MjError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(()); // Kuvert's extractor answers the missing key.
     };
-    let Some(rest) = value.to_str().ok().and_then(|v| {
-        v.strip_prefix("Basic ")
-            .or_else(|| v.strip_prefix("basic "))
-    }) else {
+    let Some((scheme, rest)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
         return Ok(());
     };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(());
+    }
     use base64::Engine as _;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())

@@ -242,24 +242,58 @@ pub fn read_request(request: &Value) -> Result<Vec<Result<MjMessage, SendError>>
             ));
         }
     };
-    Ok(messages
-        .iter()
-        .map(|m| match m {
+    // Globals go into every message: what the messages hold in all is bounded, so that one
+    // request cannot become fifty copies of its largest part.
+    let mut budget = MAX_REQUEST_CONTENT;
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        let read = match m {
             Value::Object(m) => read_message(&merged(&globals, m)),
             _ => Err(SendError::new(
                 "mj-0004",
                 "Type mismatch. Expected type \"object\".",
                 &["Messages"],
             )),
-        })
-        .collect())
+        };
+        if let Ok(m) = &read {
+            let size = content_size(&m.submission);
+            if size > budget {
+                return Err(SendError::new(
+                    "mj-0011",
+                    format!(
+                        "The messages hold more than {} MiB of parts and attachments in all (Globals count once a message): send fewer at once.",
+                        MAX_REQUEST_CONTENT >> 20
+                    ),
+                    &["Messages"],
+                ));
+            }
+            budget -= size;
+        }
+        out.push(read);
+    }
+    Ok(out)
+}
+
+/// What all the messages of one request may hold: their parts and decoded attachments.
+pub const MAX_REQUEST_CONTENT: usize = 64 << 20;
+
+fn content_size(s: &Submission) -> usize {
+    match &s.body {
+        Body::Parts(p) => {
+            p.text.as_ref().map_or(0, String::len)
+                + p.html.as_ref().map_or(0, String::len)
+                + p.attachments.iter().map(|a| a.content.len()).sum::<usize>()
+        }
+        Body::Raw(r) => r.len(),
+    }
 }
 
 /// A message's properties over the request's `Globals`: objects (`Headers`, `Variables`)
 /// merged key by key, anything else the message's own when it has one.
 fn merged(globals: &Map<String, Value>, message: &Map<String, Value>) -> Map<String, Value> {
     let mut out = globals.clone();
-    for (k, v) in message {
+    // A null is a property not given: the Globals' value stays.
+    for (k, v) in message.iter().filter(|(_, v)| !v.is_null()) {
         match (out.get_mut(k), v) {
             (Some(Value::Object(g)), Value::Object(m)) if k == "Headers" || k == "Variables" => {
                 for (mk, mv) in m {
@@ -327,6 +361,17 @@ fn mailbox(v: &Value, at: &str) -> Result<Mailbox, SendError> {
     let name = string(o, "Name")?
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
+    if name
+        .as_deref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
+        let field = format!("{at}.Name");
+        return Err(SendError::new(
+            "send-0011",
+            format!("\"{field}\" holds a control character."),
+            &[&field],
+        ));
+    }
     Ok(Mailbox { name, address })
 }
 
@@ -385,7 +430,7 @@ pub fn read_message(m: &Map<String, Value>) -> Result<MjMessage, SendError> {
     };
     let mut parts = Parts::default();
     let mut has_from = false;
-    for (name, value) in m {
+    for (name, value) in m.iter().filter(|(_, v)| !v.is_null()) {
         match name.as_str() {
             "From" => {
                 sub.from = mailbox(value, "From")?;
@@ -418,7 +463,15 @@ pub fn read_message(m: &Map<String, Value>) -> Result<MjMessage, SendError> {
                     }
                 }
             }
-            "TemplateLanguage" => template_language = value.as_bool(),
+            "TemplateLanguage" => {
+                template_language = Some(value.as_bool().ok_or_else(|| {
+                    SendError::new(
+                        "send-0011",
+                        "Type mismatch. Expected type \"boolean\" for \"TemplateLanguage\".",
+                        &["TemplateLanguage"],
+                    )
+                })?);
+            }
             "Variables" => match value {
                 Value::Object(v) => variables = v.clone(),
                 Value::Null => {}
@@ -715,6 +768,9 @@ fn mailjet_field(field: &str) -> String {
         "attachments" => "Attachments",
         "variables" => "Variables",
         "template" => "TemplateID",
+        // The campaign is the message's one tag.
+        h if h.starts_with("tags[") => "CustomCampaign",
+        h if h.starts_with("headers[") => "Headers",
         other => other,
     };
     match rest {

@@ -70,7 +70,7 @@ pub async fn list(
     MjFull(auth): MjFull,
     q: MjQuery,
 ) -> Result<Json<Listed<TemplateOut>>, MjError> {
-    q.only(&["ownertype", "name"])?;
+    q.only(&["name"])?;
     let paging = q.paging()?;
     let all: Vec<TemplateOut> = state
         .store
@@ -116,13 +116,17 @@ pub async fn create(
         .get("Name")
         .and_then(Value::as_str)
         .ok_or_else(|| MjError::bad_request("Name is required"))?;
-    let description = m.get("Description").and_then(Value::as_str);
+    let description = match m.get("Description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.as_str()),
+        Some(_) => return Err(MjError::bad_request("Description: a string is expected")),
+    };
     if description.is_some_and(|d| d.len() > 1000) {
         return Err(MjError::bad_request("Description: at most 1000 bytes"));
     }
-    let engine = match m.get("EditMode").and_then(Value::as_u64) {
-        None | Some(2) => Engine::Html,
-        Some(4) => Engine::Mjml,
+    let engine = match m.get("EditMode").map(Value::as_u64) {
+        None | Some(Some(2)) => Engine::Html,
+        Some(Some(4)) => Engine::Mjml,
         Some(_) => {
             return Err(MjError::unsupported(
                 "EditMode",
@@ -231,7 +235,14 @@ pub async fn content_set(
         Some(Value::Object(h)) => {
             for (k, v) in h {
                 match k.as_str() {
-                    "Subject" => subject = v.as_str().filter(|s| !s.is_empty()).map(str::to_owned),
+                    "Subject" => {
+                        let Value::String(v) = v else {
+                            return Err(MjError::bad_request(
+                                "Headers.Subject: a string is expected",
+                            ));
+                        };
+                        subject = Some(v.clone()).filter(|s| !s.is_empty());
+                    }
                     other => {
                         return Err(MjError::unsupported(
                             &format!("Headers.{other}"),
@@ -244,7 +255,12 @@ pub async fn content_set(
         Some(_) => return Err(MjError::bad_request("Headers: an object is expected")),
     }
     let (engine, content) = match (text("MJMLContent")?, text("Html-part")?) {
-        (Some(mjml), _) => (Engine::Mjml, mjml),
+        (Some(_), Some(_)) => {
+            return Err(MjError::bad_request(
+                "give MJMLContent or Html-part, not both: the HTML is rendered from the MJML",
+            ));
+        }
+        (Some(mjml), None) => (Engine::Mjml, mjml),
         (None, Some(html)) => (Engine::Html, html),
         (None, None) => {
             return Err(MjError::bad_request("Html-part or MJMLContent is required"));

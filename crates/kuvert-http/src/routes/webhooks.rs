@@ -59,9 +59,10 @@ pub struct WebhookOut {
     pub events: Vec<EventType>,
     /// Verifies requests: `signature == hex(HMAC-SHA256(signing_key, timestamp + token))`.
     pub signing_key: String,
-    /// `kuvert`, or `mailgun` for an endpoint registered through Mailgun's API: it gets
-    /// Mailgun's body, and only the events of its domain's messages.
-    #[schema(pattern = "^(kuvert|mailgun)$")]
+    /// `kuvert`; `mailgun` for an endpoint registered through Mailgun's API (it gets
+    /// Mailgun's body, and only the events of its domain's messages); `mailjet_v1` or
+    /// `mailjet_v2` for one registered through Mailjet's `eventcallbackurl`.
+    #[schema(pattern = "^(kuvert|mailgun|mailjet_v1|mailjet_v2)$")]
     pub format: String,
     pub created_at: String,
     pub updated_at: String,

@@ -217,7 +217,7 @@ elif step == "many":
     contacts = [
         {"Email": f"bulk{i}@example.com", "Name": f"Bulk {i}", "Properties": {"first_name": f"B{i}"}}
         for i in range(3)
-    ]
+    ] + [{"Email": "-dash@example.com", "Name": "@alice", "Properties": {"first_name": "+44 20 7946 0958"}}]
     created = answer(
         lambda: v3.contactslist_managemanycontacts.create(id=lst, data={"Action": "addnoforce", "Contacts": contacts})
     )

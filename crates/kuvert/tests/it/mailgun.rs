@@ -827,6 +827,53 @@ async fn mailgun_s_mailing_lists_and_validation_are_kuvert_s_lists_and_checks() 
         "{ann}"
     );
 
+    // A double opt-in list made through Kuvert's API: a member added through Mailgun's waits
+    // for the confirmation, as one added through `/v1` does.
+    let (status, optin) = api
+        .post(
+            "/v1/lists",
+            &json!({"name": format!("optin@{DOMAIN}"), "double_opt_in": true,
+                "confirm_from": format!("news@{DOMAIN}")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{optin}");
+    let r = api
+        .http
+        .post(api.url(&format!("/v3/lists/optin@{DOMAIN}/members")))
+        .basic_auth("api", Some(&api.key))
+        .form(&[("address", "wait+list@example.com")])
+        .send()
+        .await
+        .expect("member");
+    assert_eq!(r.status(), 200);
+    let member: Value = r.json().await.expect("json");
+    assert_eq!(member["member"]["subscribed"], false, "{member}");
+    let (_, waiting) = api.get("/v1/contacts/wait+list@example.com").await;
+    assert_eq!(
+        waiting["subscriptions"][0]["status"], "pending",
+        "{waiting}"
+    );
+    // A '+' in the last address of a page survives the next page's link.
+    let r = api
+        .http
+        .get(api.url(&format!("/v3/lists/optin@{DOMAIN}/members/pages?limit=1")))
+        .basic_auth("api", Some(&api.key))
+        .send()
+        .await
+        .expect("pages");
+    let page: Value = r.json().await.expect("json");
+    let next = page["paging"]["next"].as_str().expect("next").to_owned();
+    let r = api
+        .http
+        .get(&next)
+        .basic_auth("api", Some(&api.key))
+        .send()
+        .await
+        .expect("next page");
+    assert_eq!(r.status(), 200, "{next}");
+    let page: Value = r.json().await.expect("json");
+    assert_eq!(page["items"], json!([]), "{next}: {page}");
+
     let v = mailgun_py(
         &api,
         "validate",

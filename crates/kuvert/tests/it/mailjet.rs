@@ -169,7 +169,7 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
     assert_eq!(many["created"]["status"], 201, "{many}");
     let job = &many["polled"]["body"]["Data"][0];
     assert_eq!(job["Status"], "Completed", "{many}");
-    assert_eq!(job["Count"], 3, "{many}");
+    assert_eq!(job["Count"], 4, "{many}");
     assert_eq!(job["ContactsLists"][0]["Action"], "addnoforce", "{many}");
     let mut added: Vec<&str> = many["in list"]["body"]["Data"]
         .as_array()
@@ -181,6 +181,7 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
     assert_eq!(
         added,
         [
+            "-dash@example.com",
             "bulk0@example.com",
             "bulk1@example.com",
             "bulk2@example.com"
@@ -190,6 +191,14 @@ async fn mailjet_s_python_library_sends_pages_and_manages_contacts_through_kuver
     let (_, bulk) = api.get("/v1/contacts/bulk1@example.com").await;
     assert_eq!(bulk["properties"]["first_name"], "B1", "{bulk}");
     assert_eq!(bulk["name"], "Bulk 1", "{bulk}");
+    // Values a spreadsheet would run are kept as given (no quote mark slips in).
+    let (status, dash) = api.get("/v1/contacts/-dash@example.com").await;
+    assert_eq!(status, 200, "{dash}");
+    assert_eq!(dash["name"], "@alice", "{dash}");
+    assert_eq!(
+        dash["properties"]["first_name"], "+44 20 7946 0958",
+        "{dash}"
+    );
 
     // The account's counters: both copies delivered.
     let mut stats = Value::Null;
@@ -521,4 +530,34 @@ async fn mailjet_event_callbacks_post_mailjet_s_shape_that_anymail_reads() {
             .is_some_and(|m| m.contains("erased")),
         "{e}"
     );
+}
+
+/// Globals go into every message: a request whose messages would hold more than the bound
+/// in all is refused whole, before anything is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_globals_would_multiply_past_the_bound_is_refused() {
+    let api = crate::common::dev_server("");
+    // 2 MiB of "xxx", in base64, in Globals; forty messages would make 80 MiB.
+    let big = "eHh4".repeat(699_051);
+    let messages: Vec<Value> = (0..40)
+        .map(|i| json!({"To": [{"Email": format!("m{i}@example.com")}]}))
+        .collect();
+    let body = json!({
+        "Globals": {"From": {"Email": "demo@sandbox.kuvert.test"}, "Subject": "s", "TextPart": "t",
+            "Attachments": [{"ContentType": "text/plain", "Filename": "big.txt", "Base64Content": big}]},
+        "Messages": messages,
+    });
+    let r = api
+        .http
+        .post(api.url("/v3.1/send"))
+        .basic_auth(&api.key[..10], Some(&api.key))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["ErrorCode"], "mj-0011", "{answer}");
+    let (_, events) = api.get("/v1/events").await;
+    assert_eq!(events["items"], json!([]), "nothing was queued");
 }
