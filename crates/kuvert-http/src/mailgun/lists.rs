@@ -105,19 +105,7 @@ pub async fn create(
 ) -> Result<Json<Value>, MgError> {
     check_list_form(&form, &["address"])?;
     let address = list_address(&form)?;
-    let settings = v1::list_settings(
-        &state,
-        &auth.account_id,
-        v1::ListIn {
-            name: address,
-            double_opt_in: false,
-            consent_text: None,
-            public_form: false,
-            confirm_from: None,
-            record_source: false,
-        },
-    )
-    .await?;
+    let settings = v1::list_settings(&state, &auth.account_id, v1::ListIn::named(address)).await?;
     let list = state
         .store
         .create_list(&auth.account_id, settings)
@@ -138,7 +126,7 @@ pub async fn pages(
 ) -> Result<Json<Value>, MgError> {
     let params = super::form::urlencoded(uri.query().unwrap_or_default().as_bytes())?;
     let limit = super::limit(&params, 100, 1000)? as usize;
-    let after = page_after(&params)?;
+    let after = super::page_after(&params, "address")?;
     let mut all = state
         .store
         .lists(&auth.account_id)
@@ -175,18 +163,6 @@ fn paging(base: &str, last: &str, limit: usize) -> Value {
 
 fn encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The address a page starts after: `page=next` with `address`, or the first page.
-fn page_after(params: &Form) -> Result<Option<&str>, MgError> {
-    match params.first("page") {
-        None | Some("first") => Ok(None),
-        Some("next") => Ok(params.first("address").filter(|a| !a.is_empty())),
-        Some(other) => Err(MgError::unsupported(
-            &format!("page={other}"),
-            "pages are followed forward from the first (page=next with address)",
-        )),
-    }
 }
 
 pub async fn get(
@@ -448,7 +424,7 @@ pub async fn member_pages(
         .map(|s| super::messages::yes_no("subscribed", s, false))
         .transpose()?;
     // Kuvert pages contacts by id; the page's last address is looked up to its contact.
-    let mut after = match page_after(&params)? {
+    let mut after = match super::page_after(&params, "address")? {
         None => None,
         Some(a) => match state.store.contact(&auth.account_id, a).await {
             Ok(c) => Some(c.id.to_string()),

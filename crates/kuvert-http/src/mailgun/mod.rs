@@ -202,6 +202,20 @@ pub fn limit(params: &form::Form, default: u32, max: u32) -> Result<u32, MgError
     }
 }
 
+/// Where a page of a list paged forward by name starts: after the `key` value of
+/// `page=next`, or at the first page. Other pages (`last`, `prev`) are refused: their links
+/// name the first page.
+pub fn page_after<'a>(params: &'a form::Form, key: &'a str) -> Result<Option<&'a str>, MgError> {
+    match params.first("page") {
+        None | Some("first") => Ok(None),
+        Some("next") => Ok(params.first(key).filter(|v| !v.is_empty())),
+        Some(other) => Err(MgError::unsupported(
+            &format!("page={other}"),
+            &format!("pages are followed forward from the first (page=next with {key})"),
+        )),
+    }
+}
+
 /// A time as Mailgun writes it: `Fri, 21 Oct 2011 11:02:55 UTC`.
 pub fn date(t: kuvert_core::Timestamp) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.millis())

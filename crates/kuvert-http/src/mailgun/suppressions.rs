@@ -275,6 +275,23 @@ fn record_address(table: Table, r: &Map<String, Value>) -> Result<EmailAddress, 
     }
 }
 
+/// Writes checked records to the account's list, one by one.
+async fn write(
+    state: &AppState,
+    auth: &kuvert_store::KeyAuth,
+    table: Table,
+    addresses: &[EmailAddress],
+) -> Result<(), MgError> {
+    for a in addresses {
+        state
+            .store
+            .add_suppression(&auth.account_id, a.as_str(), table.reason())
+            .await
+            .map_err(crate::ApiError::from)?;
+    }
+    Ok(())
+}
+
 /// `POST /v3/{domain}/{kind}`: one record as a form, or many as JSON.
 pub async fn add(
     State(state): State<Arc<AppState>>,
@@ -289,13 +306,7 @@ pub async fn add(
         .iter()
         .map(|r| record_address(table, r))
         .collect::<Result<Vec<_>, _>>()?;
-    for a in &addresses {
-        state
-            .store
-            .add_suppression(&auth.account_id, a.as_str(), table.reason())
-            .await
-            .map_err(crate::ApiError::from)?;
-    }
+    write(&state, &auth, table, &addresses).await?;
     let what = table.name();
     Ok(Json(match addresses.as_slice() {
         [one] => json!({
@@ -401,13 +412,7 @@ pub async fn import(
         .iter()
         .map(|r| record_address(table, r))
         .collect::<Result<Vec<_>, _>>()?;
-    for a in &addresses {
-        state
-            .store
-            .add_suppression(&auth.account_id, a.as_str(), table.reason())
-            .await
-            .map_err(crate::ApiError::from)?;
-    }
+    write(&state, &auth, table, &addresses).await?;
     Ok(Json(json!({"message": "file uploaded successfully"})))
 }
 

@@ -45,16 +45,7 @@ pub async fn list(
     super::account_domain(&state, &auth, &domain).await?;
     let params = super::form::urlencoded(uri.query().unwrap_or_default().as_bytes())?;
     let limit = super::limit(&params, 100, 1000)?;
-    let after = match params.first("page") {
-        None | Some("first") => None,
-        Some("next") => params.first("tag").filter(|t| !t.is_empty()),
-        Some(other) => {
-            return Err(MgError::unsupported(
-                &format!("page={other}"),
-                "tags are paged forward from the first (page=next with tag)",
-            ));
-        }
-    };
+    let after = super::page_after(&params, "tag")?;
     let tags = state
         .store
         .tags(&auth.account_id, after, limit)

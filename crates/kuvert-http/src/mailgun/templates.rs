@@ -226,16 +226,7 @@ pub async fn list(
     super::account_domain(&state, &auth, &domain).await?;
     let params = super::form::urlencoded(uri.query().unwrap_or_default().as_bytes())?;
     let limit = super::limit(&params, 10, 1000)? as usize;
-    let after = match params.first("page") {
-        None | Some("first") => None,
-        Some("next") => params.first("p").filter(|p| !p.is_empty()),
-        Some(other) => {
-            return Err(MgError::unsupported(
-                &format!("page={other}"),
-                "templates are paged forward from the first (page=next with p)",
-            ));
-        }
-    };
+    let after = super::page_after(&params, "p")?;
     let all = state
         .store
         .templates(&auth.account_id)

@@ -100,19 +100,8 @@ pub async fn list_create(
         ));
     }
     let name = text(&m, "Name")?.ok_or_else(|| MjError::bad_request("Name is required"))?;
-    let settings = v1::list_settings(
-        &state,
-        &auth.account_id,
-        v1::ListIn {
-            name: name.to_owned(),
-            double_opt_in: false,
-            consent_text: None,
-            public_form: false,
-            confirm_from: None,
-            record_source: false,
-        },
-    )
-    .await?;
+    let settings =
+        v1::list_settings(&state, &auth.account_id, v1::ListIn::named(name.to_owned())).await?;
     let list = state.store.create_list(&auth.account_id, settings).await?;
     Ok((StatusCode::CREATED, one(list_out(list))))
 }

@@ -34,6 +34,22 @@ pub struct MessageOut {
     pub state_permanent: bool,
 }
 
+/// A time filter (`FromTS`, `ToTS`): seconds since 1970 or RFC 3339.
+fn time_filter(q: &MjQuery, name: &str) -> Result<Option<Timestamp>, MjError> {
+    q.get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .map(|s| Timestamp(s.saturating_mul(1000)))
+                .or_else(|| Timestamp::parse_rfc3339(v))
+                .ok_or_else(|| {
+                    MjError::bad_request(format!("{name}: seconds since 1970 or RFC 3339"))
+                })
+        })
+        .transpose()
+}
+
 /// A copy in Mailjet's shape, from its recipient and its message's summary.
 fn message_out(r: kuvert_store::RecipientView, summary: &kuvert_store::MessageView) -> MessageOut {
     use kuvert_core::event::RecipientStatus as S;
@@ -95,20 +111,7 @@ pub async fn list(
             "messages are paged, not counted",
         ));
     }
-    let at = |name: &str| -> Result<Option<Timestamp>, MjError> {
-        q.get(name)
-            .map(|v| {
-                v.trim()
-                    .parse::<i64>()
-                    .ok()
-                    .map(|s| Timestamp(s.saturating_mul(1000)))
-                    .or_else(|| Timestamp::parse_rfc3339(v))
-                    .ok_or_else(|| {
-                        MjError::bad_request(format!("{name}: seconds since 1970 or RFC 3339"))
-                    })
-            })
-            .transpose()
-    };
+    let at = |name: &str| time_filter(&q, name);
     let page = state
         .store
         .list_events(
@@ -272,20 +275,7 @@ pub async fn statcounters(
         None => return Err(MjError::bad_request("CounterTiming is required")),
     }
     let now = state.store.clock().now();
-    let at = |name: &str| -> Result<Option<Timestamp>, MjError> {
-        q.get(name)
-            .map(|v| {
-                v.trim()
-                    .parse::<i64>()
-                    .ok()
-                    .map(|s| Timestamp(s.saturating_mul(1000)))
-                    .or_else(|| Timestamp::parse_rfc3339(v))
-                    .ok_or_else(|| {
-                        MjError::bad_request(format!("{name}: seconds since 1970 or RFC 3339"))
-                    })
-            })
-            .transpose()
-    };
+    let at = |name: &str| time_filter(&q, name);
     let source = auth.account_id.to_string();
     let resolution = q
         .get("counterresolution")

@@ -768,6 +768,20 @@ pub struct ListIn {
 
 /// Reads a list's settings, refusing what cannot work: a form without double opt-in (anyone
 /// could put anyone on the list), double opt-in without a sender on the account's domain.
+impl ListIn {
+    /// A list of this name and nothing else: what the compatible APIs make.
+    pub(crate) fn named(name: String) -> Self {
+        Self {
+            name,
+            double_opt_in: false,
+            consent_text: None,
+            public_form: false,
+            confirm_from: None,
+            record_source: false,
+        }
+    }
+}
+
 pub(crate) async fn list_settings(
     state: &AppState,
     account: &AccountId,
