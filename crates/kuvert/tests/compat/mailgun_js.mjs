@@ -55,9 +55,16 @@ if (step === 'send') {
     page = await mg.suppressions.list(domain, 'bounces', { page: page.pages.next.page, limit: 1 });
   }
   const unsub = await mg.suppressions.create(domain, 'unsubscribes', { address: 'node-unsub@example.com', tag: '*' });
+  const unsubGot = await mg.suppressions.get(domain, 'unsubscribes', 'node-unsub@example.com');
+  const unsubListed = (await mg.suppressions.list(domain, 'unsubscribes')).items.map((i) => i.address);
+  const unsubDeleted = await mg.suppressions.destroy(domain, 'unsubscribes', 'node-unsub@example.com');
+  const unsubGone = await caught(() => mg.suppressions.get(domain, 'unsubscribes', 'node-unsub@example.com'));
   const deleted = await mg.suppressions.destroy(domain, 'bounces', a);
   const gone = await caught(() => mg.suppressions.get(domain, 'bounces', a));
-  out = { added, got: { address: got.address, code: got.code }, listed, unsub, deleted, gone };
+  out = {
+    added, got: { address: got.address, code: got.code }, listed, unsub, deleted, gone,
+    unsubGot: { address: unsubGot.address, tags: unsubGot.tags }, unsubListed, unsubDeleted, unsubGone,
+  };
 } else if (step === 'templates') {
   // A stored template made through the library, and a send that renders it.
   const created = await mg.domains.domainTemplates.create(domain, {

@@ -66,7 +66,11 @@ if (step === 'send') {
   );
   const data = await caught(() => mj.get('contactdata').id(address).request());
   const inList = await caught(() => mj.get('contact').request({}, { ContactsList: listId }));
-  out = { prop, list, managed, data, inList };
+  const contactId = managed.body.Data[0].ContactID;
+  // Mailjet's GDPR deletion, as node-mailjet names it (/v4/REST/contacts/{id}).
+  const erased = await caught(() => mj.delete('contacts', { version: 'v4' }).id(contactId).request());
+  const gone = await caught(() => mj.get('contact').id(address).request());
+  out = { prop, list, managed, data, inList, erased, gone };
 } else if (step === 'template') {
   const [to] = args;
   const created = await caught(() => mj.post('template').request({ Name: 'node-note' }));

@@ -515,6 +515,13 @@ async fn mailgun_s_node_library_sends_pages_and_suppresses_through_kuvert() {
         s["unsub"]["message"], "Address has been added to the unsubscribes table",
         "{s}"
     );
+    assert_eq!(s["unsubGot"]["address"], "node-unsub@example.com", "{s}");
+    assert_eq!(s["unsubListed"], json!(["node-unsub@example.com"]), "{s}");
+    assert_eq!(
+        s["unsubDeleted"]["address"], "node-unsub@example.com",
+        "{s}"
+    );
+    assert_eq!(s["unsubGone"]["status"], 404, "{s}");
     assert_eq!(s["deleted"]["address"], "nb1@example.com", "{s}");
     assert_eq!(s["gone"]["status"], 404, "{s}");
     assert_eq!(

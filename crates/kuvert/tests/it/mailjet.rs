@@ -339,6 +339,8 @@ async fn mailjet_s_node_library_sends_pages_and_manages_contacts_over_tls() {
         c["inList"]["body"]["Data"][0]["Email"], "oli@example.com",
         "{c}"
     );
+    assert_eq!(c["erased"]["status"], 200, "{c}");
+    assert_eq!(c["gone"]["status"], 404, "{c}");
 
     let t = node("template", &["ola@example.com"]);
     assert_eq!(t["content"]["status"], 201, "{t}");
