@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use kuvert_core::contact::SubscriptionStatus;
-use kuvert_store::{ConsentInput, Contact, ContactPatch, List, NewContact};
+use kuvert_store::{Contact, ContactPatch, List, NewContact};
 use serde_json::{Map, Value, json};
 
 use super::form::Form;
@@ -279,14 +279,6 @@ fn member_fields(form: &Form, known: &[&str]) -> Result<MemberFields, MgError> {
     })
 }
 
-fn api_consent() -> ConsentInput {
-    ConsentInput {
-        method: kuvert_core::contact::ConsentMethod::Api,
-        text: None,
-        source: None,
-    }
-}
-
 /// Applies a member's fields to its contact (as `PATCH /v1/contacts` does).
 async fn apply(
     state: &AppState,
@@ -322,7 +314,7 @@ async fn apply(
                 properties,
                 subscribe,
                 unsubscribe,
-                consent: Some(api_consent()),
+                consent: Some(v1::api_consent()),
                 ..ContactPatch::default()
             },
         )
@@ -392,7 +384,7 @@ pub async fn member_add(
                     name: None,
                     properties: Default::default(),
                     lists: vec![],
-                    consent: api_consent(),
+                    consent: v1::api_consent(),
                 },
             )
             .await
@@ -532,7 +524,7 @@ pub async fn member_remove(
             c.id.as_str(),
             ContactPatch {
                 unsubscribe: vec![list.id.clone()],
-                consent: Some(api_consent()),
+                consent: Some(v1::api_consent()),
                 ..ContactPatch::default()
             },
         )

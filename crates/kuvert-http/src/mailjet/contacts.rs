@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kuvert_core::contact::{ContactStatus, PropertyKind, PropertyValue, SubscriptionStatus};
 use kuvert_core::id::ListId;
-use kuvert_store::{ConsentInput, Contact, ContactPatch, List, NewContact};
+use kuvert_store::{Contact, ContactPatch, List, NewContact};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -259,7 +259,7 @@ async fn create(
                 name,
                 properties: Default::default(),
                 lists: now,
-                consent: api_consent(),
+                consent: v1::api_consent(),
             },
         )
         .await?;
@@ -268,14 +268,6 @@ async fn create(
     }
     v1::ask_all(state, account, &address, &confirm).await?;
     Ok(state.store.contact(account, contact.id.as_str()).await?)
-}
-
-fn api_consent() -> ConsentInput {
-    ConsentInput {
-        method: kuvert_core::contact::ConsentMethod::Api,
-        text: None,
-        source: None,
-    }
 }
 
 pub async fn contact_get(
@@ -432,7 +424,7 @@ async fn set_properties(
                 properties,
                 subscribe,
                 unsubscribe,
-                consent: Some(api_consent()),
+                consent: Some(v1::api_consent()),
                 ..ContactPatch::default()
             },
         )

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -242,16 +242,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MjQuery {
             }
         }
         Ok(Self(out))
-    }
-}
-
-impl<S: Send + Sync> OptionalFromRequestParts<S> for MjQuery {
-    type Rejection = MjError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, MjError> {
-        <Self as FromRequestParts<S>>::from_request_parts(parts, state)
-            .await
-            .map(Some)
     }
 }
 

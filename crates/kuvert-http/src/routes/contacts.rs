@@ -768,6 +768,16 @@ pub struct ListIn {
 
 /// Reads a list's settings, refusing what cannot work: a form without double opt-in (anyone
 /// could put anyone on the list), double opt-in without a sender on the account's domain.
+/// Consent given or withdrawn through an API call, with no wording or source: what the
+/// compatible APIs record.
+pub(crate) fn api_consent() -> ConsentInput {
+    ConsentInput {
+        method: ConsentMethod::Api,
+        text: None,
+        source: None,
+    }
+}
+
 impl ListIn {
     /// A list of this name and nothing else: what the compatible APIs make.
     pub(crate) fn named(name: String) -> Self {
