@@ -130,16 +130,21 @@ pub async fn write_export<S: ExportSink>(
         })
         .collect();
     w.field("api_keys", &Value::Array(keys)).await?;
-    let domains: Vec<Value> = store
-        .list_domains(account)
-        .await?
-        .into_iter()
-        .map(|d| {
-            json!({"name": d.name, "dkim_selector": d.selector, "dkim_public": d.dkim_public,
-                "sandbox": d.sandbox, "verified_at": d.verified_at.map(time),
-                "created_at": time(d.created_at)})
-        })
-        .collect();
+    let mut domains: Vec<Value> = Vec::new();
+    for d in store.list_domains(account).await? {
+        let keys: Vec<Value> = store
+            .dkim_keys(&d.id)
+            .await?
+            .into_iter()
+            .map(|k| {
+                json!({"selector": k.selector, "algorithm": k.algorithm, "public": k.public_b64,
+                    "state": k.state, "created_at": time(k.created_at)})
+            })
+            .collect();
+        domains.push(json!({"name": d.name, "dkim_keys": keys,
+            "sandbox": d.sandbox, "verified_at": d.verified_at.map(time),
+            "created_at": time(d.created_at)}));
+    }
     w.field("domains", &Value::Array(domains)).await?;
     let webhooks: Vec<Value> = store
         .list_webhooks(account)

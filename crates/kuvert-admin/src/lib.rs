@@ -5,6 +5,7 @@
 pub mod campaigns;
 pub mod contacts;
 pub mod deletion;
+pub mod dkim;
 pub mod export;
 pub mod inactivity;
 pub mod notices;
@@ -14,14 +15,14 @@ pub mod rights;
 pub mod support;
 pub mod templates;
 
+pub use dkim::{records, verify_domain};
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::address::{AddressError, is_host_name};
 use kuvert_core::apikey::{NewApiKey, Scope};
-use kuvert_core::domain::{DnsRecord, DomainSettings, dns_records, generate_dkim_rsa};
+use kuvert_core::domain::{DkimAlgorithm, DnsRecord, DomainSettings};
 use kuvert_core::id::AccountId;
 use kuvert_core::password::{self, WeakPassword};
-use kuvert_dns::{Dns, RecordCheck, all_required_pass};
 use kuvert_store::{
     Account, ApiKey, Domain, NewAccount, NewDomain, NewUser, Store, StoreError, User,
 };
@@ -71,6 +72,9 @@ pub enum AdminError {
     /// A blocking task failed (a bug, logged).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A DKIM key that cannot be made now (one waits for its record, say).
+    #[error("{0}")]
+    DkimKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -132,19 +136,7 @@ pub async fn create_smtp_ip_key(
     Ok((key, secret))
 }
 
-/// The records the owner of `domain` must publish.
-pub fn records(domain: &Domain, settings: &DomainSettings) -> Vec<DnsRecord> {
-    dns_records(
-        &domain.name,
-        &domain.selector,
-        &domain.dkim_public,
-        settings,
-    )
-}
-
 /// Adds a sending domain with a fresh RSA-2048 DKIM key.
-/// Adds a sending domain with a new DKIM key. `max_domains` is the plan's limit when an
-/// account asks (the operator's CLI has none).
 pub async fn add_domain(
     store: &Store,
     account: &AccountId,
@@ -155,10 +147,8 @@ pub async fn add_domain(
     add_domain_within(store, account, name, settings, sandbox, None).await
 }
 
-/// Key generations at once, in the whole process: each takes a core for a good fraction of
-/// a second, so a burst of requests waits in line rather than taking every core.
-static KEY_GENERATION: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
+/// Adds a sending domain with a fresh RSA-2048 DKIM key. `max_domains` is the plan's limit
+/// when an account asks (the operator's CLI has none).
 pub async fn add_domain_within(
     store: &Store,
     account: &AccountId,
@@ -176,44 +166,18 @@ pub async fn add_domain_within(
     {
         return Err(AdminError::DomainLimit(max));
     }
-    // Key generation takes a good fraction of a second: off the async workers, one at a time.
-    let key = {
-        let _turn = KEY_GENERATION.acquire().await.expect("never closed");
-        tokio::task::spawn_blocking(generate_dkim_rsa)
-            .await
-            .expect("key generation does not panic")
-    };
+    let key = dkim::generate(DkimAlgorithm::Rsa).await;
     let domain = store
         .add_domain(
             account,
             NewDomain {
                 name,
                 selector: settings.dkim_selector.clone(),
-                dkim_private_der: key.private_pkcs8_der,
-                dkim_public: key.public_b64,
+                dkim: key,
                 sandbox,
             },
         )
         .await?;
-    let records = records(&domain, settings);
+    let records = records(store, &domain, settings).await?;
     Ok((domain, records))
-}
-
-/// Looks the domain's records up and records the outcome. `skip_dns` is the operator's
-/// override: the domain is verified without a look-up.
-pub async fn verify_domain(
-    store: &Store,
-    dns: &Dns,
-    domain: &Domain,
-    settings: &DomainSettings,
-    skip_dns: bool,
-) -> Result<(Domain, Vec<RecordCheck>), AdminError> {
-    if skip_dns {
-        return Ok((store.record_domain_check(&domain.name, true).await?, vec![]));
-    }
-    let checks = dns.check(&records(domain, settings)).await;
-    let domain = store
-        .record_domain_check(&domain.name, all_required_pass(&checks))
-        .await?;
-    Ok((domain, checks))
 }

@@ -306,6 +306,9 @@ impl From<AdminError> for ApiError {
             AdminError::ConfirmationMail(e) | AdminError::Render(e) => e.into(),
             AdminError::InvalidName { field, .. } => Self::invalid(field, message),
             AdminError::Template(e) => e.into(),
+            AdminError::DkimKey(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message).field("algorithm")
+            }
             AdminError::Store(s) => s.into(),
             _ => Self::internal(),
         }

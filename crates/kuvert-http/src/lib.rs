@@ -194,6 +194,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(domains::get, domains::remove))
         .routes(routes!(domains::verify))
         .routes(routes!(domains::set_tracking))
+        .routes(routes!(domains::add_key))
+        .routes(routes!(domains::rotate_key))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(account::get, account::update, account::delete))

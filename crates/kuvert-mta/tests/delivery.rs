@@ -28,7 +28,7 @@ struct World {
     acceptor: Acceptor,
     engine: Engine,
     sink: SmtpSink,
-    _dns: DnsServer,
+    dns: DnsServer,
     account: AccountId,
 }
 
@@ -79,7 +79,7 @@ async fn world(
         acceptor,
         engine,
         sink,
-        _dns: dns,
+        dns,
         account: account.id,
     }
 }
@@ -213,8 +213,7 @@ async fn delivered_signed_with_a_verp_return_path() {
 
     // From, To, Subject and List-Unsubscribe are over-signed: a copy of one added on the
     // way, above the genuine field, breaks the signature.
-    let domain = w.store.domain(FROM_DOMAIN).await.expect("domain");
-    let record = format!("v=DKIM1; k=rsa; p={}", domain.dkim_public);
+    let record = rsa_record(&w).await;
     let body_at = text.find("\r\n\r\n").expect("a header block");
     let first_field = text[..body_at]
         .match_indices("\r\n")
@@ -239,11 +238,18 @@ async fn delivered_signed_with_a_verp_return_path() {
     }
 }
 
+/// The TXT record of the sending domain's one key.
+async fn rsa_record(w: &World) -> String {
+    let domain = w.store.domain(FROM_DOMAIN).await.expect("domain");
+    let keys = w.store.dkim_keys(&domain.id).await.expect("keys");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys[0].record_value()
+}
+
 /// An implementation no one here wrote checks the signature: dkimpy, given the domain's
 /// published key.
 async fn dkimpy_verifies(w: &World, message: &[u8]) {
-    let domain = w.store.domain(FROM_DOMAIN).await.expect("domain");
-    let record = format!("v=DKIM1; k=rsa; p={}", domain.dkim_public);
+    let record = rsa_record(w).await;
     if let Err(e) = kuvert_testkit::dkimpy_verify(message, &record) {
         panic!("{e}");
     }
@@ -745,4 +751,266 @@ async fn an_idle_connection_the_server_closed_is_replaced_not_deferred() {
         .await;
     assert!(w.events(EventType::Deferred).await.is_empty());
     assert_eq!(w.sink.received().len(), 1);
+}
+
+/// The selectors that signed a message, top first.
+fn selectors(message: &str) -> Vec<String> {
+    message
+        .split("DKIM-Signature:")
+        .skip(1)
+        .filter_map(|field| {
+            let at = field.find("s=")? + 2;
+            let end = field[at..].find(';')? + at;
+            Some(field[at..end].trim().to_owned())
+        })
+        .collect()
+}
+
+impl World {
+    /// A domain whose records are in the testkit's DNS, verified (not a sandbox).
+    async fn published_domain(&self, name: &str) -> (kuvert_store::Domain, Dns) {
+        let settings = DomainSettings::default();
+        let (d, records) =
+            kuvert_admin::add_domain(&self.store, &self.account, name, &settings, false)
+                .await
+                .expect("domain");
+        for r in records.iter().filter(|r| r.required) {
+            self.publish(r);
+        }
+        let dns = Dns::new(&[self.dns.addr()], kuvert_dns::Caching::Off).expect("dns");
+        let (d, _) = kuvert_admin::verify_domain(&self.store, &dns, &d, &settings, false)
+            .await
+            .expect("verify");
+        assert!(d.can_send());
+        (d, dns)
+    }
+
+    fn publish(&self, r: &kuvert_core::domain::DnsRecord) {
+        use kuvert_core::domain::RecordType;
+        match r.record_type {
+            RecordType::Txt => self.dns.add_txt(&r.name, &r.value),
+            RecordType::Mx => self.dns.add_mx(&r.name, 10, &r.value),
+            RecordType::Cname => self.dns.add_cname(&r.name, &r.value),
+        }
+    }
+
+    /// The DKIM records as the test's DNS serves them: (name, value).
+    fn published(
+        &self,
+        domain: &kuvert_store::Domain,
+        keys: &[kuvert_core::domain::DkimKey],
+    ) -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| {
+                (
+                    format!("{}._domainkey.{}", k.selector, domain.name),
+                    k.record_value(),
+                )
+            })
+            .collect()
+    }
+
+    /// Sends one message from `domain` and returns it as the sink got it.
+    async fn sent_from(&self, domain: &str, to: &str) -> String {
+        let before = self.sink.received().len();
+        let mut s = submission(&[to]);
+        s.from = Mailbox::parse(&format!("News <news@{domain}>")).expect("from");
+        let sent = self.send(s).await;
+        self.wait_for(&sent, to, RecipientStatus::Delivered).await;
+        let got = self.sink.received();
+        assert_eq!(got.len(), before + 1);
+        got[before].text()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_signs_beside_rsa_once_its_record_is_published() {
+    use kuvert_admin::dkim::{NewKey, new_key};
+    use kuvert_core::domain::DkimAlgorithm;
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
+    let settings = DomainSettings::default();
+    let (d, dns) = w.published_domain("both.sender.test").await;
+    let keys = new_key(&w.store, &d, DkimAlgorithm::Ed25519, NewKey::Add, &settings)
+        .await
+        .expect("an Ed25519 key");
+    assert_eq!(keys.len(), 2);
+    let ed = keys
+        .iter()
+        .find(|k| k.algorithm == DkimAlgorithm::Ed25519)
+        .expect("ed25519")
+        .clone();
+    assert_eq!(ed.state, kuvert_core::domain::DkimKeyState::Pending);
+    // A second one is refused while the first waits.
+    assert!(
+        new_key(&w.store, &d, DkimAlgorithm::Ed25519, NewKey::Add, &settings)
+            .await
+            .is_err()
+    );
+
+    // Its record is not published: only RSA signs.
+    let text = w.sent_from("both.sender.test", "one@example.test").await;
+    assert_eq!(selectors(&text), ["kuvert"], "{text}");
+
+    // Published and verified: both sign, and dkimpy verifies both.
+    w.dns.add_txt(
+        &format!("{}._domainkey.both.sender.test", ed.selector),
+        &ed.record_value(),
+    );
+    let (d, _) = kuvert_admin::verify_domain(&w.store, &dns, &d, &settings, false)
+        .await
+        .expect("verify");
+    assert!(d.can_send());
+    w.advance(Duration::from_millis(
+        kuvert_store::KEY_RECHECK_MS as u64 + 1,
+    ));
+    let text = w.sent_from("both.sender.test", "two@example.test").await;
+    let keys = w.store.dkim_keys(&d.id).await.expect("keys");
+    let verdicts = kuvert_testkit::dkimpy_verify_each(text.as_bytes(), &w.published(&d, &keys))
+        .expect("dkimpy");
+    let mut algorithms: Vec<(&str, bool)> = verdicts
+        .iter()
+        .map(|v| (v.algorithm.as_str(), v.pass))
+        .collect();
+    algorithms.sort();
+    assert_eq!(
+        algorithms,
+        [("ed25519-sha256", true), ("rsa-sha256", true)],
+        "{verdicts:?}\n{text}"
+    );
+    // The Ed25519 record is now required: taken away, the domain stops.
+    w.dns.remove(
+        &format!("{}._domainkey.both.sender.test", ed.selector),
+        kuvert_testkit::dns::RecordType::TXT,
+    );
+    let (d, _) = kuvert_admin::verify_domain(&w.store, &dns, &d, &settings, false)
+        .await
+        .expect("verify");
+    assert!(!d.can_send(), "an active key's record went missing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_never_signs_with_an_unpublished_key() {
+    use kuvert_admin::dkim::{NewKey, check_rotations, new_key};
+    use kuvert_core::domain::{DkimAlgorithm, DkimKeyState};
+    let w = world(SinkOptions::default(), |_, _, _| {}).await;
+    let settings = DomainSettings::default();
+    let (d, dns) = w.published_domain("rotate.sender.test").await;
+    let recheck = Duration::from_millis(kuvert_store::KEY_RECHECK_MS as u64 + 1);
+    // Every message is checked against what DNS held when it was signed.
+    let check = |text: &str, want: &str, published: &[(String, String)]| {
+        assert_eq!(selectors(text), [want], "{text}");
+        let verdicts =
+            kuvert_testkit::dkimpy_verify_each(text.as_bytes(), published).expect("dkimpy");
+        assert!(verdicts.iter().all(|v| v.pass), "{verdicts:?}");
+    };
+    let first = w.store.dkim_keys(&d.id).await.expect("keys");
+    let text = w.sent_from("rotate.sender.test", "a@example.test").await;
+    check(&text, "kuvert", &w.published(&d, &first));
+
+    let keys = new_key(&w.store, &d, DkimAlgorithm::Rsa, NewKey::Rotate, &settings)
+        .await
+        .expect("rotate");
+    let new = keys
+        .iter()
+        .find(|k| k.state == DkimKeyState::Pending)
+        .expect("a pending key")
+        .clone();
+    assert_ne!(new.selector, "kuvert");
+    // Both records are listed; the old one is the one required.
+    let records = kuvert_admin::records(&w.store, &d, &settings)
+        .await
+        .expect("records");
+    let dkim: Vec<(String, bool)> = records
+        .iter()
+        .filter(|r| r.name.contains("._domainkey."))
+        .map(|r| (r.name.clone(), r.required))
+        .collect();
+    assert_eq!(
+        dkim,
+        [
+            ("kuvert._domainkey.rotate.sender.test".to_owned(), true),
+            (
+                format!("{}._domainkey.rotate.sender.test", new.selector),
+                false
+            ),
+        ]
+    );
+
+    // Unpublished, for a day of checks: the old key keeps signing.
+    for _ in 0..3 {
+        w.advance(Duration::from_secs(8 * 3600));
+        assert_eq!(
+            check_rotations(&w.store, &dns, &settings)
+                .await
+                .expect("check"),
+            0
+        );
+        let text = w.sent_from("rotate.sender.test", "b@example.test").await;
+        check(&text, "kuvert", &w.published(&d, &first));
+    }
+
+    // Published: the server's own check moves the keys on, and the new one signs.
+    w.dns.add_txt(
+        &format!("{}._domainkey.rotate.sender.test", new.selector),
+        &new.record_value(),
+    );
+    assert_eq!(
+        check_rotations(&w.store, &dns, &settings)
+            .await
+            .expect("check"),
+        2
+    );
+    let keys = w.store.dkim_keys(&d.id).await.expect("keys");
+    let states: Vec<(&str, DkimKeyState)> = keys
+        .iter()
+        .map(|k| (k.selector.as_str(), k.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("kuvert", DkimKeyState::Retiring),
+            (new.selector.as_str(), DkimKeyState::Active)
+        ]
+    );
+    assert!(
+        w.store
+            .domain_by_id(&d.id)
+            .await
+            .expect("domain")
+            .can_send()
+    );
+    w.advance(recheck);
+    let text = w.sent_from("rotate.sender.test", "c@example.test").await;
+    check(&text, &new.selector, &w.published(&d, &keys));
+
+    // The old record stays listed for the grace period, then is forgotten.
+    w.advance(Duration::from_millis(
+        settings.dkim_retire_after_ms as u64 - 3_600_000,
+    ));
+    check_rotations(&w.store, &dns, &settings)
+        .await
+        .expect("check");
+    assert_eq!(w.store.dkim_keys(&d.id).await.expect("keys").len(), 2);
+    w.advance(Duration::from_secs(3600));
+    assert_eq!(
+        check_rotations(&w.store, &dns, &settings)
+            .await
+            .expect("check"),
+        1
+    );
+    let records = kuvert_admin::records(&w.store, &d, &settings)
+        .await
+        .expect("records");
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.name.starts_with("kuvert._domainkey.")),
+        "{records:?}"
+    );
+    let text = w.sent_from("rotate.sender.test", "d@example.test").await;
+    check(
+        &text,
+        &new.selector,
+        &w.published(&d, &w.store.dkim_keys(&d.id).await.expect("keys")),
+    );
 }

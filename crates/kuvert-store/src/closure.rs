@@ -40,6 +40,7 @@ pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
     ("stats", "account_id"),
     ("usage", "account_id"),
     ("api_keys", "account_id"),
+    ("dkim_keys", "account_id"),
     ("domains", "account_id"),
     ("users", "account_id"),
     ("accounts", "id"),

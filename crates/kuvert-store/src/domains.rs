@@ -1,5 +1,7 @@
 use kuvert_core::Timestamp;
-use kuvert_core::domain::DomainState;
+use kuvert_core::domain::{
+    DkimAlgorithm, DkimChange, DkimKey, DkimKeyPair, DkimKeyState, DomainState,
+};
 use kuvert_core::id::{AccountId, DomainId};
 use kuvert_core::tracking::DomainTracking;
 use sqlx::FromRow;
@@ -8,11 +10,45 @@ use crate::{Result, Store, StoreError};
 
 pub struct NewDomain {
     pub name: String,
+    /// Its first DKIM key, which is active: the domain sends only once verified, and
+    /// verification requires this key's record.
     pub selector: String,
-    pub dkim_private_der: Vec<u8>,
-    pub dkim_public: String,
+    pub dkim: DkimKeyPair,
     /// A sandbox domain sends without DNS verification (`serve --dev`).
     pub sandbox: bool,
+}
+
+/// An active key's private half, unsealed: what the signer needs.
+pub struct DkimPrivate {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    pub pkcs8_der: Vec<u8>,
+}
+
+#[derive(FromRow)]
+struct DkimKeyRow {
+    selector: String,
+    algorithm: String,
+    public: String,
+    state: String,
+    created_at: i64,
+    active_at: Option<i64>,
+    retire_at: Option<i64>,
+}
+
+impl TryFrom<DkimKeyRow> for DkimKey {
+    type Error = StoreError;
+    fn try_from(r: DkimKeyRow) -> Result<Self> {
+        Ok(DkimKey {
+            algorithm: crate::accounts::parse_column(&r.algorithm)?,
+            state: crate::accounts::parse_column(&r.state)?,
+            selector: r.selector,
+            public_b64: r.public,
+            created_at: Timestamp(r.created_at),
+            active_at: r.active_at.map(Timestamp),
+            retire_at: r.retire_at.map(Timestamp),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +56,6 @@ pub struct Domain {
     pub id: DomainId,
     pub account_id: AccountId,
     pub name: String,
-    pub selector: String,
-    pub dkim_public: String,
     pub sandbox: bool,
     pub verified_at: Option<Timestamp>,
     pub checked_at: Option<Timestamp>,
@@ -43,9 +77,10 @@ impl Domain {
     }
 }
 
-const COLUMNS: &str = "id, account_id, name, selector, dkim_public, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks";
+const COLUMNS: &str =
+    "id, account_id, name, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks";
 /// `COLUMNS` of a table aliased `d`, in a join.
-pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.selector, d.dkim_public, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks";
+pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks";
 
 /// A domain as stored: the columns of `COLUMNS`.
 #[derive(FromRow)]
@@ -53,8 +88,6 @@ pub(crate) struct DomainRow {
     id: String,
     account_id: String,
     name: String,
-    selector: String,
-    dkim_public: String,
     sandbox: i64,
     verified_at: Option<i64>,
     checked_at: Option<i64>,
@@ -69,8 +102,6 @@ impl From<DomainRow> for Domain {
             id: DomainId::from_string(r.id),
             account_id: AccountId::from_string(r.account_id),
             name: r.name,
-            selector: r.selector,
-            dkim_public: r.dkim_public,
             sandbox: r.sandbox != 0,
             verified_at: r.verified_at.map(Timestamp),
             checked_at: r.checked_at.map(Timestamp),
@@ -103,20 +134,30 @@ impl Store {
         let key = self.account_key(account).await?;
         let id = DomainId::generate(Timestamp(now));
         let name = new.name.to_ascii_lowercase();
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
-            "INSERT INTO domains (id, account_id, name, selector, dkim_private, dkim_public, sandbox, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO domains (id, account_id, name, sandbox, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id.as_str())
         .bind(account.as_str())
         .bind(&name)
-        .bind(&new.selector)
-        .bind(key.seal(&new.dkim_private_der))
-        .bind(&new.dkim_public)
         .bind(i64::from(new.sandbox))
         .bind(now)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::conflict("domain"))?;
+        insert_key(
+            &mut tx,
+            &id,
+            account,
+            &new.selector,
+            &new.dkim,
+            key.seal(&new.dkim.private_pkcs8_der),
+            DkimKeyState::Active,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
         self.domain(&name).await
     }
 
@@ -183,14 +224,21 @@ impl Store {
     }
 
     pub async fn delete_domain(&self, account: &AccountId, name: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM domains WHERE name = $1 AND account_id = $2")
-            .bind(name.to_ascii_lowercase())
+        let d = self.account_domain(account, name).await?;
+        let mut tx = self.writer().begin().await?;
+        sqlx::query("DELETE FROM dkim_keys WHERE domain_id = $1")
+            .bind(d.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM domains WHERE id = $1 AND account_id = $2")
+            .bind(d.id.as_str())
             .bind(account.as_str())
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("domain"));
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -209,12 +257,146 @@ impl Store {
         self.domain(name).await
     }
 
-    /// The domain's DKIM private key (PKCS#8 DER), unsealed.
-    pub async fn dkim_private_key(&self, domain: &Domain) -> Result<Vec<u8>> {
-        let sealed: Vec<u8> = sqlx::query_scalar("SELECT dkim_private FROM domains WHERE id = $1")
-            .bind(domain.id.as_str())
-            .fetch_one(self.pool())
-            .await?;
-        self.account_key(&domain.account_id).await?.open(&sealed)
+    /// Domains with a DKIM key on its way in (pending) or out (retiring).
+    pub async fn domains_with_dkim_changes(&self) -> Result<Vec<Domain>> {
+        let rows = sqlx::query_as::<_, DomainRow>(&format!(
+            "SELECT {COLUMNS} FROM domains WHERE id IN \
+             (SELECT domain_id FROM dkim_keys WHERE state IN ('pending', 'retiring')) ORDER BY name"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(Domain::from).collect())
     }
+
+    /// The domain's DKIM keys, oldest first.
+    pub async fn dkim_keys(&self, domain: &DomainId) -> Result<Vec<DkimKey>> {
+        sqlx::query_as::<_, DkimKeyRow>(
+            "SELECT selector, algorithm, public, state, created_at, active_at, retire_at \
+             FROM dkim_keys WHERE domain_id = $1 ORDER BY created_at, selector",
+        )
+        .bind(domain.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(DkimKey::try_from)
+        .collect()
+    }
+
+    /// Adds a key to a domain; `state` is `Pending` but for a sandbox, which has no DNS.
+    pub async fn add_dkim_key(
+        &self,
+        domain: &Domain,
+        selector: &str,
+        pair: &DkimKeyPair,
+        state: DkimKeyState,
+    ) -> Result<()> {
+        let sealed = self
+            .account_key(&domain.account_id)
+            .await?
+            .seal(&pair.private_pkcs8_der);
+        let mut tx = self.writer().begin().await?;
+        insert_key(
+            &mut tx,
+            &domain.id,
+            &domain.account_id,
+            selector,
+            pair,
+            sealed,
+            state,
+            self.now(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Applies what a DKIM check decided, in one transaction: a new key never signs beside
+    /// the one it replaces, nor does a domain go without one.
+    pub async fn apply_dkim_changes(
+        &self,
+        domain: &DomainId,
+        changes: &[DkimChange],
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut tx = self.writer().begin().await?;
+        for change in changes {
+            let q = match change {
+                DkimChange::Activate { selector } => sqlx::query(
+                    "UPDATE dkim_keys SET state = 'active', active_at = $3 WHERE domain_id = $1 AND selector = $2 AND state = 'pending'",
+                )
+                .bind(domain.as_str())
+                .bind(selector)
+                .bind(now),
+                DkimChange::Retire { selector, at } => sqlx::query(
+                    "UPDATE dkim_keys SET state = 'retiring', retire_at = $3 WHERE domain_id = $1 AND selector = $2 AND state = 'active'",
+                )
+                .bind(domain.as_str())
+                .bind(selector)
+                .bind(at.0),
+                DkimChange::Remove { selector } => sqlx::query(
+                    "DELETE FROM dkim_keys WHERE domain_id = $1 AND selector = $2 AND state = 'retiring'",
+                )
+                .bind(domain.as_str())
+                .bind(selector),
+            };
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The domain's active keys, their private halves unsealed: what signs its mail. Pending
+    /// and retiring keys are never read here.
+    pub async fn dkim_signing_keys(&self, domain: &Domain) -> Result<Vec<DkimPrivate>> {
+        let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT selector, algorithm, private FROM dkim_keys WHERE domain_id = $1 AND state = 'active' ORDER BY algorithm, selector",
+        )
+        .bind(domain.id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let key = self.account_key(&domain.account_id).await?;
+        rows.into_iter()
+            .map(|(selector, algorithm, sealed)| {
+                Ok(DkimPrivate {
+                    algorithm: crate::accounts::parse_column(&algorithm)?,
+                    pkcs8_der: key.open(&sealed)?,
+                    selector,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One key row, in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    domain: &DomainId,
+    account: &AccountId,
+    selector: &str,
+    pair: &DkimKeyPair,
+    sealed: Vec<u8>,
+    state: DkimKeyState,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO dkim_keys (domain_id, selector, account_id, algorithm, private, public, state, created_at, active_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(domain.as_str())
+    .bind(selector)
+    .bind(account.as_str())
+    .bind(pair.algorithm.as_str())
+    .bind(sealed)
+    .bind(&pair.public_b64)
+    .bind(state.as_str())
+    .bind(now)
+    .bind((state == DkimKeyState::Active).then_some(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::conflict("DKIM selector"))?;
+    Ok(())
 }

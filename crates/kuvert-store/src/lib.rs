@@ -49,7 +49,7 @@ pub use contacts::{
     ConsentInput, ConsentRecord, Contact, ContactPage, ContactPatch, EngagementSummary, Erasure,
     List, ListSettings, NewContact, Subscription, refusal_reason,
 };
-pub use domains::{Domain, NewDomain};
+pub use domains::{DkimPrivate, Domain, NewDomain};
 pub use events::{EventFilter, EventPage, EventRecord};
 pub use imports::{Import, ImportBatch, ImportRow, RowError};
 pub use keys::{ApiKey, KeyAuth};

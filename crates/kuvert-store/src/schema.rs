@@ -18,7 +18,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("users", "first_name"),
     ("users", "last_name"),
     ("users", "phone"),
-    ("domains", "dkim_private"),
+    ("dkim_keys", "private"),
     ("messages", "sender"),
     ("messages", "subject"),
     ("messages", "mime"),
@@ -47,7 +47,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
 /// Sealed columns that are secrets of the platform's or the account's machinery, not
 /// personal data: they are not part of an account's export.
 pub const SECRET_COLUMNS: &[(&str, &str)] =
-    &[("domains", "dkim_private"), ("webhooks", "signing_key")];
+    &[("dkim_keys", "private"), ("webhooks", "signing_key")];
 
 /// Sealed columns that hold an upload only while it is worked on (an import's file, gone when
 /// the import ends): what it becomes is exported, not the upload.
@@ -147,6 +147,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         25,
         "webhook_formats",
         include_str!("migrations/0025_webhook_formats.sql"),
+    ),
+    (
+        26,
+        "dkim_keys",
+        include_str!("migrations/0026_dkim_keys.sql"),
     ),
 ];
 
@@ -287,11 +292,9 @@ mod tests {
 
     use super::*;
 
-    /// A message kept as a template before migrations 16 and 17 keeps what its copies
-    /// carried, read from its sealed template; one without (sent whole over SMTP) was never
-    /// tracked, whatever flags it kept.
-    #[tokio::test]
-    async fn tracked_messages_keep_their_tracking_when_the_template_goes() {
+    /// An SQLite database in memory with the migrations up to `version`, to which a test adds
+    /// the rows of that time before it applies the rest.
+    async fn database_at(version: i64) -> (AnyConnection, MasterKey) {
         sqlx::any::install_default_drivers();
         let master = MasterKey::new(&[9; 32]);
         let mut conn = AnyConnection::connect("sqlite::memory:")
@@ -300,9 +303,18 @@ mod tests {
         conn.execute("PRAGMA foreign_keys = OFF")
             .await
             .expect("pragma");
-        apply(&mut conn, Backend::Sqlite, 0, &master, 15)
+        apply(&mut conn, Backend::Sqlite, 0, &master, version)
             .await
-            .expect("up to 15");
+            .expect("the migrations up to the version");
+        (conn, master)
+    }
+
+    /// A message kept as a template before migrations 16 and 17 keeps what its copies
+    /// carried, read from its sealed template; one without (sent whole over SMTP) was never
+    /// tracked, whatever flags it kept.
+    #[tokio::test]
+    async fn tracked_messages_keep_their_tracking_when_the_template_goes() {
+        let (mut conn, master) = database_at(15).await;
         let (key, wrapped) = master.new_account_key("acc");
         sqlx::query(
             "INSERT INTO accounts (id, plan, region, status, data_key, created_at, updated_at, last_activity_at) \
@@ -357,6 +369,50 @@ mod tests {
                 .await
                 .is_err(),
             "the template column is gone"
+        );
+    }
+
+    /// A domain's one key, kept in its row before migration 26, becomes its active RSA key
+    /// under the same selector, still sealed.
+    #[tokio::test]
+    async fn each_domain_s_key_moves_to_its_keys() {
+        let (mut conn, master) = database_at(25).await;
+        sqlx::query(
+            "INSERT INTO domains (id, account_id, name, selector, dkim_private, dkim_public, sandbox, created_at) \
+             VALUES ('d1', 'acc', 'a.example', 'sel', x'0102', 'MIIB', 0, 7)",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("an old domain");
+        apply(&mut conn, Backend::Sqlite, 0, &master, i64::MAX)
+            .await
+            .expect("the rest");
+        let rows: Vec<(String, String, String, String, Vec<u8>, String, String, Option<i64>)> =
+            sqlx::query_as(
+                "SELECT domain_id, selector, account_id, algorithm, private, public, state, active_at FROM dkim_keys",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .expect("read");
+        assert_eq!(
+            rows,
+            [(
+                "d1".to_owned(),
+                "sel".to_owned(),
+                "acc".to_owned(),
+                "rsa".to_owned(),
+                vec![1, 2],
+                "MIIB".to_owned(),
+                "active".to_owned(),
+                Some(7)
+            )]
+        );
+        assert!(
+            sqlx::query("SELECT dkim_private FROM domains")
+                .fetch_all(&mut conn)
+                .await
+                .is_err(),
+            "the key is no longer in the domain's row"
         );
     }
 

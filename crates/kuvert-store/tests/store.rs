@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::apikey::{NewApiKey, Scope};
+use kuvert_core::domain::{DkimAlgorithm, DkimChange, DkimKeyPair, DkimKeyState};
 use kuvert_core::event::{
     Bounce, BounceClass, Complaint, Deferral, Delivery, EventType, Failure, RecipientKind,
     RecipientStatus, SuppressionReason,
@@ -310,8 +311,11 @@ fn new_domain(name: &str, sandbox: bool) -> NewDomain {
     NewDomain {
         name: name.into(),
         selector: "kuvert".into(),
-        dkim_private_der: b"private key bytes".to_vec(),
-        dkim_public: "MIIB".into(),
+        dkim: DkimKeyPair {
+            algorithm: DkimAlgorithm::Rsa,
+            private_pkcs8_der: b"private key bytes".to_vec(),
+            public_b64: "MIIB".into(),
+        },
         sandbox,
     }
 }
@@ -334,9 +338,78 @@ async fn domains(f: &Fixture) {
         s.account_domain(&b.id, "acme.example").await,
         Err(StoreError::NotFound(_))
     ));
+    let signing = s.dkim_signing_keys(&d).await.expect("keys");
+    assert_eq!(signing.len(), 1);
     assert_eq!(
-        s.dkim_private_key(&d).await.expect("key"),
-        b"private key bytes"
+        (
+            signing[0].selector.as_str(),
+            signing[0].pkcs8_der.as_slice()
+        ),
+        ("kuvert", &b"private key bytes"[..])
+    );
+    // A pending key is listed but never handed to the signer; once activated it signs and
+    // the key it replaced does not.
+    let next = DkimKeyPair {
+        algorithm: DkimAlgorithm::Rsa,
+        private_pkcs8_der: b"next key".to_vec(),
+        public_b64: "MIIC".into(),
+    };
+    s.add_dkim_key(&d, "kuvert-2", &next, DkimKeyState::Pending)
+        .await
+        .expect("add key");
+    assert!(matches!(
+        s.add_dkim_key(&d, "kuvert-2", &next, DkimKeyState::Pending)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.dkim_keys(&d.id).await.expect("keys").len(), 2);
+    assert_eq!(s.dkim_signing_keys(&d).await.expect("keys").len(), 1);
+    assert_eq!(
+        s.domains_with_dkim_changes().await.expect("changes")[0].id,
+        d.id
+    );
+    s.apply_dkim_changes(
+        &d.id,
+        &[
+            DkimChange::Activate {
+                selector: "kuvert-2".into(),
+            },
+            DkimChange::Retire {
+                selector: "kuvert".into(),
+                at: Timestamp(START.0 + 10),
+            },
+        ],
+    )
+    .await
+    .expect("apply");
+    let signing = s.dkim_signing_keys(&d).await.expect("keys");
+    assert_eq!(signing.len(), 1);
+    assert_eq!(signing[0].pkcs8_der, b"next key");
+    let keys = s.dkim_keys(&d.id).await.expect("keys");
+    assert_eq!(
+        keys.iter()
+            .map(|k| (k.selector.as_str(), k.state))
+            .collect::<Vec<_>>(),
+        [
+            ("kuvert", DkimKeyState::Retiring),
+            ("kuvert-2", DkimKeyState::Active)
+        ]
+    );
+    assert_eq!(keys[0].retire_at, Some(Timestamp(START.0 + 10)));
+    s.apply_dkim_changes(
+        &d.id,
+        &[DkimChange::Remove {
+            selector: "kuvert".into(),
+        }],
+    )
+    .await
+    .expect("apply");
+    assert_eq!(s.dkim_keys(&d.id).await.expect("keys").len(), 1);
+    assert!(
+        s.domains_with_dkim_changes()
+            .await
+            .expect("changes")
+            .is_empty()
     );
     let checked = s
         .record_domain_check("acme.example", true)
@@ -369,6 +442,10 @@ async fn domains(f: &Fixture) {
     s.delete_domain(&a.id, "acme.example")
         .await
         .expect("delete");
+    assert!(
+        s.dkim_keys(&d.id).await.expect("keys").is_empty(),
+        "a domain's keys go with it"
+    );
     assert!(matches!(
         s.delete_domain(&a.id, "acme.example").await,
         Err(StoreError::NotFound(_))

@@ -9,7 +9,7 @@ pub mod smtp;
 pub mod tls_front;
 pub mod world;
 
-pub use dkim::dkimpy_verify;
+pub use dkim::{Verified, dkimpy_verify, dkimpy_verify_each};
 pub use dns::DnsServer;
 pub use server::{Cli, KuvertServer, ServerOptions};
 pub use smtp::{Behaviour, Received, SinkOptions, SmtpSink};

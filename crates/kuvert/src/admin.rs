@@ -111,6 +111,21 @@ pub enum DomainCmd {
     /// Send the domain's mail from an IP pool of [delivery.pools] (before the account's);
     /// without POOL, the domain follows its account again.
     Pool { name: String, pool: Option<String> },
+    /// Replace the domain's DKIM key with a new one under a new selector. The old key signs
+    /// until `verify` (or the server's own check) finds the new record in DNS; then the new
+    /// one signs, and the old record stays listed for [domains] dkim_retire_after.
+    RotateDkim {
+        name: String,
+        #[arg(long, default_value = "rsa")]
+        algorithm: kuvert_core::domain::DkimAlgorithm,
+    },
+    /// Give the domain a key of another algorithm (Ed25519 beside RSA): once its record is
+    /// published and verified, messages carry both signatures.
+    AddDkim {
+        name: String,
+        #[arg(long)]
+        algorithm: kuvert_core::domain::DkimAlgorithm,
+    },
 }
 
 #[derive(Subcommand)]
@@ -615,6 +630,26 @@ pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> 
                 bail!("{} is not verified: required records are missing", d.name);
             }
         }
+        DomainCmd::RotateDkim { name, algorithm } => {
+            new_dkim_key(
+                i,
+                &name,
+                algorithm,
+                kuvert_admin::dkim::NewKey::Rotate,
+                json_out,
+            )
+            .await?;
+        }
+        DomainCmd::AddDkim { name, algorithm } => {
+            new_dkim_key(
+                i,
+                &name,
+                algorithm,
+                kuvert_admin::dkim::NewKey::Add,
+                json_out,
+            )
+            .await?;
+        }
         DomainCmd::Pool { name, pool } => {
             known_pool(i, pool.as_deref())?;
             i.store
@@ -656,6 +691,47 @@ pub async fn domain(i: &Instance, cmd: DomainCmd, json_out: bool) -> Result<()> 
             });
         }
     }
+    Ok(())
+}
+
+/// A new DKIM key for a domain (audited in its account's log); prints the record to publish.
+async fn new_dkim_key(
+    i: &Instance,
+    name: &str,
+    algorithm: kuvert_core::domain::DkimAlgorithm,
+    what: kuvert_admin::dkim::NewKey,
+    json_out: bool,
+) -> Result<()> {
+    let settings = i.config.domain_settings();
+    let d = i.store.domain(name).await.context("no such domain")?;
+    let keys = kuvert_admin::dkim::new_key(&i.store, &d, algorithm, what, &settings).await?;
+    let newest = keys
+        .iter()
+        .max_by_key(|k| k.created_at)
+        .context("the domain has no key")?;
+    operator_audit(
+        i,
+        &d.account_id,
+        &format!(
+            "made the {algorithm} DKIM key {} of {}",
+            newest.selector, d.name
+        ),
+    )
+    .await?;
+    let records = kuvert_admin::records(&i.store, &d, &settings).await?;
+    let record = records
+        .iter()
+        .find(|r| {
+            r.name
+                .starts_with(&format!("{}._domainkey.", newest.selector))
+        })
+        .context("the new key's record")?;
+    print(json_out, domain_json(&d, json!(records)), || {
+        format!(
+            "{}: new {algorithm} key {} ({}); publish\n\nTXT {}\n  {}\n\nthen run: kuvert domain verify {}",
+            d.name, newest.selector, newest.state, record.name, record.value, d.name
+        )
+    });
     Ok(())
 }
 

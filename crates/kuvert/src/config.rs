@@ -160,6 +160,8 @@ pub struct DomainSettingsConfig {
     pub dkim_selector: String,
     pub return_path_prefix: String,
     pub tracking_prefix: String,
+    /// How long a replaced DKIM key's record stays listed (and must stay published).
+    pub dkim_retire_after: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -206,6 +208,9 @@ impl Default for DomainSettingsConfig {
             dkim_selector: d.dkim_selector,
             return_path_prefix: d.return_path_prefix,
             tracking_prefix: d.tracking_prefix,
+            dkim_retire_after: HumanDuration(std::time::Duration::from_millis(
+                d.dkim_retire_after_ms as u64,
+            )),
         }
     }
 }
@@ -415,6 +420,7 @@ impl Config {
             dkim_selector: d.dkim_selector.clone(),
             return_path_prefix: d.return_path_prefix.clone(),
             tracking_prefix: d.tracking_prefix.clone(),
+            dkim_retire_after_ms: d.dkim_retire_after.millis(),
         }
     }
 

@@ -51,6 +51,12 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         config.webhooks.clone(),
         instance.dns()?,
     );
+    // Rotations and new keys end without anyone calling verify.
+    let _dkim = kuvert_admin::dkim::start_rotations(
+        instance.store.clone(),
+        instance.dns()?,
+        config.domain_settings(),
+    );
     let acceptor = instance.acceptor().notify_on_queue(engine.waker());
     let notices = kuvert_admin::notices::Notices::open(
         &instance.store,

@@ -59,10 +59,16 @@ fn domain_json(d: &Domain) -> Value {
 }
 
 /// The domain with its records, split as Mailgun does: MX records are the receiving ones.
-fn with_records(state: &AppState, d: &Domain, checked: Option<Vec<(DnsRecord, bool)>>) -> Value {
+async fn with_records(
+    state: &AppState,
+    d: &Domain,
+    checked: Option<Vec<(DnsRecord, bool)>>,
+) -> Result<Value, MgError> {
     let records: Vec<(DnsRecord, Option<bool>)> = match checked {
         Some(c) => c.into_iter().map(|(r, ok)| (r, Some(ok))).collect(),
-        None => kuvert_admin::records(d, &state.domain_settings)
+        None => kuvert_admin::records(&state.store, d, &state.domain_settings)
+            .await
+            .map_err(crate::ApiError::from)?
             .into_iter()
             .map(|r| (r, None))
             .collect(),
@@ -70,11 +76,11 @@ fn with_records(state: &AppState, d: &Domain, checked: Option<Vec<(DnsRecord, bo
     let (receiving, sending): (Vec<_>, Vec<_>) = records
         .iter()
         .partition(|(r, _)| r.record_type == RecordType::Mx);
-    json!({
+    Ok(json!({
         "domain": domain_json(d),
         "receiving_dns_records": receiving.iter().map(|(r, ok)| record(r, *ok)).collect::<Vec<_>>(),
         "sending_dns_records": sending.iter().map(|(r, ok)| record(r, *ok)).collect::<Vec<_>>(),
-    })
+    }))
 }
 
 /// `GET /v4/domains` (and `/v3/domains`): the account's domains, `skip` and `limit` applied.
@@ -113,7 +119,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, MgError> {
     let d = super::account_domain(&state, &auth, &name).await?;
-    Ok(Json(with_records(&state, &d, None)))
+    Ok(Json(with_records(&state, &d, None).await?))
 }
 
 /// `POST /v4/domains` (and v3): a new sending domain, with the records to publish.
@@ -170,7 +176,7 @@ pub async fn create(
     )
     .await
     .map_err(crate::ApiError::from)?;
-    let mut out = with_records(&state, &domain, None);
+    let mut out = with_records(&state, &domain, None).await?;
     out["message"] = "Domain has been created".into();
     Ok((StatusCode::OK, Json(out)))
 }
@@ -187,7 +193,7 @@ pub async fn verify(
             .await
             .map_err(crate::ApiError::from)?;
     let checked = checks.into_iter().map(|c| (c.record, c.ok)).collect();
-    let mut out = with_records(&state, &d, Some(checked));
+    let mut out = with_records(&state, &d, Some(checked)).await?;
     out["message"] = "Domain DNS records have been updated".into();
     Ok(Json(out))
 }

@@ -3,7 +3,10 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kuvert_core::domain::{DnsRecord, DomainState, RecordPurpose, RecordType};
+use kuvert_admin::dkim::NewKey;
+use kuvert_core::domain::{
+    DkimAlgorithm, DkimKey, DkimKeyState, DnsRecord, DomainState, RecordPurpose, RecordType,
+};
 use kuvert_core::tracking::DomainTracking;
 use kuvert_store::Domain;
 use serde::{Deserialize, Serialize};
@@ -47,11 +50,39 @@ impl From<DnsRecord> for RecordOut {
     }
 }
 
+/// One of the domain's DKIM keys.
+#[derive(Serialize, ToSchema)]
+pub struct DkimKeyOut {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// `pending`: publish its record, then verify; `active`: it signs; `retiring`: replaced,
+    /// keep its record published until `retire_at`.
+    pub state: DkimKeyState,
+    pub created_at: String,
+    pub active_at: Option<String>,
+    pub retire_at: Option<String>,
+}
+
+impl From<DkimKey> for DkimKeyOut {
+    fn from(k: DkimKey) -> Self {
+        Self {
+            selector: k.selector,
+            algorithm: k.algorithm,
+            state: k.state,
+            created_at: k.created_at.to_rfc3339(),
+            active_at: k.active_at.map(|t| t.to_rfc3339()),
+            retire_at: k.retire_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct DomainOut {
     pub name: String,
     pub state: DomainState,
+    /// The selector of the RSA key that signs.
     pub dkim_selector: String,
+    pub dkim_keys: Vec<DkimKeyOut>,
     pub verified_at: Option<String>,
     pub checked_at: Option<String>,
     pub created_at: String,
@@ -69,11 +100,17 @@ pub struct DomainTrackingIo {
     pub clicks: Option<bool>,
 }
 
-fn domain_out(d: Domain, records: Vec<RecordOut>) -> DomainOut {
+fn domain_out(d: Domain, keys: Vec<DkimKey>, records: Vec<RecordOut>) -> DomainOut {
+    let dkim_selector = keys
+        .iter()
+        .find(|k| k.algorithm == DkimAlgorithm::Rsa && k.state == DkimKeyState::Active)
+        .map(|k| k.selector.clone())
+        .unwrap_or_default();
     DomainOut {
         state: d.state(),
         name: d.name,
-        dkim_selector: d.selector,
+        dkim_selector,
+        dkim_keys: keys.into_iter().map(Into::into).collect(),
         verified_at: d.verified_at.map(|t| t.to_rfc3339()),
         checked_at: d.checked_at.map(|t| t.to_rfc3339()),
         created_at: d.created_at.to_rfc3339(),
@@ -85,12 +122,13 @@ fn domain_out(d: Domain, records: Vec<RecordOut>) -> DomainOut {
     }
 }
 
-fn with_records(state: &AppState, d: Domain) -> DomainOut {
-    let records = kuvert_admin::records(&d, &state.domain_settings)
+async fn with_records(state: &AppState, d: Domain) -> Result<DomainOut, ApiError> {
+    let keys = state.store.dkim_keys(&d.id).await?;
+    let records = kuvert_core::domain::dns_records(&d.name, &keys, &state.domain_settings)
         .into_iter()
         .map(Into::into)
         .collect();
-    domain_out(d, records)
+    Ok(domain_out(d, keys, records))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -110,13 +148,11 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     FullAccess(auth): FullAccess,
 ) -> Result<Json<Vec<DomainOut>>, ApiError> {
-    let domains = state.store.list_domains(&auth.account_id).await?;
-    Ok(Json(
-        domains
-            .into_iter()
-            .map(|d| with_records(&state, d))
-            .collect(),
-    ))
+    let mut out = Vec::new();
+    for d in state.store.list_domains(&auth.account_id).await? {
+        out.push(with_records(&state, d).await?);
+    }
+    Ok(Json(out))
 }
 
 /// Adds a sending domain with a new DKIM key; answers with the DNS records to publish.
@@ -138,7 +174,10 @@ pub async fn add(
         Some(state.acceptor.plan_limits(plan).max_domains),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(with_records(&state, domain))))
+    Ok((
+        StatusCode::CREATED,
+        Json(with_records(&state, domain).await?),
+    ))
 }
 
 /// One domain and its records.
@@ -151,7 +190,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<DomainOut>, ApiError> {
     let d = state.store.account_domain(&auth.account_id, &name).await?;
-    Ok(Json(with_records(&state, d)))
+    Ok(Json(with_records(&state, d).await?))
 }
 
 /// Sets the domain's tracking defaults (a field left out or `null` follows the account).
@@ -176,7 +215,7 @@ pub async fn set_tracking(
             },
         )
         .await?;
-    Ok(Json(with_records(&state, d)))
+    Ok(Json(with_records(&state, d).await?))
 }
 
 /// Removes a domain; it can no longer send.
@@ -214,5 +253,74 @@ pub async fn verify(
             ..c.record.into()
         })
         .collect();
-    Ok(Json(domain_out(d, records)))
+    let keys = state.store.dkim_keys(&d.id).await?;
+    Ok(Json(domain_out(d, keys, records)))
+}
+
+/// Which key to make.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKeyIn {
+    pub algorithm: DkimAlgorithm,
+}
+
+/// Which key to replace; RSA when left out.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DkimRotateIn {
+    #[serde(default)]
+    pub algorithm: Option<DkimAlgorithm>,
+}
+
+/// Adds a DKIM key of an algorithm the domain has none of (Ed25519 beside RSA, RFC 8463). It
+/// is `pending`: publish its record and verify; from then on messages carry its signature
+/// beside the others.
+#[utoipa::path(post, path = "/v1/domains/{name}/dkim-keys", tag = "domains", params(("name" = String, Path)),
+    request_body = DkimKeyIn,
+    responses((status = 201, body = DomainOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn add_key(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<DkimKeyIn>,
+) -> Result<(StatusCode, Json<DomainOut>), ApiError> {
+    new_key(&state, &auth.account_id, &name, req.algorithm, NewKey::Add).await
+}
+
+/// Replaces the domain's DKIM key of an algorithm (RSA when the body is empty). The new key
+/// is `pending` and signs nothing until verification finds its record; then it signs and the
+/// old key is `retiring`, listed until `retire_at`. No message is signed with a key whose
+/// record is not published, and none goes out unsigned.
+#[utoipa::path(post, path = "/v1/domains/{name}/dkim-keys/rotate", tag = "domains", params(("name" = String, Path)),
+    request_body(content = Option<DkimRotateIn>),
+    responses((status = 201, body = DomainOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = []), ("basic" = [])))]
+pub async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    FullAccess(auth): FullAccess,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<DomainOut>), ApiError> {
+    // No body is the same as `{}`.
+    let algorithm = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        crate::extract::from_json::<DkimRotateIn>(&body)?.algorithm
+    };
+    let algorithm = algorithm.unwrap_or(DkimAlgorithm::Rsa);
+    new_key(&state, &auth.account_id, &name, algorithm, NewKey::Rotate).await
+}
+
+async fn new_key(
+    state: &AppState,
+    account: &kuvert_core::id::AccountId,
+    name: &str,
+    algorithm: DkimAlgorithm,
+    what: NewKey,
+) -> Result<(StatusCode, Json<DomainOut>), ApiError> {
+    let d = state.store.account_domain(account, name).await?;
+    kuvert_admin::dkim::new_key(&state.store, &d, algorithm, what, &state.domain_settings).await?;
+    let d = state.store.account_domain(account, name).await?;
+    Ok((StatusCode::CREATED, Json(with_records(state, d).await?)))
 }

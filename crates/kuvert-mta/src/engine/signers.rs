@@ -1,5 +1,6 @@
 //! The DKIM keys of the sending domains, parsed once and kept (parsing an RSA key costs more
-//! than signing with it), read again after `KEY_RECHECK_MS`.
+//! than signing with it), read again after `KEY_RECHECK_MS`: a key that began or stopped
+//! signing (a rotation) is seen within that time.
 
 use std::sync::Arc;
 
@@ -28,17 +29,16 @@ impl Inner {
             .domain_by_id(domain)
             .await
             .map_err(|e| e.to_string())?;
-        let der = self
+        // Active keys only: a key whose record is not yet published never signs.
+        let keys = self
             .store
-            .dkim_private_key(&d)
+            .dkim_signing_keys(&d)
             .await
             .map_err(|e| e.to_string())?;
-        let signer = tokio::task::spawn_blocking(move || {
-            DkimSigner::from_pkcs8_der(&d.name, &d.selector, &der)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let signer = tokio::task::spawn_blocking(move || DkimSigner::new(&d.name, &keys))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let signer = Arc::new(signer);
         self.signers
             .lock()

@@ -91,6 +91,20 @@ fn routes() -> Vec<(&'static str, &'static str, Access, Cross, Option<Value>)> {
         ("delete", "/v1/domains/{name}", Full, NotFound, None),
         ("post", "/v1/domains/{name}/verify", Full, NotFound, None),
         (
+            "post",
+            "/v1/domains/{name}/dkim-keys",
+            Full,
+            NotFound,
+            Some(json!({"algorithm": "ed25519"})),
+        ),
+        (
+            "post",
+            "/v1/domains/{name}/dkim-keys/rotate",
+            Full,
+            NotFound,
+            Some(json!({"algorithm": "rsa"})),
+        ),
+        (
             "put",
             "/v1/domains/{name}/tracking",
             Full,

@@ -184,3 +184,102 @@ async fn the_cli_adds_and_verifies_domains_while_the_server_runs() {
         "{listed}"
     );
 }
+
+/// A domain's keys through the API and the CLI: an Ed25519 key beside RSA and a rotation,
+/// each pending (listed, not required) until verification finds its record.
+#[tokio::test]
+async fn dkim_keys_are_added_and_rotated_through_the_api_and_the_cli() {
+    let dns = DnsServer::start();
+    let api = dev_server(&format!("[dns]\nnameservers = [\"{}\"]\n", dns.addr()));
+    let (status, domain) = api.post("/v1/domains", &json!({"name": DOMAIN})).await;
+    assert_eq!(status, 201, "{domain}");
+    assert_eq!(domain["dkim_selector"], "kuvert");
+    for r in domain["records"].as_array().expect("records") {
+        if r["required"] == true {
+            publish(&dns, r);
+        }
+    }
+    let keys_path = format!("/v1/domains/{DOMAIN}/dkim-keys");
+    let (status, with_ed) = api.post(&keys_path, &json!({"algorithm": "ed25519"})).await;
+    assert_eq!(status, 201, "{with_ed}");
+    let ed = with_ed["dkim_keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["algorithm"] == "ed25519")
+        .expect("an Ed25519 key")
+        .clone();
+    assert_eq!(ed["state"], "pending", "{with_ed}");
+    let ed_record = with_ed["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["value"].as_str().is_some_and(|v| v.contains("k=ed25519")))
+        .expect("its record")
+        .clone();
+    assert_eq!(ed_record["required"], false, "pending: {ed_record}");
+    assert_error(
+        &api.post(&keys_path, &json!({"algorithm": "ed25519"})).await,
+        409,
+        "conflict",
+        Some("algorithm"),
+    );
+    assert_error(
+        &api.post(&keys_path, &json!({"algorithm": "dsa"})).await,
+        422,
+        "invalid_field",
+        Some("algorithm"),
+    );
+
+    // Verified without the Ed25519 record: the domain sends, the key still waits.
+    let (_, checked) = api
+        .post(&format!("/v1/domains/{DOMAIN}/verify"), &json!({}))
+        .await;
+    assert_eq!(checked["state"], "verified", "{checked}");
+    publish(&dns, &ed_record);
+    let (_, checked) = api
+        .post(&format!("/v1/domains/{DOMAIN}/verify"), &json!({}))
+        .await;
+    let states: Vec<(&str, &str)> = checked["dkim_keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| {
+            (
+                k["algorithm"].as_str().unwrap_or(""),
+                k["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [("rsa", "active"), ("ed25519", "active")],
+        "{checked}"
+    );
+
+    // A rotation from the operator's CLI: a new RSA key, pending, the old one still signing.
+    let rotated = api.server.cli(&["domain", "rotate-dkim", DOMAIN, "--json"]);
+    assert!(rotated.ok(), "{}", rotated.stderr());
+    let (_, d) = api.get(&format!("/v1/domains/{DOMAIN}")).await;
+    assert_eq!(d["dkim_selector"], "kuvert", "{d}");
+    assert_eq!(d["dkim_keys"].as_array().expect("keys").len(), 3, "{d}");
+    // And through the API, refused while that one waits for its record.
+    assert_error(
+        &api.post(&format!("{keys_path}/rotate"), &json!({})).await,
+        409,
+        "conflict",
+        Some("algorithm"),
+    );
+    let again = api.server.cli(&["domain", "rotate-dkim", DOMAIN]);
+    assert!(
+        !again.ok() && again.stderr().contains("waits for its record"),
+        "{}",
+        again.stderr()
+    );
+    // The operator's rotation is in the account's audit log.
+    let (_, audit) = api.get("/v1/audit").await;
+    assert!(
+        audit.to_string().contains("RSA DKIM key") || audit.to_string().contains("rsa DKIM key"),
+        "{audit}"
+    );
+}

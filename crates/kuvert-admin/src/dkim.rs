@@ -1,0 +1,195 @@
+//! A sending domain's DKIM keys over their life: the first made with the domain, a new one by
+//! rotation or beside it (Ed25519 with RSA), each signing only once DNS holds its record, and
+//! a replaced one listed for a grace period before it is forgotten.
+
+use kuvert_core::domain::{
+    DkimAlgorithm, DkimChange, DkimKey, DkimKeyState, DnsRecord, DomainSettings, RecordPurpose,
+    dkim_changes, dns_records, generate_dkim, new_selector,
+};
+use kuvert_dns::{Dns, RecordCheck, all_required_pass};
+use kuvert_store::{Domain, Store};
+
+use crate::AdminError;
+
+/// Key generations at once, in the whole process: an RSA one takes a core for a good
+/// fraction of a second, so a burst of requests waits in line rather than taking every core.
+static KEY_GENERATION: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// A key of `algorithm`, made off the async workers, one at a time.
+pub(crate) async fn generate(algorithm: DkimAlgorithm) -> kuvert_core::domain::DkimKeyPair {
+    let _turn = KEY_GENERATION.acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(move || generate_dkim(algorithm))
+        .await
+        .expect("key generation does not panic")
+}
+
+/// The records the owner of `domain` must publish.
+pub async fn records(
+    store: &Store,
+    domain: &Domain,
+    settings: &DomainSettings,
+) -> Result<Vec<DnsRecord>, AdminError> {
+    let keys = store.dkim_keys(&domain.id).await?;
+    Ok(dns_records(&domain.name, &keys, settings))
+}
+
+/// What a new key is for, which decides what the domain must already have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewKey {
+    /// Replaces the domain's key of this algorithm once published.
+    Rotate,
+    /// Signs beside the domain's other keys once published (Ed25519 beside RSA).
+    Add,
+}
+
+/// A new key for `domain`: pending until DNS holds its record (a sandbox has no DNS: its key
+/// takes over at once). Returns the domain's keys after it.
+pub async fn new_key(
+    store: &Store,
+    domain: &Domain,
+    algorithm: DkimAlgorithm,
+    what: NewKey,
+    settings: &DomainSettings,
+) -> Result<Vec<DkimKey>, AdminError> {
+    let keys = store.dkim_keys(&domain.id).await?;
+    let of_algorithm = |state: DkimKeyState| {
+        keys.iter()
+            .any(|k| k.algorithm == algorithm && k.state == state)
+    };
+    if of_algorithm(DkimKeyState::Pending) {
+        return Err(AdminError::DkimKey(format!(
+            "a new {algorithm} key of {} waits for its record already: publish it, then verify",
+            domain.name
+        )));
+    }
+    match (what, of_algorithm(DkimKeyState::Active)) {
+        (NewKey::Rotate, false) => {
+            return Err(AdminError::DkimKey(format!(
+                "{} has no {algorithm} key to rotate: add one",
+                domain.name
+            )));
+        }
+        (NewKey::Add, true) => {
+            return Err(AdminError::DkimKey(format!(
+                "{} has an {algorithm} key already: rotate it",
+                domain.name
+            )));
+        }
+        _ => {}
+    }
+    let date = store.clock().now().to_rfc3339();
+    let date: String = date[..10].chars().filter(char::is_ascii_digit).collect();
+    let taken: Vec<&str> = keys.iter().map(|k| k.selector.as_str()).collect();
+    let selector = new_selector(&settings.dkim_selector, algorithm, &date, &taken);
+    let pair = generate(algorithm).await;
+    store
+        .add_dkim_key(domain, &selector, &pair, DkimKeyState::Pending)
+        .await?;
+    if domain.sandbox {
+        check_sandbox(store, domain, settings).await?;
+    }
+    Ok(store.dkim_keys(&domain.id).await?)
+}
+
+/// A sandbox's keys change without DNS: a new key signs at once.
+async fn check_sandbox(
+    store: &Store,
+    domain: &Domain,
+    settings: &DomainSettings,
+) -> Result<Vec<DkimChange>, AdminError> {
+    let keys = store.dkim_keys(&domain.id).await?;
+    let now = store.clock().now();
+    let changes = dkim_changes(&keys, |_| true, now, settings.dkim_retire_after_ms);
+    store.apply_dkim_changes(&domain.id, &changes).await?;
+    Ok(changes)
+}
+
+/// Looks the domain's records up; a pending key whose record is there begins to sign (and the
+/// key it replaces stops), a retiring key past its end is forgotten, and the domain is
+/// verified or not by the records required after that. `skip_dns` is the operator's
+/// override: the domain is verified without a look-up, and its keys stay as they are.
+pub async fn verify_domain(
+    store: &Store,
+    dns: &Dns,
+    domain: &Domain,
+    settings: &DomainSettings,
+    skip_dns: bool,
+) -> Result<(Domain, Vec<RecordCheck>), AdminError> {
+    if skip_dns {
+        return Ok((store.record_domain_check(&domain.name, true).await?, vec![]));
+    }
+    let keys = store.dkim_keys(&domain.id).await?;
+    let checks = dns.check(&dns_records(&domain.name, &keys, settings)).await;
+    let published = |k: &DkimKey| {
+        let value = k.record_value();
+        checks
+            .iter()
+            .any(|c| c.ok && c.record.purpose == RecordPurpose::Dkim && c.record.value == value)
+    };
+    let changes = dkim_changes(
+        &keys,
+        published,
+        store.clock().now(),
+        settings.dkim_retire_after_ms,
+    );
+    store.apply_dkim_changes(&domain.id, &changes).await?;
+    // What is required now: a key that just began to sign, not the one it replaced.
+    let after = store.dkim_keys(&domain.id).await?;
+    let required = dns_records(&domain.name, &after, settings);
+    let checks: Vec<RecordCheck> = checks
+        .into_iter()
+        .filter_map(|mut c| {
+            let now = required
+                .iter()
+                .find(|r| r.name == c.record.name && r.value == c.record.value)?;
+            c.record.required = now.required;
+            Some(c)
+        })
+        .collect();
+    let domain = store
+        .record_domain_check(&domain.name, all_required_pass(&checks))
+        .await?;
+    Ok((domain, checks))
+}
+
+/// Checks every domain with a key on its way in or out. Run by `serve` in the background, so
+/// that a rotation ends without anyone calling verify; returns how many keys changed.
+pub async fn check_rotations(
+    store: &Store,
+    dns: &Dns,
+    settings: &DomainSettings,
+) -> Result<usize, AdminError> {
+    let mut changed = 0;
+    for domain in store.domains_with_dkim_changes().await? {
+        if domain.sandbox {
+            changed += check_sandbox(store, &domain, settings).await?.len();
+            continue;
+        }
+        let before = store.dkim_keys(&domain.id).await?;
+        verify_domain(store, dns, &domain, settings, false).await?;
+        let after = store.dkim_keys(&domain.id).await?;
+        changed += before.iter().filter(|k| !after.contains(k)).count();
+    }
+    Ok(changed)
+}
+
+/// How often `serve` looks for keys to move on (in real time).
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The background job of `serve`.
+pub fn start_rotations(
+    store: Store,
+    dns: Dns,
+    settings: DomainSettings,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match check_rotations(&store, &dns, &settings).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "DKIM keys moved on"),
+                Err(e) => tracing::warn!(error = %e, "DKIM key check failed"),
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    })
+}
