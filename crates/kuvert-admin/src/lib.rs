@@ -10,6 +10,7 @@ pub mod export;
 pub mod inactivity;
 pub mod notices;
 pub mod policy;
+pub mod reputation;
 pub mod retention;
 pub mod rights;
 pub mod support;

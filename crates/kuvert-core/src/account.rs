@@ -97,6 +97,8 @@ pub struct PlanLimits {
     pub monthly_quota: u64,
     /// Sending domains an account may add (each costs an RSA key generation).
     pub max_domains: u32,
+    /// When an account's sending pauses on its bounces and complaints.
+    pub reputation: crate::reputation::ReputationLimits,
 }
 
 impl Plan {
@@ -106,11 +108,13 @@ impl Plan {
                 event_retention_months: 3,
                 monthly_quota: 6_000,
                 max_domains: 10,
+                reputation: Default::default(),
             },
             Self::Premium => PlanLimits {
                 event_retention_months: 13,
                 monthly_quota: 1_000_000,
                 max_domains: 1_000,
+                reputation: Default::default(),
             },
         }
     }

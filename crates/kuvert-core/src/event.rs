@@ -19,6 +19,8 @@ string_enum! {
         Clicked = "clicked",
         Unsubscribed = "unsubscribed",
         Complained = "complained",
+        /// The account's sending paused on its bounce or complaint rate (no message).
+        Suspended = "suspended",
     }
 }
 
@@ -82,6 +84,7 @@ pub enum EventDetails {
     Clicked(Interaction),
     Unsubscribed(Interaction),
     Complained(Complaint),
+    Suspended(crate::reputation::Pause),
 }
 
 /// `accepted`: nothing more than the event itself.
@@ -235,6 +238,7 @@ impl EventDetails {
             Self::Clicked(_) => EventType::Clicked,
             Self::Unsubscribed(_) => EventType::Unsubscribed,
             Self::Complained(_) => EventType::Complained,
+            Self::Suspended(_) => EventType::Suspended,
         }
     }
 
@@ -282,6 +286,7 @@ impl EventDetails {
             EventType::Clicked => Self::Clicked(of(data)?),
             EventType::Unsubscribed => Self::Unsubscribed(of(data)?),
             EventType::Complained => Self::Complained(of(data)?),
+            EventType::Suspended => Self::Suspended(of(data)?),
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod page;
 pub mod password;
 pub mod policy;
 pub mod ratelimit;
+pub mod reputation;
 pub mod segment;
 pub mod sensitive;
 pub mod submission;

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     TooManyStreams,
     /// The account is restricted, suspended or closed.
     AccountInactive,
+    /// The account's sending is paused on its bounce or complaint rate; the message says
+    /// which, with the figures.
+    SendingPaused,
     /// The sender's domain is not a domain of this account.
     UnknownDomain,
     /// The sender's domain is not verified yet.
@@ -240,6 +243,9 @@ impl From<AcceptError> for ApiError {
             }
             AcceptError::AccountNotActive(_) => {
                 Self::new(StatusCode::FORBIDDEN, ErrorCode::AccountInactive, message)
+            }
+            AcceptError::Paused(_) => {
+                Self::new(StatusCode::FORBIDDEN, ErrorCode::SendingPaused, message)
             }
             AcceptError::QuotaExceeded { .. } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -200,6 +200,7 @@ fn refusal(e: &AcceptError) -> Reply {
         AcceptError::AccountNotActive(s) => {
             Reply::new(550, (5, 7, 1), format!("The account is {s}"))
         }
+        AcceptError::Paused(p) => Reply::new(550, (5, 7, 1), format!("Sending is paused: {p}")),
         AcceptError::Erased { .. } => Reply::new(
             550,
             (5, 7, 1),

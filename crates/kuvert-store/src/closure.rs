@@ -2,9 +2,12 @@
 //! the account's data key; the rows themselves go at the purge, within the configured period.
 
 use kuvert_core::account::AccountStatus;
+use kuvert_core::event::EventDetails;
 use kuvert_core::id::AccountId;
+use kuvert_core::reputation::Pause;
 use sqlx::FromRow;
 
+use crate::commit::SealedEvent;
 use crate::{Result, Store, StoreError};
 
 /// Tables holding an account's rows, in the order a purge deletes them (children first),
@@ -272,41 +275,110 @@ impl Store {
     /// (no next attempt) and go back to the queue, due at once, when it is lifted. Answers
     /// whether the status changed.
     pub async fn set_restricted(&self, account: &AccountId, restricted: bool) -> Result<bool> {
-        let now = self.now();
-        let (from, to) = if restricted {
-            (AccountStatus::Active, AccountStatus::Restricted)
-        } else {
-            (AccountStatus::Restricted, AccountStatus::Active)
-        };
         let mut tx = self.writer().begin().await?;
-        let changed = sqlx::query(
-            "UPDATE accounts SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-        )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(account.as_str())
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let recipients = if restricted {
-            // Recipients on the wire keep their live lease (next_attempt_at is its end) and
-            // finish; the rest, and leases whose worker died, wait.
-            "UPDATE recipients SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 \
-             WHERE account_id = $1 AND next_attempt_at IS NOT NULL AND (lease_owner IS NULL OR next_attempt_at <= $2)"
+        let (active, held) = (AccountStatus::Active, AccountStatus::Restricted);
+        let change = if restricted {
+            (active, held)
         } else {
-            "UPDATE recipients SET status = 'queued', next_attempt_at = $2, updated_at = $2 \
-             WHERE account_id = $1 AND status = 'held'"
+            (held, active)
         };
-        if changed {
-            sqlx::query(recipients)
-                .bind(account.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let changed = move_status(&mut tx, account, change, None, self.now()).await?;
         tx.commit().await?;
         Ok(changed)
     }
+
+    /// Pauses an active account's sending on its reputation: its waiting mail is held, its
+    /// submissions are refused, and a `suspended` event (with its webhooks) says why, all in
+    /// one transaction. Answers whether it was active (only then is anything written).
+    pub async fn suspend(&self, account: &AccountId, pause: &Pause) -> Result<bool> {
+        let now = self.now();
+        let key = self.account_key(account).await?;
+        let why = serde_json::to_string(pause).expect("a pause serialises");
+        let mut tx = self.writer().begin().await?;
+        let change = (AccountStatus::Active, AccountStatus::Suspended);
+        if !move_status(&mut tx, account, change, Some(&why), now).await? {
+            return Ok(false);
+        }
+        let details = EventDetails::Suspended(pause.clone());
+        let event = SealedEvent {
+            account_id: account.to_string(),
+            event_type: details.event_type().as_str(),
+            message_id: None,
+            recipient_id: None,
+            recipient: None,
+            recipient_lookup: None,
+            tags: "[]".into(),
+            data: Some(key.seal(&details.to_bytes())),
+            created_at: now,
+            metric: "",
+            domain_id: None,
+        };
+        let mut rollup = crate::stats::Rollup::default();
+        crate::commit::insert_event(&mut tx, &event, &mut rollup).await?;
+        // Wakes the webhook dispatcher and the live log.
+        self.commit_events(tx, rollup).await?;
+        Ok(true)
+    }
+
+    /// Lifts a pause: the account sends again and its held mail is due at once. Answers
+    /// whether it was suspended.
+    pub async fn unsuspend(&self, account: &AccountId) -> Result<bool> {
+        let mut tx = self.writer().begin().await?;
+        let change = (AccountStatus::Suspended, AccountStatus::Active);
+        let changed = move_status(&mut tx, account, change, None, self.now()).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Why the account's sending is paused, while it is.
+    pub async fn suspension(&self, account: &AccountId) -> Result<Option<Pause>> {
+        let why: Option<String> = sqlx::query_scalar(
+            "SELECT suspension FROM accounts WHERE id = $1 AND status = 'suspended'",
+        )
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .flatten();
+        Ok(why.and_then(|w| serde_json::from_str(&w).ok()))
+    }
+}
+
+/// An account from `from` to `to` (with `why` it is suspended), answering whether it was in
+/// `from`. Away from active, its waiting recipients are held: those on the wire keep their
+/// live lease (next_attempt_at is its end) and finish; the rest, and leases whose worker
+/// died, wait. Back to active, its held recipients are due at once.
+async fn move_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &AccountId,
+    (from, to): (AccountStatus, AccountStatus),
+    why: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE accounts SET status = $1, suspension = $2, updated_at = $3 WHERE id = $4 AND status = $5",
+    )
+    .bind(to.as_str())
+    .bind(why)
+    .bind(now)
+    .bind(account.as_str())
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let recipients = if to == AccountStatus::Active {
+        "UPDATE recipients SET status = 'queued', next_attempt_at = $2, updated_at = $2 \
+         WHERE account_id = $1 AND status = 'held'"
+    } else {
+        "UPDATE recipients SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, updated_at = $2 \
+         WHERE account_id = $1 AND next_attempt_at IS NOT NULL AND (lease_owner IS NULL OR next_attempt_at <= $2)"
+    };
+    if changed {
+        sqlx::query(recipients)
+            .bind(account.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(changed)
 }

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use kuvert_core::Timestamp;
+use kuvert_core::account::Plan;
 use kuvert_core::id::AccountId;
+use kuvert_core::reputation::{Outcomes, WINDOW_HOURS};
 use sqlx::{Any, FromRow, Transaction};
 
 use crate::{Result, Store, StoreError};
@@ -47,6 +49,10 @@ impl Rollup {
         at: i64,
         metric: &'static str,
     ) {
+        // An event of the account, not of its mail (a pause), is not counted.
+        if metric.is_empty() {
+            return;
+        }
         let hour = at.div_euclid(HOUR_MS) * HOUR_MS;
         let mut bump = |domain: &str, tag: &str| {
             *self
@@ -118,6 +124,44 @@ struct CounterRow {
 }
 
 impl Store {
+    /// Each active account's outcomes over the last `WINDOW_HOURS` hours (the current hour so
+    /// far and the ones before it), from the hourly counters, for the accounts that had a hard
+    /// bounce or a complaint in them: the only ones a rate can pause.
+    pub async fn recent_outcomes(&self) -> Result<Vec<(AccountId, Plan, Outcomes)>> {
+        let hour = self.now().div_euclid(HOUR_MS) * HOUR_MS;
+        let since = hour - i64::from(WINDOW_HOURS - 1) * HOUR_MS;
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT s.account_id, a.plan, s.metric, CAST(SUM(s.n) AS BIGINT) FROM stats s JOIN accounts a ON a.id = s.account_id \
+             WHERE s.domain_id = '' AND s.tag = '' AND s.hour >= $1 AND a.status = 'active' \
+             AND s.metric IN ('accepted', 'delivered', 'bounced_hard', 'complained') \
+             AND s.account_id IN (SELECT account_id FROM stats WHERE domain_id = '' AND tag = '' AND hour >= $1 \
+                 AND metric IN ('bounced_hard', 'complained')) \
+             GROUP BY s.account_id, a.plan, s.metric ORDER BY s.account_id",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<(AccountId, Plan, Outcomes)> = Vec::new();
+        for (account, plan, metric, n) in rows {
+            if out.last().is_none_or(|(a, _, _)| a.as_str() != account) {
+                out.push((
+                    AccountId::from_string(account),
+                    crate::accounts::parse_column(&plan)?,
+                    Outcomes::default(),
+                ));
+            }
+            let o = &mut out.last_mut().expect("pushed above").2;
+            let n = n.max(0) as u64;
+            match metric.as_str() {
+                "accepted" => o.accepted = n,
+                "delivered" => o.delivered = n,
+                "bounced_hard" => o.bounced_hard = n,
+                _ => o.complained = n,
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes up to `batch` events older than `cutoff`, oldest first; returns how many went.
     /// Bounded, so that a purge never holds the database for long. Statistics stay.
     pub async fn purge_events_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64> {

@@ -34,6 +34,11 @@ pub enum AcceptError {
     UnverifiedDomain(String),
     #[error("the account is {0} and cannot send")]
     AccountNotActive(AccountStatus),
+    /// Sending paused on the account's bounce or complaint rate, until the operator lifts it.
+    #[error(
+        "sending is paused: {0}; deal with the cause (clean the list), then ask the operator to lift the pause"
+    )]
+    Paused(kuvert_core::reputation::Pause),
     #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
     QuotaExceeded { used: u64, quota: u64 },
     /// A recipient was erased at its owner's request: the message is refused whole, since
@@ -211,6 +216,11 @@ impl Acceptor {
             .sending_context(account, from_domain, now)
             .await?;
         let state = context.state;
+        if state.status == AccountStatus::Suspended
+            && let Some(pause) = self.store.suspension(account).await?
+        {
+            return Err(AcceptError::Paused(pause));
+        }
         if state.status != AccountStatus::Active {
             return Err(AcceptError::AccountNotActive(state.status));
         }

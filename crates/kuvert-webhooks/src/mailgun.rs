@@ -19,6 +19,9 @@ fn mailgun_event(t: EventType) -> (&'static str, Option<&'static str>, &'static 
         EventType::Clicked => ("clicked", None, "info"),
         EventType::Unsubscribed => ("unsubscribed", None, "info"),
         EventType::Complained => ("complained", None, "warn"),
+        // Mailgun has no such event; no Mailgun webhook name subscribes to it, and it
+        // belongs to no domain's events.
+        EventType::Suspended => ("suspended", None, "error"),
     }
 }
 
@@ -171,7 +174,7 @@ pub fn event_data(e: &EventRecord, message: Option<&MessageView>) -> Value {
                 out["client-info"] = json!({"client-type": c});
             }
         }
-        EventDetails::Complained(_) | EventDetails::Accepted(_) => {}
+        EventDetails::Complained(_) | EventDetails::Accepted(_) | EventDetails::Suspended(_) => {}
     }
     out
 }

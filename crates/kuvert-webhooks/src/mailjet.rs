@@ -18,7 +18,7 @@ pub fn event_name(t: EventType) -> Option<&'static str> {
         EventType::Dropped => "blocked",
         EventType::Complained => "spam",
         EventType::Unsubscribed => "unsub",
-        EventType::Accepted | EventType::Deferred => return None,
+        EventType::Accepted | EventType::Deferred | EventType::Suspended => return None,
     })
 }
 
@@ -111,7 +111,7 @@ pub fn event(e: &EventRecord, message: Option<&MessageView>) -> Option<Value> {
         EventDetails::Complained(_) => {
             out["source"] = "FBL".into();
         }
-        EventDetails::Accepted(_) | EventDetails::Deferred(_) => {}
+        EventDetails::Accepted(_) | EventDetails::Deferred(_) | EventDetails::Suspended(_) => {}
     }
     Some(out)
 }

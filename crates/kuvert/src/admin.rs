@@ -39,6 +39,9 @@ pub enum AccountCmd {
         #[arg(long)]
         lift: bool,
     },
+    /// Lift the pause of an account's sending (set when its bounce or complaint rate passed
+    /// its plan's limit): its held mail goes out and it may send again. Audited.
+    Unsuspend { account: String },
     /// Delete an account at its holder's request: it stops at once, its data key is
     /// destroyed, the owner is told by e-mail, its rows go after [retention]
     /// deleted_accounts.
@@ -425,8 +428,10 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
                 .iter()
                 .map(|u| json!({"id": u.id, "email": u.email, "role": u.role}))
                 .collect();
+            let paused = i.store.suspension(&a.id).await?;
             let v = json!({"id": a.id, "plan": a.plan, "region": a.region, "status": a.status, "company": a.profile.company,
-                "created_at": a.created_at.to_rfc3339(), "users": users});
+                "created_at": a.created_at.to_rfc3339(), "users": users,
+                "paused": paused.map(|p| json!({"reason": p.to_string(), "figures": p}))});
             print(json_out, v.clone(), || {
                 serde_json::to_string_pretty(&v).expect("serialises")
             });
@@ -453,6 +458,17 @@ pub async fn account(i: &Instance, cmd: AccountCmd, json_out: bool) -> Result<()
             let status = i.store.account_state(&a.id).await?.status;
             print(json_out, json!({"id": a.id, "status": status}), || {
                 format!("{} is {status}", a.id)
+            });
+        }
+        AccountCmd::Unsuspend { account } => {
+            let a = find_account(i, &account).await?;
+            let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+            if !kuvert_admin::reputation::unsuspend(&i.store, &a.id, &who).await? {
+                bail!("{} is not suspended", a.id);
+            }
+            let status = i.store.account_state(&a.id).await?.status;
+            print(json_out, json!({"id": a.id, "status": status}), || {
+                format!("{} is {status}: its held mail goes out", a.id)
             });
         }
         AccountCmd::Delete { account, yes } => {

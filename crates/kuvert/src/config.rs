@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use kuvert_core::account::{Plan, PlanLimits};
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::duration::HumanDuration;
+use kuvert_core::reputation::{PROVIDER_COMPLAINT_BP, Rate, ReputationLimits};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +171,13 @@ pub struct PlanConfig {
     pub event_retention_months: u32,
     pub monthly_quota: u64,
     pub max_domains: u32,
+    /// Sending pauses when hard bounces pass this share of the recipients sent to in the
+    /// last 24 hours.
+    pub max_hard_bounce_rate: Rate,
+    /// ... or complaints this share of the recipients delivered to (below 0.3 %).
+    pub max_complaint_rate: Rate,
+    /// Fewer recipients than this in the 24 hours are not judged.
+    pub min_judged_recipients: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -227,6 +235,9 @@ impl Default for Config {
                         event_retention_months: l.event_retention_months,
                         monthly_quota: l.monthly_quota,
                         max_domains: l.max_domains,
+                        max_hard_bounce_rate: Rate(l.reputation.max_hard_bounce_bp),
+                        max_complaint_rate: Rate(l.reputation.max_complaint_bp),
+                        min_judged_recipients: l.reputation.min_recipients,
                     },
                 )
             })
@@ -352,9 +363,15 @@ impl Config {
         {
             bail!("{problem}");
         }
-        for name in self.plans.keys() {
+        for (name, p) in &self.plans {
             name.parse::<Plan>()
                 .map_err(|e| anyhow::anyhow!("[plans.{name}]: {e}"))?;
+            if p.max_complaint_rate.0 >= PROVIDER_COMPLAINT_BP {
+                bail!(
+                    "[plans.{name}] max_complaint_rate = {:?} must stay below 0.3%, where mailbox providers block a sender",
+                    p.max_complaint_rate.to_string()
+                );
+            }
         }
         Ok(())
     }
@@ -407,6 +424,11 @@ impl Config {
                         event_retention_months: p.event_retention_months,
                         monthly_quota: p.monthly_quota,
                         max_domains: p.max_domains,
+                        reputation: ReputationLimits {
+                            max_hard_bounce_bp: p.max_hard_bounce_rate.0,
+                            max_complaint_bp: p.max_complaint_rate.0,
+                            min_recipients: p.min_judged_recipients,
+                        },
                     },
                 ))
             })

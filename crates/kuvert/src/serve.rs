@@ -65,6 +65,12 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         &config.domain_settings(),
     )
     .await?;
+    let _reputation = kuvert_admin::reputation::ReputationGuard {
+        store: instance.store.clone(),
+        notices: notices.clone(),
+        plans: config.plan_limits(),
+    }
+    .start();
     let _housekeeping = kuvert_admin::retention::Housekeeping {
         store: instance.store.clone(),
         retention: config.retention_policy(),

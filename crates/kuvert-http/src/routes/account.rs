@@ -21,6 +21,8 @@ pub struct AccountOut {
     /// Where the account's data is kept.
     pub region: Region,
     pub status: AccountStatus,
+    /// While sending is paused (`status` is `suspended`): why, with the figures.
+    pub paused: Option<PausedOut>,
     pub company: Option<String>,
     pub country: Option<String>,
     pub vat_id: Option<String>,
@@ -31,6 +33,13 @@ pub struct AccountOut {
     /// The privacy policy's and the terms' versions in force and pending.
     pub policies: Vec<PolicyOut>,
     pub users: Vec<UserOut>,
+}
+
+/// Why sending is paused: the reason in words and its figures.
+#[derive(Serialize, ToSchema)]
+pub struct PausedOut {
+    pub reason: String,
+    pub figures: kuvert_core::reputation::Pause,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -154,6 +163,10 @@ pub async fn get(
         plan: a.plan,
         region: a.region,
         status: a.status,
+        paused: state.store.suspension(&a.id).await?.map(|p| PausedOut {
+            reason: p.to_string(),
+            figures: p,
+        }),
         company,
         country,
         vat_id,

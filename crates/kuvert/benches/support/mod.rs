@@ -85,9 +85,8 @@ impl Bench {
         let plans = [(
             Plan::Premium,
             PlanLimits {
-                event_retention_months: 13,
                 monthly_quota: u64::MAX,
-                max_domains: 1_000,
+                ..Plan::Premium.default_limits()
             },
         )]
         .into();
