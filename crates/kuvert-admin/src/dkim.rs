@@ -91,23 +91,43 @@ pub async fn new_key(
     Ok(store.dkim_keys(&domain.id).await?)
 }
 
+/// Moves the domain's keys on by what DNS holds (`published`): a pending key whose record
+/// is there begins to sign and the key it replaces stops; a retiring key past its end is
+/// forgotten. Returns the changes made.
+async fn move_keys(
+    store: &Store,
+    domain: &Domain,
+    settings: &DomainSettings,
+    published: impl Fn(&DkimKey) -> bool,
+) -> Result<Vec<DkimChange>, AdminError> {
+    let keys = store.dkim_keys(&domain.id).await?;
+    let now = store.clock().now();
+    let changes = dkim_changes(&keys, published, now, settings.dkim_retire_after_ms);
+    store.apply_dkim_changes(&domain.id, &changes).await?;
+    Ok(changes)
+}
+
 /// A sandbox's keys change without DNS: a new key signs at once.
 async fn check_sandbox(
     store: &Store,
     domain: &Domain,
     settings: &DomainSettings,
 ) -> Result<Vec<DkimChange>, AdminError> {
-    let keys = store.dkim_keys(&domain.id).await?;
-    let now = store.clock().now();
-    let changes = dkim_changes(&keys, |_| true, now, settings.dkim_retire_after_ms);
-    store.apply_dkim_changes(&domain.id, &changes).await?;
-    Ok(changes)
+    move_keys(store, domain, settings, |_| true).await
 }
 
-/// Looks the domain's records up; a pending key whose record is there begins to sign (and the
-/// key it replaces stops), a retiring key past its end is forgotten, and the domain is
-/// verified or not by the records required after that. `skip_dns` is the operator's
-/// override: the domain is verified without a look-up, and its keys stay as they are.
+/// Whether a check found `key`'s record.
+fn found(checks: &[RecordCheck], key: &DkimKey) -> bool {
+    let value = key.record_value();
+    checks
+        .iter()
+        .any(|c| c.ok && c.record.purpose == RecordPurpose::Dkim && c.record.value == value)
+}
+
+/// Looks the domain's records up; its keys move on by what is there (`move_keys`), and the
+/// domain is verified or not by the records required after that. `skip_dns` is the
+/// operator's override: the domain is verified without a look-up, and its keys stay as they
+/// are.
 pub async fn verify_domain(
     store: &Store,
     dns: &Dns,
@@ -120,19 +140,7 @@ pub async fn verify_domain(
     }
     let keys = store.dkim_keys(&domain.id).await?;
     let checks = dns.check(&dns_records(&domain.name, &keys, settings)).await;
-    let published = |k: &DkimKey| {
-        let value = k.record_value();
-        checks
-            .iter()
-            .any(|c| c.ok && c.record.purpose == RecordPurpose::Dkim && c.record.value == value)
-    };
-    let changes = dkim_changes(
-        &keys,
-        published,
-        store.clock().now(),
-        settings.dkim_retire_after_ms,
-    );
-    store.apply_dkim_changes(&domain.id, &changes).await?;
+    move_keys(store, domain, settings, |k| found(&checks, k)).await?;
     // What is required now: a key that just began to sign, not the one it replaced.
     let after = store.dkim_keys(&domain.id).await?;
     let required = dns_records(&domain.name, &after, settings);
@@ -152,8 +160,11 @@ pub async fn verify_domain(
     Ok((domain, checks))
 }
 
-/// Checks every domain with a key on its way in or out. Run by `serve` in the background, so
-/// that a rotation ends without anyone calling verify; returns how many keys changed.
+/// Moves on the keys of every domain with a key on its way in or out: a pending key is
+/// looked up alone, and nothing else about the domain changes (a look-up that fails here
+/// never withdraws a verification; `verify` does that). Run by `serve` in the background, so
+/// that a rotation ends without anyone calling verify; returns how many keys changed. One
+/// domain's failure is logged and the others are still checked.
 pub async fn check_rotations(
     store: &Store,
     dns: &Dns,
@@ -161,14 +172,29 @@ pub async fn check_rotations(
 ) -> Result<usize, AdminError> {
     let mut changed = 0;
     for domain in store.domains_with_dkim_changes().await? {
-        if domain.sandbox {
-            changed += check_sandbox(store, &domain, settings).await?.len();
-            continue;
+        let moved = if domain.sandbox {
+            check_sandbox(store, &domain, settings).await
+        } else {
+            match store.dkim_keys(&domain.id).await {
+                Ok(keys) => {
+                    let pending: Vec<DkimKey> = keys
+                        .into_iter()
+                        .filter(|k| k.state == DkimKeyState::Pending)
+                        .collect();
+                    let records: Vec<DnsRecord> = dns_records(&domain.name, &pending, settings)
+                        .into_iter()
+                        .filter(|r| r.purpose == RecordPurpose::Dkim)
+                        .collect();
+                    let checks = dns.check(&records).await;
+                    move_keys(store, &domain, settings, |k| found(&checks, k)).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        };
+        match moved {
+            Ok(changes) => changed += changes.len(),
+            Err(e) => tracing::warn!(domain = %domain.name, error = %e, "DKIM key check failed"),
         }
-        let before = store.dkim_keys(&domain.id).await?;
-        verify_domain(store, dns, &domain, settings, false).await?;
-        let after = store.dkim_keys(&domain.id).await?;
-        changed += before.iter().filter(|k| !after.contains(k)).count();
     }
     Ok(changed)
 }

@@ -26,7 +26,9 @@ pub struct ReputationGuard {
 impl ReputationGuard {
     /// Judges every active account that had a hard bounce or a complaint in the window;
     /// returns those it paused now. The system account, whose notices go to owners whatever
-    /// their addresses are worth, is never paused.
+    /// their addresses are worth, is never paused. Then tells every owner not yet told (a
+    /// notice that failed, or whose node stopped, is sent by a later check). One account's
+    /// failure is logged and the others are still judged.
     pub async fn check(&self) -> Result<Vec<(AccountId, Pause)>, AdminError> {
         let mut paused = Vec::new();
         for (account, plan, outcomes) in self.store.recent_outcomes().await? {
@@ -41,25 +43,24 @@ impl ReputationGuard {
             let Some(pause) = outcomes.judge(&limits.reputation) else {
                 continue;
             };
-            // Another node may have paused it a moment ago: only the one that did tells.
-            if !self.store.suspend(&account, &pause).await? {
+            // Another node may have paused it a moment ago: then this one changes nothing.
+            match self.store.suspend(&account, &pause).await {
+                Ok(true) => {
+                    tracing::warn!(account = %account, reason = %pause, "sending paused");
+                    paused.push((account, pause));
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(account = %account, error = %e, "cannot pause"),
+            }
+        }
+        for (account, pause) in self.store.untold_pauses().await? {
+            if !self.store.claim_pause_notice(&account).await? {
                 continue;
             }
-            tracing::warn!(account = %account, reason = %pause, "sending paused");
-            self.store
-                .audit(
-                    &account,
-                    ActorKind::System,
-                    "kuvert",
-                    "paused sending",
-                    Some(&pause.to_string()),
-                    None,
-                )
-                .await?;
             if let Err(e) = self.tell_owner(&account, &pause).await {
                 tracing::warn!(account = %account, error = %e, "the pause notice was not sent");
+                self.store.release_pause_notice(&account).await?;
             }
-            paused.push((account, pause));
         }
         Ok(paused)
     }

@@ -388,6 +388,17 @@ async fn bounces_and_complaints_pause_an_account_and_tell_its_owner() {
     assert!(told.contains(&owner.as_str()), "{told:?}");
     assert!(told.contains(&"owner@spammy.owners.example"), "{told:?}");
     assert_eq!(told.len(), 2, "one notice each: {told:?}");
+    // Lifted at once: the figures that paused it do not pause it again, and nobody is told
+    // twice.
+    assert!(unsuspend(&w.store, &spammy, "ops").await.expect("lift"));
+    assert!(
+        guard.check().await.expect("check").is_empty(),
+        "paused again"
+    );
+    assert_eq!(
+        w.store.account_state(&spammy).await.expect("state").status,
+        AccountStatus::Active
+    );
     // The check runs again, a day later: nobody is paused twice, nor told twice.
     w.clock.advance_millis(25 * 3_600_000);
     assert!(guard.check().await.expect("check").is_empty());

@@ -93,8 +93,15 @@ string_enum! {
 pub struct PlanLimits {
     /// How long event data is kept (3 months, 13 on premium plans).
     pub event_retention_months: u32,
-    /// Recipients an account may send to per calendar month.
+    /// Recipients an account may send to per calendar month (UTC).
     pub monthly_quota: u64,
+    /// ... per UTC day.
+    pub daily_limit: u64,
+    /// ... per hour.
+    pub hourly_limit: u64,
+    /// A new account's daily limit on its first day, doubled each day after until it reaches
+    /// `daily_limit` (the warm-up starts again when a pause is lifted); 0: no warm-up.
+    pub warmup_first_day: u64,
     /// Sending domains an account may add (each costs an RSA key generation).
     pub max_domains: u32,
     /// When an account's sending pauses on its bounces and complaints.
@@ -107,12 +114,18 @@ impl Plan {
             Self::Free => PlanLimits {
                 event_retention_months: 3,
                 monthly_quota: 6_000,
+                daily_limit: 2_000,
+                hourly_limit: 1_000,
+                warmup_first_day: 500,
                 max_domains: 10,
                 reputation: Default::default(),
             },
             Self::Premium => PlanLimits {
                 event_retention_months: 13,
                 monthly_quota: 1_000_000,
+                daily_limit: 500_000,
+                hourly_limit: 100_000,
+                warmup_first_day: 20_000,
                 max_domains: 1_000,
                 reputation: Default::default(),
             },

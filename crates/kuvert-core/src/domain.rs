@@ -221,11 +221,16 @@ impl DnsRecord {
                 .eq_ignore_ascii_case(b.trim_end_matches('.'))
         };
         match self.purpose {
+            // The key, and its algorithm: an Ed25519 key published without `k=ed25519` reads
+            // as RSA (the default) and every receiver would fail its signatures.
             RecordPurpose::Dkim => {
                 let want = dkim_tag(&self.value, "p");
-                found
-                    .iter()
-                    .any(|txt| dkim_tag(txt, "p").is_some() && dkim_tag(txt, "p") == want)
+                let algorithm = |txt: &str| dkim_tag(txt, "k").unwrap_or_else(|| "rsa".into());
+                found.iter().any(|txt| {
+                    dkim_tag(txt, "p").is_some()
+                        && dkim_tag(txt, "p") == want
+                        && algorithm(txt).eq_ignore_ascii_case(&algorithm(&self.value))
+                })
             }
             RecordPurpose::Spf => {
                 let mechanism = self.value.split_whitespace().nth(1).unwrap_or_default();
@@ -464,6 +469,11 @@ mod tests {
         let r = records();
         assert!(r[0].is_satisfied_by(&["v=DKIM1; k=rsa; p=MIIBIjAN+abc/ def==".into()]));
         assert!(!r[0].is_satisfied_by(&["v=DKIM1; k=rsa; p=MIIBIjAN+abc/xxx==".into()]));
+        assert!(
+            r[0].is_satisfied_by(&["v=DKIM1; p=MIIBIjAN+abc/def==".into()]),
+            "k=rsa is the default"
+        );
+        assert!(!r[0].is_satisfied_by(&["v=DKIM1; k=ed25519; p=MIIBIjAN+abc/def==".into()]));
         assert!(!r[0].is_satisfied_by(&[]));
         assert!(r[1].is_satisfied_by(&[
             "v=spf1 include:_spf.google.com a:mail.kuvert.localhost -all".into()

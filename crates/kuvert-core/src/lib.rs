@@ -17,6 +17,7 @@ pub mod optin;
 pub mod page;
 pub mod password;
 pub mod policy;
+pub mod quota;
 pub mod ratelimit;
 pub mod reputation;
 pub mod segment;

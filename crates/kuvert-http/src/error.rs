@@ -52,7 +52,9 @@ pub enum ErrorCode {
     DomainUnverified,
     /// The account has as many domains as its plan allows.
     DomainLimit,
-    /// The month's quota of recipients is used up.
+    /// A quota of recipients is reached: the month's, the day's (lower during a new
+    /// account's warm-up) or the hour's; the message names it and when it resets, and
+    /// `Retry-After` gives the seconds until then.
     QuotaExceeded,
     /// More recipients than one message may have.
     TooManyRecipients,
@@ -91,6 +93,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds after which the same request may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -115,6 +119,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -159,6 +164,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if unauthorized {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -223,6 +233,7 @@ impl From<SubmissionError> for ApiError {
             code,
             message: e.message,
             field: e.field,
+            retry_after: None,
         }
     }
 }
@@ -247,11 +258,14 @@ impl From<AcceptError> for ApiError {
             AcceptError::Paused(_) => {
                 Self::new(StatusCode::FORBIDDEN, ErrorCode::SendingPaused, message)
             }
-            AcceptError::QuotaExceeded { .. } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::QuotaExceeded,
-                message,
-            ),
+            AcceptError::QuotaExceeded(q) => ApiError {
+                retry_after: Some(q.retry_after_s),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::QuotaExceeded,
+                    message,
+                )
+            },
             AcceptError::Erased { field } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::AddressRefused,

@@ -192,11 +192,9 @@ fn refusal(e: &AcceptError) -> Reply {
             (5, 7, 1),
             format!("{d} is not verified yet: publish its DNS records"),
         ),
-        AcceptError::QuotaExceeded { used, quota } => Reply::new(
-            550,
-            (5, 7, 0),
-            format!("The monthly quota of {quota} recipients is used up ({used} sent)"),
-        ),
+        // Temporary: the quota resets at the time named, and a client that retries then
+        // gets through.
+        AcceptError::QuotaExceeded(q) => Reply::new(451, (4, 7, 1), upper_first(&q.to_string())),
         AcceptError::AccountNotActive(s) => {
             Reply::new(550, (5, 7, 1), format!("The account is {s}"))
         }
@@ -226,4 +224,12 @@ fn refusal(e: &AcceptError) -> Reply {
             Reply::new(451, (4, 3, 0), "Temporary failure, try again later")
         }
     }
+}
+
+/// A sentence as a reply's text starts it.
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::id::{AccountId, UserId};
+use kuvert_core::quota::QuotaPeriod;
 use kuvert_core::tracking::AccountTracking;
 use sqlx::FromRow;
 
@@ -150,7 +151,10 @@ struct SendingRow {
     #[sqlx(flatten)]
     state: StateRow,
     id: Option<String>,
-    used: Option<i64>,
+    used_month: Option<i64>,
+    used_day: Option<i64>,
+    used_hour: Option<i64>,
+    warmup_from: Option<i64>,
 }
 
 impl Store {
@@ -177,8 +181,8 @@ impl Store {
         let u = &new.owner;
         let mut tx = self.writer().begin().await?;
         sqlx::query(
-            "INSERT INTO accounts (id, plan, region, status, data_key, company, country, vat_id, postal_address, created_at, updated_at, last_activity_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10)",
+            "INSERT INTO accounts (id, plan, region, status, data_key, company, country, vat_id, postal_address, created_at, updated_at, last_activity_at, warmup_from) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $10)",
         )
         .bind(account_id.as_str())
         .bind(new.plan.as_str())
@@ -303,9 +307,20 @@ impl Store {
             .parse()
     }
 
+    /// Starts the account's warm-up again (`Some`, when a pause is lifted) or ends it
+    /// (`None`: the operator's choice, or the development account).
+    pub async fn set_warmup(&self, id: &AccountId, from: Option<Timestamp>) -> Result<()> {
+        sqlx::query("UPDATE accounts SET warmup_from = $1 WHERE id = $2")
+            .bind(from.map(Timestamp::millis))
+            .bind(id.as_str())
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
     /// What accepting a message needs to know of its account, in one statement (it runs
     /// for every message): its state, the sending domain `domain` if this account owns it,
-    /// and the recipients it has sent in the month of `at`.
+    /// the recipients it has sent in the month, day and hour of `at`, and its warm-up.
     pub async fn sending_context(
         &self,
         id: &AccountId,
@@ -313,13 +328,17 @@ impl Store {
         at: Timestamp,
     ) -> Result<SendingContext> {
         let row = sqlx::query(&format!(
-            "SELECT a.plan, a.status, a.tracking, {JOINED_COLUMNS}, \
-             (SELECT u.recipients FROM usage u WHERE u.account_id = a.id AND u.month_start = $3) AS used \
+            "SELECT a.plan, a.status, a.tracking, a.warmup_from, {JOINED_COLUMNS}, \
+             (SELECT u.recipients FROM quota_usage u WHERE u.account_id = a.id AND u.period = 'month' AND u.period_start = $3) AS used_month, \
+             (SELECT u.recipients FROM quota_usage u WHERE u.account_id = a.id AND u.period = 'day' AND u.period_start = $4) AS used_day, \
+             (SELECT u.recipients FROM quota_usage u WHERE u.account_id = a.id AND u.period = 'hour' AND u.period_start = $5) AS used_hour \
              FROM accounts a LEFT JOIN domains d ON d.name = $2 AND d.account_id = a.id WHERE a.id = $1"
         ))
         .bind(id.as_str())
         .bind(domain.to_ascii_lowercase())
-        .bind(at.month_start().millis())
+        .bind(QuotaPeriod::Month.start(at).millis())
+        .bind(QuotaPeriod::Day.start(at).millis())
+        .bind(QuotaPeriod::Hour.start(at).millis())
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound("account"))?;
@@ -328,10 +347,16 @@ impl Store {
             Some(_) => Some(DomainRow::from_row(&row)?.into()),
             None => None,
         };
+        let used = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
         Ok(SendingContext {
             state: sending.state.parse()?,
             domain,
-            used_this_month: sending.used.unwrap_or(0).max(0) as u64,
+            used: [
+                (QuotaPeriod::Month, used(sending.used_month)),
+                (QuotaPeriod::Day, used(sending.used_day)),
+                (QuotaPeriod::Hour, used(sending.used_hour)),
+            ],
+            warmup_from: sending.warmup_from.map(Timestamp),
         })
     }
 
@@ -416,5 +441,8 @@ pub struct SendingContext {
     pub state: AccountState,
     /// `None`: the account has no such domain.
     pub domain: Option<Domain>,
-    pub used_this_month: u64,
+    /// Recipients sent in each period holding the moment asked about.
+    pub used: [(QuotaPeriod, u64); 3],
+    /// When the account's warm-up started; `None`: it has none.
+    pub warmup_from: Option<Timestamp>,
 }

@@ -97,19 +97,15 @@ impl Store {
         } else {
             (None, None)
         };
-        sqlx::query(
-            "INSERT INTO audit_log (account_id, actor_kind, actor, action, detail, ip, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        insert_audit(
+            self.writer(),
+            account,
+            (kind, actor),
+            action,
+            (sealed_detail, sealed_ip),
+            self.now(),
         )
-        .bind(account.as_str())
-        .bind(kind.as_str())
-        .bind(actor)
-        .bind(action)
-        .bind(sealed_detail)
-        .bind(sealed_ip)
-        .bind(self.now())
-        .execute(self.writer())
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The account's audit log, newest first, `limit` entries before position `before`.
@@ -226,4 +222,29 @@ pub(crate) async fn redact_audit(
             }
         }
     }
+}
+
+/// One audit row, its detail and address sealed already, in `db` (the pool, or a caller's
+/// transaction that the entry must share).
+pub(crate) async fn insert_audit<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    db: E,
+    account: &AccountId,
+    (kind, actor): (ActorKind, &str),
+    action: &str,
+    (detail, ip): (Option<Vec<u8>>, Option<Vec<u8>>),
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (account_id, actor_kind, actor, action, detail, ip, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(account.as_str())
+    .bind(kind.as_str())
+    .bind(actor)
+    .bind(action)
+    .bind(detail)
+    .bind(ip)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Account deletion (data gone within 90 days): closing stops everything at once and destroys
 //! the account's data key; the rows themselves go at the purge, within the configured period.
 
-use kuvert_core::account::AccountStatus;
+use kuvert_core::account::{AccountStatus, ActorKind};
 use kuvert_core::event::EventDetails;
 use kuvert_core::id::AccountId;
 use kuvert_core::reputation::Pause;
@@ -41,7 +41,7 @@ pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
     ("messages", "account_id"),
     ("suppressions", "account_id"),
     ("stats", "account_id"),
-    ("usage", "account_id"),
+    ("quota_usage", "account_id"),
     ("api_keys", "account_id"),
     ("dkim_keys", "account_id"),
     ("domains", "account_id"),
@@ -288,8 +288,9 @@ impl Store {
     }
 
     /// Pauses an active account's sending on its reputation: its waiting mail is held, its
-    /// submissions are refused, and a `suspended` event (with its webhooks) says why, all in
-    /// one transaction. Answers whether it was active (only then is anything written).
+    /// submissions are refused, a `suspended` event (with its webhooks) says why, and the
+    /// audit log has it, all in one transaction. Answers whether it was active (only then is
+    /// anything written).
     pub async fn suspend(&self, account: &AccountId, pause: &Pause) -> Result<bool> {
         let now = self.now();
         let key = self.account_key(account).await?;
@@ -315,19 +316,79 @@ impl Store {
         };
         let mut rollup = crate::stats::Rollup::default();
         crate::commit::insert_event(&mut tx, &event, &mut rollup).await?;
+        crate::audit::insert_audit(
+            &mut *tx,
+            account,
+            (ActorKind::System, "kuvert"),
+            "paused sending",
+            (Some(key.seal(pause.to_string().as_bytes())), None),
+            now,
+        )
+        .await?;
         // Wakes the webhook dispatcher and the live log.
         self.commit_events(tx, rollup).await?;
         Ok(true)
     }
 
-    /// Lifts a pause: the account sends again and its held mail is due at once. Answers
-    /// whether it was suspended.
+    /// Lifts a pause: the account sends again, its held mail is due at once, its warm-up
+    /// starts again, and the outcomes that caused the pause are not judged again (from the
+    /// next hour on). Answers whether it was suspended.
     pub async fn unsuspend(&self, account: &AccountId) -> Result<bool> {
+        let now = self.now();
         let mut tx = self.writer().begin().await?;
         let change = (AccountStatus::Suspended, AccountStatus::Active);
-        let changed = move_status(&mut tx, account, change, None, self.now()).await?;
+        let changed = move_status(&mut tx, account, change, None, now).await?;
+        if changed {
+            sqlx::query(
+                "UPDATE accounts SET judged_from = $1, warmup_from = $2, pause_told_at = NULL WHERE id = $3",
+            )
+            .bind(now.div_euclid(3_600_000) * 3_600_000)
+            .bind(now)
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// Suspended accounts whose owner has not been told yet, with why.
+    pub async fn untold_pauses(&self) -> Result<Vec<(AccountId, Pause)>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, suspension FROM accounts WHERE status = 'suspended' AND pause_told_at IS NULL ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, why)| {
+                Some((
+                    AccountId::from_string(id),
+                    serde_json::from_str(why.as_deref()?).ok()?,
+                ))
+            })
+            .collect())
+    }
+
+    /// Claims the telling of a pause: `true`, this caller tells and no other node will.
+    pub async fn claim_pause_notice(&self, account: &AccountId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE accounts SET pause_told_at = $1 WHERE id = $2 AND status = 'suspended' AND pause_told_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(account.as_str())
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives a claim back after the notice failed, so that a later check tells.
+    pub async fn release_pause_notice(&self, account: &AccountId) -> Result<()> {
+        sqlx::query("UPDATE accounts SET pause_told_at = NULL WHERE id = $1")
+            .bind(account.as_str())
+            .execute(self.writer())
+            .await?;
+        Ok(())
     }
 
     /// Why the account's sending is paused, while it is.

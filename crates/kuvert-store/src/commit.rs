@@ -3,10 +3,11 @@
 //! writes them all in one transaction and answers each caller: under load, many messages share
 //! one flush; idle, a message waits for nothing but its own.
 
-use prometheus_client::metrics::counter::Counter;
-
 use std::collections::BTreeMap;
 
+use kuvert_core::Timestamp;
+use kuvert_core::quota::{Quota, QuotaPeriod};
+use prometheus_client::metrics::counter::Counter;
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -32,10 +33,9 @@ pub(crate) struct SealedMessage {
     pub track_unsubscribe: i64,
     pub send_at: Option<i64>,
     pub created_at: i64,
-    pub month_start: i64,
-    /// Recipients that count against the quota.
+    /// Recipients that count against the quotas.
     pub queued: i64,
-    pub quota: Option<u64>,
+    pub quotas: Vec<Quota>,
     pub recipients: Vec<SealedRecipient>,
     pub events: Vec<SealedEvent>,
     /// The campaign and contact this message is the copy for.
@@ -168,9 +168,9 @@ async fn run(
     }
 }
 
-/// Which messages of a batch the month's quota refuses, in the batch's order: the usage
-/// rows are read in the transaction (locked on PostgreSQL, where several nodes commit; on
-/// SQLite the one writer already serialises), so concurrent senders cannot pass it together.
+/// Which messages of a batch a quota refuses, in the batch's order: the usage rows are read
+/// in the transaction (locked on PostgreSQL, where several nodes commit; on SQLite the one
+/// writer already serialises), so concurrent senders cannot pass a quota together.
 async fn over_quota(
     tx: &mut Transaction<'_, Any>,
     backend: crate::Backend,
@@ -180,42 +180,50 @@ async fn over_quota(
         crate::Backend::Postgres => " FOR UPDATE",
         crate::Backend::Sqlite => "",
     };
-    let mut used: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    let mut used: BTreeMap<(&str, QuotaPeriod, i64), i64> = BTreeMap::new();
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
-        let Some(quota) = m.quota.filter(|_| m.queued > 0) else {
+        if m.queued == 0 || m.quotas.is_empty() {
             out.push(None);
             continue;
-        };
-        let key = (m.account_id.as_str(), m.month_start);
-        if let std::collections::btree_map::Entry::Vacant(slot) = used.entry(key) {
-            sqlx::query(
-                "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, 0) \
-                 ON CONFLICT (account_id, month_start) DO NOTHING",
-            )
-            .bind(key.0)
-            .bind(key.1)
-            .execute(&mut **tx)
-            .await?;
-            let n: i64 = sqlx::query_scalar(&format!(
-                "SELECT recipients FROM usage WHERE account_id = $1 AND month_start = $2{lock}"
-            ))
-            .bind(key.0)
-            .bind(key.1)
-            .fetch_one(&mut **tx)
-            .await?;
-            slot.insert(n);
         }
-        let n = used.get_mut(&key).expect("read above");
-        if (*n + m.queued) as u64 > quota {
-            out.push(Some(StoreError::QuotaExceeded {
-                used: (*n).max(0) as u64,
-                quota,
-            }));
-        } else {
-            *n += m.queued;
-            out.push(None);
+        let at = Timestamp(m.created_at);
+        let mut refused = None;
+        for q in &m.quotas {
+            let key = (m.account_id.as_str(), q.period, q.period.start(at).millis());
+            if let std::collections::btree_map::Entry::Vacant(slot) = used.entry(key) {
+                sqlx::query(
+                    "INSERT INTO quota_usage (account_id, period, period_start, recipients) VALUES ($1, $2, $3, 0) \
+                     ON CONFLICT (account_id, period, period_start) DO NOTHING",
+                )
+                .bind(key.0)
+                .bind(key.1.as_str())
+                .bind(key.2)
+                .execute(&mut **tx)
+                .await?;
+                let n: i64 = sqlx::query_scalar(&format!(
+                    "SELECT recipients FROM quota_usage WHERE account_id = $1 AND period = $2 AND period_start = $3{lock}"
+                ))
+                .bind(key.0)
+                .bind(key.1.as_str())
+                .bind(key.2)
+                .fetch_one(&mut **tx)
+                .await?;
+                slot.insert(n);
+            }
+            let n = used[&key];
+            if (n + m.queued) as u64 > q.limit {
+                refused = Some(StoreError::QuotaExceeded(q.refuse(n.max(0) as u64, at)));
+                break;
+            }
         }
+        if refused.is_none() {
+            for q in &m.quotas {
+                let key = (m.account_id.as_str(), q.period, q.period.start(at).millis());
+                *used.get_mut(&key).expect("read above") += m.queued;
+            }
+        }
+        out.push(refused);
     }
     Ok(out)
 }
@@ -323,23 +331,28 @@ async fn write(
     .await?;
     let events: Vec<&SealedEvent> = messages.iter().flat_map(|m| &m.events).collect();
     insert_events(&mut tx, &events, &mut rollup).await?;
-    // Quota usage and activity: one statement per account in the batch.
-    let mut usage: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+    // Usage of every period, whether or not a quota holds the message, and activity: one
+    // statement per account and period in the batch.
+    let mut usage: BTreeMap<(&str, QuotaPeriod, i64), i64> = BTreeMap::new();
     let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
     for m in messages {
         if m.queued > 0 {
-            *usage.entry((&m.account_id, m.month_start)).or_default() += m.queued;
+            for period in QuotaPeriod::ALL {
+                let start = period.start(Timestamp(m.created_at)).millis();
+                *usage.entry((&m.account_id, *period, start)).or_default() += m.queued;
+            }
         }
         let at = latest.entry(&m.account_id).or_insert(m.created_at);
         *at = (*at).max(m.created_at);
     }
-    for ((account, month_start), queued) in usage {
+    for ((account, period, start), queued) in usage {
         sqlx::query(
-            "INSERT INTO usage (account_id, month_start, recipients) VALUES ($1, $2, $3) \
-             ON CONFLICT (account_id, month_start) DO UPDATE SET recipients = usage.recipients + excluded.recipients",
+            "INSERT INTO quota_usage (account_id, period, period_start, recipients) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id, period, period_start) DO UPDATE SET recipients = quota_usage.recipients + excluded.recipients",
         )
         .bind(account)
-        .bind(month_start)
+        .bind(period.as_str())
+        .bind(start)
         .bind(queued)
         .execute(&mut *tx)
         .await?;

@@ -97,8 +97,8 @@ pub enum StoreError {
     /// The thing is in use and cannot go (the active version of a template, say).
     #[error("{0}")]
     InUse(&'static str),
-    #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
-    QuotaExceeded { used: u64, quota: u64 },
+    #[error(transparent)]
+    QuotaExceeded(#[from] kuvert_core::quota::QuotaExceeded),
 }
 
 impl StoreError {

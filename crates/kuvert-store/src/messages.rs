@@ -1,6 +1,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::event::{Dropped, EventDetails, EventType, RecipientKind, RecipientStatus};
 use kuvert_core::id::{AccountId, DomainId, MessageId, RecipientId};
+use kuvert_core::quota::{Quota, QuotaPeriod};
 use kuvert_core::tracking::Tracking;
 use serde_json::{Map, Value};
 use sqlx::FromRow;
@@ -34,10 +35,10 @@ pub struct NewMessage {
     pub send_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub recipients: Vec<NewRecipient>,
-    /// The account's monthly quota: the commit refuses the message if its queued recipients
-    /// would take the month's usage past it (checked in the transaction, so concurrent
-    /// senders cannot overshoot it together). `None`: not counted against a quota.
-    pub quota: Option<u64>,
+    /// The account's quotas: the commit refuses the message if its queued recipients would
+    /// take a period's usage past one (checked in the transaction, so concurrent senders
+    /// cannot overshoot it together). Empty: not held to any (its recipients still count).
+    pub quotas: Vec<Quota>,
     /// A campaign's copy for one contact: committed with a row that refuses a second.
     pub campaign: Option<CampaignCopy>,
 }
@@ -201,8 +202,7 @@ impl Store {
             track_unsubscribe: i64::from(m.tracking.unsubscribe),
             send_at: m.send_at.map(Timestamp::millis),
             created_at: now,
-            quota: m.quota,
-            month_start: m.created_at.month_start().millis(),
+            quotas: m.quotas,
             queued,
             recipients,
             events,
@@ -355,13 +355,20 @@ impl Store {
         Ok(ids.into_iter().map(MessageId::from_string).collect())
     }
 
-    /// Recipients sent to this calendar month (the quota counts recipients, not messages).
-    pub async fn monthly_usage(&self, account: &AccountId, at: Timestamp) -> Result<u64> {
+    /// Recipients sent to in the `period` holding `at` (quotas count recipients, not
+    /// messages).
+    pub async fn usage(
+        &self,
+        account: &AccountId,
+        period: QuotaPeriod,
+        at: Timestamp,
+    ) -> Result<u64> {
         let n: Option<i64> = sqlx::query_scalar(
-            "SELECT recipients FROM usage WHERE account_id = $1 AND month_start = $2",
+            "SELECT recipients FROM quota_usage WHERE account_id = $1 AND period = $2 AND period_start = $3",
         )
         .bind(account.as_str())
-        .bind(at.month_start().millis())
+        .bind(period.as_str())
+        .bind(period.start(at).millis())
         .fetch_optional(self.pool())
         .await?;
         Ok(n.unwrap_or(0).max(0) as u64)

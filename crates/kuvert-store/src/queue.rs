@@ -228,6 +228,7 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(self.writer())
             .await?;
+        let rows = self.hold_inactive(rows, &token, now).await?;
         let mut leases = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for r in rows {
@@ -270,6 +271,54 @@ impl Store {
             .await?
             .remove(id)
             .ok_or(StoreError::NotFound("message"))?
+    }
+
+    /// Of what a lease took, the recipients of accounts that may not send now (restricted or
+    /// suspended) are held instead, and the rest returned. A recipient can be due while its
+    /// account is on hold: its message was committed as the hold began, or it was deferred on
+    /// the wire then.
+    async fn hold_inactive(
+        &self,
+        rows: Vec<LeaseRow>,
+        token: &str,
+        now: i64,
+    ) -> Result<Vec<LeaseRow>> {
+        let mut accounts: Vec<&str> = rows.iter().map(|r| r.account_id.as_str()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let mut inactive: Vec<String> = Vec::new();
+        for chunk in accounts.chunks(1000) {
+            let sql = format!(
+                "SELECT id FROM accounts WHERE status <> 'active' AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for a in chunk {
+                q = q.bind(*a);
+            }
+            inactive.extend(q.fetch_all(self.pool()).await?);
+        }
+        if inactive.is_empty() {
+            return Ok(rows);
+        }
+        for account in &inactive {
+            sqlx::query(
+                // Only while the account is still on hold: one lifted meanwhile has released
+                // its held recipients, and these would wait for nothing.
+                "UPDATE recipients SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, updated_at = $1 \
+                 WHERE lease_owner = $2 AND account_id = $3 \
+                 AND EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND status <> 'active')",
+            )
+            .bind(now)
+            .bind(token)
+            .bind(account)
+            .execute(self.writer())
+            .await?;
+        }
+        Ok(rows
+            .into_iter()
+            .filter(|r| !inactive.contains(&r.account_id))
+            .collect())
     }
 
     /// The messages of a batch of leases in one query; one that cannot be opened is an

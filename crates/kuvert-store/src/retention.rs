@@ -188,6 +188,14 @@ impl Store {
             .purge_contents(content_cutoff, policy.batches(), dry_run)
             .await?;
         if !dry_run {
+            // The counts of past hours and days serve no quota any more (a month's stay: the
+            // account page shows it).
+            sqlx::query(
+                "DELETE FROM quota_usage WHERE period IN ('hour', 'day') AND period_start < $1",
+            )
+            .bind(started - 2 * 86_400_000)
+            .execute(self.writer())
+            .await?;
             sqlx::query(
                 "INSERT INTO purge_runs (started_at, finished_at, events, webhook_deliveries, message_contents, messages, recipients, captures, accounts, audit_entries) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

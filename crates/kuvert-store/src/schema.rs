@@ -158,6 +158,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "suspension",
         include_str!("migrations/0027_suspension.sql"),
     ),
+    (28, "quotas", include_str!("migrations/0028_quotas.sql")),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

@@ -126,13 +126,15 @@ struct CounterRow {
 impl Store {
     /// Each active account's outcomes over the last `WINDOW_HOURS` hours (the current hour so
     /// far and the ones before it), from the hourly counters, for the accounts that had a hard
-    /// bounce or a complaint in them: the only ones a rate can pause.
+    /// bounce or a complaint in them: the only ones a rate can pause. After a pause is lifted,
+    /// only the hours after the lift's count.
     pub async fn recent_outcomes(&self) -> Result<Vec<(AccountId, Plan, Outcomes)>> {
         let hour = self.now().div_euclid(HOUR_MS) * HOUR_MS;
         let since = hour - i64::from(WINDOW_HOURS - 1) * HOUR_MS;
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT s.account_id, a.plan, s.metric, CAST(SUM(s.n) AS BIGINT) FROM stats s JOIN accounts a ON a.id = s.account_id \
              WHERE s.domain_id = '' AND s.tag = '' AND s.hour >= $1 AND a.status = 'active' \
+             AND (a.judged_from IS NULL OR s.hour > a.judged_from) \
              AND s.metric IN ('accepted', 'delivered', 'bounced_hard', 'complained') \
              AND s.account_id IN (SELECT account_id FROM stats WHERE domain_id = '' AND tag = '' AND hour >= $1 \
                  AND metric IN ('bounced_hard', 'complained')) \

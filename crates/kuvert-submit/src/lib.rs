@@ -39,8 +39,9 @@ pub enum AcceptError {
         "sending is paused: {0}; deal with the cause (clean the list), then ask the operator to lift the pause"
     )]
     Paused(kuvert_core::reputation::Pause),
-    #[error("the monthly quota of {quota} recipients is used up ({used} sent this month)")]
-    QuotaExceeded { used: u64, quota: u64 },
+    /// A quota (month, day, hour, or the warm-up's day) is reached; it names when it resets.
+    #[error(transparent)]
+    QuotaExceeded(kuvert_core::quota::QuotaExceeded),
     /// A recipient was erased at its owner's request: the message is refused whole, since
     /// keeping it (even as dropped) would store the address again.
     #[error("{field}: the recipient was erased at its owner's request and may not be mailed")]
@@ -215,7 +216,12 @@ impl Acceptor {
             .store
             .sending_context(account, from_domain, now)
             .await?;
-        let state = context.state;
+        let (state, used, warmup_from) = (context.state, context.used, context.warmup_from);
+        let used = |period| {
+            used.iter()
+                .find(|(p, _)| *p == period)
+                .map_or(0, |(_, n)| *n)
+        };
         if state.status == AccountStatus::Suspended
             && let Some(pause) = self.store.suspension(account).await?
         {
@@ -271,10 +277,11 @@ impl Acceptor {
 
         // A first look, to refuse early; the commit checks again in its transaction, where
         // concurrent requests cannot pass it together.
-        let quota = self.plan_limits(plan).monthly_quota;
-        let used = context.used_this_month;
-        if queued > 0 && used + queued > quota {
-            return Err(AcceptError::QuotaExceeded { used, quota });
+        let quotas = kuvert_core::quota::quotas(&self.plan_limits(plan), warmup_from, now);
+        if queued > 0
+            && let Some(q) = quotas.iter().find(|q| used(q.period) + queued > q.limit)
+        {
+            return Err(AcceptError::QuotaExceeded(q.refuse(used(q.period), now)));
         }
 
         let id = MessageId::generate(now);
@@ -338,15 +345,13 @@ impl Acceptor {
                 tracking,
                 send_at: sub.send_at,
                 created_at: now,
-                quota: Some(quota),
+                quotas: quotas.to_vec(),
                 recipients,
                 campaign,
             })
             .await
             .map_err(|e| match e {
-                StoreError::QuotaExceeded { used, quota } => {
-                    AcceptError::QuotaExceeded { used, quota }
-                }
+                StoreError::QuotaExceeded(q) => AcceptError::QuotaExceeded(q),
                 StoreError::Conflict(_) if is_copy => AcceptError::AlreadySent,
                 e => AcceptError::Store(e),
             })?;

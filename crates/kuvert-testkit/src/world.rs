@@ -72,6 +72,11 @@ pub async fn sandbox_account(
     )
     .await
     .expect("the account is made");
+    // Test accounts start warmed up; a test of the warm-up starts one.
+    store
+        .set_warmup(&account.id, None)
+        .await
+        .expect("the warm-up is ended");
     let (domain, _) =
         kuvert_admin::add_domain(store, &account.id, domain, &DomainSettings::default(), true)
             .await

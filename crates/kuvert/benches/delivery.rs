@@ -59,7 +59,7 @@ async fn http_to_smtp(a: &Args) {
     let sink = SmtpSink::start(SinkOptions::default());
     // The demo account is on the free plan: lift its monthly quota for the run.
     let config = format!(
-        "[plans.free]\nevent_retention_months = 3\nmonthly_quota = 100000000\n\
+        "[plans.free]\nevent_retention_months = 3\nmonthly_quota = 100000000\ndaily_limit = 100000000\nhourly_limit = 100000000\n\
          [delivery]\nmode = \"mx\"\n[delivery.routes]\n\"*\" = \"{}\"\n",
         sink.addr()
     );

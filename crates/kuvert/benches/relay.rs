@@ -173,7 +173,7 @@ fn kuvert(sink: &Sink) -> KuvertServer {
     let extra = std::env::var("RELAY_BENCH_CONFIG").unwrap_or_default();
     let config = format!(
         "[smtp]\nsubmission_listen = \"127.0.0.1:0\"\nsubmission_tls_listen = \"\"\ninbound_listen = \"\"\n\
-         [plans.free]\nmonthly_quota = 100000000\n\
+         [plans.free]\nmonthly_quota = 100000000\ndaily_limit = 100000000\nhourly_limit = 100000000\n\
          [delivery]\nmode = \"mx\"\n{extra}\n[delivery.routes]\n\"*\" = \"127.0.0.1:{}\"\n",
         sink.port
     );

@@ -170,6 +170,10 @@ pub struct DomainSettingsConfig {
 pub struct PlanConfig {
     pub event_retention_months: u32,
     pub monthly_quota: u64,
+    pub daily_limit: u64,
+    pub hourly_limit: u64,
+    /// A new account's daily limit on its first day; 0: no warm-up.
+    pub warmup_first_day: u64,
     pub max_domains: u32,
     /// Sending pauses when hard bounces pass this share of the recipients sent to in the
     /// last 24 hours.
@@ -234,6 +238,9 @@ impl Default for Config {
                     PlanConfig {
                         event_retention_months: l.event_retention_months,
                         monthly_quota: l.monthly_quota,
+                        daily_limit: l.daily_limit,
+                        hourly_limit: l.hourly_limit,
+                        warmup_first_day: l.warmup_first_day,
                         max_domains: l.max_domains,
                         max_hard_bounce_rate: Rate(l.reputation.max_hard_bounce_bp),
                         max_complaint_rate: Rate(l.reputation.max_complaint_bp),
@@ -363,6 +370,11 @@ impl Config {
         {
             bail!("{problem}");
         }
+        if self.domains.dkim_retire_after.0 < std::time::Duration::from_secs(86_400) {
+            bail!(
+                "[domains] dkim_retire_after must be at least 1d: mail signed with a replaced key may still be on its way"
+            );
+        }
         for (name, p) in &self.plans {
             name.parse::<Plan>()
                 .map_err(|e| anyhow::anyhow!("[plans.{name}]: {e}"))?;
@@ -423,6 +435,9 @@ impl Config {
                     PlanLimits {
                         event_retention_months: p.event_retention_months,
                         monthly_quota: p.monthly_quota,
+                        daily_limit: p.daily_limit,
+                        hourly_limit: p.hourly_limit,
+                        warmup_first_day: p.warmup_first_day,
                         max_domains: p.max_domains,
                         reputation: ReputationLimits {
                             max_hard_bounce_bp: p.max_hard_bounce_rate.0,

@@ -257,6 +257,8 @@ async fn dev_setup(instance: &Instance) -> Result<String> {
                 },
             )
             .await?;
+            // A trial should not stop at a new account's warm-up.
+            store.set_warmup(&account.id, None).await?;
             tracing::info!(account = %account.id, "created the demo account");
             account
         }

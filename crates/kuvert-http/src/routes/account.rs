@@ -99,6 +99,13 @@ pub struct TrackingPatch {
 pub struct LimitsOut {
     pub monthly_quota: u64,
     pub sent_this_month: u64,
+    /// Today's limit (UTC), lower than the plan's during a new account's warm-up.
+    pub daily_limit: u64,
+    pub sent_today: u64,
+    pub hourly_limit: u64,
+    pub sent_this_hour: u64,
+    /// Whether the account is in its warm-up: its daily limit doubles each day.
+    pub warming_up: bool,
     pub event_retention_months: u32,
 }
 
@@ -148,10 +155,23 @@ pub async fn get(
         }
     })
     .collect();
-    let sent = state
-        .store
-        .monthly_usage(&a.id, state.store.clock().now())
-        .await?;
+    // The account's usage and warm-up, as a submission now would see them.
+    let context = state.store.sending_context(&a.id, "", now).await?;
+    let quotas = kuvert_core::quota::quotas(&limits, context.warmup_from, now);
+    let used = |period| {
+        context
+            .used
+            .iter()
+            .find(|(p, _)| *p == period)
+            .map_or(0, |(_, n)| *n)
+    };
+    let limit = |period| {
+        quotas
+            .iter()
+            .find(|q| q.period == period)
+            .map_or(0, |q| q.limit)
+    };
+    use kuvert_core::quota::QuotaPeriod::{Day, Hour, Month};
     let CompanyProfile {
         company,
         country,
@@ -173,8 +193,13 @@ pub async fn get(
         postal_address,
         created_at: a.created_at.to_rfc3339(),
         limits: LimitsOut {
-            monthly_quota: limits.monthly_quota,
-            sent_this_month: sent,
+            monthly_quota: limit(Month),
+            sent_this_month: used(Month),
+            daily_limit: limit(Day),
+            sent_today: used(Day),
+            hourly_limit: limit(Hour),
+            sent_this_hour: used(Hour),
+            warming_up: limit(Day) < limits.daily_limit,
             event_retention_months: limits.event_retention_months,
         },
         tracking,

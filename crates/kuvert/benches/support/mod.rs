@@ -86,6 +86,8 @@ impl Bench {
             Plan::Premium,
             PlanLimits {
                 monthly_quota: u64::MAX,
+                daily_limit: u64::MAX,
+                hourly_limit: u64::MAX,
                 ..Plan::Premium.default_limits()
             },
         )]

@@ -330,7 +330,7 @@ async fn a_campaign_killed_midway_reaches_each_of_100000_contacts_once() {
     const MAX_IN_FLIGHT: usize = 40;
     let sink = SmtpSink::start(SinkOptions::default());
     let mut api = crate::common::dev_server(&format!(
-        "[plans.free]\nevent_retention_months = 3\nmonthly_quota = 1000000\nmax_domains = 10\n[delivery]\nmode = \"mx\"\nbatch = 20\nmax_in_flight = {MAX_IN_FLIGHT}\n[delivery.routes]\n\"*\" = \"{}\"\n",
+        "[plans.free]\nevent_retention_months = 3\nmonthly_quota = 1000000\ndaily_limit = 1000000\nhourly_limit = 1000000\nmax_domains = 10\n[delivery]\nmode = \"mx\"\nbatch = 20\nmax_in_flight = {MAX_IN_FLIGHT}\n[delivery.routes]\n\"*\" = \"{}\"\n",
         sink.addr()
     ));
     let (status, list) = api.post("/v1/lists", &json!({"name": "all"})).await;

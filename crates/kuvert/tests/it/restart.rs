@@ -114,7 +114,10 @@ async fn sigkill_mid_run_every_acknowledged_message_reaches_the_sink() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
     let sink = kuvert_testkit::SmtpSink::start(kuvert_testkit::SinkOptions::default());
-    let mut api = crate::common::server_with_sink(&sink, "[plans.free]\nmonthly_quota = 1000000");
+    let mut api = crate::common::server_with_sink(
+        &sink,
+        "[plans.free]\nmonthly_quota = 1000000\ndaily_limit = 1000000\nhourly_limit = 1000000",
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for _ in 0..32 {

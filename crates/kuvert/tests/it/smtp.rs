@@ -132,7 +132,11 @@ async fn smtplib_submits_over_starttls_with_an_api_key() {
 async fn smtp_source_submits_5000_through_an_smtp_ip_credential() {
     const N: usize = 5000;
     let sink = SmtpSink::start(SinkOptions::default());
-    let api = server_with_sink(&sink, "");
+    // More than the free plan's hour and day.
+    let api = server_with_sink(
+        &sink,
+        "[plans.free]\ndaily_limit = 6000\nhourly_limit = 6000",
+    );
     let created = api.server.cli(&[
         "key",
         "create",
@@ -480,4 +484,77 @@ async fn connection_limits_and_idle_timeout() {
     // Its slot is free again.
     let mut again = Raw::connect(addr);
     assert!(again.send(b"NOOP\r\n").starts_with("250"));
+}
+
+/// A quota reached: over HTTP a 429 naming the limit and when it resets, with `Retry-After`;
+/// over SMTP (smtplib) a temporary 451 4.7.1, so that a client retries after the reset; the
+/// account page shows the hour's usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_reached_answers_429_with_retry_after_and_smtp_451() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let api = server_with_sink(&sink, "[plans.free]\nhourly_limit = 2");
+    let msg = crate::common::message(&["a@example.com", "b@example.com"]);
+    let (status, sent) = api.post("/v1/messages", &msg).await;
+    assert_eq!(status, 202, "{sent}");
+    let response = api
+        .http
+        .post(api.url("/v1/messages"))
+        .bearer_auth(&api.key)
+        .json(&crate::common::message(&["c@example.com"]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+    let text = body["error"]["message"].as_str().expect("message");
+    assert!(
+        text.starts_with(
+            "the hourly limit of 2 recipients is reached (2 sent this hour); it resets at "
+        ),
+        "{text}"
+    );
+    let (_, account) = api.get("/v1/account").await;
+    assert_eq!(account["limits"]["hourly_limit"], 2, "{account}");
+    assert_eq!(account["limits"]["sent_this_hour"], 2, "{account}");
+    assert_eq!(account["limits"]["warming_up"], false, "{account}");
+
+    let smtp = smtplib(
+        r#"
+import json, smtplib, ssl, sys
+from email.message import EmailMessage
+host, port, key = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = smtplib.SMTP(host, port, timeout=30)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s.starttls(context=ctx)
+s.login("api", key)
+m = EmailMessage()
+m["From"] = "Demo <demo@sandbox.kuvert.test>"
+m["To"] = "c@example.com"
+m["Subject"] = "One too many"
+m.set_content("Over the hour's limit.\n")
+try:
+    s.send_message(m)
+    print(json.dumps({"code": 250}))
+except smtplib.SMTPDataError as e:
+    print(json.dumps({"code": e.smtp_code, "text": e.smtp_error.decode()}))
+"#,
+        submission_addr(&api),
+        &api.key,
+    );
+    assert_eq!(smtp["code"], 451, "{smtp}");
+    let text = smtp["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("4.7.1 The hourly limit of 2 recipients is reached"),
+        "{text}"
+    );
 }

@@ -1,0 +1,177 @@
+//! How many recipients an account may send to: per calendar month (the plan's quota), per UTC
+//! day and per hour, and in a warm-up while it is new. Providers judge a new sender by its
+//! first volume: a sudden flood from an unknown sender looks like spam, so a new account's
+//! daily limit starts low and doubles with each day it sends without being paused.
+
+use crate::Timestamp;
+use crate::account::{PlanLimits, string_enum};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+string_enum! {
+    /// A quota's period: calendar periods in UTC, so that each resets at a moment anyone can
+    /// name.
+    QuotaPeriod { Hour = "hour", Day = "day", Month = "month" }
+}
+
+impl QuotaPeriod {
+    /// The start of the period holding `at`.
+    pub fn start(self, at: Timestamp) -> Timestamp {
+        match self {
+            Self::Hour => Timestamp(at.0.div_euclid(HOUR_MS) * HOUR_MS),
+            Self::Day => Timestamp(at.0.div_euclid(DAY_MS) * DAY_MS),
+            Self::Month => at.month_start(),
+        }
+    }
+
+    /// When the period holding `at` ends and its count starts again.
+    pub fn resets_at(self, at: Timestamp) -> Timestamp {
+        match self {
+            Self::Hour => Timestamp(self.start(at).0 + HOUR_MS),
+            Self::Day => Timestamp(self.start(at).0 + DAY_MS),
+            Self::Month => at.month_start().months_after(1),
+        }
+    }
+}
+
+/// A limit in force on a message: at most `limit` recipients in its period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub period: QuotaPeriod,
+    pub limit: u64,
+}
+
+/// The daily limit `days` whole days into a warm-up that started at `first_day`: doubled each
+/// day, up to `cap`.
+pub fn warm_daily(first_day: u64, days: i64, cap: u64) -> u64 {
+    let doublings = days.clamp(0, 40) as u32;
+    first_day.saturating_mul(1u64 << doublings).min(cap)
+}
+
+/// The limits on an account's message sent at `now`: the month's quota, the day's (lower in a
+/// warm-up that started at `warmup_from`) and the hour's.
+pub fn quotas(limits: &PlanLimits, warmup_from: Option<Timestamp>, now: Timestamp) -> [Quota; 3] {
+    let daily = match warmup_from {
+        Some(from) if limits.warmup_first_day > 0 => warm_daily(
+            limits.warmup_first_day,
+            (now.0 - from.0).div_euclid(DAY_MS),
+            limits.daily_limit,
+        ),
+        _ => limits.daily_limit,
+    };
+    [
+        Quota {
+            period: QuotaPeriod::Month,
+            limit: limits.monthly_quota,
+        },
+        Quota {
+            period: QuotaPeriod::Day,
+            limit: daily,
+        },
+        Quota {
+            period: QuotaPeriod::Hour,
+            limit: limits.hourly_limit,
+        },
+    ]
+}
+
+/// A quota that refuses a message: which, how much of it is used, and when it resets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaExceeded {
+    pub period: QuotaPeriod,
+    pub limit: u64,
+    pub used: u64,
+    pub resets_at: Timestamp,
+    /// Seconds from the refusal to the reset (HTTP's `Retry-After`).
+    pub retry_after_s: u64,
+}
+
+impl Quota {
+    /// This quota's refusal of a message sent at `at`, with `used` of it gone.
+    pub fn refuse(&self, used: u64, at: Timestamp) -> QuotaExceeded {
+        let resets_at = self.period.resets_at(at);
+        QuotaExceeded {
+            period: self.period,
+            limit: self.limit,
+            used,
+            resets_at,
+            retry_after_s: ((resets_at.0 - at.0).max(0) as u64).div_ceil(1000),
+        }
+    }
+}
+
+impl std::fmt::Display for QuotaExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, done, when) = match self.period {
+            QuotaPeriod::Month => ("monthly quota", "used up", "this month"),
+            QuotaPeriod::Day => ("daily limit", "reached", "today"),
+            QuotaPeriod::Hour => ("hourly limit", "reached", "this hour"),
+        };
+        write!(
+            f,
+            "the {what} of {} recipients is {done} ({} sent {when}); it resets at {}",
+            self.limit, self.used, self.resets_at
+        )
+    }
+}
+
+impl std::error::Error for QuotaExceeded {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_and_reset_in_utc() {
+        let at = Timestamp(1_796_468_096_000); // 2026-12-05T10:54:56Z
+        assert_eq!(
+            QuotaPeriod::Hour.resets_at(at).to_rfc3339(),
+            "2026-12-05T11:00:00.000Z"
+        );
+        assert_eq!(
+            QuotaPeriod::Day.resets_at(at).to_rfc3339(),
+            "2026-12-06T00:00:00.000Z"
+        );
+        assert_eq!(
+            QuotaPeriod::Month.resets_at(at).to_rfc3339(),
+            "2027-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            QuotaPeriod::Day.start(at).to_rfc3339(),
+            "2026-12-05T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_warm_up_doubles_daily_up_to_the_plan() {
+        let limits = PlanLimits {
+            daily_limit: 6_000,
+            warmup_first_day: 1_000,
+            ..crate::account::Plan::Premium.default_limits()
+        };
+        let from = Timestamp(0);
+        let day = |d: i64| quotas(&limits, Some(from), Timestamp(d * DAY_MS + 5))[1].limit;
+        assert_eq!(
+            [day(0), day(1), day(2), day(3), day(30)],
+            [1_000, 2_000, 4_000, 6_000, 6_000]
+        );
+        // No warm-up: the plan's limit from the start.
+        assert_eq!(quotas(&limits, None, Timestamp(5))[1].limit, 6_000);
+        assert_eq!(warm_daily(u64::MAX / 2, 100, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_refusal_names_its_limit_and_reset() {
+        let q = Quota {
+            period: QuotaPeriod::Day,
+            limit: 1000,
+        };
+        let e = q.refuse(998, Timestamp(86_400_000 - 1_500));
+        assert_eq!(e.retry_after_s, 2);
+        assert_eq!(
+            e.to_string(),
+            "the daily limit of 1000 recipients is reached (998 sent today); it resets at 1970-01-02T00:00:00.000Z"
+        );
+    }
+}
