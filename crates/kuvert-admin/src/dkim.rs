@@ -3,10 +3,10 @@
 //! a replaced one listed for a grace period before it is forgotten.
 
 use kuvert_core::domain::{
-    DkimAlgorithm, DkimChange, DkimKey, DkimKeyState, DnsRecord, DomainSettings, RecordPurpose,
-    dkim_changes, dns_records, generate_dkim, new_selector,
+    DkimAlgorithm, DkimChange, DkimKey, DkimKeyState, DnsRecord, DomainSettings, RecordProblem,
+    RecordPurpose, dkim_changes, dns_records, generate_dkim, new_selector,
 };
-use kuvert_dns::{Dns, RecordCheck, all_required_pass};
+use kuvert_dns::{Dns, RecordCheck};
 use kuvert_store::{Domain, Store};
 
 use crate::AdminError;
@@ -125,9 +125,10 @@ fn found(checks: &[RecordCheck], key: &DkimKey) -> bool {
 }
 
 /// Looks the domain's records up; its keys move on by what is there (`move_keys`), and the
-/// domain is verified or not by the records required after that. `skip_dns` is the
-/// operator's override: the domain is verified without a look-up, and its keys stay as they
-/// are.
+/// domain is verified or not by the records required after that (a verified domain keeps
+/// sending without its SPF or return-path record, shown as problems, not without a DKIM
+/// key's: `Store::record_domain_check`). `skip_dns` is the operator's override: the domain
+/// is verified without a look-up, and its keys stay as they are.
 pub async fn verify_domain(
     store: &Store,
     dns: &Dns,
@@ -136,7 +137,7 @@ pub async fn verify_domain(
     skip_dns: bool,
 ) -> Result<(Domain, Vec<RecordCheck>), AdminError> {
     if skip_dns {
-        return Ok((store.record_domain_check(&domain.name, true).await?, vec![]));
+        return Ok((store.record_domain_check(&domain.name, &[]).await?, vec![]));
     }
     let keys = store.dkim_keys(&domain.id).await?;
     let checks = dns.check(&dns_records(&domain.name, &keys, settings)).await;
@@ -154,9 +155,17 @@ pub async fn verify_domain(
             Some(c)
         })
         .collect();
-    let domain = store
-        .record_domain_check(&domain.name, all_required_pass(&checks))
-        .await?;
+    let problems: Vec<RecordProblem> = checks
+        .iter()
+        .filter(|c| c.record.required && !c.ok)
+        .map(|c| RecordProblem {
+            purpose: c.record.purpose,
+            name: c.record.name.clone(),
+            expected: c.record.value.clone(),
+            found: c.found.clone(),
+        })
+        .collect();
+    let domain = store.record_domain_check(&domain.name, &problems).await?;
     Ok((domain, checks))
 }
 

@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod deletion;
 pub mod dkim;
 pub mod export;
+pub mod health;
 pub mod inactivity;
 pub mod notices;
 pub mod policy;

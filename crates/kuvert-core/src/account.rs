@@ -115,7 +115,7 @@ impl Plan {
                 event_retention_months: 3,
                 monthly_quota: 6_000,
                 daily_limit: 2_000,
-                hourly_limit: 1_000,
+                hourly_limit: 2_000,
                 warmup_first_day: 500,
                 max_domains: 10,
                 reputation: Default::default(),

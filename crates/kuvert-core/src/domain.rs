@@ -200,6 +200,28 @@ string_enum! {
     RecordType { Txt = "TXT", Mx = "MX", Cname = "CNAME" }
 }
 
+impl RecordPurpose {
+    /// Whether a required record of this purpose, missing from a domain that was verified,
+    /// stops its sending: a DKIM key's does (its mail would fail DKIM and, with it, DMARC);
+    /// a missing SPF or return-path MX hurts delivery and bounces, but the mail still
+    /// authenticates by DKIM, so it goes on while the owner is told.
+    pub fn stops_sending(self) -> bool {
+        self == Self::Dkim
+    }
+}
+
+/// A required record that a check did not find: what the domain's page and its owner's
+/// notice show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordProblem {
+    pub purpose: RecordPurpose,
+    pub name: String,
+    /// The value the record must have.
+    pub expected: String,
+    /// What DNS answered instead (nothing: no such record).
+    pub found: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsRecord {
     pub purpose: RecordPurpose,

@@ -1,6 +1,6 @@
 use kuvert_core::Timestamp;
 use kuvert_core::domain::{
-    DkimAlgorithm, DkimChange, DkimKey, DkimKeyPair, DkimKeyState, DomainState,
+    DkimAlgorithm, DkimChange, DkimKey, DkimKeyPair, DkimKeyState, DomainState, RecordProblem,
 };
 use kuvert_core::id::{AccountId, DomainId};
 use kuvert_core::tracking::DomainTracking;
@@ -61,6 +61,8 @@ pub struct Domain {
     pub checked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub tracking: DomainTracking,
+    /// The required records the last check did not find.
+    pub problems: Vec<RecordProblem>,
 }
 
 impl Domain {
@@ -77,10 +79,9 @@ impl Domain {
     }
 }
 
-const COLUMNS: &str =
-    "id, account_id, name, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks";
+const COLUMNS: &str = "id, account_id, name, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks, problems";
 /// `COLUMNS` of a table aliased `d`, in a join.
-pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks";
+pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks, d.problems";
 
 /// A domain as stored: the columns of `COLUMNS`.
 #[derive(FromRow)]
@@ -94,6 +95,7 @@ pub(crate) struct DomainRow {
     created_at: i64,
     track_opens: Option<i64>,
     track_clicks: Option<i64>,
+    problems: Option<String>,
 }
 
 impl From<DomainRow> for Domain {
@@ -110,6 +112,10 @@ impl From<DomainRow> for Domain {
                 opens: r.track_opens.map(|v| v != 0),
                 clicks: r.track_clicks.map(|v| v != 0),
             },
+            problems: r
+                .problems
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -242,19 +248,70 @@ impl Store {
         Ok(())
     }
 
-    /// Records a DNS check. A passing check verifies the domain (keeping the first time it
-    /// passed); a failing one withdraws the verification, as records that vanish must stop mail.
-    pub async fn record_domain_check(&self, name: &str, passed: bool) -> Result<Domain> {
+    /// Records a DNS check and the required records it did not find. With none missing the
+    /// domain is verified (keeping the first time it passed); a domain not yet verified stays
+    /// so while any is missing; a verified one loses its verification only for a missing
+    /// record that stops sending (a DKIM key's), and keeps sending without the others while
+    /// they are shown.
+    pub async fn record_domain_check(
+        &self,
+        name: &str,
+        problems: &[RecordProblem],
+    ) -> Result<Domain> {
         let now = self.now();
+        let stops = problems.iter().any(|p| p.purpose.stops_sending());
         sqlx::query(
-            "UPDATE domains SET checked_at = $1, verified_at = CASE WHEN $2 = 1 THEN COALESCE(verified_at, $1) ELSE NULL END WHERE name = $3",
+            "UPDATE domains SET checked_at = $1, problems = $4, \
+             verified_at = CASE WHEN $2 = 1 THEN COALESCE(verified_at, $1) WHEN $3 = 1 THEN NULL ELSE verified_at END \
+             WHERE name = $5",
         )
         .bind(now)
-        .bind(i64::from(passed))
+        .bind(i64::from(problems.is_empty()))
+        .bind(i64::from(stops))
+        .bind((!problems.is_empty()).then(|| serde_json::to_string(problems).expect("problems serialise")))
         .bind(name.to_ascii_lowercase())
         .execute(self.writer())
         .await?;
         self.domain(name).await
+    }
+
+    /// Verified domains (not sandboxes) last checked before `before`: due for their daily
+    /// re-check, oldest first, at most `limit`.
+    pub async fn domains_due_for_check(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Domain>> {
+        let rows = sqlx::query_as::<_, DomainRow>(&format!(
+            "SELECT {COLUMNS} FROM domains WHERE sandbox = 0 AND verified_at IS NOT NULL \
+             AND (checked_at IS NULL OR checked_at < $1) ORDER BY checked_at LIMIT $2"
+        ))
+        .bind(before.millis())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(Domain::from).collect())
+    }
+
+    /// Claims the telling of a domain's problems to its owner (`true`: not told yet, and this
+    /// caller tells), or forgets the telling (`None`), so that the next set of problems is
+    /// told.
+    pub async fn mark_problems_told(&self, domain: &DomainId, told: bool) -> Result<bool> {
+        let done = if told {
+            sqlx::query(
+                "UPDATE domains SET problems_told_at = $1 WHERE id = $2 AND problems_told_at IS NULL",
+            )
+            .bind(self.now())
+            .bind(domain.as_str())
+            .execute(self.writer())
+            .await?
+        } else {
+            sqlx::query("UPDATE domains SET problems_told_at = NULL WHERE id = $1")
+                .bind(domain.as_str())
+                .execute(self.writer())
+                .await?
+        };
+        Ok(done.rows_affected() == 1)
     }
 
     /// Domains with a DKIM key on its way in (pending) or out (retiring).

@@ -159,6 +159,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0027_suspension.sql"),
     ),
     (28, "quotas", include_str!("migrations/0028_quotas.sql")),
+    (
+        29,
+        "domain_health",
+        include_str!("migrations/0029_domain_health.sql"),
+    ),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

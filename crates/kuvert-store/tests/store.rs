@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::apikey::{NewApiKey, Scope};
-use kuvert_core::domain::{DkimAlgorithm, DkimChange, DkimKeyPair, DkimKeyState};
+use kuvert_core::domain::{
+    DkimAlgorithm, DkimChange, DkimKeyPair, DkimKeyState, RecordProblem, RecordPurpose,
+};
 use kuvert_core::event::{
     Bounce, BounceClass, Complaint, Deferral, Delivery, EventType, Failure, RecipientKind,
     RecipientStatus, SuppressionReason,
@@ -412,26 +414,47 @@ async fn domains(f: &Fixture) {
             .expect("changes")
             .is_empty()
     );
+    let missing = |purpose| RecordProblem {
+        purpose,
+        name: "x.acme.example".into(),
+        expected: "v=spf1 a:mail.kuvert.localhost ~all".into(),
+        found: vec![],
+    };
+    // Not yet verified: any missing record keeps it so.
     let checked = s
-        .record_domain_check("acme.example", true)
+        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)])
+        .await
+        .expect("check");
+    assert!(!checked.can_send());
+    assert_eq!(checked.problems, [missing(RecordPurpose::Spf)]);
+    let checked = s
+        .record_domain_check("acme.example", &[])
         .await
         .expect("check");
     assert_eq!(checked.verified_at, Some(START));
+    assert!(checked.problems.is_empty());
     f.clock.advance_millis(5);
     assert_eq!(
-        s.record_domain_check("acme.example", true)
+        s.record_domain_check("acme.example", &[])
             .await
             .expect("check")
             .verified_at,
         Some(START),
         "first pass kept"
     );
+    // Verified: a missing SPF record is shown and the domain sends; a missing DKIM record
+    // withdraws the verification.
+    let checked = s
+        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)])
+        .await
+        .expect("check");
+    assert!(checked.can_send() && checked.problems.len() == 1);
     assert!(
-        !s.record_domain_check("acme.example", false)
+        !s.record_domain_check("acme.example", &[missing(RecordPurpose::Dkim)])
             .await
             .expect("check")
             .can_send(),
-        "a failed check withdraws"
+        "a missing DKIM record withdraws"
     );
     assert!(
         s.add_domain(&a.id, new_domain("sandbox.acme.example", true))

@@ -65,6 +65,13 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         &config.domain_settings(),
     )
     .await?;
+    let _domain_health = kuvert_admin::health::DomainHealth {
+        store: instance.store.clone(),
+        dns: instance.dns()?,
+        notices: notices.clone(),
+        settings: config.domain_settings(),
+    }
+    .start();
     let _reputation = kuvert_admin::reputation::ReputationGuard {
         store: instance.store.clone(),
         notices: notices.clone(),

@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kuvert_admin::dkim::NewKey;
 use kuvert_core::domain::{
-    DkimAlgorithm, DkimKey, DkimKeyState, DnsRecord, DomainState, RecordPurpose, RecordType,
+    DkimAlgorithm, DkimKey, DkimKeyState, DnsRecord, DomainState, RecordProblem, RecordPurpose,
+    RecordType,
 };
 use kuvert_core::tracking::DomainTracking;
 use kuvert_store::Domain;
@@ -82,6 +83,10 @@ pub struct DomainOut {
     pub state: DomainState,
     /// The selector of the RSA key that signs.
     pub dkim_selector: String,
+    /// Required records the last check (a verification, or the daily re-check) did not
+    /// find. A missing DKIM record stops the domain's mail; the others are shown while it
+    /// goes on.
+    pub problems: Vec<RecordProblem>,
     pub dkim_keys: Vec<DkimKeyOut>,
     pub verified_at: Option<String>,
     pub checked_at: Option<String>,
@@ -110,6 +115,7 @@ fn domain_out(d: Domain, keys: Vec<DkimKey>, records: Vec<RecordOut>) -> DomainO
         state: d.state(),
         name: d.name,
         dkim_selector,
+        problems: d.problems,
         dkim_keys: keys.into_iter().map(Into::into).collect(),
         verified_at: d.verified_at.map(|t| t.to_rfc3339()),
         checked_at: d.checked_at.map(|t| t.to_rfc3339()),

@@ -57,7 +57,11 @@ async fn wait_state(api: &Api, id: &str, state: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_reaches_each_contact_once_and_honours_unsubscribes() {
     let sink = SmtpSink::start(SinkOptions::default());
-    let api = server_with_sink(&sink, "");
+    // Two campaigns of a thousand copies: more than the free plan's day.
+    let api = server_with_sink(
+        &sink,
+        "[plans.free]\ndaily_limit = 6000\nhourly_limit = 6000",
+    );
 
     let (status, p) = api
         .post(

@@ -1,0 +1,134 @@
+//! Domains re-checked daily. Records get deleted or edited long after a domain was verified:
+//! each verified domain's records are looked up again once a day; what is missing is shown on
+//! the API, and its owner is told once for each new set of problems. A missing DKIM record
+//! stops the domain's mail (it would fail DKIM and DMARC); a missing SPF or return-path record
+//! does not, as the mail still authenticates by DKIM.
+
+use std::time::Duration;
+
+use kuvert_core::Timestamp;
+use kuvert_core::domain::{DomainSettings, RecordProblem};
+use kuvert_dns::Dns;
+use kuvert_store::{Domain, Store};
+
+use crate::AdminError;
+use crate::notices::Notices;
+
+/// A domain is re-checked when its last check is this old.
+pub const CHECK_EVERY_MS: i64 = 86_400_000;
+
+/// Domains looked at in one run: the rest wait for the next.
+const PER_RUN: u32 = 500;
+
+/// How often `serve` looks for domains due (in real time).
+const LOOK_EVERY: Duration = Duration::from_secs(600);
+
+pub struct DomainHealth {
+    pub store: Store,
+    pub dns: Dns,
+    pub notices: Notices,
+    pub settings: DomainSettings,
+}
+
+impl DomainHealth {
+    /// Re-checks the domains due; returns those found with problems. One domain's failure is
+    /// logged and the others are still checked.
+    pub async fn check_due(&self) -> Result<Vec<Domain>, AdminError> {
+        let now = self.store.clock().now();
+        let due = self
+            .store
+            .domains_due_for_check(Timestamp(now.millis() - CHECK_EVERY_MS), PER_RUN)
+            .await?;
+        let mut broken = Vec::new();
+        for domain in due {
+            match self.check(&domain).await {
+                Ok(Some(d)) => broken.push(d),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(domain = %domain.name, error = %e, "domain check failed"),
+            }
+        }
+        Ok(broken)
+    }
+
+    /// Checks one domain; tells its owner of a set of problems it was not told of yet.
+    async fn check(&self, before: &Domain) -> Result<Option<Domain>, AdminError> {
+        let (after, _) =
+            crate::verify_domain(&self.store, &self.dns, before, &self.settings, false).await?;
+        if after.problems.is_empty() {
+            if !before.problems.is_empty() {
+                self.store.mark_problems_told(&after.id, false).await?;
+            }
+            return Ok(None);
+        }
+        if after.problems != before.problems {
+            // A new set of problems is told anew.
+            self.store.mark_problems_told(&after.id, false).await?;
+        }
+        if self.store.mark_problems_told(&after.id, true).await? {
+            tracing::warn!(domain = %after.name, problems = after.problems.len(), "a domain's records broke");
+            if let Err(e) = self.tell_owner(&after).await {
+                tracing::warn!(domain = %after.name, error = %e, "the domain notice was not sent");
+                self.store.mark_problems_told(&after.id, false).await?;
+            }
+        }
+        Ok(Some(after))
+    }
+
+    async fn tell_owner(&self, d: &Domain) -> Result<(), AdminError> {
+        let (owner, _) = self.store.owner(&d.account_id).await?;
+        let what = |p: &RecordProblem| {
+            format!(
+                "- {} record {} {}: it must be\n    {}\n  DNS answered: {}\n",
+                p.purpose,
+                p.name,
+                if p.purpose.stops_sending() {
+                    "(sending stopped)"
+                } else {
+                    ""
+                },
+                p.expected,
+                if p.found.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    p.found.join(" | ")
+                }
+            )
+        };
+        let stopped = !d.can_send();
+        let text = format!(
+            "The daily check of {name} found records missing:\n\n{list}\n{consequence}\n\n\
+             Publish them as shown, then run the domain's verification again \
+             (POST /v1/domains/{name}/verify).\n",
+            name = d.name,
+            list = d.problems.iter().map(what).collect::<String>(),
+            consequence = if stopped {
+                "Mail from this domain is refused until its DKIM record is back: without it, \
+                 receivers would fail the mail's DKIM and DMARC checks."
+            } else {
+                "Mail from this domain still goes out, but receivers may count it against you \
+                 (SPF fails, or bounces do not come back to Kuvert)."
+            },
+        );
+        self.notices
+            .send(
+                &owner,
+                &format!("The DNS records of {} need attention", d.name),
+                &text,
+                &["kuvert-domain"],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The background job of `serve`.
+    pub fn start(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.check_due().await {
+                    tracing::warn!(error = %e, "domain checks failed");
+                }
+                tokio::time::sleep(LOOK_EVERY).await;
+            }
+        })
+    }
+}
