@@ -137,7 +137,7 @@ pub async fn verify_domain(
     skip_dns: bool,
 ) -> Result<(Domain, Vec<RecordCheck>), AdminError> {
     if skip_dns {
-        return Ok((store.record_domain_check(&domain.name, &[]).await?, vec![]));
+        return Ok((store.verify_domain_without_dns(&domain.name).await?, vec![]));
     }
     let keys = store.dkim_keys(&domain.id).await?;
     let checks = dns.check(&dns_records(&domain.name, &keys, settings)).await;
@@ -155,9 +155,13 @@ pub async fn verify_domain(
             Some(c)
         })
         .collect();
+    // A look-up that failed says nothing of its record: neither missing nor there.
+    let inconclusive = checks
+        .iter()
+        .any(|c| c.record.required && c.error.is_some());
     let problems: Vec<RecordProblem> = checks
         .iter()
-        .filter(|c| c.record.required && !c.ok)
+        .filter(|c| c.record.required && !c.ok && c.error.is_none())
         .map(|c| RecordProblem {
             purpose: c.record.purpose,
             name: c.record.name.clone(),
@@ -165,7 +169,9 @@ pub async fn verify_domain(
             found: c.found.clone(),
         })
         .collect();
-    let domain = store.record_domain_check(&domain.name, &problems).await?;
+    let domain = store
+        .record_domain_check(&domain.name, &problems, inconclusive)
+        .await?;
     Ok((domain, checks))
 }
 

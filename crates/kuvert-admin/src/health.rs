@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kuvert_core::Timestamp;
-use kuvert_core::domain::{DomainSettings, RecordProblem};
+use kuvert_core::domain::{DomainSettings, RecordProblem, RecordPurpose};
 use kuvert_dns::Dns;
 use kuvert_store::{Domain, Store};
 
@@ -19,6 +19,17 @@ pub const CHECK_EVERY_MS: i64 = 86_400_000;
 
 /// Domains looked at in one run: the rest wait for the next.
 const PER_RUN: u32 = 500;
+
+/// The records at fault in a set of problems, in order: what makes a set new, whatever DNS
+/// answered for them (its answers come in any order).
+fn at_fault(problems: &[RecordProblem]) -> Vec<(RecordPurpose, &str)> {
+    let mut out: Vec<(RecordPurpose, &str)> = problems
+        .iter()
+        .map(|p| (p.purpose, p.name.as_str()))
+        .collect();
+    out.sort();
+    out
+}
 
 /// How often `serve` looks for domains due (in real time).
 const LOOK_EVERY: Duration = Duration::from_secs(600);
@@ -40,7 +51,12 @@ impl DomainHealth {
             .domains_due_for_check(Timestamp(now.millis() - CHECK_EVERY_MS), PER_RUN)
             .await?;
         let mut broken = Vec::new();
+        let before = Timestamp(now.millis() - CHECK_EVERY_MS);
         for domain in due {
+            // On several nodes, one checks it.
+            if !self.store.claim_domain_check(&domain.id, before).await? {
+                continue;
+            }
             match self.check(&domain).await {
                 Ok(Some(d)) => broken.push(d),
                 Ok(None) => {}
@@ -60,7 +76,7 @@ impl DomainHealth {
             }
             return Ok(None);
         }
-        if after.problems != before.problems {
+        if at_fault(&after.problems) != at_fault(&before.problems) {
             // A new set of problems is told anew.
             self.store.mark_problems_told(&after.id, false).await?;
         }

@@ -48,6 +48,8 @@ impl Notices {
                 )
                 .await?;
                 add_domain(store, &account.id, &domain, settings, true).await?;
+                // The platform's own notices are not a new sender's mail to warm up.
+                store.set_warmup(&account.id, None).await?;
                 account.id
             }
             Err(e) => return Err(e.into()),

@@ -139,4 +139,16 @@ async fn a_broken_record_is_shown_told_once_and_stops_mail_only_when_it_is_dkim(
         .await
         .expect("verify");
     assert!(d.can_send() && d.problems.is_empty(), "{:?}", d.problems);
+
+    // A domain the operator verified without DNS is left alone by the daily re-check.
+    let (o, _) = kuvert_admin::add_domain(&store, &account.id, "override.test", &settings, false)
+        .await
+        .expect("domain");
+    let (o, _) = kuvert_admin::verify_domain(&store, &dns, &o, &settings, true)
+        .await
+        .expect("override");
+    clock.advance_millis(DAY + 1);
+    let broken = health.check_due().await.expect("check");
+    assert!(broken.iter().all(|b| b.id != o.id), "{broken:?}");
+    assert!(store.domain_by_id(&o.id).await.expect("domain").can_send());
 }

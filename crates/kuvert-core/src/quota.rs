@@ -1,7 +1,8 @@
 //! How many recipients an account may send to: per calendar month (the plan's quota), per UTC
 //! day and per hour, and in a warm-up while it is new. Providers judge a new sender by its
 //! first volume: a sudden flood from an unknown sender looks like spam, so a new account's
-//! daily limit starts low and doubles with each day it sends without being paused.
+//! daily limit starts low and doubles each UTC day after (a pause, when lifted, starts it
+//! again: the rise is earned by days without one, not by volume sent).
 
 use crate::Timestamp;
 use crate::account::{PlanLimits, string_enum};
@@ -53,9 +54,10 @@ pub fn warm_daily(first_day: u64, days: i64, cap: u64) -> u64 {
 /// warm-up that started at `warmup_from`) and the hour's.
 pub fn quotas(limits: &PlanLimits, warmup_from: Option<Timestamp>, now: Timestamp) -> [Quota; 3] {
     let daily = match warmup_from {
+        // Whole UTC days since the warm-up's first, so that a day's limit holds all that day.
         Some(from) if limits.warmup_first_day > 0 => warm_daily(
             limits.warmup_first_day,
-            (now.0 - from.0).div_euclid(DAY_MS),
+            (QuotaPeriod::Day.start(now).0 - QuotaPeriod::Day.start(from).0).div_euclid(DAY_MS),
             limits.daily_limit,
         ),
         _ => limits.daily_limit,
@@ -150,11 +152,15 @@ mod tests {
             warmup_first_day: 1_000,
             ..crate::account::Plan::Premium.default_limits()
         };
-        let from = Timestamp(0);
-        let day = |d: i64| quotas(&limits, Some(from), Timestamp(d * DAY_MS + 5))[1].limit;
+        // Started a minute before midnight: that day is the first, the next UTC day (a minute
+        // later) the second.
+        let from = Timestamp(DAY_MS - 60_000);
+        let at = |ms: i64| quotas(&limits, Some(from), Timestamp(ms))[1].limit;
+        assert_eq!(at(DAY_MS - 1_000), 1_000);
+        let day = |d: i64| at(d * DAY_MS + 5);
         assert_eq!(
-            [day(0), day(1), day(2), day(3), day(30)],
-            [1_000, 2_000, 4_000, 6_000, 6_000]
+            [day(1), day(2), day(3), day(30)],
+            [2_000, 4_000, 6_000, 6_000]
         );
         // No warm-up: the plan's limit from the start.
         assert_eq!(quotas(&limits, None, Timestamp(5))[1].limit, 6_000);

@@ -168,9 +168,11 @@ async fn run(
     }
 }
 
-/// Which messages of a batch a quota refuses, in the batch's order: the usage rows are read
+/// Which messages of a batch a quota refuses, in the batch's order. The usage rows are read
 /// in the transaction (locked on PostgreSQL, where several nodes commit; on SQLite the one
-/// writer already serialises), so concurrent senders cannot pass a quota together.
+/// writer already serialises), so concurrent senders cannot pass a quota together. Every row
+/// the batch will count in is locked first, in one order (account, period, start): two nodes
+/// committing batches of the same accounts then wait for each other, never deadlock.
 async fn over_quota(
     tx: &mut Transaction<'_, Any>,
     backend: crate::Backend,
@@ -180,7 +182,34 @@ async fn over_quota(
         crate::Backend::Postgres => " FOR UPDATE",
         crate::Backend::Sqlite => "",
     };
-    let mut used: BTreeMap<(&str, QuotaPeriod, i64), i64> = BTreeMap::new();
+    let key = |m: &SealedMessage, period: QuotaPeriod| {
+        let start = period.start(Timestamp(m.created_at)).millis();
+        (m.account_id.clone(), period, start)
+    };
+    let mut used: BTreeMap<(String, QuotaPeriod, i64), i64> = messages
+        .iter()
+        .filter(|m| m.queued > 0)
+        .flat_map(|m| QuotaPeriod::ALL.iter().map(|p| (key(m, *p), 0)))
+        .collect();
+    for ((account, period, start), n) in used.iter_mut() {
+        sqlx::query(
+            "INSERT INTO quota_usage (account_id, period, period_start, recipients) VALUES ($1, $2, $3, 0) \
+             ON CONFLICT (account_id, period, period_start) DO NOTHING",
+        )
+        .bind(account.as_str())
+        .bind(period.as_str())
+        .bind(*start)
+        .execute(&mut **tx)
+        .await?;
+        *n = sqlx::query_scalar(&format!(
+            "SELECT recipients FROM quota_usage WHERE account_id = $1 AND period = $2 AND period_start = $3{lock}"
+        ))
+        .bind(account.as_str())
+        .bind(period.as_str())
+        .bind(*start)
+        .fetch_one(&mut **tx)
+        .await?;
+    }
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         if m.queued == 0 || m.quotas.is_empty() {
@@ -188,42 +217,16 @@ async fn over_quota(
             continue;
         }
         let at = Timestamp(m.created_at);
-        let mut refused = None;
-        for q in &m.quotas {
-            let key = (m.account_id.as_str(), q.period, q.period.start(at).millis());
-            if let std::collections::btree_map::Entry::Vacant(slot) = used.entry(key) {
-                sqlx::query(
-                    "INSERT INTO quota_usage (account_id, period, period_start, recipients) VALUES ($1, $2, $3, 0) \
-                     ON CONFLICT (account_id, period, period_start) DO NOTHING",
-                )
-                .bind(key.0)
-                .bind(key.1.as_str())
-                .bind(key.2)
-                .execute(&mut **tx)
-                .await?;
-                let n: i64 = sqlx::query_scalar(&format!(
-                    "SELECT recipients FROM quota_usage WHERE account_id = $1 AND period = $2 AND period_start = $3{lock}"
-                ))
-                .bind(key.0)
-                .bind(key.1.as_str())
-                .bind(key.2)
-                .fetch_one(&mut **tx)
-                .await?;
-                slot.insert(n);
-            }
-            let n = used[&key];
-            if (n + m.queued) as u64 > q.limit {
-                refused = Some(StoreError::QuotaExceeded(q.refuse(n.max(0) as u64, at)));
-                break;
-            }
-        }
+        let refused = m.quotas.iter().find_map(|q| {
+            let n = used[&key(m, q.period)];
+            ((n + m.queued) as u64 > q.limit).then(|| q.refuse(n.max(0) as u64, at))
+        });
         if refused.is_none() {
             for q in &m.quotas {
-                let key = (m.account_id.as_str(), q.period, q.period.start(at).millis());
-                *used.get_mut(&key).expect("read above") += m.queued;
+                *used.get_mut(&key(m, q.period)).expect("read above") += m.queued;
             }
         }
-        out.push(refused);
+        out.push(refused.map(StoreError::QuotaExceeded));
     }
     Ok(out)
 }

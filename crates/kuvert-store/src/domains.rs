@@ -253,20 +253,24 @@ impl Store {
     /// so while any is missing; a verified one loses its verification only for a missing
     /// record that stops sending (a DKIM key's), and keeps sending without the others while
     /// they are shown.
+    ///
+    /// `inconclusive`: a look-up failed (a timeout, say), so what it was to find is neither
+    /// missing nor there; nothing is verified, and nothing withdrawn for it.
     pub async fn record_domain_check(
         &self,
         name: &str,
         problems: &[RecordProblem],
+        inconclusive: bool,
     ) -> Result<Domain> {
         let now = self.now();
         let stops = problems.iter().any(|p| p.purpose.stops_sending());
         sqlx::query(
-            "UPDATE domains SET checked_at = $1, problems = $4, \
+            "UPDATE domains SET checked_at = $1, problems = $4, dns_override = 0, \
              verified_at = CASE WHEN $2 = 1 THEN COALESCE(verified_at, $1) WHEN $3 = 1 THEN NULL ELSE verified_at END \
              WHERE name = $5",
         )
         .bind(now)
-        .bind(i64::from(problems.is_empty()))
+        .bind(i64::from(problems.is_empty() && !inconclusive))
         .bind(i64::from(stops))
         .bind((!problems.is_empty()).then(|| serde_json::to_string(problems).expect("problems serialise")))
         .bind(name.to_ascii_lowercase())
@@ -275,22 +279,54 @@ impl Store {
         self.domain(name).await
     }
 
-    /// Verified domains (not sandboxes) last checked before `before`: due for their daily
-    /// re-check, oldest first, at most `limit`.
+    /// The operator's override: the domain is verified without a look-up, and the daily
+    /// re-check leaves it alone until a verification looks again.
+    pub async fn verify_domain_without_dns(&self, name: &str) -> Result<Domain> {
+        sqlx::query(
+            "UPDATE domains SET checked_at = $1, problems = NULL, dns_override = 1, \
+             verified_at = COALESCE(verified_at, $1) WHERE name = $2",
+        )
+        .bind(self.now())
+        .bind(name.to_ascii_lowercase())
+        .execute(self.writer())
+        .await?;
+        self.domain(name).await
+    }
+
+    /// Domains (not sandboxes, nor verified by the operator's override) of accounts not closed, verified or with problems found (one a
+    /// check stopped comes back by itself once its records do), last checked before
+    /// `before`: due for their daily re-check, oldest first, at most `limit`.
     pub async fn domains_due_for_check(
         &self,
         before: Timestamp,
         limit: u32,
     ) -> Result<Vec<Domain>> {
         let rows = sqlx::query_as::<_, DomainRow>(&format!(
-            "SELECT {COLUMNS} FROM domains WHERE sandbox = 0 AND verified_at IS NOT NULL \
-             AND (checked_at IS NULL OR checked_at < $1) ORDER BY checked_at LIMIT $2"
+            "SELECT {JOINED_COLUMNS} FROM domains d JOIN accounts a ON a.id = d.account_id \
+             WHERE d.sandbox = 0 AND d.dns_override = 0 \
+             AND (d.verified_at IS NOT NULL OR d.problems IS NOT NULL) \
+             AND a.status <> 'closed' AND (d.checked_at IS NULL OR d.checked_at < $1) \
+             ORDER BY d.checked_at LIMIT $2"
         ))
         .bind(before.millis())
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(Domain::from).collect())
+    }
+
+    /// Claims a domain's due re-check (`true`: this node checks it; on several nodes one
+    /// does), by moving its `checked_at` on.
+    pub async fn claim_domain_check(&self, domain: &DomainId, before: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE domains SET checked_at = $1 WHERE id = $2 AND (checked_at IS NULL OR checked_at < $3)",
+        )
+        .bind(self.now())
+        .bind(domain.as_str())
+        .bind(before.millis())
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Claims the telling of a domain's problems to its owner (`true`: not told yet, and this

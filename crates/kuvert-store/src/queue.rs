@@ -301,24 +301,24 @@ impl Store {
         if inactive.is_empty() {
             return Ok(rows);
         }
+        // Only while the account is still on hold: one lifted meanwhile has released its held
+        // recipients, and these go out with this lease.
+        let mut held: Vec<String> = Vec::new();
         for account in &inactive {
-            sqlx::query(
-                // Only while the account is still on hold: one lifted meanwhile has released
-                // its held recipients, and these would wait for nothing.
-                "UPDATE recipients SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, updated_at = $1 \
-                 WHERE lease_owner = $2 AND account_id = $3 \
-                 AND EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND status <> 'active')",
-            )
-            .bind(now)
-            .bind(token)
-            .bind(account)
-            .execute(self.writer())
-            .await?;
+            held.extend(
+                sqlx::query_scalar::<_, String>(
+                    "UPDATE recipients SET status = 'held', next_attempt_at = NULL, lease_owner = NULL, updated_at = $1 \
+                     WHERE lease_owner = $2 AND account_id = $3 \
+                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND status <> 'active') RETURNING id",
+                )
+                .bind(now)
+                .bind(token)
+                .bind(account)
+                .fetch_all(self.writer())
+                .await?,
+            );
         }
-        Ok(rows
-            .into_iter()
-            .filter(|r| !inactive.contains(&r.account_id))
-            .collect())
+        Ok(rows.into_iter().filter(|r| !held.contains(&r.id)).collect())
     }
 
     /// The messages of a batch of leases in one query; one that cannot be opened is an

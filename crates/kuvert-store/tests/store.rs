@@ -422,35 +422,45 @@ async fn domains(f: &Fixture) {
     };
     // Not yet verified: any missing record keeps it so.
     let checked = s
-        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)])
+        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)], false)
         .await
         .expect("check");
     assert!(!checked.can_send());
     assert_eq!(checked.problems, [missing(RecordPurpose::Spf)]);
     let checked = s
-        .record_domain_check("acme.example", &[])
+        .record_domain_check("acme.example", &[], false)
         .await
         .expect("check");
     assert_eq!(checked.verified_at, Some(START));
     assert!(checked.problems.is_empty());
     f.clock.advance_millis(5);
     assert_eq!(
-        s.record_domain_check("acme.example", &[])
+        s.record_domain_check("acme.example", &[], false)
             .await
             .expect("check")
             .verified_at,
         Some(START),
         "first pass kept"
     );
+    // A look-up that failed withdraws nothing, and verifies nothing.
+    let checked = s
+        .record_domain_check("acme.example", &[], true)
+        .await
+        .expect("check");
+    assert_eq!(
+        checked.verified_at,
+        Some(START),
+        "a timeout is not a missing record"
+    );
     // Verified: a missing SPF record is shown and the domain sends; a missing DKIM record
     // withdraws the verification.
     let checked = s
-        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)])
+        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)], false)
         .await
         .expect("check");
     assert!(checked.can_send() && checked.problems.len() == 1);
     assert!(
-        !s.record_domain_check("acme.example", &[missing(RecordPurpose::Dkim)])
+        !s.record_domain_check("acme.example", &[missing(RecordPurpose::Dkim)], false)
             .await
             .expect("check")
             .can_send(),

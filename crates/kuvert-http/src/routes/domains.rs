@@ -308,8 +308,9 @@ pub async fn rotate_key(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<DomainOut>), ApiError> {
-    // No body is the same as `{}`.
-    let algorithm = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, and `null`, are the same as `{}`.
+    let text = body.trim_ascii();
+    let algorithm = if text.is_empty() || text == b"null" {
         None
     } else {
         crate::extract::from_json::<DkimRotateIn>(&body)?.algorithm
