@@ -6,9 +6,8 @@ use kuvert_admin::health::DomainHealth;
 use kuvert_admin::notices::Notices;
 use kuvert_core::account::Plan;
 use kuvert_core::domain::{DnsRecord, DomainSettings, RecordPurpose, RecordType};
-use kuvert_core::event::EventType;
 use kuvert_core::submission::Limits;
-use kuvert_store::{EventFilter, Store};
+use kuvert_store::Store;
 use kuvert_submit::Acceptor;
 use kuvert_testkit::DnsServer;
 
@@ -24,20 +23,10 @@ fn publish(dns: &DnsServer, r: &DnsRecord) {
 
 /// The notices the owner got.
 async fn notices_to(store: &Store, notices: &Notices, owner: &str) -> usize {
-    store
-        .list_events(
-            notices.account(),
-            &EventFilter {
-                types: vec![EventType::Accepted],
-                limit: 100,
-                ..Default::default()
-            },
-        )
+    kuvert_testkit::world::accepted_for(store, notices.account())
         .await
-        .expect("events")
-        .items
         .iter()
-        .filter(|e| e.recipient.as_deref() == Some(owner))
+        .filter(|to| *to == owner)
         .count()
 }
 

@@ -368,25 +368,12 @@ async fn bounces_and_complaints_pause_an_account_and_tell_its_owner() {
 
     // Each owner is told, by a notice from the system account, with the figures.
     let (owner, _) = w.store.owner(&bouncy).await.expect("owner");
-    let notices = w
-        .store
-        .list_events(
-            w.notices.account(),
-            &EventFilter {
-                types: vec![EventType::Accepted],
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("events")
-        .items;
-    let told: Vec<&str> = notices
-        .iter()
-        .filter_map(|e| e.recipient.as_deref())
-        .collect();
-    assert!(told.contains(&owner.as_str()), "{told:?}");
-    assert!(told.contains(&"owner@spammy.owners.example"), "{told:?}");
+    let told = kuvert_testkit::world::accepted_for(&w.store, w.notices.account()).await;
+    assert!(told.contains(&owner), "{told:?}");
+    assert!(
+        told.contains(&"owner@spammy.owners.example".to_owned()),
+        "{told:?}"
+    );
     assert_eq!(told.len(), 2, "one notice each: {told:?}");
     // Lifted at once: the figures that paused it do not pause it again, and nobody is told
     // twice.

@@ -36,6 +36,33 @@ impl QuotaPeriod {
     }
 }
 
+/// Recipients an account has sent to in the periods holding one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub month: u64,
+    pub day: u64,
+    pub hour: u64,
+}
+
+impl Usage {
+    pub fn of(&self, period: QuotaPeriod) -> u64 {
+        match period {
+            QuotaPeriod::Month => self.month,
+            QuotaPeriod::Day => self.day,
+            QuotaPeriod::Hour => self.hour,
+        }
+    }
+
+    /// The first of `quotas` that `queued` more recipients would pass, as its refusal at
+    /// `at`.
+    pub fn refusal(&self, quotas: &[Quota], queued: u64, at: Timestamp) -> Option<QuotaExceeded> {
+        quotas
+            .iter()
+            .find(|q| self.of(q.period) + queued > q.limit)
+            .map(|q| q.refuse(self.of(q.period), at))
+    }
+}
+
 /// A limit in force on a message: at most `limit` recipients in its period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {

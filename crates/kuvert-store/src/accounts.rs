@@ -1,7 +1,7 @@
 use kuvert_core::Timestamp;
 use kuvert_core::account::{AccountStatus, CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::id::{AccountId, UserId};
-use kuvert_core::quota::QuotaPeriod;
+use kuvert_core::quota::{QuotaPeriod, Usage};
 use kuvert_core::tracking::AccountTracking;
 use sqlx::FromRow;
 
@@ -348,14 +348,15 @@ impl Store {
             None => None,
         };
         let used = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
+        let used = Usage {
+            month: used(sending.used_month),
+            day: used(sending.used_day),
+            hour: used(sending.used_hour),
+        };
         Ok(SendingContext {
             state: sending.state.parse()?,
             domain,
-            used: [
-                (QuotaPeriod::Month, used(sending.used_month)),
-                (QuotaPeriod::Day, used(sending.used_day)),
-                (QuotaPeriod::Hour, used(sending.used_hour)),
-            ],
+            used,
             warmup_from: sending.warmup_from.map(Timestamp),
         })
     }
@@ -442,7 +443,7 @@ pub struct SendingContext {
     /// `None`: the account has no such domain.
     pub domain: Option<Domain>,
     /// Recipients sent in each period holding the moment asked about.
-    pub used: [(QuotaPeriod, u64); 3],
+    pub used: Usage,
     /// When the account's warm-up started; `None`: it has none.
     pub warmup_from: Option<Timestamp>,
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use kuvert_core::Timestamp;
-use kuvert_core::quota::{Quota, QuotaPeriod};
+use kuvert_core::quota::{Quota, QuotaPeriod, Usage};
 use prometheus_client::metrics::counter::Counter;
 use sqlx::{Any, AnyPool, FromRow, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -92,10 +92,10 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn start(pool: AnyPool, backend: crate::Backend) -> Self {
+    pub fn start(pool: AnyPool) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let counters = Counters::default();
-        let task = tokio::spawn(run(pool, backend, rx, counters.clone()));
+        let task = tokio::spawn(run(pool, rx, counters.clone()));
         Self {
             tx: std::sync::Mutex::new(Some(tx)),
             task: tokio::sync::Mutex::new(Some(task)),
@@ -134,16 +134,11 @@ impl Committer {
     }
 }
 
-async fn run(
-    pool: AnyPool,
-    backend: crate::Backend,
-    mut rx: mpsc::Receiver<Job>,
-    counters: Counters,
-) {
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, counters: Counters) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let messages: Vec<&SealedMessage> = batch.iter().map(|(m, _)| m).collect();
-        match write(&pool, backend, &messages).await {
+        match write(&pool, &messages).await {
             Ok(refused) => {
                 counters.transactions.inc();
                 counters.messages.inc_by(batch.len() as u64);
@@ -155,7 +150,7 @@ async fn run(
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "group commit failed; committing one by one");
                 for (m, reply) in batch.drain(..) {
-                    let result = write(&pool, backend, &[&m]).await;
+                    let result = write(&pool, &[&m]).await;
                     if result.is_ok() {
                         counters.transactions.inc();
                         counters.messages.inc();
@@ -168,43 +163,33 @@ async fn run(
     }
 }
 
-/// Which messages of a batch a quota refuses, in the batch's order. The usage rows are read
-/// in the transaction (locked on PostgreSQL, where several nodes commit; on SQLite the one
-/// writer already serialises), so concurrent senders cannot pass a quota together. Every row
-/// the batch will count in is locked first, in one order (account, period, start): two nodes
-/// committing batches of the same accounts then wait for each other, never deadlock.
+/// A message's usage row of `period`.
+fn key(m: &SealedMessage, period: QuotaPeriod) -> (&str, QuotaPeriod, i64) {
+    let start = period.start(Timestamp(m.created_at)).millis();
+    (m.account_id.as_str(), period, start)
+}
+
+/// Which messages of a batch a quota refuses, in the batch's order. Every usage row the batch
+/// counts in is read first, in one order (account, period, start), by an upsert that also
+/// locks it on PostgreSQL (on SQLite the one writer already serialises): concurrent senders
+/// cannot pass a quota together, and nodes committing batches of the same accounts wait for
+/// each other instead of deadlocking.
 async fn over_quota(
     tx: &mut Transaction<'_, Any>,
-    backend: crate::Backend,
     messages: &[&SealedMessage],
 ) -> Result<Vec<Option<StoreError>>> {
-    let lock = match backend {
-        crate::Backend::Postgres => " FOR UPDATE",
-        crate::Backend::Sqlite => "",
-    };
-    let key = |m: &SealedMessage, period: QuotaPeriod| {
-        let start = period.start(Timestamp(m.created_at)).millis();
-        (m.account_id.clone(), period, start)
-    };
-    let mut used: BTreeMap<(String, QuotaPeriod, i64), i64> = messages
+    let mut used: BTreeMap<(&str, QuotaPeriod, i64), i64> = messages
         .iter()
         .filter(|m| m.queued > 0)
-        .flat_map(|m| QuotaPeriod::ALL.iter().map(|p| (key(m, *p), 0)))
+        .flat_map(|m| QuotaPeriod::ALL.iter().map(move |p| (key(m, *p), 0)))
         .collect();
     for ((account, period, start), n) in used.iter_mut() {
-        sqlx::query(
+        *n = sqlx::query_scalar(
             "INSERT INTO quota_usage (account_id, period, period_start, recipients) VALUES ($1, $2, $3, 0) \
-             ON CONFLICT (account_id, period, period_start) DO NOTHING",
+             ON CONFLICT (account_id, period, period_start) DO UPDATE SET recipients = quota_usage.recipients \
+             RETURNING recipients",
         )
-        .bind(account.as_str())
-        .bind(period.as_str())
-        .bind(*start)
-        .execute(&mut **tx)
-        .await?;
-        *n = sqlx::query_scalar(&format!(
-            "SELECT recipients FROM quota_usage WHERE account_id = $1 AND period = $2 AND period_start = $3{lock}"
-        ))
-        .bind(account.as_str())
+        .bind(*account)
         .bind(period.as_str())
         .bind(*start)
         .fetch_one(&mut **tx)
@@ -216,14 +201,15 @@ async fn over_quota(
             out.push(None);
             continue;
         }
-        let at = Timestamp(m.created_at);
-        let refused = m.quotas.iter().find_map(|q| {
-            let n = used[&key(m, q.period)];
-            ((n + m.queued) as u64 > q.limit).then(|| q.refuse(n.max(0) as u64, at))
-        });
+        let usage = Usage {
+            month: used[&key(m, QuotaPeriod::Month)].max(0) as u64,
+            day: used[&key(m, QuotaPeriod::Day)].max(0) as u64,
+            hour: used[&key(m, QuotaPeriod::Hour)].max(0) as u64,
+        };
+        let refused = usage.refusal(&m.quotas, m.queued as u64, Timestamp(m.created_at));
         if refused.is_none() {
-            for q in &m.quotas {
-                *used.get_mut(&key(m, q.period)).expect("read above") += m.queued;
+            for period in QuotaPeriod::ALL {
+                *used.get_mut(&key(m, *period)).expect("read above") += m.queued;
             }
         }
         out.push(refused.map(StoreError::QuotaExceeded));
@@ -236,13 +222,9 @@ const ACTIVITY_GRANULARITY_MS: i64 = 3_600_000;
 
 /// Writes a batch in one transaction; returns, per message, the refusal of the quota (such a
 /// message is not written).
-async fn write(
-    pool: &AnyPool,
-    backend: crate::Backend,
-    all: &[&SealedMessage],
-) -> Result<Vec<Option<StoreError>>> {
+async fn write(pool: &AnyPool, all: &[&SealedMessage]) -> Result<Vec<Option<StoreError>>> {
     let mut tx = pool.begin().await?;
-    let refused = over_quota(&mut tx, backend, all).await?;
+    let refused = over_quota(&mut tx, all).await?;
     let kept: Vec<&SealedMessage> = all
         .iter()
         .zip(&refused)

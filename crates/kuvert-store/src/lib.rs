@@ -222,7 +222,7 @@ impl Store {
             let mut conn = writer.acquire().await?;
             schema::migrate(&mut conn, backend, now, &master).await?;
         }
-        let committer = commit::Committer::start(writer.clone(), backend);
+        let committer = commit::Committer::start(writer.clone());
         Ok(Self(Arc::new(Inner {
             pool,
             writer,

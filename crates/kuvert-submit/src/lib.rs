@@ -217,11 +217,6 @@ impl Acceptor {
             .sending_context(account, from_domain, now)
             .await?;
         let (state, used, warmup_from) = (context.state, context.used, context.warmup_from);
-        let used = |period| {
-            used.iter()
-                .find(|(p, _)| *p == period)
-                .map_or(0, |(_, n)| *n)
-        };
         if state.status == AccountStatus::Suspended
             && let Some(pause) = self.store.suspension(account).await?
         {
@@ -279,9 +274,9 @@ impl Acceptor {
         // concurrent requests cannot pass it together.
         let quotas = kuvert_core::quota::quotas(&self.plan_limits(plan), warmup_from, now);
         if queued > 0
-            && let Some(q) = quotas.iter().find(|q| used(q.period) + queued > q.limit)
+            && let Some(refused) = used.refusal(&quotas, queued, now)
         {
-            return Err(AcceptError::QuotaExceeded(q.refuse(used(q.period), now)));
+            return Err(AcceptError::QuotaExceeded(refused));
         }
 
         let id = MessageId::generate(now);

@@ -7,25 +7,27 @@ use kuvert_core::submission::{Limits, Submission};
 use kuvert_core::{Clock, Mailbox};
 use kuvert_submit::{AcceptError, Acceptor};
 
+/// A store with an account of the free plan, and an acceptor holding it to `limits`.
+async fn world(limits: PlanLimits) -> (kuvert_testkit::World, Acceptor) {
+    let w = kuvert_testkit::world("quota.example", Plan::Free).await;
+    let acceptor = Acceptor::new(
+        w.store.clone(),
+        Limits::default(),
+        [(Plan::Free, limits)].into(),
+    );
+    (w, acceptor)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_senders_never_pass_the_monthly_quota() {
     const QUOTA: u64 = 100;
     const PER_MESSAGE: usize = 7;
-    let kuvert_testkit::World {
-        dir: _dir,
-        store,
-        account,
-        ..
-    } = kuvert_testkit::world("quota.example", Plan::Free).await;
-    let limits = PlanLimits {
+    let (w, acceptor) = world(PlanLimits {
         monthly_quota: QUOTA,
         ..Plan::Free.default_limits()
-    };
-    let acceptor = Acceptor::new(
-        store.clone(),
-        Limits::default(),
-        [(Plan::Free, limits)].into(),
-    );
+    })
+    .await;
+    let account = &w.account;
     let senders: Vec<_> = (0..40)
         .map(|i| {
             let (acceptor, account) = (acceptor.clone(), account.id.clone());
@@ -99,24 +101,14 @@ async fn burst(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_senders_never_pass_the_hourly_or_daily_limit() {
     use kuvert_core::quota::QuotaPeriod;
-    let kuvert_testkit::World {
-        dir: _dir,
-        store,
-        account,
-        clock,
-        ..
-    } = kuvert_testkit::world("quota.example", Plan::Free).await;
-    let limits = PlanLimits {
+    let (w, acceptor) = world(PlanLimits {
         monthly_quota: 1_000,
         daily_limit: 100,
         hourly_limit: 50,
         ..Plan::Free.default_limits()
-    };
-    let acceptor = Acceptor::new(
-        store.clone(),
-        Limits::default(),
-        [(Plan::Free, limits)].into(),
-    );
+    })
+    .await;
+    let (account, clock) = (&w.account, &w.clock);
     // The first hour: 7 messages of 7 fit in 50.
     let (accepted, refused) = burst(&acceptor, &account.id, 40, 7, 0).await;
     assert_eq!(accepted, 49);
@@ -156,25 +148,15 @@ async fn parallel_senders_never_pass_the_hourly_or_daily_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_account_warms_up_day_by_day() {
     use kuvert_core::quota::QuotaPeriod;
-    let kuvert_testkit::World {
-        dir: _dir,
-        store,
-        account,
-        clock,
-        ..
-    } = kuvert_testkit::world("quota.example", Plan::Free).await;
-    let limits = PlanLimits {
+    let (w, acceptor) = world(PlanLimits {
         monthly_quota: 1_000,
         daily_limit: 100,
         hourly_limit: 100,
         warmup_first_day: 20,
         ..Plan::Free.default_limits()
-    };
-    let acceptor = Acceptor::new(
-        store.clone(),
-        Limits::default(),
-        [(Plan::Free, limits)].into(),
-    );
+    })
+    .await;
+    let (store, account, clock) = (&w.store, &w.account, &w.clock);
     store
         .set_warmup(&account.id, Some(clock.now()))
         .await

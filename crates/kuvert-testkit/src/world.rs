@@ -83,3 +83,23 @@ pub async fn sandbox_account(
             .expect("the domain is added");
     (account, domain)
 }
+
+/// The addresses an account's messages were accepted for, newest first (at most 1,000): what
+/// the notices account told whom, say.
+pub async fn accepted_for(store: &Store, account: &kuvert_core::id::AccountId) -> Vec<String> {
+    store
+        .list_events(
+            account,
+            &kuvert_store::EventFilter {
+                types: vec![kuvert_core::event::EventType::Accepted],
+                limit: 1_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.recipient)
+        .collect()
+}

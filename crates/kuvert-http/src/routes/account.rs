@@ -158,13 +158,7 @@ pub async fn get(
     // The account's usage and warm-up, as a submission now would see them.
     let context = state.store.sending_context(&a.id, "", now).await?;
     let quotas = kuvert_core::quota::quotas(&limits, context.warmup_from, now);
-    let used = |period| {
-        context
-            .used
-            .iter()
-            .find(|(p, _)| *p == period)
-            .map_or(0, |(_, n)| *n)
-    };
+    let used = |period| context.used.of(period);
     let limit = |period| {
         quotas
             .iter()
