@@ -9,7 +9,7 @@ seeds=seeds
 mkdir -p "$seeds"
 # header_fields/ holds hand-made blocks this script does not write.
 find "$seeds" -type f ! -name 'regress-*' ! -path '*/header_fields/*' -delete
-mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config,contact_csv,segment_filter,template}
+mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config,contact_csv,segment_filter,template,mta_sts}
 
 verp='b-rcp_01jd3k9m2n4p6q8r0s2t4v6w8x-0f1e2d3c4b5a6978@bounces.sandbox.kuvert.test'
 rcpt='ann@example.com'
@@ -130,3 +130,11 @@ printf '\x01<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{name}} {{#each i
     >"$seeds/template/mjml.bin"
 printf '\x00<!doctype html><html><head><style>p{}</style></head><body><!--[if mso]>x<![endif]--><p>Hi {{name}}, <a href="{{unsubscribe_url}}">leave</a></p><ul>{{#each items}}<li>{{#if (gt this 1)}}{{this}}{{else}}-{{/if}}</li>{{/each}}</ul>&amp; &#x263A;</body></html>\x00{"name": "<Ann>", "items": [1, 2, 3]}' \
     >"$seeds/template/html.bin"
+
+# MTA-STS policies and the TXT records of MTA-STS and TLS reporting.
+printf 'version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n' \
+    >"$seeds/mta_sts/enforce.txt"
+printf 'version: STSv1\nmode: testing\nmx: mx1.example.org\nmax_age: 86400\nfuture: 1\n' >"$seeds/mta_sts/testing-lf.txt"
+printf 'version: STSv1\nmode: none\nmax_age: 0\n' >"$seeds/mta_sts/none.txt"
+printf 'v=STSv1; id=20160831085700Z;\nv=TLSRPTv1; rua=mailto:tls@example.com,https://r.example.com/v1\n' \
+    >"$seeds/mta_sts/records.txt"

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod rights;
 pub mod support;
 pub mod templates;
+pub mod tls_reports;
 
 pub use dkim::{records, verify_domain};
 use kuvert_core::EmailAddress;

@@ -66,6 +66,26 @@ impl Notices {
         &self.account
     }
 
+    /// The address notices come from.
+    pub fn from(&self) -> &Mailbox {
+        &self.from
+    }
+
+    /// Queues a message built whole (`raw`, whose From is [`Self::from`]), as SMTP would
+    /// hand it over: a report whose MIME structure the builder does not make.
+    pub async fn send_raw(
+        &self,
+        to: &str,
+        subject: &str,
+        raw: Vec<u8>,
+        tags: &[&str],
+    ) -> Result<MessageId, AdminError> {
+        let to = Mailbox::parse(to).map_err(AdminError::InvalidEmail)?;
+        let mut submission = Submission::plain(self.from.clone(), vec![to], subject, "");
+        submission.body = kuvert_core::submission::Body::Raw(raw);
+        self.accept(submission, tags).await
+    }
+
     /// Queues a plain-text notice; answers when it is durably accepted.
     pub async fn send(
         &self,
@@ -75,7 +95,18 @@ impl Notices {
         tags: &[&str],
     ) -> Result<MessageId, AdminError> {
         let to = Mailbox::parse(to).map_err(AdminError::InvalidEmail)?;
-        let mut submission = Submission::plain(self.from.clone(), vec![to], subject, text);
+        self.accept(
+            Submission::plain(self.from.clone(), vec![to], subject, text),
+            tags,
+        )
+        .await
+    }
+
+    async fn accept(
+        &self,
+        mut submission: Submission,
+        tags: &[&str],
+    ) -> Result<MessageId, AdminError> {
         submission.tags = tags.iter().map(|t| (*t).to_owned()).collect();
         self.acceptor
             .accept(&self.account, submission)

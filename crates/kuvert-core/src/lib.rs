@@ -12,6 +12,7 @@ pub mod duration;
 pub mod event;
 pub mod id;
 pub mod lookup;
+pub mod mta_sts;
 pub mod net;
 pub mod optin;
 pub mod page;

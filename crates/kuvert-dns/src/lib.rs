@@ -2,6 +2,8 @@
 //! MX hosts and their addresses (delivery), the addresses of webhook hosts (checked before
 //! they are reached). `[dns] nameservers` points it at a private server (tests).
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

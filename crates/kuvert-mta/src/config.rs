@@ -49,6 +49,7 @@ pub struct DeliveryConfig {
     pub destinations: BTreeMap<String, DestinationLimits>,
     /// IP pools by name: the local addresses mail of an account or domain leaves from.
     pub pools: BTreeMap<String, Pool>,
+    pub mta_sts: MtaSts,
     /// Where tracking links point (`[tracking] base_url`); set by the server, not read from
     /// this section.
     #[serde(skip)]
@@ -84,6 +85,39 @@ pub struct Relay {
     pub ca_file: String,
     /// Accepts any certificate from the smarthost: for tests only.
     pub insecure: bool,
+}
+
+/// MTA-STS (RFC 8461) on delivery to MX hosts: a recipient domain that publishes an
+/// `enforce` policy gets mail only from MX hosts its policy names, over TLS with a certificate
+/// that checks; else the mail waits, with the reason. Routes and the smarthost are the
+/// operator's own and not subject to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtaSts {
+    /// Looks policies up and applies them; off: opportunistic STARTTLS to every MX.
+    pub enabled: bool,
+    /// PEM file of further authorities trusted for MX and policy-host certificates, beside
+    /// the public web roots built into Kuvert (a private CA; the tests' own).
+    pub ca_file: String,
+    /// Port of the policy host (443; tests point it at their HTTPS server).
+    pub policy_port: u16,
+    /// How long fetching a policy may take.
+    pub fetch_timeout: HumanDuration,
+    /// Fetches policies from hosts on private, loopback or link-local addresses (tests): a
+    /// recipient domain names the policy host, so by default they are refused.
+    pub allow_private: bool,
+}
+
+impl Default for MtaSts {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ca_file: String::new(),
+            policy_port: 443,
+            fetch_timeout: HumanDuration::secs(30),
+            allow_private: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +170,7 @@ impl Default for DeliveryConfig {
             routes: BTreeMap::new(),
             destinations: BTreeMap::from([("*".to_owned(), DestinationLimits::default())]),
             pools: BTreeMap::new(),
+            mta_sts: MtaSts::default(),
             tracking_base_url: String::new(),
         }
     }
@@ -165,6 +200,9 @@ impl DeliveryConfig {
         }
         if let Err(e) = crate::smtp::tls::verified(&self.relay.ca_file) {
             out.push(format!("[delivery.relay] ca_file: {e}"));
+        }
+        if let Err(e) = crate::smtp::tls::roots(&self.mta_sts.ca_file) {
+            out.push(format!("[delivery.mta_sts] ca_file: {e}"));
         }
         for (pattern, target) in &self.routes {
             if split_host_port(target).is_none() {

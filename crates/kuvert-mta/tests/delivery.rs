@@ -1033,3 +1033,392 @@ async fn a_rotation_never_signs_with_an_unpublished_key() {
         &w.published(&d, &w.store.dkim_keys(&d.id).await.expect("keys")),
     );
 }
+
+const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
+/// Where TLS reports are posted (the same HTTPS server).
+const REPORT_HOST: &str = "reports.sts.test";
+
+fn policy(mode: &str, mx: &str) -> String {
+    format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
+}
+
+/// A world whose MX host (the sink) presents a certificate for `mx.sts.test`, beside an
+/// HTTPS server for the policy hosts of `domains`; both are trusted through
+/// `[delivery.mta_sts] ca_file`, as a private CA would be.
+async fn sts_world(domains: &[&str]) -> (World, kuvert_testkit::HttpsServer) {
+    let hosts: Vec<String> = domains.iter().map(|d| format!("mta-sts.{d}")).collect();
+    let mut names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    names.push(REPORT_HOST);
+    let https = kuvert_testkit::HttpsServer::start(&names).await;
+    let (port, ca) = (https.addr.port(), https.ca_pem.clone());
+    let sink = SinkOptions {
+        starttls: true,
+        certificate_names: vec!["mx.sts.test".into()],
+        ..Default::default()
+    };
+    let w = world(sink, |c, sink, dir| {
+        let file = dir.join("sts-ca.pem");
+        let mx_cert = sink.certificate_pem().expect("STARTTLS");
+        std::fs::write(&file, format!("{ca}{mx_cert}")).expect("CA file");
+        c.mta_sts.ca_file = file.display().to_string();
+        c.mta_sts.policy_port = port;
+        c.mta_sts.allow_private = true;
+    })
+    .await;
+    // Records change within a test and must be seen at once.
+    w.dns.set_ttl(0);
+    for (d, host) in domains.iter().zip(&hosts) {
+        w.dns.add_a(host, Ipv4Addr::LOCALHOST);
+        w.dns.add_txt(&format!("_mta-sts.{d}"), "v=STSv1; id=1");
+    }
+    (w, https)
+}
+
+impl World {
+    /// The reasons of the deferrals of `sent`.
+    async fn reasons(&self, sent: &Accepted) -> Vec<String> {
+        self.events(EventType::Deferred)
+            .await
+            .into_iter()
+            .filter(|e| e.message_id.as_ref() == Some(&sent.id))
+            .filter_map(|e| match e.details {
+                EventDetails::Deferred(d) => d.reason,
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn sessions(&self, domain: &str) -> Vec<(String, Option<&'static str>, u64)> {
+        self.engine.flush_tls_sessions().await;
+        let day = self.clock.now().seconds().div_euclid(86_400);
+        self.store
+            .tls_sessions(day, domain)
+            .await
+            .expect("sessions")
+            .into_iter()
+            .flat_map(|p| p.sessions)
+            .map(|c| (c.mx_host, c.result.map(|r| r.as_str()), c.count))
+            .collect()
+    }
+}
+
+/// MTA-STS (RFC 8461) in `enforce` mode: a domain whose policy names none of its MX hosts
+/// gets nothing, and the deferral says why; an MX host named by the policy whose certificate
+/// is for another name gets nothing either. Once the domain publishes a policy (new id) that
+/// names its MX, whose certificate checks, the mail goes, over TLS. Each session is counted
+/// for the TLS report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforced_mta_sts_policy_decides_where_mail_may_go() {
+    let (w, https) = sts_world(&["sts.test", "badcert.test"]).await;
+    w.dns.add_mx("sts.test", 10, "mx.sts.test");
+    w.dns.add_a("mx.sts.test", Ipv4Addr::LOCALHOST);
+    https.serve(
+        "mta-sts.sts.test",
+        POLICY_PATH,
+        200,
+        "text/plain; charset=utf-8",
+        &policy("enforce", "mx.elsewhere.test"),
+    );
+    // The policy names this MX, but the server's certificate is for mx.sts.test.
+    w.dns.add_mx("badcert.test", 10, "mx.badcert.test");
+    w.dns.add_a("mx.badcert.test", Ipv4Addr::LOCALHOST);
+    https.serve(
+        "mta-sts.badcert.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("enforce", "mx.badcert.test"),
+    );
+
+    let sent = w.send(submission(&["a@sts.test"])).await;
+    w.wait_for(&sent, "a@sts.test", RecipientStatus::Deferred)
+        .await;
+    let reasons = w.reasons(&sent).await;
+    assert!(
+        reasons[0].contains("MTA-STS policy of sts.test (enforce)")
+            && reasons[0].contains("mx.sts.test"),
+        "{reasons:?}"
+    );
+    let bad = w.send(submission(&["b@badcert.test"])).await;
+    w.wait_for(&bad, "b@badcert.test", RecipientStatus::Deferred)
+        .await;
+    let reasons = w.reasons(&bad).await;
+    assert!(
+        reasons[0].contains("MTA-STS") && reasons[0].contains("certificate"),
+        "{reasons:?}"
+    );
+    assert!(w.sink.received().is_empty(), "nothing went anywhere");
+    assert_eq!(
+        w.sessions("badcert.test").await,
+        [(
+            "mx.badcert.test".to_owned(),
+            Some("certificate-host-mismatch"),
+            1
+        )]
+    );
+
+    // The domain fixes its policy and says so with a new id: seen at the next look.
+    w.dns
+        .remove("_mta-sts.sts.test", kuvert_testkit::dns::RecordType::TXT);
+    w.dns.add_txt("_mta-sts.sts.test", "v=STSv1; id=2");
+    https.serve(
+        "mta-sts.sts.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("enforce", "*.sts.test"),
+    );
+    w.advance(Duration::from_millis(
+        kuvert_mta::mta_sts::RECHECK_MS as u64,
+    ));
+    w.wait_for(&sent, "a@sts.test", RecipientStatus::Delivered)
+        .await;
+    let got = w.sink.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].tls, "delivered over TLS");
+    assert_eq!(got[0].rcpt_to, ["a@sts.test"]);
+    let cached = w.store.sts_policy("sts.test").await.expect("cache");
+    assert_eq!(cached.map(|c| c.id), Some("2".to_owned()));
+    assert_eq!(
+        w.sessions("sts.test").await,
+        [("mx.sts.test".to_owned(), None, 1)],
+        "one session; none was tried while no MX was named"
+    );
+
+    // An attacker strips the record, breaks the policy host and points the MX elsewhere:
+    // the cached policy still applies, and the mail waits.
+    w.dns
+        .remove("_mta-sts.sts.test", kuvert_testkit::dns::RecordType::TXT);
+    https.serve("mta-sts.sts.test", POLICY_PATH, 404, "text/plain", "gone");
+    w.dns
+        .remove("sts.test", kuvert_testkit::dns::RecordType::MX);
+    w.dns.add_mx("sts.test", 10, "mx.rogue.test");
+    w.dns.add_a("mx.rogue.test", Ipv4Addr::LOCALHOST);
+    w.advance(Duration::from_millis(
+        kuvert_mta::mta_sts::RECHECK_MS as u64,
+    ));
+    let again = w.send(submission(&["c@sts.test"])).await;
+    w.wait_for(&again, "c@sts.test", RecipientStatus::Deferred)
+        .await;
+    let reasons = w.reasons(&again).await;
+    assert!(reasons[0].contains("mx.rogue.test"), "{reasons:?}");
+    assert_eq!(w.sink.received().len(), 1, "nothing more arrived");
+}
+
+/// Under `enforce`, an MX host that offers no STARTTLS is passed over for the next one the
+/// policy names; the first is counted as a failure, the second as a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforced_policy_passes_over_an_mx_without_starttls() {
+    let (w, https) = sts_world(&["fallback.test"]).await;
+    // A second server on the same port of another loopback address, without STARTTLS.
+    let plain = SmtpSink::start(SinkOptions {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 2], w.sink.addr().port())),
+        ..Default::default()
+    });
+    w.dns.add_mx("fallback.test", 10, "mx-plain.sts.test");
+    w.dns
+        .add_a("mx-plain.sts.test", Ipv4Addr::new(127, 0, 0, 2));
+    w.dns.add_mx("fallback.test", 20, "mx.sts.test");
+    w.dns.add_a("mx.sts.test", Ipv4Addr::LOCALHOST);
+    https.serve(
+        "mta-sts.fallback.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("enforce", "*.sts.test"),
+    );
+    let sent = w.send(submission(&["a@fallback.test"])).await;
+    w.wait_for(&sent, "a@fallback.test", RecipientStatus::Delivered)
+        .await;
+    assert!(
+        plain.received().is_empty(),
+        "the server without TLS got nothing"
+    );
+    let got = w.sink.received();
+    assert!(got.len() == 1 && got[0].tls, "{got:?}");
+    assert_eq!(
+        w.sessions("fallback.test").await,
+        [
+            (
+                "mx-plain.sts.test".to_owned(),
+                Some("starttls-not-supported"),
+                1
+            ),
+            ("mx.sts.test".to_owned(), None, 1),
+        ]
+    );
+}
+
+/// In `testing` mode the mail goes as without a policy, and what `enforce` would have
+/// refused is counted; a policy that cannot be read is no policy, and counted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_testing_policy_delivers_and_counts_what_would_have_failed() {
+    let (w, https) = sts_world(&["testing.test", "broken.test"]).await;
+    for d in ["testing.test", "broken.test"] {
+        w.dns.add_mx(d, 10, &format!("mx.{d}"));
+        w.dns.add_a(&format!("mx.{d}"), Ipv4Addr::LOCALHOST);
+    }
+    https.serve(
+        "mta-sts.testing.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("testing", "mx.elsewhere.test"),
+    );
+    // Not a policy at all (an error page), so the domain has none: the mail goes.
+    https.serve(
+        "mta-sts.broken.test",
+        POLICY_PATH,
+        200,
+        "text/html",
+        "<html>oops</html>",
+    );
+    let sent = w
+        .send(submission(&["a@testing.test", "b@broken.test"]))
+        .await;
+    w.wait_for(&sent, "a@testing.test", RecipientStatus::Delivered)
+        .await;
+    w.wait_for(&sent, "b@broken.test", RecipientStatus::Delivered)
+        .await;
+    assert_eq!(
+        w.sessions("testing.test").await,
+        [("mx.testing.test".to_owned(), Some("validation-failure"), 1)]
+    );
+    assert_eq!(
+        w.sessions("broken.test").await,
+        [(String::new(), Some("sts-policy-invalid"), 1)]
+    );
+}
+
+/// The daily TLS report (RFC 8460): the day after, the sessions counted under a domain's
+/// policy go to each address of its `_smtp._tls` record, by HTTPS and by mail (a
+/// `multipart/report` from the notices account), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_tls_report_goes_where_the_domain_asks() {
+    let (w, https) = sts_world(&["sts.test", "badcert.test"]).await;
+    // Reports by mail go to a domain whose enforced policy no server of it meets: RFC 8460
+    // §5.3 wants them delivered all the same.
+    w.dns.add_mx("badcert.test", 10, "mx.badcert.test");
+    w.dns.add_a("mx.badcert.test", Ipv4Addr::LOCALHOST);
+    https.serve(
+        "mta-sts.badcert.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("enforce", "mx.badcert.test"),
+    );
+    w.dns.add_mx("sts.test", 10, "mx.sts.test");
+    w.dns.add_a("mx.sts.test", Ipv4Addr::LOCALHOST);
+    w.dns.add_a(REPORT_HOST, Ipv4Addr::LOCALHOST);
+    https.serve(
+        "mta-sts.sts.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("enforce", "mx.sts.test"),
+    );
+    w.dns.add_txt(
+        "_smtp._tls.sts.test",
+        &format!(
+            "v=TLSRPTv1; rua=mailto:tls-reports@badcert.test,https://{REPORT_HOST}:{}/tlsrpt",
+            https.addr.port()
+        ),
+    );
+    let sent = w.send(submission(&["a@sts.test", "b@sts.test"])).await;
+    w.wait_for(&sent, "a@sts.test", RecipientStatus::Delivered)
+        .await;
+    w.engine.flush_tls_sessions().await;
+
+    let notices = kuvert_admin::notices::Notices::open(
+        &w.store,
+        w.acceptor.clone(),
+        "Kuvert <notices@kuvert.test>",
+        &DomainSettings::default(),
+    )
+    .await
+    .expect("notices");
+    w.engine.exempt_reports_of(notices.account().clone());
+    // The tag alone, from a customer's account, exempts nothing.
+    let mut tagged = submission(&["x@badcert.test"]);
+    tagged.tags = vec![kuvert_core::mta_sts::TLSRPT_TAG.to_owned()];
+    let tagged = w.send(tagged).await;
+    w.wait_for(&tagged, "x@badcert.test", RecipientStatus::Deferred)
+        .await;
+    let reporter = kuvert_admin::tls_reports::TlsReporter::new(
+        w.store.clone(),
+        Dns::new(&[w.dns.addr()], kuvert_dns::Caching::Off).expect("dns"),
+        notices,
+        "mta.kuvert.test",
+        true,
+        Some(https.ca_pem.as_bytes()),
+    );
+    assert_eq!(
+        reporter.send_due().await.expect("reports"),
+        0,
+        "not before the day ends"
+    );
+    w.advance(Duration::from_secs(86_400));
+    assert_eq!(reporter.send_due().await.expect("reports"), 1);
+    assert_eq!(reporter.send_due().await.expect("reports"), 0, "once");
+
+    let posts = https.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].path, "/tlsrpt");
+    assert_eq!(posts[0].content_type, "application/tlsrpt+json");
+    let posted: serde_json::Value = serde_json::from_slice(&posts[0].body).expect("JSON");
+    let p = &posted["policies"][0];
+    assert_eq!(p["policy"]["policy-type"], "sts");
+    assert_eq!(p["policy"]["policy-domain"], "sts.test");
+    assert_eq!(p["policy"]["mx-host"][0], "mx.sts.test");
+    assert_eq!(
+        p["summary"]["total-successful-session-count"], 1,
+        "one transaction, one session"
+    );
+    assert_eq!(p["summary"]["total-failure-session-count"], 0);
+    assert_eq!(posted["organization-name"], "mta.kuvert.test");
+    assert_eq!(posted["contact-info"], "notices@kuvert.test");
+
+    // The same report by mail.
+    let mut mail = None;
+    for _ in 0..200 {
+        mail = w
+            .sink
+            .received()
+            .into_iter()
+            .find(|r| r.rcpt_to == ["tls-reports@badcert.test"]);
+        if mail.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = mail.expect("the report by mail").text();
+    for field in [
+        "TLS-Report-Domain: sts.test",
+        "TLS-Report-Submitter: mta.kuvert.test",
+        "multipart/report; report-type=\"tlsrpt\"",
+        "Subject: Report Domain: sts.test Submitter: mta.kuvert.test Report-ID: <",
+        "filename=\"mta.kuvert.test!sts.test!",
+        "DKIM-Signature:",
+    ] {
+        assert!(text.contains(field), "{field} in\n{text}");
+    }
+    let attachment = text
+        .split("Content-Disposition: attachment")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n\r\n").nth(1))
+        .and_then(|rest| rest.split("\r\n--").next())
+        .expect("the attachment");
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(attachment.replace("\r\n", ""))
+        .expect("base64");
+    let mailed: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+    assert_eq!(mailed, posted);
+    assert!(
+        w.sink
+            .received()
+            .iter()
+            .all(|r| r.rcpt_to != ["x@badcert.test"]),
+        "the customer's tagged mail still waits"
+    );
+}

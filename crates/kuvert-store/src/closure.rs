@@ -50,7 +50,15 @@ pub const ACCOUNT_TABLES: &[(&str, &str)] = &[
 ];
 
 /// Tables without rows of any account.
-pub const NO_ACCOUNT_DATA: &[&str] = &["purge_runs", "schema_migrations", "policy_versions"];
+pub const NO_ACCOUNT_DATA: &[&str] = &[
+    "purge_runs",
+    "schema_migrations",
+    "policy_versions",
+    // Recipient domains' policies and TLS session counts: domains, no one's address.
+    "mta_sts_policies",
+    "tls_sessions",
+    "tls_reports",
+];
 
 /// Large tables are deleted from in batches, by their key column.
 fn batch_key(table: &str) -> Option<&'static str> {

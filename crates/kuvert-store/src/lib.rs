@@ -14,6 +14,7 @@ mod events;
 mod imports;
 mod keys;
 mod messages;
+mod mta_sts;
 mod optin;
 mod policies;
 mod privacy;
@@ -56,6 +57,7 @@ pub use keys::{ApiKey, KeyAuth};
 pub use messages::{
     CampaignCopy, MessageView, NewMessage, NewRecipient, QUEUE_DEPTH_SQL, RecipientView,
 };
+pub use mta_sts::{CachedPolicy, TlsSessions};
 pub use optin::{Confirmed, MAX_UNANSWERED, OptInAsk, OptInRequest, RESEND_AFTER_MS};
 pub use privacy::PrivacyRequest;
 pub use queue::{Lease, Outcome, OutcomeRecord, Outgoing};

@@ -164,6 +164,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "domain_health",
         include_str!("migrations/0029_domain_health.sql"),
     ),
+    (30, "mta_sts", include_str!("migrations/0030_mta_sts.sql")),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

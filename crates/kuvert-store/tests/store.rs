@@ -182,6 +182,7 @@ both_backends!(
     double_opt_in_waits_for_the_link,
     templates_keep_one_active_version,
     campaigns_are_claimed_once_and_keep_their_progress,
+    mta_sts_policies_and_tls_sessions,
 );
 
 async fn account(store: &Store, email: &str) -> Account {
@@ -3409,4 +3410,116 @@ async fn campaigns_are_claimed_once_and_keep_their_progress(f: &Fixture) {
         s.campaign(&b.id, c.id.as_str()).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A fetched MTA-STS policy is kept until it expires; TLS sessions add up per day, domain,
+/// host and result; a day's report is claimed once, and its counts go once it is sent.
+async fn mta_sts_policies_and_tls_sessions(f: &Fixture) {
+    use kuvert_core::mta_sts::{ResultType, StsPolicy};
+    use kuvert_store::{CachedPolicy, TlsSessions};
+    let s = &f.store;
+    assert_eq!(s.sts_policy("a.test").await.expect("store"), None);
+    let policy = StsPolicy::parse("version: STSv1\nmode: enforce\nmx: *.a.test\nmax_age: 60")
+        .expect("store");
+    let cached = CachedPolicy {
+        id: "1".into(),
+        policy: policy.clone(),
+        expires_at: f.clock.now().plus_millis(60_000),
+    };
+    s.save_sts_policy("a.test", &cached).await.expect("store");
+    assert_eq!(
+        s.sts_policy("a.test").await.expect("store"),
+        Some(cached.clone())
+    );
+    let newer = CachedPolicy {
+        id: "2".into(),
+        ..cached.clone()
+    };
+    s.save_sts_policy("a.test", &newer).await.expect("store");
+    assert_eq!(
+        s.sts_policy("a.test")
+            .await
+            .expect("store")
+            .expect("store")
+            .id,
+        "2"
+    );
+    // Saving another policy after this one expired forgets it.
+    f.clock.advance_millis(61_000);
+    s.save_sts_policy("b.test", &cached).await.expect("store");
+    assert_eq!(s.sts_policy("a.test").await.expect("store"), None);
+
+    let lines = policy.lines();
+    let add = |day: i64, mx: &str, result: Option<ResultType>, count: u64| TlsSessions {
+        day,
+        policy_domain: "a.test".to_owned(),
+        policy_id: "2".to_owned(),
+        mx_host: mx.to_owned(),
+        result,
+        policy: lines.clone(),
+        count,
+    };
+    s.add_tls_sessions(&[
+        add(10, "mx.a.test", None, 3),
+        add(10, "mx.a.test", Some(ResultType::CertificateExpired), 1),
+    ])
+    .await
+    .expect("store");
+    s.add_tls_sessions(&[add(10, "mx.a.test", None, 2), add(11, "mx.a.test", None, 1)])
+        .await
+        .expect("store");
+    // A day on which the policy could not be read once: a second entry, with no policy.
+    s.add_tls_sessions(&[TlsSessions {
+        policy_id: String::new(),
+        policy: vec![],
+        ..add(10, "", Some(ResultType::StsPolicyFetchError), 1)
+    }])
+    .await
+    .expect("store");
+    let day = s.tls_sessions(10, "a.test").await.expect("store");
+    assert_eq!(day.len(), 2, "{day:?}");
+    assert!(day[0].policy.is_empty());
+    assert_eq!(
+        day[0].sessions[0].result,
+        Some(ResultType::StsPolicyFetchError)
+    );
+    assert_eq!(day[1].policy, lines);
+    let counts: Vec<_> = day[1]
+        .sessions
+        .iter()
+        .map(|c| (c.result, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [(None, 5), (Some(ResultType::CertificateExpired), 1)]
+    );
+    assert_eq!(
+        s.tls_reports_due(12).await.expect("store"),
+        [(10, "a.test".to_owned()), (11, "a.test".to_owned())]
+    );
+    assert_eq!(
+        s.tls_reports_due(11).await.expect("store"),
+        [(10, "a.test".to_owned())]
+    );
+    assert!(s.claim_tls_report(10, "a.test").await.expect("store"));
+    assert!(
+        !s.claim_tls_report(10, "a.test").await.expect("store"),
+        "claimed once"
+    );
+    assert_eq!(s.tls_reports_due(11).await.expect("store"), []);
+    s.release_tls_report(10, "a.test").await.expect("store");
+    assert!(
+        s.claim_tls_report(10, "a.test").await.expect("store"),
+        "given back"
+    );
+    s.tls_report_sent(10, "a.test", "mailto:r@a.test", 0)
+        .await
+        .expect("store");
+    assert_eq!(s.tls_sessions(10, "a.test").await.expect("store"), []);
+    assert!(
+        !s.claim_tls_report(10, "a.test").await.expect("store"),
+        "sent once"
+    );
+    assert_eq!(s.forget_tls_sessions_before(12).await.expect("store"), 1);
+    assert_eq!(s.tls_reports_due(13).await.expect("store"), []);
 }

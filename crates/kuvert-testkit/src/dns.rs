@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ pub struct DnsServer {
     addr: SocketAddr,
     table: Arc<Mutex<Table>>,
     stop: Arc<AtomicBool>,
+    ttl: Arc<AtomicU32>,
 }
 
 fn key(name: &str, t: RecordType) -> (String, RecordType) {
@@ -40,9 +41,21 @@ impl DnsServer {
         let addr = socket.local_addr().expect("local address");
         let table: Arc<Mutex<Table>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (t, s) = (table.clone(), stop.clone());
-        std::thread::spawn(move || serve(&socket, &t, &s));
-        Self { addr, table, stop }
+        let ttl = Arc::new(AtomicU32::new(60));
+        let (t, s, l) = (table.clone(), stop.clone(), ttl.clone());
+        std::thread::spawn(move || serve(&socket, &t, &s, &l));
+        Self {
+            addr,
+            table,
+            stop,
+            ttl,
+        }
+    }
+
+    /// The TTL of the answers from now on (60 s at first); 0 keeps resolvers from caching
+    /// them, for a test that changes a record and wants it seen at once.
+    pub fn set_ttl(&self, seconds: u32) {
+        self.ttl.store(seconds, Ordering::Relaxed);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -101,7 +114,7 @@ impl Drop for DnsServer {
     }
 }
 
-fn serve(socket: &UdpSocket, table: &Mutex<Table>, stop: &AtomicBool) {
+fn serve(socket: &UdpSocket, table: &Mutex<Table>, stop: &AtomicBool, ttl: &AtomicU32) {
     let mut buf = vec![0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, peer)) = socket.recv_from(&mut buf) else {
@@ -130,7 +143,11 @@ fn serve(socket: &UdpSocket, table: &Mutex<Table>, stop: &AtomicBool) {
             {
                 found = true;
                 for r in records {
-                    reply.add_answer(Record::from_rdata(q.name().clone(), 60, r.clone()));
+                    reply.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        ttl.load(Ordering::Relaxed),
+                        r.clone(),
+                    ));
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 pub mod dkim;
 pub mod dns;
+pub mod https;
 pub mod server;
 pub mod smtp;
 pub mod tls_front;
@@ -11,6 +12,7 @@ pub mod world;
 
 pub use dkim::{Verified, dkimpy_verify, dkimpy_verify_each};
 pub use dns::DnsServer;
+pub use https::{HttpsServer, Posted};
 pub use server::{Cli, KuvertServer, ServerOptions};
 pub use smtp::{Behaviour, Received, SinkOptions, SmtpSink};
 pub use tls_front::TlsFront;

@@ -62,6 +62,9 @@ pub struct SinkOptions {
     /// Offers AUTH PLAIN (after STARTTLS when that is offered) and takes this user and
     /// password, as a smarthost would.
     pub auth: Option<(String, String)>,
+    /// The names its certificate is for (`localhost` and `127.0.0.1` when empty): an MX
+    /// host's name, for a test of MTA-STS.
+    pub certificate_names: Vec<String>,
 }
 
 impl Default for SinkOptions {
@@ -72,6 +75,7 @@ impl Default for SinkOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             reply_delay: None,
             auth: None,
+            certificate_names: Vec::new(),
         }
     }
 }
@@ -105,7 +109,7 @@ impl SmtpSink {
         let st = state.clone();
         let (tls, certificate) = match options.starttls {
             true => {
-                let (acceptor, pem) = tls_acceptor();
+                let (acceptor, pem) = tls_acceptor(&options.certificate_names);
                 (Some(acceptor), Some(pem))
             }
             false => (None, None),
@@ -203,9 +207,13 @@ impl Drop for SmtpSink {
     }
 }
 
-fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("certificate");
+fn tls_acceptor(names: &[String]) -> (tokio_rustls::TlsAcceptor, String) {
+    let names = if names.is_empty() {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    } else {
+        names.to_vec()
+    };
+    let cert = rcgen::generate_simple_self_signed(names).expect("certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)

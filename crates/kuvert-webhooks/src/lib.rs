@@ -13,7 +13,7 @@
 pub mod mailgun;
 pub mod mailjet;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
@@ -21,6 +21,8 @@ use kuvert_core::Timestamp;
 use kuvert_core::duration::HumanDuration;
 use kuvert_core::webhook::WebhookFormat;
 use kuvert_dns::Dns;
+pub use kuvert_dns::http::is_private;
+use kuvert_dns::http::{HttpResolver, error_chain, private_refusal, refuse_private_literal};
 use kuvert_store::{AttemptOutcome, Delivery, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -73,69 +75,10 @@ impl Default for WebhookConfig {
 #[error("{0}")]
 pub struct UrlRefused(pub String);
 
-/// IPv4 addresses no webhook may reach: private, loopback, link-local, CGNAT, reserved, and
-/// the cloud metadata services.
-fn is_private_v4(v4: Ipv4Addr) -> bool {
-    let o = v4.octets();
-    v4.is_private()
-        || v4.is_loopback()
-        || v4.is_link_local()
-        || v4.is_unspecified()
-        || v4.is_broadcast()
-        || v4.is_multicast()
-        || v4.is_documentation()
-        // 0.0.0.0/8 "this network", 100.64.0.0/10 carrier-grade NAT, 192.0.0.0/24 IETF,
-        // 198.18.0.0/15 benchmarking, 240.0.0.0/4 reserved
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-        || (o[0] == 198 && (o[1] & 0xfe) == 18)
-        || o[0] >= 240
-        // Azure's metadata and DNS service, on a public address
-        || o == [168, 63, 129, 16]
-}
-
-/// Whether `ip` is one no webhook may reach. IPv6 forms that carry an IPv4 address (mapped,
-/// NAT64 `64:ff9b::/96`, 6to4 `2002::/16`, Teredo `2001::/32`) are judged by that address.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_private_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private_v4(v4);
-            }
-            let s = v6.segments();
-            let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-            let embedded = match s {
-                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
-                [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
-                // Teredo: the server's address, and the client's, stored inverted.
-                [0x2001, 0, server_hi, server_lo, _, _, client_hi, client_lo] => {
-                    return is_private_v4(v4(server_hi, server_lo))
-                        || is_private_v4(v4(!client_hi, !client_lo));
-                }
-                _ => None,
-            };
-            if let Some(v4) = embedded {
-                return is_private_v4(v4);
-            }
-            let first = s[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local (fd00:ec2::254, AWS's metadata, among them),
-                // fe80::/10 link-local, 2001:db8::/32 documentation
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && s[1] == 0xdb8)
-        }
-    }
-}
+const ALLOW_PRIVATE: &str = "[webhooks] allow_private";
 
 fn refused(host: &str, ip: IpAddr) -> UrlRefused {
-    UrlRefused(format!(
-        "{host} is a private, loopback or link-local address ({ip}); the operator can allow those with [webhooks] allow_private"
-    ))
+    UrlRefused(private_refusal(host, ip, ALLOW_PRIVATE))
 }
 
 /// The URL's form (http or https, a host) and, for a literal address, the address itself.
@@ -146,17 +89,7 @@ pub fn check_literal(url: &str, allow_private: bool) -> Result<reqwest::Url, Url
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(UrlRefused("a webhook URL is http or https".into()));
     }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| UrlRefused("the URL has no host".into()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if !allow_private
-        && let Ok(ip) = host.parse::<IpAddr>()
-        && is_private(ip)
-    {
-        return Err(refused(host, ip));
-    }
+    refuse_private_literal(&parsed, allow_private, ALLOW_PRIVATE).map_err(UrlRefused)?;
     Ok(parsed)
 }
 
@@ -185,48 +118,6 @@ pub async fn check_url(
         return Err(refused(&host, *ip));
     }
     Ok(parsed)
-}
-
-/// The dispatcher's resolver: the addresses reqwest connects to are the ones it returns, and
-/// it returns none unless every one is allowed.
-struct CheckedResolver {
-    dns: Dns,
-    allow_private: bool,
-}
-
-impl reqwest::dns::Resolve for CheckedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let (dns, allow_private) = (self.dns.clone(), self.allow_private);
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs = dns.addresses(&host).await.map_err(Box::new)?;
-            if !allow_private && let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
-                return Err(
-                    Box::new(refused(&host, *ip)) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(
-                addrs
-                    .into_iter()
-                    .map(|ip| SocketAddr::new(ip, 0))
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            );
-            Ok(addrs)
-        })
-    }
-}
-
-/// A reqwest error with its causes, which say what actually went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// `hex(HMAC-SHA256(key, timestamp + token))`.
@@ -258,9 +149,10 @@ impl Dispatcher {
     /// refuses private addresses (unless allowed): the request goes to the very addresses
     /// that were checked.
     pub fn start(store: Store, config: WebhookConfig, dns: Dns) -> Self {
-        let resolver = Arc::new(CheckedResolver {
+        let resolver = Arc::new(HttpResolver {
             dns,
             allow_private: config.allow_private,
+            setting: ALLOW_PRIVATE,
         });
         let http = reqwest::Client::builder()
             .dns_resolver(resolver)

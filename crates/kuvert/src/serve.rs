@@ -78,6 +78,25 @@ pub async fn run(instance: &Instance, dev: bool) -> Result<()> {
         plans: config.plan_limits(),
     }
     .start();
+    // TLS reports of the sessions counted under recipient domains' MTA-STS policies; they go
+    // out as the notices account's mail, which MTA-STS must not hold back.
+    engine.exempt_reports_of(notices.account().clone());
+    let sts = &config.delivery.mta_sts;
+    let report_dns = instance.dns()?;
+    let _tls_reports = (config.delivery.mode == kuvert_mta::Mode::Mx && sts.enabled).then(|| {
+        let extra_roots = (!sts.ca_file.is_empty())
+            .then(|| std::fs::read(&sts.ca_file).ok())
+            .flatten();
+        kuvert_admin::tls_reports::TlsReporter::new(
+            instance.store.clone(),
+            report_dns,
+            notices.clone(),
+            &config.domain_settings().hostname,
+            sts.allow_private,
+            extra_roots.as_deref(),
+        )
+        .start()
+    });
     let _housekeeping = kuvert_admin::retention::Housekeeping {
         store: instance.store.clone(),
         retention: config.retention_policy(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 use kuvert_core::domain::DomainSettings;
 use kuvert_core::event::Delivery;
 use kuvert_core::id::{DomainId, MessageId};
+use kuvert_core::mta_sts::TLSRPT_TAG;
 use kuvert_dns::Dns;
 use kuvert_mail::bounce::bounce;
 use kuvert_mail::tracking::{RecipientLinks, personalise};
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::config::DeliveryConfig;
 use crate::dkim::DkimSigner;
+use crate::mta_sts::Sts;
 use crate::route::{Destination, RouteFailure, Router};
 use crate::smtp::{Envelope, tls};
 
@@ -107,8 +109,20 @@ struct Inner {
     idle: Notify,
     stopping: AtomicBool,
     stats: Arc<EngineStats>,
+    /// The account whose messages tagged [`TLSRPT_TAG`] are TLS reports, sent whatever the
+    /// receiving domain's MTA-STS policy says (the notices account).
+    report_sender: std::sync::OnceLock<kuvert_core::id::AccountId>,
     /// To the outcome writer: one job's outcomes, and where to say they are written.
     outcomes: mpsc::Sender<(Vec<OutcomeRecord>, oneshot::Sender<()>)>,
+}
+
+/// Where a job goes over SMTP: its destination's key, hosts in order, whether through the
+/// smarthost, and the recipient domain's MTA-STS policy.
+struct Target<'a> {
+    key: &'a str,
+    hosts: &'a [(String, u16)],
+    relay: bool,
+    sts: Option<&'a crate::mta_sts::Applied>,
 }
 
 /// One job: recipients of one message at one domain, sent in one transaction.
@@ -140,7 +154,12 @@ impl Engine {
         let relay_tls = relay_tls(&config.relay);
         let inner = Arc::new(Inner {
             relay_tls,
-            router: Router::new(&config, dns),
+            router: Router::new(
+                &config,
+                dns.clone(),
+                (config.mode == crate::Mode::Mx && config.mta_sts.enabled)
+                    .then(|| Arc::new(Sts::new(store.clone(), dns, &config.mta_sts))),
+            ),
             store,
             node: node.to_owned(),
             ehlo_name,
@@ -156,9 +175,17 @@ impl Engine {
             stopping: AtomicBool::new(false),
             stats,
             outcomes,
+            report_sender: std::sync::OnceLock::new(),
         });
         tokio::spawn(inner.clone().schedule());
         Self(inner)
+    }
+
+    /// Names the account that sends TLS reports: its messages tagged [`TLSRPT_TAG`] are
+    /// delivered without MTA-STS and not counted (RFC 8460 §5.3). Set once; a tag alone,
+    /// which any sender can set, changes nothing.
+    pub fn exempt_reports_of(&self, account: kuvert_core::id::AccountId) {
+        let _ = self.0.report_sender.set(account);
     }
 
     /// Notified after a message is queued, so it leaves at once rather than at the next poll.
@@ -211,6 +238,15 @@ impl Engine {
                 c.quit().await;
             }
         }
+        self.flush_tls_sessions().await;
+    }
+
+    /// Writes the TLS sessions counted under MTA-STS policies to the store, for the daily
+    /// report (done every minute, and at shutdown).
+    pub async fn flush_tls_sessions(&self) {
+        if let Some(sts) = self.0.router.sts() {
+            sts.flush().await;
+        }
     }
 }
 
@@ -232,6 +268,9 @@ impl Inner {
             self.fill().await;
             if pruned.elapsed() >= PRUNE_EVERY {
                 self.prune();
+                if let Some(sts) = self.router.sts() {
+                    sts.flush().await;
+                }
                 pruned = Instant::now();
             }
             tokio::select! {
@@ -358,7 +397,9 @@ impl Inner {
             Ok(s) => s,
             Err(e) => return self.attempt_failed(job, AttemptError::DkimKey(e)),
         };
-        let destination = match self.router.resolve(&job.domain).await {
+        let exempt = self.report_sender.get() == Some(&job.message.account_id)
+            && job.message.tags.iter().any(|t| t == TLSRPT_TAG);
+        let destination = match self.router.resolve(&job.domain, exempt).await {
             Ok(d) => d,
             Err(RouteFailure::Permanent(reply)) => {
                 let refusal = bounce(&reply);
@@ -435,14 +476,24 @@ impl Inner {
                     Err(e) => self.attempt_failed(job, AttemptError::Unreachable(e.to_string())),
                 }
             }
-            Destination::Smtp { key, hosts, relay } => {
+            Destination::Smtp {
+                key,
+                hosts,
+                relay,
+                sts,
+            } => {
                 let envelope = Envelope {
                     mail_from: &mail_from,
                     rcpt_to: &rcpts,
                     size: signed.len(),
                 };
-                self.over_smtp(job, &key, &hosts, relay, &envelope, &signed)
-                    .await
+                let to = Target {
+                    key: &key,
+                    hosts: &hosts,
+                    relay,
+                    sts: sts.as_deref(),
+                };
+                self.over_smtp(job, &to, &envelope, &signed).await
             }
         }
     }

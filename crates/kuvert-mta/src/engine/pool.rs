@@ -10,9 +10,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::Inner;
+use kuvert_core::mta_sts::ResultType;
+
 use super::signers::MAX_SIGNERS;
+use super::{Inner, Target};
 use crate::config::DestinationLimits;
+use crate::mta_sts::Applied;
 use crate::smtp::{ConnectOptions, Connection};
 
 /// How often the scheduler forgets destinations and keys it no longer needs.
@@ -93,6 +96,9 @@ impl Inner {
         if signers.len() > MAX_SIGNERS {
             signers.clear();
         }
+        if let Some(sts) = self.router.sts() {
+            sts.prune();
+        }
     }
 
     pub(super) fn destination(&self, key: &str, domain: &str) -> Arc<ConnectionPool> {
@@ -110,13 +116,14 @@ impl Inner {
             .clone()
     }
 
-    /// Tries each host and each of its addresses until one greets us.
+    /// Tries each host and each of its addresses until one greets us (and, under an
+    /// `enforce` MTA-STS policy, speaks TLS with a certificate that checks).
     pub(super) async fn connect(
         &self,
-        hosts: &[(String, u16)],
-        relay: bool,
+        to: &Target<'_>,
         pool: Option<&crate::config::Pool>,
     ) -> Result<Connection, String> {
+        let relay = to.relay;
         let mut last = String::from("no mail server to try");
         let (source, ehlo_name) = match pool {
             Some(p) if !p.addresses.is_empty() => {
@@ -126,7 +133,7 @@ impl Inner {
             }
             _ => (None, self.ehlo_name.as_str()),
         };
-        for (host, port) in hosts {
+        for (host, port) in to.hosts {
             let addrs = match self.router.dns().addresses(host).await {
                 Ok(a) if a.is_empty() => {
                     last = format!("{host} has no address");
@@ -154,6 +161,13 @@ impl Inner {
                 match Connection::open(options).await {
                     Ok(mut c) => {
                         self.stats.connections_opened.inc();
+                        if let Some(applied) = to.sts
+                            && let Err(why) = self.sts_verdict(applied, &c)
+                        {
+                            last = why;
+                            tokio::spawn(c.quit());
+                            continue;
+                        }
                         let auth = &self.config.relay;
                         if relay && !auth.username.is_empty() {
                             if c.tls_version.is_none() {
@@ -174,6 +188,47 @@ impl Inner {
             }
         }
         Err(last)
+    }
+}
+
+impl Inner {
+    /// Judges a new connection under a domain's MTA-STS policy and counts the session for
+    /// the TLS report: `Err` (why) when the policy is enforced and the connection fails it.
+    /// Under `testing`, what would have failed is counted and the mail goes on.
+    fn sts_verdict(&self, applied: &Applied, c: &Connection) -> Result<(), String> {
+        let Some(sts) = self.router.sts() else {
+            return Ok(());
+        };
+        let verdict = if !applied.policy.matches(&c.host) {
+            Err((
+                ResultType::ValidationFailure,
+                format!("{} is not an MX host the policy names", c.host),
+            ))
+        } else if c.tls_version.is_none() {
+            Err((
+                ResultType::StarttlsNotSupported,
+                format!("{} does not offer STARTTLS", c.host),
+            ))
+        } else {
+            sts.certificates.check(&c.host, &c.peer_certificates)
+        };
+        match verdict {
+            Ok(()) => {
+                sts.count(applied, &c.host, None);
+                Ok(())
+            }
+            Err((kind, why)) => {
+                sts.count(applied, &c.host, Some(kind));
+                if applied.enforced() {
+                    Err(format!(
+                        "MTA-STS policy of {} (enforce): {why}",
+                        applied.domain
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use kuvert_core::event::{Deferral, Delivery};
 use kuvert_store::{Outcome, OutcomeRecord};
 
 use super::outcome::AttemptError;
-use super::{Inner, Job};
+use super::{Inner, Job, Target};
 use crate::smtp::{ClientError, Envelope, Stage, tls};
 
 /// The smarthost's TLS: checked at start by `DeliveryConfig::problems`; should the file
@@ -33,9 +33,7 @@ impl Inner {
     pub(super) async fn over_smtp(
         &self,
         job: &Job,
-        key: &str,
-        hosts: &[(String, u16)],
-        relay: bool,
+        to: &Target<'_>,
         envelope: &Envelope<'_>,
         signed: &[u8],
     ) -> Vec<OutcomeRecord> {
@@ -51,8 +49,8 @@ impl Inner {
         });
         // Connections from different source addresses are not interchangeable.
         let key = match pool {
-            Some((name, _)) => format!("{name}|{key}"),
-            None => key.to_owned(),
+            Some((name, _)) => format!("{name}|{}", to.key),
+            None => to.key.to_owned(),
         };
         let q = self.destination(&key, &job.domain);
         // Waiting for a connection must not outlast the lease: give the recipients back.
@@ -68,7 +66,7 @@ impl Inner {
         let was_reused = reused.is_some();
         let mut conn = match reused {
             Some((c, _)) => c,
-            None => match self.connect(hosts, relay, pool.map(|(_, p)| p)).await {
+            None => match self.connect(to, pool.map(|(_, p)| p)).await {
                 Ok(c) => c,
                 Err(e) => {
                     drop(permit);
@@ -95,7 +93,7 @@ impl Inner {
                     stage: Stage::MailFrom,
                 },
             ) = &result
-            && let Ok(fresh) = self.connect(hosts, relay, pool.map(|(_, p)| p)).await
+            && let Ok(fresh) = self.connect(to, pool.map(|(_, p)| p)).await
             && (!job.message.require_tls || fresh.tls_version.is_some())
         {
             conn = fresh;

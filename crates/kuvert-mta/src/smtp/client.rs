@@ -198,6 +198,9 @@ pub struct Connection {
     pub caps: Capabilities,
     /// `TLSv1_3` and the like once STARTTLS succeeded.
     pub tls_version: Option<String>,
+    /// What the server presented after STARTTLS, its own certificate first (MTA-STS judges
+    /// it).
+    pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub host: String,
     pub peer: SocketAddr,
     pub local: SocketAddr,
@@ -253,6 +256,7 @@ impl Connection {
             io: BufReader::new(Stream::Plain(tcp)),
             caps: Capabilities::default(),
             tls_version: None,
+            peer_certificates: Vec::new(),
             host: o.host.to_owned(),
             peer: o.addr,
             local,
@@ -290,6 +294,12 @@ impl Connection {
                 .1
                 .protocol_version()
                 .map(|v| format!("{v:?}"));
+            c.peer_certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
             c.io = BufReader::new(Stream::Tls(Box::new(stream)));
             c.hello(o.ehlo_name).await?;
         }
