@@ -169,8 +169,27 @@ pub async fn verify_domain(
             found: c.found.clone(),
         })
         .collect();
+    // DMARC and the tracking host are advice: shown and told, they stop nothing.
+    let advice: Vec<RecordProblem> = checks
+        .iter()
+        .filter(|c| {
+            !c.record.required
+                && matches!(
+                    c.record.purpose,
+                    RecordPurpose::Dmarc | RecordPurpose::Tracking
+                )
+                && !c.ok
+                && c.error.is_none()
+        })
+        .map(|c| RecordProblem {
+            purpose: c.record.purpose,
+            name: c.record.name.clone(),
+            expected: c.record.value.clone(),
+            found: c.found.clone(),
+        })
+        .collect();
     let domain = store
-        .record_domain_check(&domain.name, &problems, inconclusive)
+        .record_domain_check(&domain.name, &problems, &advice, inconclusive)
         .await?;
     Ok((domain, checks))
 }

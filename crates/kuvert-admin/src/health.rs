@@ -1,8 +1,9 @@
 //! Domains re-checked daily. Records get deleted or edited long after a domain was verified:
 //! each verified domain's records are looked up again once a day; what is missing is shown on
-//! the API, and its owner is told once for each new set of problems. A missing DKIM record
-//! stops the domain's mail (it would fail DKIM and DMARC); a missing SPF or return-path record
-//! does not, as the mail still authenticates by DKIM.
+//! the API, and its owner is told once for each new set of records at fault. A missing DKIM
+//! record stops the domain's mail (it would fail DKIM and DMARC); a missing SPF or
+//! return-path record does not, as the mail still authenticates by DKIM; advised records
+//! (DMARC, the tracking host) missing or wanting are shown and told, and stop nothing.
 
 use std::time::Duration;
 
@@ -20,11 +21,13 @@ pub const CHECK_EVERY_MS: i64 = 86_400_000;
 /// Domains looked at in one run: the rest wait for the next.
 const PER_RUN: u32 = 500;
 
-/// The records at fault in a set of problems, in order: what makes a set new, whatever DNS
+/// The records at fault (required and advised), in order: what makes a set new, whatever DNS
 /// answered for them (its answers come in any order).
-fn at_fault(problems: &[RecordProblem]) -> Vec<(RecordPurpose, &str)> {
-    let mut out: Vec<(RecordPurpose, &str)> = problems
+fn at_fault(d: &Domain) -> Vec<(RecordPurpose, &str)> {
+    let mut out: Vec<(RecordPurpose, &str)> = d
+        .problems
         .iter()
+        .chain(&d.advice)
         .map(|p| (p.purpose, p.name.as_str()))
         .collect();
     out.sort();
@@ -70,13 +73,13 @@ impl DomainHealth {
     async fn check(&self, before: &Domain) -> Result<Option<Domain>, AdminError> {
         let (after, _) =
             crate::verify_domain(&self.store, &self.dns, before, &self.settings, false).await?;
-        if after.problems.is_empty() {
-            if !before.problems.is_empty() {
+        if after.problems.is_empty() && after.advice.is_empty() {
+            if !before.problems.is_empty() || !before.advice.is_empty() {
                 self.store.mark_problems_told(&after.id, false).await?;
             }
             return Ok(None);
         }
-        if at_fault(&after.problems) != at_fault(&before.problems) {
+        if at_fault(&after) != at_fault(before) {
             // A new set of problems is told anew.
             self.store.mark_problems_told(&after.id, false).await?;
         }
@@ -111,20 +114,33 @@ impl DomainHealth {
             )
         };
         let stopped = !d.can_send();
-        let text = format!(
-            "The daily check of {name} found records missing:\n\n{list}\n{consequence}\n\n\
-             Publish them as shown, then run the domain's verification again \
-             (POST /v1/domains/{name}/verify).\n",
-            name = d.name,
-            list = d.problems.iter().map(what).collect::<String>(),
-            consequence = if stopped {
-                "Mail from this domain is refused until its DKIM record is back: without it, \
-                 receivers would fail the mail's DKIM and DMARC checks."
-            } else {
-                "Mail from this domain still goes out, but receivers may count it against you \
-                 (SPF fails, or bounces do not come back to Kuvert)."
-            },
-        );
+        let mut text = format!("The daily check of {} found:\n\n", d.name);
+        if !d.problems.is_empty() {
+            text.push_str(&format!(
+                "Required records missing:\n{}\n{}\n\n",
+                d.problems.iter().map(what).collect::<String>(),
+                if stopped {
+                    "Mail from this domain is refused until its DKIM record is back: without \
+                     it, receivers would fail the mail's DKIM and DMARC checks."
+                } else {
+                    "Mail from this domain still goes out, but receivers may count it against \
+                     you (SPF fails, or bounces do not come back to Kuvert)."
+                }
+            ));
+        }
+        if !d.advice.is_empty() {
+            text.push_str(&format!(
+                "Advised records missing or wanting:\n{}\nThey stop nothing, but Gmail and \
+                 Yahoo ask bulk senders for a DMARC record, and DMARC passes on both SPF and \
+                 DKIM only when SPF alignment is relaxed.\n\n",
+                d.advice.iter().map(what).collect::<String>(),
+            ));
+        }
+        text.push_str(&format!(
+            "Publish them as shown, then run the domain's verification again \
+             (POST /v1/domains/{}/verify).\n",
+            d.name
+        ));
         self.notices
             .send(
                 &owner,

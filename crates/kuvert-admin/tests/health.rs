@@ -1,6 +1,6 @@
 //! Domains re-checked daily on a moved clock, against the testkit's DNS server: a record that
 //! breaks is shown and told once; a missing SPF record leaves the domain sending, a missing
-//! DKIM record stops it.
+//! DKIM record stops it; a DMARC record gone or wanting is advice, told and stopping nothing.
 
 use kuvert_admin::health::DomainHealth;
 use kuvert_admin::notices::Notices;
@@ -66,6 +66,23 @@ async fn a_broken_record_is_shown_told_once_and_stops_mail_only_when_it_is_dkim(
         .await
         .expect("verify");
     assert!(d.can_send() && d.problems.is_empty());
+    let advised: Vec<RecordPurpose> = d.advice.iter().map(|p| p.purpose).collect();
+    assert_eq!(
+        advised,
+        [RecordPurpose::Dmarc, RecordPurpose::Tracking],
+        "sends without the advised records, which are shown"
+    );
+    for r in records.iter().filter(|r| !r.required) {
+        publish(&server, r);
+    }
+    let (d, _) = kuvert_admin::verify_domain(&store, &dns, &d, &settings, false)
+        .await
+        .expect("verify");
+    assert!(
+        d.problems.is_empty() && d.advice.is_empty(),
+        "{:?}",
+        d.advice
+    );
     let health = DomainHealth {
         store: store.clone(),
         dns: dns.clone(),
@@ -128,6 +145,26 @@ async fn a_broken_record_is_shown_told_once_and_stops_mail_only_when_it_is_dkim(
         .await
         .expect("verify");
     assert!(d.can_send() && d.problems.is_empty(), "{:?}", d.problems);
+
+    // DMARC made strict for SPF: SPF no longer aligns through the return path. Advice,
+    // told once, and the domain goes on.
+    let dmarc = record(RecordPurpose::Dmarc);
+    server.remove(&dmarc, kuvert_testkit::dns::RecordType::TXT);
+    server.add_txt(&dmarc, "v=DMARC1; p=quarantine; aspf=s");
+    clock.advance_millis(DAY + 1);
+    let flagged = health.check_due().await.expect("check");
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0].can_send() && flagged[0].problems.is_empty());
+    let advised: Vec<RecordPurpose> = flagged[0].advice.iter().map(|p| p.purpose).collect();
+    assert_eq!(advised, [RecordPurpose::Dmarc]);
+    assert_eq!(
+        flagged[0].advice[0].found,
+        ["v=DMARC1; p=quarantine; aspf=s"]
+    );
+    assert_eq!(notices_to(&store, &notices, &owner).await, 3);
+    clock.advance_millis(DAY + 1);
+    assert_eq!(health.check_due().await.expect("check").len(), 1);
+    assert_eq!(notices_to(&store, &notices, &owner).await, 3, "told once");
 
     // A domain the operator verified without DNS is left alone by the daily re-check.
     let (o, _) = kuvert_admin::add_domain(&store, &account.id, "override.test", &settings, false)

@@ -264,9 +264,24 @@ impl DnsRecord {
                         && words.any(|w| w.eq_ignore_ascii_case(mechanism))
                 })
             }
-            RecordPurpose::Dmarc => found
-                .iter()
-                .any(|txt| txt.trim_start().starts_with("v=DMARC1")),
+            // RFC 7489 §6.6.3: one DMARC record, or none counts; it needs a policy. Kuvert's
+            // DKIM signature aligns with the From domain by construction (d= is the domain);
+            // SPF aligns through the return path under it, but only relaxed: under
+            // `aspf=s` DMARC rests on DKIM alone, which is worth telling.
+            RecordPurpose::Dmarc => {
+                let mut ours = found
+                    .iter()
+                    .filter(|t| dkim_tag(t, "v").as_deref() == Some("DMARC1"));
+                match (ours.next(), ours.next()) {
+                    (Some(r), None) => {
+                        matches!(
+                            dkim_tag(r, "p").as_deref(),
+                            Some("none" | "quarantine" | "reject")
+                        ) && dkim_tag(r, "aspf").as_deref() != Some("s")
+                    }
+                    _ => false,
+                }
+            }
             RecordPurpose::ReturnPath | RecordPurpose::Tracking => {
                 found.iter().any(|h| same_host(h, &self.value))
             }
@@ -503,6 +518,19 @@ mod tests {
         assert!(!r[1].is_satisfied_by(&["v=spf1 include:_spf.google.com -all".into()]));
         assert!(r[2].is_satisfied_by(&["MAIL.kuvert.localhost.".into()]));
         assert!(r[3].is_satisfied_by(&["v=DMARC1; p=reject".into()]));
+        assert!(r[3].is_satisfied_by(&["v=DMARC1;p=none;adkim=s".into()]));
+        assert!(
+            !r[3].is_satisfied_by(&["v=DMARC1; p=reject; aspf=s".into()]),
+            "SPF unaligned"
+        );
+        assert!(
+            !r[3].is_satisfied_by(&["v=DMARC1; rua=mailto:a@b.c".into()]),
+            "no policy"
+        );
+        assert!(
+            !r[3].is_satisfied_by(&["v=DMARC1; p=none".into(), "v=DMARC1; p=reject".into()]),
+            "two records are none"
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Domain {
     pub tracking: DomainTracking,
     /// The required records the last check did not find.
     pub problems: Vec<RecordProblem>,
+    /// The advised records (DMARC, the tracking host) it did not find, or found wanting.
+    pub advice: Vec<RecordProblem>,
 }
 
 impl Domain {
@@ -79,9 +81,9 @@ impl Domain {
     }
 }
 
-const COLUMNS: &str = "id, account_id, name, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks, problems";
+const COLUMNS: &str = "id, account_id, name, sandbox, verified_at, checked_at, created_at, track_opens, track_clicks, problems, advice";
 /// `COLUMNS` of a table aliased `d`, in a join.
-pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks, d.problems";
+pub(crate) const JOINED_COLUMNS: &str = "d.id, d.account_id, d.name, d.sandbox, d.verified_at, d.checked_at, d.created_at, d.track_opens, d.track_clicks, d.problems, d.advice";
 
 /// A domain as stored: the columns of `COLUMNS`.
 #[derive(FromRow)]
@@ -96,6 +98,7 @@ pub(crate) struct DomainRow {
     track_opens: Option<i64>,
     track_clicks: Option<i64>,
     problems: Option<String>,
+    advice: Option<String>,
 }
 
 impl From<DomainRow> for Domain {
@@ -114,6 +117,10 @@ impl From<DomainRow> for Domain {
             },
             problems: r
                 .problems
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_default(),
+            advice: r
+                .advice
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or_default(),
         }
@@ -260,12 +267,13 @@ impl Store {
         &self,
         name: &str,
         problems: &[RecordProblem],
+        advice: &[RecordProblem],
         inconclusive: bool,
     ) -> Result<Domain> {
         let now = self.now();
         let stops = problems.iter().any(|p| p.purpose.stops_sending());
         sqlx::query(
-            "UPDATE domains SET checked_at = $1, problems = $4, dns_override = 0, \
+            "UPDATE domains SET checked_at = $1, problems = $4, advice = $6, dns_override = 0, \
              verified_at = CASE WHEN $2 = 1 THEN COALESCE(verified_at, $1) WHEN $3 = 1 THEN NULL ELSE verified_at END \
              WHERE name = $5",
         )
@@ -274,6 +282,7 @@ impl Store {
         .bind(i64::from(stops))
         .bind((!problems.is_empty()).then(|| serde_json::to_string(problems).expect("problems serialise")))
         .bind(name.to_ascii_lowercase())
+        .bind((!advice.is_empty()).then(|| serde_json::to_string(advice).expect("advice serialises")))
         .execute(self.writer())
         .await?;
         self.domain(name).await
@@ -283,7 +292,7 @@ impl Store {
     /// re-check leaves it alone until a verification looks again.
     pub async fn verify_domain_without_dns(&self, name: &str) -> Result<Domain> {
         sqlx::query(
-            "UPDATE domains SET checked_at = $1, problems = NULL, dns_override = 1, \
+            "UPDATE domains SET checked_at = $1, problems = NULL, advice = NULL, dns_override = 1, \
              verified_at = COALESCE(verified_at, $1) WHERE name = $2",
         )
         .bind(self.now())

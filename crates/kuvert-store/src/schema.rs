@@ -165,6 +165,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0029_domain_health.sql"),
     ),
     (30, "mta_sts", include_str!("migrations/0030_mta_sts.sql")),
+    (
+        31,
+        "domain_advice",
+        include_str!("migrations/0031_domain_advice.sql"),
+    ),
 ];
 
 /// A message's sealed template, and its account's wrapped key.

@@ -423,20 +423,20 @@ async fn domains(f: &Fixture) {
     };
     // Not yet verified: any missing record keeps it so.
     let checked = s
-        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)], false)
+        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)], &[], false)
         .await
         .expect("check");
     assert!(!checked.can_send());
     assert_eq!(checked.problems, [missing(RecordPurpose::Spf)]);
     let checked = s
-        .record_domain_check("acme.example", &[], false)
+        .record_domain_check("acme.example", &[], &[], false)
         .await
         .expect("check");
     assert_eq!(checked.verified_at, Some(START));
     assert!(checked.problems.is_empty());
     f.clock.advance_millis(5);
     assert_eq!(
-        s.record_domain_check("acme.example", &[], false)
+        s.record_domain_check("acme.example", &[], &[], false)
             .await
             .expect("check")
             .verified_at,
@@ -445,7 +445,7 @@ async fn domains(f: &Fixture) {
     );
     // A look-up that failed withdraws nothing, and verifies nothing.
     let checked = s
-        .record_domain_check("acme.example", &[], true)
+        .record_domain_check("acme.example", &[], &[], true)
         .await
         .expect("check");
     assert_eq!(
@@ -456,12 +456,12 @@ async fn domains(f: &Fixture) {
     // Verified: a missing SPF record is shown and the domain sends; a missing DKIM record
     // withdraws the verification.
     let checked = s
-        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)], false)
+        .record_domain_check("acme.example", &[missing(RecordPurpose::Spf)], &[], false)
         .await
         .expect("check");
     assert!(checked.can_send() && checked.problems.len() == 1);
     assert!(
-        !s.record_domain_check("acme.example", &[missing(RecordPurpose::Dkim)], false)
+        !s.record_domain_check("acme.example", &[missing(RecordPurpose::Dkim)], &[], false)
             .await
             .expect("check")
             .can_send(),

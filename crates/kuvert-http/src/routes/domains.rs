@@ -87,6 +87,10 @@ pub struct DomainOut {
     /// find. A missing DKIM record stops the domain's mail; the others are shown while it
     /// goes on.
     pub problems: Vec<RecordProblem>,
+    /// Advised records the last check did not find, or found wanting: DMARC (one record
+    /// with a policy; `aspf=s` leaves DMARC to DKIM alone) and the tracking host. They stop
+    /// nothing.
+    pub advice: Vec<RecordProblem>,
     pub dkim_keys: Vec<DkimKeyOut>,
     pub verified_at: Option<String>,
     pub checked_at: Option<String>,
@@ -116,6 +120,7 @@ fn domain_out(d: Domain, keys: Vec<DkimKey>, records: Vec<RecordOut>) -> DomainO
         name: d.name,
         dkim_selector,
         problems: d.problems,
+        advice: d.advice,
         dkim_keys: keys.into_iter().map(Into::into).collect(),
         verified_at: d.verified_at.map(|t| t.to_rfc3339()),
         checked_at: d.checked_at.map(|t| t.to_rfc3339()),
