@@ -61,9 +61,22 @@ enum Copy {
     Sent,
     Skipped,
     Failed(String),
-    /// Nothing more can go (the account is not active, the quota is used up, the domain
-    /// lost its verification): the campaign pauses with this reason.
+    /// Nothing more can go (the account is not active, the domain lost its verification):
+    /// the campaign pauses with this reason.
     Stop(String),
+    /// Nothing more can go before a quota resets: the campaign waits until then, and goes on
+    /// by itself.
+    Wait(String, kuvert_core::Timestamp),
+}
+
+/// How a page of copies ended.
+enum Halt {
+    /// Every copy of the page was handled.
+    Go,
+    /// The campaign pauses until the account resumes it.
+    Pause,
+    /// The campaign waits, claimed by no one, until this moment (a quota's reset).
+    Until(kuvert_core::Timestamp),
 }
 
 impl CampaignRunner {
@@ -192,12 +205,22 @@ impl CampaignRunner {
                     .await?;
                 return Ok(true);
             }
-            let (progress, stopped) = self.page(&work, &variants, page).await?;
+            let (progress, halt) = self.page(&work, &variants, page).await?;
             rate_done += progress.sent + progress.skipped + progress.errors;
             errors += progress.errors;
+            if let Halt::Until(at) = halt {
+                // A quota is used up: the lease is held until it resets, so that no node
+                // claims the campaign before (the cursor stays before the first contact that
+                // was not handled).
+                let wait = at.millis() - self.store.clock().now().millis();
+                self.record_for(&work, &progress, wait.max(LEASE_MS), false, false)
+                    .await?;
+                return Ok(true);
+            }
             // Too many failed copies, or nothing more can go (the cursor then stays before
             // the first contact that was not handled).
-            let pause = stopped || errors > u64::from(work.campaign.settings.max_errors);
+            let pause = matches!(halt, Halt::Pause)
+                || errors > u64::from(work.campaign.settings.max_errors);
             let next = progress.cursor.clone();
             if !self.record(&work, &progress, false, pause).await? || pause {
                 return Ok(true);
@@ -280,13 +303,26 @@ impl CampaignRunner {
         finished: bool,
         pause: bool,
     ) -> Result<bool, AdminError> {
+        self.record_for(work, progress, LEASE_MS, finished, pause)
+            .await
+    }
+
+    /// Records progress and holds the campaign's lease `lease_ms` from now.
+    async fn record_for(
+        &self,
+        work: &CampaignWork,
+        progress: &CampaignProgress,
+        lease_ms: i64,
+        finished: bool,
+        pause: bool,
+    ) -> Result<bool, AdminError> {
         Ok(self
             .store
             .campaign_progress(
                 &work.campaign.id,
                 &self.owner,
                 progress,
-                LEASE_MS,
+                lease_ms,
                 finished,
                 pause,
             )
@@ -315,7 +351,7 @@ impl CampaignRunner {
         work: &CampaignWork,
         variants: &[Variant],
         page: Vec<Contact>,
-    ) -> Result<(CampaignProgress, bool), AdminError> {
+    ) -> Result<(CampaignProgress, Halt), AdminError> {
         let c = &work.campaign;
         // Which variant each contact gets in this pass, if any.
         let choose = |contact: &Contact| -> Option<(usize, bool)> {
@@ -380,12 +416,16 @@ impl CampaignRunner {
                 }
                 Copy::Stop(why) => {
                     progress.last_error = Some(why);
-                    return Ok((progress, true));
+                    return Ok((progress, Halt::Pause));
+                }
+                Copy::Wait(why, until) => {
+                    progress.last_error = Some(why);
+                    return Ok((progress, Halt::Until(until)));
                 }
             }
             progress.cursor = Some(id);
         }
-        Ok((progress, false))
+        Ok((progress, Halt::Go))
     }
 
     async fn copy(
@@ -444,6 +484,10 @@ impl CampaignRunner {
             Err(AcceptError::AlreadySent | AcceptError::Erased { .. }) => Copy::Skipped,
             Err(e @ (AcceptError::Invalid(_) | AcceptError::Template(_))) => {
                 Copy::Failed(format!("{}: {e}", contact.id))
+            }
+            Err(AcceptError::QuotaExceeded(q)) => {
+                let why = AcceptError::QuotaExceeded(q.clone()).to_string();
+                Copy::Wait(why, q.resets_at)
             }
             Err(e) => Copy::Stop(e.to_string()),
         }

@@ -867,3 +867,61 @@ async fn an_unsubscribe_ends_what_the_campaign_reached_the_contact_through() {
     // Three people unsubscribed, whatever the clicks.
     assert_eq!(campaign_totals(&w, &c).await.get("unsubscribed"), Some(&3));
 }
+
+/// A campaign that reaches a quota waits for its reset, claimed by no one, and goes on by
+/// itself: no contact is passed over, none gets two copies, and it never pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_at_its_quota_waits_for_the_reset() {
+    let w = world().await;
+    let mut limits = Plan::Premium.default_limits();
+    limits.hourly_limit = 120;
+    let acceptor = Acceptor::new(
+        w.store.clone(),
+        Limits::default(),
+        [(Plan::Premium, limits)].into(),
+    );
+    let runner = kuvert_admin::campaigns::CampaignRunner::new(
+        w.store.clone(),
+        acceptor,
+        "node-a",
+        tokio::sync::watch::channel(false).1,
+    );
+    let c = w.campaign(None).await;
+    assert!(runner.run_one().await.expect("run"));
+    let now = w
+        .store
+        .campaign(&w.account, c.id.as_str())
+        .await
+        .expect("campaign");
+    assert_eq!(now.state, CampaignState::Sending, "waiting, not paused");
+    // Copies go 32 at once: those after the first refused one in the page's order are
+    // counted when the campaign goes on.
+    assert!(now.sent <= 120, "{now:?}");
+    assert_eq!(w.counts(&c).await, (120, 120), "the hour's quota, exactly");
+    assert!(
+        now.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("hour"),
+        "{now:?}"
+    );
+    assert!(
+        !runner.run_one().await.expect("run"),
+        "not claimed before the reset"
+    );
+    // The next hour, the next 120; the one after, the rest.
+    for sent in [240, CONTACTS] {
+        w.clock.advance_millis(3_600_000);
+        assert!(runner.run_one().await.expect("run"));
+        assert_eq!(w.counts(&c).await, (sent as i64, sent));
+    }
+    let now = w
+        .store
+        .campaign(&w.account, c.id.as_str())
+        .await
+        .expect("campaign");
+    assert_eq!(
+        (now.state, now.sent),
+        (CampaignState::Sent, CONTACTS as u64)
+    );
+}
