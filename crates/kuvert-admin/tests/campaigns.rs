@@ -126,6 +126,14 @@ async fn world() -> World {
 }
 
 impl World {
+    /// The campaign as it is now.
+    async fn current(&self, c: &kuvert_store::Campaign) -> kuvert_store::Campaign {
+        self.store
+            .campaign(&self.account, c.id.as_str())
+            .await
+            .expect("campaign")
+    }
+
     /// The campaigns' audience as the runner reads it: the list.
     fn audience(&self) -> Vec<kuvert_core::segment::Filter> {
         vec![kuvert_core::segment::Filter::List(
@@ -341,11 +349,7 @@ async fn a_page_a_dead_node_left_is_not_sent_again() {
     );
     w.clock.advance_millis(61_000);
     assert!(runner.run_one().await.expect("run"));
-    let done = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let done = w.current(&c).await;
     assert_eq!(done.state, CampaignState::Sent);
     // The dead node's 50 count as sent: their copies went, only the count was lost.
     assert_eq!(
@@ -366,11 +370,7 @@ async fn pause_resume_and_the_hourly_rate_send_nobody_twice() {
     let c = w.campaign(Some(120)).await;
     let runner = w.runner();
     assert!(runner.run_one().await.expect("run"));
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     assert_eq!((now.state, now.sent), (CampaignState::Sending, 2));
     // Paused while the runner holds it, resumed half an hour later: it goes on where it was.
     w.store
@@ -387,21 +387,13 @@ async fn pause_resume_and_the_hourly_rate_send_nobody_twice() {
         .await
         .expect("resume");
     assert!(runner.run_one().await.expect("run"));
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     // The rate counts from the resume: the pause saved nothing up.
     assert_eq!(now.sent, 4, "{now:?}");
     // Three hours on, the rest.
     w.clock.advance_millis(3 * 3_600_000);
     assert!(runner.run_one().await.expect("run"));
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     assert_eq!(
         (now.state, now.sent, now.skipped),
         (CampaignState::Sent, CONTACTS as u64, 0)
@@ -421,11 +413,7 @@ async fn a_campaign_that_must_wait_loses_no_contact() {
         .expect("delete");
     let runner = w.runner();
     assert!(runner.run_one().await.expect("run"));
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     assert_eq!(now.state, CampaignState::Paused);
     assert_eq!((now.sent, now.skipped, now.errors), (0, 0, 0));
     assert!(
@@ -442,11 +430,7 @@ async fn a_campaign_that_must_wait_loses_no_contact() {
         .await
         .expect("resume");
     assert!(runner.run_one().await.expect("run"));
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     assert_eq!(
         (now.state, now.sent),
         (CampaignState::Sent, CONTACTS as u64)
@@ -501,11 +485,7 @@ async fn an_ab_test_sends_the_variant_with_more_opens_to_the_rest() {
         a.len(),
         b.len()
     );
-    let waiting = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let waiting = w.current(&c).await;
     assert_eq!(waiting.state, CampaignState::Sending);
     assert!(waiting.ab_decide_at.is_some() && waiting.ab_result.is_none());
     // Before the wait is over nothing more goes.
@@ -541,11 +521,7 @@ async fn an_ab_test_sends_the_variant_with_more_opens_to_the_rest() {
     assert!(joined_in_sample > 0, "none of ten in a 40 % sample");
     w.clock.advance_millis(61 * 60_000);
     assert!(runner.run_one().await.expect("run"));
-    let done = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let done = w.current(&c).await;
     assert_eq!(done.state, CampaignState::Sent, "{done:?}");
     let result = done.ab_result.expect("a choice");
     assert_eq!(result.winner, 1, "{result:?}");
@@ -888,11 +864,7 @@ async fn a_campaign_at_its_quota_waits_for_the_reset() {
     );
     let c = w.campaign(None).await;
     assert!(runner.run_one().await.expect("run"));
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     assert_eq!(now.state, CampaignState::Sending, "waiting, not paused");
     // Copies go 32 at once: those after the first refused one in the page's order are
     // counted when the campaign goes on.
@@ -915,11 +887,7 @@ async fn a_campaign_at_its_quota_waits_for_the_reset() {
         assert!(runner.run_one().await.expect("run"));
         assert_eq!(w.counts(&c).await, (sent as i64, sent));
     }
-    let now = w
-        .store
-        .campaign(&w.account, c.id.as_str())
-        .await
-        .expect("campaign");
+    let now = w.current(&c).await;
     assert_eq!(
         (now.state, now.sent),
         (CampaignState::Sent, CONTACTS as u64)
