@@ -300,6 +300,8 @@ impl axum::extract::FromRequestParts<Arc<AppState>> for MgAuth {
 pub struct MgError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds until a quota resets (`Retry-After` on a 429).
+    pub retry_after: Option<u64>,
 }
 
 impl MgError {
@@ -307,6 +309,7 @@ impl MgError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -327,7 +330,10 @@ impl From<ApiError> for MgError {
         } else {
             e.status
         };
-        Self::new(status, e.message)
+        Self {
+            retry_after: e.retry_after,
+            ..Self::new(status, e.message)
+        }
     }
 }
 
@@ -344,6 +350,11 @@ impl IntoResponse for MgError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"MG API\""),
             );
+        }
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         response
     }

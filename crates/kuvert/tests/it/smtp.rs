@@ -521,6 +521,29 @@ async fn a_quota_reached_answers_429_with_retry_after_and_smtp_451() {
         ),
         "{text}"
     );
+    // Mailgun's API answers the same, in its shape.
+    let response = api
+        .http
+        .post(api.url("/v3/sandbox.kuvert.test/messages"))
+        .basic_auth("api", Some(&api.key))
+        .form(&[
+            ("from", "Demo <demo@sandbox.kuvert.test>"),
+            ("to", "c@example.com"),
+            ("subject", "One too many"),
+            ("text", "Over the hour's limit."),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the hourly limit of 2 recipients is reached")),
+        "{body}"
+    );
     let (_, account) = api.get("/v1/account").await;
     assert_eq!(account["limits"]["hourly_limit"], 2, "{account}");
     assert_eq!(account["limits"]["sent_this_hour"], 2, "{account}");
