@@ -52,6 +52,8 @@ pub struct Sts {
     pub certificates: CertificateCheck,
     /// What was last learnt of each domain (`None`: no policy applies), with when.
     memory: Mutex<HashMap<String, Learnt>>,
+    /// The domains being looked up now, each behind its own lock.
+    looking: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Sessions counted since the last flush, and the policy lines of each domain's.
     tally: Mutex<HashMap<TallyKey, (Vec<String>, u64)>>,
 }
@@ -92,6 +94,7 @@ impl Sts {
             port: config.policy_port,
             certificates: CertificateCheck::new(roots),
             memory: Mutex::default(),
+            looking: Mutex::default(),
             tally: Mutex::default(),
         }
     }
@@ -103,10 +106,21 @@ impl Sts {
             return None;
         }
         let now = self.store.clock().now();
-        if let Some((known, at)) = self.memory.lock().expect("sts memory").get(domain)
-            && (0..RECHECK_MS).contains(&(now.millis() - at))
-        {
-            return known.clone();
+        if let Some(known) = self.known(domain, now) {
+            return known;
+        }
+        // One look per domain at a time: the jobs of a first batch to a large domain would
+        // otherwise each fetch its policy at once.
+        let lock = self
+            .looking
+            .lock()
+            .expect("sts looking")
+            .entry(domain.to_owned())
+            .or_default()
+            .clone();
+        let _one = lock.lock().await;
+        if let Some(known) = self.known(domain, now) {
+            return known;
         }
         let found = self.look(domain, now).await.and_then(|c| {
             (c.policy.mode != StsMode::None).then(|| {
@@ -122,7 +136,17 @@ impl Sts {
             .lock()
             .expect("sts memory")
             .insert(domain.to_owned(), (found.clone(), now.millis()));
+        self.looking.lock().expect("sts looking").remove(domain);
         found
+    }
+
+    /// What was learnt of `domain` less than [`RECHECK_MS`] ago, if anything.
+    fn known(&self, domain: &str, now: Timestamp) -> Option<Option<Arc<Applied>>> {
+        let memory = self.memory.lock().expect("sts memory");
+        let (known, at) = memory.get(domain)?;
+        (0..RECHECK_MS)
+            .contains(&(now.millis() - at))
+            .then(|| known.clone())
     }
 
     /// DNS, then the cache, then the policy host. A cached policy applies until it expires

@@ -1249,6 +1249,31 @@ async fn an_enforced_policy_passes_over_an_mx_without_starttls() {
     );
 }
 
+/// The first jobs to a domain, started together, fetch its policy once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_fetch_a_policy_once() {
+    let (w, https) = sts_world(&["sts.test"]).await;
+    w.dns.add_mx("sts.test", 10, "mx.sts.test");
+    w.dns.add_a("mx.sts.test", Ipv4Addr::LOCALHOST);
+    https.serve(
+        "mta-sts.sts.test",
+        POLICY_PATH,
+        200,
+        "text/plain",
+        &policy("enforce", "mx.sts.test"),
+    );
+    // A tracked message is one job per recipient: twenty jobs, started together.
+    let to: Vec<String> = (0..20).map(|i| format!("r{i}@sts.test")).collect();
+    let mut sub = submission(&to.iter().map(String::as_str).collect::<Vec<_>>());
+    sub.tracking.opens = Some(true);
+    let sent = w.send(sub).await;
+    for t in &to {
+        w.wait_for(&sent, t, RecipientStatus::Delivered).await;
+    }
+    assert_eq!(w.sink.received().len(), 20, "twenty transactions");
+    assert_eq!(https.gets(), 1, "one fetch for twenty jobs");
+}
+
 /// In `testing` mode the mail goes as without a policy, and what `enforce` would have
 /// refused is counted; a policy that cannot be read is no policy, and counted too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
