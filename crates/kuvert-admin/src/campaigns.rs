@@ -485,7 +485,7 @@ impl CampaignRunner {
             Err(e @ (AcceptError::Invalid(_) | AcceptError::Template(_))) => {
                 Copy::Failed(format!("{}: {e}", contact.id))
             }
-            Err(AcceptError::QuotaExceeded(q)) => {
+            Err(AcceptError::QuotaExceeded(q)) if !q.never => {
                 let why = AcceptError::QuotaExceeded(q.clone()).to_string();
                 Copy::Wait(why, q.resets_at)
             }

@@ -59,7 +59,10 @@ impl Usage {
         quotas
             .iter()
             .find(|q| self.of(q.period) + queued > q.limit)
-            .map(|q| q.refuse(self.of(q.period), at))
+            .map(|q| QuotaExceeded {
+                never: queued > q.limit,
+                ..q.refuse(self.of(q.period), at)
+            })
     }
 }
 
@@ -114,6 +117,9 @@ pub struct QuotaExceeded {
     pub resets_at: Timestamp,
     /// Seconds from the refusal to the reset (HTTP's `Retry-After`).
     pub retry_after_s: u64,
+    /// The message alone has more recipients than the limit: no reset lets it pass, so the
+    /// refusal is permanent.
+    pub never: bool,
 }
 
 impl Quota {
@@ -126,6 +132,7 @@ impl Quota {
             used,
             resets_at,
             retry_after_s: ((resets_at.0 - at.0).max(0) as u64).div_ceil(1000),
+            never: false,
         }
     }
 }
@@ -137,6 +144,14 @@ impl std::fmt::Display for QuotaExceeded {
             QuotaPeriod::Day => ("daily limit", "reached", "today"),
             QuotaPeriod::Hour => ("hourly limit", "reached", "this hour"),
         };
+        if self.never {
+            return write!(
+                f,
+                "the message has more recipients than the {what} of {} allows at all; \
+                 send it in parts",
+                self.limit
+            );
+        }
         write!(
             f,
             "the {what} of {} recipients is {done} ({} sent {when}); it resets at {}",
@@ -205,6 +220,18 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "the daily limit of 1000 recipients is reached (998 sent today); it resets at 1970-01-02T00:00:00.000Z"
+        );
+        assert!(!e.never);
+        let usage = Usage::default();
+        let big = usage
+            .refusal(&[q], 1001, Timestamp(5))
+            .expect("more than the limit");
+        assert!(big.never, "no reset lets it pass");
+        assert!(big.to_string().contains("send it in parts"), "{big}");
+        assert!(
+            !usage
+                .refusal(&[q], 1000, Timestamp(5))
+                .is_some_and(|r| r.never)
         );
     }
 }

@@ -258,6 +258,12 @@ impl From<AcceptError> for ApiError {
             AcceptError::Paused(_) => {
                 Self::new(StatusCode::FORBIDDEN, ErrorCode::SendingPaused, message)
             }
+            // Too many recipients for the limit itself: no wait helps.
+            AcceptError::QuotaExceeded(q) if q.never => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::QuotaExceeded,
+                message,
+            ),
             AcceptError::QuotaExceeded(q) => ApiError {
                 retry_after: Some(q.retry_after_s),
                 ..Self::new(

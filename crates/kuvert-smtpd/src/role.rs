@@ -194,6 +194,9 @@ fn refusal(e: &AcceptError) -> Reply {
         ),
         // Temporary: the quota resets at the time named, and a client that retries then
         // gets through.
+        AcceptError::QuotaExceeded(q) if q.never => {
+            Reply::new(550, (5, 5, 3), upper_first(&q.to_string()))
+        }
         AcceptError::QuotaExceeded(q) => Reply::new(451, (4, 7, 1), upper_first(&q.to_string())),
         AcceptError::AccountNotActive(s) => {
             Reply::new(550, (5, 7, 1), format!("The account is {s}"))

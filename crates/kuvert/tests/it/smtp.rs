@@ -493,6 +493,15 @@ async fn connection_limits_and_idle_timeout() {
 async fn a_quota_reached_answers_429_with_retry_after_and_smtp_451() {
     let sink = SmtpSink::start(SinkOptions::default());
     let api = server_with_sink(&sink, "[plans.free]\nhourly_limit = 2");
+    // More recipients than the hour allows at all: refused for good, no Retry-After.
+    let (status, body) = api
+        .post(
+            "/v1/messages",
+            &crate::common::message(&["x@example.com", "y@example.com", "z@example.com"]),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
     let msg = crate::common::message(&["a@example.com", "b@example.com"]);
     let (status, sent) = api.post("/v1/messages", &msg).await;
     assert_eq!(status, 202, "{sent}");
