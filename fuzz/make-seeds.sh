@@ -7,8 +7,10 @@ cd "$(dirname "$0")"
 root=..
 seeds=seeds
 mkdir -p "$seeds"
-# header_fields/ holds hand-made blocks this script does not write.
-find "$seeds" -type f ! -name 'regress-*' ! -path '*/header_fields/*' -delete
+# header_fields/, mailgun_form/ and mailjet_send/ hold hand-made inputs this script does not
+# write.
+find "$seeds" -type f ! -name 'regress-*' ! -path '*/header_fields/*' \
+    ! -path '*/mailgun_form/*' ! -path '*/mailjet_send/*' -delete
 mkdir -p "$seeds"/{smtp_command,smtp_data,report,message_headers,tracking_token,send_json,config,contact_csv,segment_filter,template,mta_sts}
 
 verp='b-rcp_01jd3k9m2n4p6q8r0s2t4v6w8x-0f1e2d3c4b5a6978@bounces.sandbox.kuvert.test'
