@@ -60,7 +60,7 @@ impl Usage {
             .iter()
             .find(|q| self.of(q.period) + queued > q.limit)
             .map(|q| QuotaExceeded {
-                never: queued > q.limit,
+                never: queued > q.cap,
                 ..q.refuse(self.of(q.period), at)
             })
     }
@@ -71,6 +71,9 @@ impl Usage {
 pub struct Quota {
     pub period: QuotaPeriod,
     pub limit: u64,
+    /// The most the limit will ever be (the plan's, where a warm-up lowers it for now): a
+    /// message with more recipients can never pass.
+    pub cap: u64,
 }
 
 /// The daily limit `days` whole days into a warm-up that started at `first_day`: doubled each
@@ -96,14 +99,17 @@ pub fn quotas(limits: &PlanLimits, warmup_from: Option<Timestamp>, now: Timestam
         Quota {
             period: QuotaPeriod::Month,
             limit: limits.monthly_quota,
+            cap: limits.monthly_quota,
         },
         Quota {
             period: QuotaPeriod::Day,
             limit: daily,
+            cap: limits.daily_limit,
         },
         Quota {
             period: QuotaPeriod::Hour,
             limit: limits.hourly_limit,
+            cap: limits.hourly_limit,
         },
     ]
 }
@@ -214,6 +220,7 @@ mod tests {
         let q = Quota {
             period: QuotaPeriod::Day,
             limit: 1000,
+            cap: 1000,
         };
         let e = q.refuse(998, Timestamp(86_400_000 - 1_500));
         assert_eq!(e.retry_after_s, 2);
@@ -233,5 +240,11 @@ mod tests {
                 .refusal(&[q], 1000, Timestamp(5))
                 .is_some_and(|r| r.never)
         );
+        // In a warm-up the day's limit rises: a message over today's may pass another day.
+        let warming = Quota { limit: 500, ..q };
+        let later = usage
+            .refusal(&[warming], 800, Timestamp(5))
+            .expect("over today's limit");
+        assert!(!later.never, "it passes once the warm-up reaches 800");
     }
 }
