@@ -208,19 +208,20 @@ impl CampaignRunner {
             let (progress, halt) = self.page(&work, &variants, page).await?;
             rate_done += progress.sent + progress.skipped + progress.errors;
             errors += progress.errors;
-            if let Halt::Until(at) = halt {
-                // A quota is used up: the lease is held until it resets, so that no node
-                // claims the campaign before (the cursor stays before the first contact that
-                // was not handled).
-                let wait = at.millis() - self.store.clock().now().millis();
-                self.record_for(&work, &progress, wait.max(LEASE_MS), false, false)
-                    .await?;
-                return Ok(true);
-            }
             // Too many failed copies, or nothing more can go (the cursor then stays before
             // the first contact that was not handled).
             let pause = matches!(halt, Halt::Pause)
                 || errors > u64::from(work.campaign.settings.max_errors);
+            if let (Halt::Until(at), false) = (&halt, pause) {
+                // A quota is used up: the campaign is held until it resets, so that no node
+                // claims it before, and its hourly rate starts afresh then.
+                let now = self.store.clock().now().millis();
+                let at = kuvert_core::Timestamp(at.millis().max(now + LEASE_MS));
+                self.store
+                    .campaign_waits(&work.campaign.id, &self.owner, &progress, at)
+                    .await?;
+                return Ok(true);
+            }
             let next = progress.cursor.clone();
             if !self.record(&work, &progress, false, pause).await? || pause {
                 return Ok(true);
@@ -303,26 +304,13 @@ impl CampaignRunner {
         finished: bool,
         pause: bool,
     ) -> Result<bool, AdminError> {
-        self.record_for(work, progress, LEASE_MS, finished, pause)
-            .await
-    }
-
-    /// Records progress and holds the campaign's lease `lease_ms` from now.
-    async fn record_for(
-        &self,
-        work: &CampaignWork,
-        progress: &CampaignProgress,
-        lease_ms: i64,
-        finished: bool,
-        pause: bool,
-    ) -> Result<bool, AdminError> {
         Ok(self
             .store
             .campaign_progress(
                 &work.campaign.id,
                 &self.owner,
                 progress,
-                lease_ms,
+                LEASE_MS,
                 finished,
                 pause,
             )

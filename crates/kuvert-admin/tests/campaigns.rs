@@ -893,3 +893,40 @@ async fn a_campaign_at_its_quota_waits_for_the_reset() {
         (CampaignState::Sent, CONTACTS as u64)
     );
 }
+
+/// A wait for a quota saves nothing up for the hourly rate: right after the reset the
+/// campaign sends a minute's worth, not the hour it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_wait_saves_nothing_up_for_the_hourly_rate() {
+    let w = world().await;
+    let mut limits = Plan::Premium.default_limits();
+    limits.hourly_limit = 100;
+    let acceptor = Acceptor::new(
+        w.store.clone(),
+        Limits::default(),
+        [(Plan::Premium, limits)].into(),
+    );
+    let runner = kuvert_admin::campaigns::CampaignRunner::new(
+        w.store.clone(),
+        acceptor,
+        "node-a",
+        tokio::sync::watch::channel(false).1,
+    );
+    // 1,200 an hour: twenty a minute, and a minute's worth at the start.
+    let c = w.campaign(Some(1200)).await;
+    assert!(runner.run_one().await.expect("run"));
+    assert_eq!(w.counts(&c).await.1, 20);
+    // Ten minutes on the rate allows 200 more; the hour's quota, 80.
+    w.clock.advance_millis(10 * 60_000);
+    assert!(runner.run_one().await.expect("run"));
+    assert_eq!(w.counts(&c).await.1, 100);
+    let reset = kuvert_core::quota::QuotaPeriod::Hour.resets_at(w.clock.now());
+    w.clock.set(Timestamp(reset.millis() + 1));
+    assert!(runner.run_one().await.expect("run"));
+    assert_eq!(
+        w.counts(&c).await.1,
+        120,
+        "a minute's worth after the reset"
+    );
+    assert_eq!(w.current(&c).await.state, CampaignState::Sending);
+}

@@ -413,7 +413,6 @@ impl Store {
         finished: bool,
         pause: bool,
     ) -> Result<bool> {
-        let now = self.now();
         let state = if finished {
             CampaignState::Sent
         } else if pause {
@@ -421,9 +420,38 @@ impl Store {
         } else {
             CampaignState::Sending
         };
+        let until = Timestamp(self.now() + lease_ms);
+        self.record_progress(id, owner, progress, state, until, false)
+            .await
+    }
+
+    /// Records a page's progress and holds the campaign, unclaimed, until `until` (a quota's
+    /// reset); its hourly rate counts afresh from then, so the wait saves nothing up.
+    pub async fn campaign_waits(
+        &self,
+        id: &CampaignId,
+        owner: &str,
+        progress: &CampaignProgress,
+        until: Timestamp,
+    ) -> Result<bool> {
+        self.record_progress(id, owner, progress, CampaignState::Sending, until, true)
+            .await
+    }
+
+    async fn record_progress(
+        &self,
+        id: &CampaignId,
+        owner: &str,
+        progress: &CampaignProgress,
+        state: CampaignState,
+        until: Timestamp,
+        rate_from_until: bool,
+    ) -> Result<bool> {
+        let now = self.now();
         let done = sqlx::query(
             "UPDATE campaigns SET cursor = COALESCE($1, cursor), sent = sent + $2, skipped = skipped + $3, errors = errors + $4, \
-             rate_done = rate_done + $2 + $3 + $4, \
+             rate_done = CASE WHEN $11 = 1 THEN 0 ELSE rate_done + $2 + $3 + $4 END, \
+             rate_since = CASE WHEN $11 = 1 THEN $7 ELSE rate_since END, \
              last_error = COALESCE($5, last_error), state = $6, lease_until = $7, \
              finished_at = CASE WHEN $6 = 'sent' THEN $8 ELSE finished_at END, updated_at = $8 \
              WHERE id = $9 AND lease_owner = $10 AND state = 'sending'",
@@ -434,10 +462,11 @@ impl Store {
         .bind(progress.errors as i64)
         .bind(&progress.last_error)
         .bind(state.as_str())
-        .bind(now + lease_ms)
+        .bind(until.millis())
         .bind(now)
         .bind(id.as_str())
         .bind(owner)
+        .bind(i64::from(rate_from_until))
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
