@@ -169,18 +169,21 @@ pub async fn verify_domain(
             found: c.found.clone(),
         })
         .collect();
-    // DMARC and the tracking host are advice: shown and told, they stop nothing.
+    // DMARC is advice: shown and told, it stops nothing. (The tracking host's CNAME is not:
+    // tracking links use `[tracking] base_url`, so nothing would be wrong without it.) A
+    // look-up that failed keeps what the last one found, so that nothing is told twice.
+    let dmarc = |c: &&RecordCheck| !c.record.required && c.record.purpose == RecordPurpose::Dmarc;
+    if checks.iter().filter(dmarc).any(|c| c.error.is_some()) {
+        let kept = domain.advice.clone();
+        let domain = store
+            .record_domain_check(&domain.name, &problems, &kept, inconclusive)
+            .await?;
+        return Ok((domain, checks));
+    }
     let advice: Vec<RecordProblem> = checks
         .iter()
-        .filter(|c| {
-            !c.record.required
-                && matches!(
-                    c.record.purpose,
-                    RecordPurpose::Dmarc | RecordPurpose::Tracking
-                )
-                && !c.ok
-                && c.error.is_none()
-        })
+        .filter(dmarc)
+        .filter(|c| !c.ok)
         .map(|c| RecordProblem {
             purpose: c.record.purpose,
             name: c.record.name.clone(),

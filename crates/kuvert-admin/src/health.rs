@@ -2,8 +2,8 @@
 //! each verified domain's records are looked up again once a day; what is missing is shown on
 //! the API, and its owner is told once for each new set of records at fault. A missing DKIM
 //! record stops the domain's mail (it would fail DKIM and DMARC); a missing SPF or
-//! return-path record does not, as the mail still authenticates by DKIM; advised records
-//! (DMARC, the tracking host) missing or wanting are shown and told, and stop nothing.
+//! return-path record does not, as the mail still authenticates by DKIM; a DMARC record
+//! missing or wanting is advice, shown and told, and stops nothing.
 
 use std::time::Duration;
 

@@ -69,7 +69,7 @@ async fn a_broken_record_is_shown_told_once_and_stops_mail_only_when_it_is_dkim(
     let advised: Vec<RecordPurpose> = d.advice.iter().map(|p| p.purpose).collect();
     assert_eq!(
         advised,
-        [RecordPurpose::Dmarc, RecordPurpose::Tracking],
+        [RecordPurpose::Dmarc],
         "sends without the advised records, which are shown"
     );
     for r in records.iter().filter(|r| !r.required) {

@@ -272,12 +272,14 @@ impl DnsRecord {
                 let mut ours = found
                     .iter()
                     .filter(|t| dkim_tag(t, "v").as_deref() == Some("DMARC1"));
+                // Tag values are case-insensitive (RFC 7489 §6.4).
+                let tag = |r: &str, t: &str| dkim_tag(r, t).map(|v| v.to_ascii_lowercase());
                 match (ours.next(), ours.next()) {
                     (Some(r), None) => {
                         matches!(
-                            dkim_tag(r, "p").as_deref(),
+                            tag(r, "p").as_deref(),
                             Some("none" | "quarantine" | "reject")
-                        ) && dkim_tag(r, "aspf").as_deref() != Some("s")
+                        ) && tag(r, "aspf").as_deref() != Some("s")
                     }
                     _ => false,
                 }
@@ -519,6 +521,8 @@ mod tests {
         assert!(r[2].is_satisfied_by(&["MAIL.kuvert.localhost.".into()]));
         assert!(r[3].is_satisfied_by(&["v=DMARC1; p=reject".into()]));
         assert!(r[3].is_satisfied_by(&["v=DMARC1;p=none;adkim=s".into()]));
+        assert!(r[3].is_satisfied_by(&["v=DMARC1; p=Reject".into()]));
+        assert!(!r[3].is_satisfied_by(&["v=DMARC1; p=reject; aspf=S".into()]));
         assert!(
             !r[3].is_satisfied_by(&["v=DMARC1; p=reject; aspf=s".into()]),
             "SPF unaligned"

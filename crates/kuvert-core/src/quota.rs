@@ -60,7 +60,8 @@ impl Usage {
             .iter()
             .find(|q| self.of(q.period) + queued > q.limit)
             .map(|q| QuotaExceeded {
-                never: queued > q.cap,
+                // Too many for any one of the limits: refused for good, whichever refuses.
+                never: quotas.iter().any(|q| queued > q.cap),
                 ..q.refuse(self.of(q.period), at)
             })
     }
@@ -246,5 +247,18 @@ mod tests {
             .refusal(&[warming], 800, Timestamp(5))
             .expect("over today's limit");
         assert!(!later.never, "it passes once the warm-up reaches 800");
+        // Refused by the day first, but too many for the hour ever: for good.
+        let hour = Quota {
+            period: QuotaPeriod::Hour,
+            limit: 10,
+            cap: 10,
+        };
+        let full = Usage {
+            day: 1000,
+            ..Usage::default()
+        };
+        let both = full.refusal(&[q, hour], 20, Timestamp(5)).expect("refused");
+        assert_eq!(both.period, QuotaPeriod::Day);
+        assert!(both.never);
     }
 }

@@ -41,6 +41,20 @@ type TallyKey = (i64, String, String, String, Option<ResultType>);
 /// Kinds of sessions counted between two flushes, at most: should the store refuse them for
 /// long, the count stops growing rather than memory.
 const MAX_TALLY: usize = 100_000;
+/// Takes a domain off the map of looks in progress when dropped.
+struct Forget<'a>(
+    &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    &'a str,
+);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut looking) = self.0.lock() {
+            looking.remove(self.1);
+        }
+    }
+}
+
 /// What was learnt of a domain (`None`: no policy applies), and when (store clock, ms).
 type Learnt = (Option<Arc<Applied>>, i64);
 
@@ -119,6 +133,10 @@ impl Sts {
             .or_default()
             .clone();
         let _one = lock.lock().await;
+        // Taken off the map however this ends (a look cancelled at shutdown included).
+        let _gone = Forget(&self.looking, domain);
+        // The clock read again: what the look before this one learnt is not older than now.
+        let now = self.store.clock().now();
         if let Some(known) = self.known(domain, now) {
             return known;
         }
@@ -136,7 +154,6 @@ impl Sts {
             .lock()
             .expect("sts memory")
             .insert(domain.to_owned(), (found.clone(), now.millis()));
-        self.looking.lock().expect("sts looking").remove(domain);
         found
     }
 

@@ -63,7 +63,7 @@ pub struct Domain {
     pub tracking: DomainTracking,
     /// The required records the last check did not find.
     pub problems: Vec<RecordProblem>,
-    /// The advised records (DMARC, the tracking host) it did not find, or found wanting.
+    /// The advised records (DMARC) it did not find, or found wanting.
     pub advice: Vec<RecordProblem>,
 }
 

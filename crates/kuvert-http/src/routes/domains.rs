@@ -88,8 +88,7 @@ pub struct DomainOut {
     /// goes on.
     pub problems: Vec<RecordProblem>,
     /// Advised records the last check did not find, or found wanting: DMARC (one record
-    /// with a policy; `aspf=s` leaves DMARC to DKIM alone) and the tracking host. They stop
-    /// nothing.
+    /// with a policy; `aspf=s` leaves DMARC to DKIM alone). They stop nothing.
     pub advice: Vec<RecordProblem>,
     pub dkim_keys: Vec<DkimKeyOut>,
     pub verified_at: Option<String>,

@@ -1,3 +1,3 @@
 -- Advised records the last check of a domain found missing or wanting (JSON, NULL when
--- none): DMARC and the tracking host. Shown and told, they stop nothing.
+-- none): DMARC. Shown and told, it stops nothing.
 ALTER TABLE domains ADD COLUMN advice TEXT
