@@ -124,6 +124,16 @@ fn found(checks: &[RecordCheck], key: &DkimKey) -> bool {
         .any(|c| c.ok && c.record.purpose == RecordPurpose::Dkim && c.record.value == value)
 }
 
+/// A record a check did not find, or found wanting, as the domain's page shows it.
+fn problem(c: &RecordCheck) -> RecordProblem {
+    RecordProblem {
+        purpose: c.record.purpose,
+        name: c.record.name.clone(),
+        expected: c.record.value.clone(),
+        found: c.found.clone(),
+    }
+}
+
 /// Looks the domain's records up; its keys move on by what is there (`move_keys`), and the
 /// domain is verified or not by the records required after that (a verified domain keeps
 /// sending without its SPF or return-path record, shown as problems, not without a DKIM
@@ -162,12 +172,7 @@ pub async fn verify_domain(
     let problems: Vec<RecordProblem> = checks
         .iter()
         .filter(|c| c.record.required && !c.ok && c.error.is_none())
-        .map(|c| RecordProblem {
-            purpose: c.record.purpose,
-            name: c.record.name.clone(),
-            expected: c.record.value.clone(),
-            found: c.found.clone(),
-        })
+        .map(problem)
         .collect();
     // DMARC is advice: shown and told, it stops nothing. (The tracking host's CNAME is not:
     // tracking links use `[tracking] base_url`, so nothing would be wrong without it.) A
@@ -184,12 +189,7 @@ pub async fn verify_domain(
         .iter()
         .filter(dmarc)
         .filter(|c| !c.ok)
-        .map(|c| RecordProblem {
-            purpose: c.record.purpose,
-            name: c.record.name.clone(),
-            expected: c.record.value.clone(),
-            found: c.found.clone(),
-        })
+        .map(problem)
         .collect();
     let domain = store
         .record_domain_check(&domain.name, &problems, &advice, inconclusive)

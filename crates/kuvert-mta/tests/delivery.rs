@@ -1074,6 +1074,25 @@ async fn sts_world(domains: &[&str]) -> (World, kuvert_testkit::HttpsServer) {
     (w, https)
 }
 
+/// `domain` receives at `mx` (on loopback) and serves `policy_text` as its MTA-STS policy.
+fn sts_domain(
+    w: &World,
+    https: &kuvert_testkit::HttpsServer,
+    domain: &str,
+    mx: &str,
+    policy_text: &str,
+) {
+    w.dns.add_mx(domain, 10, mx);
+    w.dns.add_a(mx, Ipv4Addr::LOCALHOST);
+    https.serve(
+        &format!("mta-sts.{domain}"),
+        POLICY_PATH,
+        200,
+        "text/plain; charset=utf-8",
+        policy_text,
+    );
+}
+
 impl World {
     /// The reasons of the deferrals of `sent`.
     async fn reasons(&self, sent: &Accepted) -> Vec<String> {
@@ -1110,23 +1129,19 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enforced_mta_sts_policy_decides_where_mail_may_go() {
     let (w, https) = sts_world(&["sts.test", "badcert.test"]).await;
-    w.dns.add_mx("sts.test", 10, "mx.sts.test");
-    w.dns.add_a("mx.sts.test", Ipv4Addr::LOCALHOST);
-    https.serve(
-        "mta-sts.sts.test",
-        POLICY_PATH,
-        200,
-        "text/plain; charset=utf-8",
+    sts_domain(
+        &w,
+        &https,
+        "sts.test",
+        "mx.sts.test",
         &policy("enforce", "mx.elsewhere.test"),
     );
     // The policy names this MX, but the server's certificate is for mx.sts.test.
-    w.dns.add_mx("badcert.test", 10, "mx.badcert.test");
-    w.dns.add_a("mx.badcert.test", Ipv4Addr::LOCALHOST);
-    https.serve(
-        "mta-sts.badcert.test",
-        POLICY_PATH,
-        200,
-        "text/plain",
+    sts_domain(
+        &w,
+        &https,
+        "badcert.test",
+        "mx.badcert.test",
         &policy("enforce", "mx.badcert.test"),
     );
 
@@ -1253,13 +1268,11 @@ async fn an_enforced_policy_passes_over_an_mx_without_starttls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_jobs_fetch_a_policy_once() {
     let (w, https) = sts_world(&["sts.test"]).await;
-    w.dns.add_mx("sts.test", 10, "mx.sts.test");
-    w.dns.add_a("mx.sts.test", Ipv4Addr::LOCALHOST);
-    https.serve(
-        "mta-sts.sts.test",
-        POLICY_PATH,
-        200,
-        "text/plain",
+    sts_domain(
+        &w,
+        &https,
+        "sts.test",
+        "mx.sts.test",
         &policy("enforce", "mx.sts.test"),
     );
     // A tracked message is one job per recipient: twenty jobs, started together.
@@ -1323,13 +1336,11 @@ async fn the_daily_tls_report_goes_where_the_domain_asks() {
     let (w, https) = sts_world(&["sts.test", "badcert.test"]).await;
     // Reports by mail go to a domain whose enforced policy no server of it meets: RFC 8460
     // §5.3 wants them delivered all the same.
-    w.dns.add_mx("badcert.test", 10, "mx.badcert.test");
-    w.dns.add_a("mx.badcert.test", Ipv4Addr::LOCALHOST);
-    https.serve(
-        "mta-sts.badcert.test",
-        POLICY_PATH,
-        200,
-        "text/plain",
+    sts_domain(
+        &w,
+        &https,
+        "badcert.test",
+        "mx.badcert.test",
         &policy("enforce", "mx.badcert.test"),
     );
     w.dns.add_mx("sts.test", 10, "mx.sts.test");
