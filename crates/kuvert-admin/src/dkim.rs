@@ -245,14 +245,16 @@ pub fn start_rotations(
     dns: Dns,
     settings: DomainSettings,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match check_rotations(&store, &dns, &settings).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(keys = n, "DKIM keys moved on"),
-                Err(e) => tracing::warn!(error = %e, "DKIM key check failed"),
+    let shared = std::sync::Arc::new((store, dns, settings));
+    crate::every(LOOK_EVERY, "DKIM key check", move || {
+        let shared = shared.clone();
+        async move {
+            let (store, dns, settings) = &*shared;
+            let n = check_rotations(store, dns, settings).await?;
+            if n > 0 {
+                tracing::info!(keys = n, "DKIM keys moved on");
             }
-            tokio::time::sleep(LOOK_EVERY).await;
+            Ok(())
         }
     })
 }

@@ -154,13 +154,10 @@ impl DomainHealth {
 
     /// The background job of `serve`.
     pub fn start(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = self.check_due().await {
-                    tracing::warn!(error = %e, "domain checks failed");
-                }
-                tokio::time::sleep(LOOK_EVERY).await;
-            }
+        let me = std::sync::Arc::new(self);
+        crate::every(LOOK_EVERY, "domain checks", move || {
+            let me = me.clone();
+            async move { me.check_due().await.map(drop) }
         })
     }
 }

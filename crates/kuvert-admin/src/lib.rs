@@ -19,6 +19,27 @@ pub mod templates;
 pub mod tls_reports;
 
 pub use dkim::{records, verify_domain};
+
+/// Runs `job` now and then every `period` (real time), for `serve`: a failure is logged as
+/// `what` failed and the next run comes all the same.
+pub fn every<F, Fut>(
+    period: std::time::Duration,
+    what: &'static str,
+    mut job: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), AdminError>> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = job().await {
+                tracing::warn!(error = %e, "{what} failed");
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}
 use kuvert_core::EmailAddress;
 use kuvert_core::account::{CompanyProfile, Plan, Region, Role, UserProfile};
 use kuvert_core::address::{AddressError, is_host_name};

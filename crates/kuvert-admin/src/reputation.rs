@@ -99,13 +99,10 @@ impl ReputationGuard {
 
     /// The background job of `serve`.
     pub fn start(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = self.check().await {
-                    tracing::warn!(error = %e, "reputation check failed");
-                }
-                tokio::time::sleep(LOOK_EVERY).await;
-            }
+        let me = std::sync::Arc::new(self);
+        crate::every(LOOK_EVERY, "reputation check", move || {
+            let me = me.clone();
+            async move { me.check().await.map(drop) }
         })
     }
 }

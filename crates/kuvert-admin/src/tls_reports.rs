@@ -244,13 +244,10 @@ impl TlsReporter {
 
     /// The background job of `serve`.
     pub fn start(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = self.send_due().await {
-                    tracing::warn!(error = %e, "sending TLS reports failed");
-                }
-                tokio::time::sleep(LOOK_EVERY).await;
-            }
+        let me = std::sync::Arc::new(self);
+        crate::every(LOOK_EVERY, "sending TLS reports", move || {
+            let me = me.clone();
+            async move { me.send_due().await.map(drop) }
         })
     }
 }

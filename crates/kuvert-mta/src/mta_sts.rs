@@ -213,8 +213,8 @@ impl Sts {
             Err((kind, why)) => {
                 tracing::info!(domain, error = %why, "MTA-STS policy not fetched");
                 match &cached {
-                    Some(c) => self.add(domain, &c.id, c.policy.lines(), "", Some(kind)),
-                    None => self.add(domain, "", vec![], "", Some(kind)),
+                    Some(c) => self.add(domain, &c.id, &c.policy.lines(), "", Some(kind)),
+                    None => self.add(domain, "", &[], "", Some(kind)),
                 }
                 cached
             }
@@ -279,7 +279,7 @@ impl Sts {
         self.add(
             &applied.domain,
             &applied.id,
-            applied.lines.clone(),
+            &applied.lines,
             mx_host,
             result,
         );
@@ -289,7 +289,7 @@ impl Sts {
         &self,
         domain: &str,
         id: &str,
-        lines: Vec<String>,
+        lines: &[String],
         mx_host: &str,
         result: Option<ResultType>,
     ) {
@@ -306,8 +306,9 @@ impl Sts {
             return;
         }
         let entry = tally.entry(key).or_insert_with(|| (Vec::new(), 0));
-        if !lines.is_empty() {
-            entry.0 = lines;
+        // The key holds the policy's id, so its lines are copied once, not per session.
+        if entry.0.is_empty() && !lines.is_empty() {
+            entry.0 = lines.to_vec();
         }
         entry.1 += 1;
     }
